@@ -1,0 +1,39 @@
+//! The closed sets of values stored as text columns.
+
+use sea_orm::entity::prelude::*;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        #[sea_orm(
+            rs_type = "String",
+            db_type = "String(StringLen::N(32))",
+            rename_all = "SCREAMING_SNAKE_CASE"
+        )]
+        pub enum $name { $($variant),+ }
+    };
+}
+
+text_enum!(
+    /// What a balance counts.
+    Unit { Points, Credit, Cash }
+);
+text_enum!(
+    /// Why a ledger entry exists.
+    EntryKind { Reward, Claim, ClaimRefund, Reversal, Expiry, Adjustment, CreditApplied, Withdrawal }
+);
+text_enum!(EntryStatus { Pending, Posted, Voided });
+text_enum!(AccountStatus { Active, Closed });
+text_enum!(ReferralStatus { Pending, Qualified, Rejected });
+text_enum!(RejectionReason { UnknownCode, SelfReferral, AlreadyReferred, ProgramDisabled });
+text_enum!(
+    /// How the referee came with the code: typed at sign-up, or through a referral link.
+    ReferralSource { Code, Link }
+);
+text_enum!(ClaimStatus { Pending, Completed, Failed });
+text_enum!(EventKind { Purchase });
+text_enum!(RuleTrigger { FirstPurchase });
+text_enum!(Beneficiary { Referrer, Referee });
+text_enum!(Calculation { Fixed, ProductRate });

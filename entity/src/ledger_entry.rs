@@ -1,0 +1,28 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+#[sea_orm(table_name = "ledger_entries")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub account_id: i64,
+    pub unit: crate::enums::Unit,
+    pub amount: i64,
+    pub remaining: Option<i64>,
+    pub kind: crate::enums::EntryKind,
+    pub status: crate::enums::EntryStatus,
+    pub description: String,
+    pub event_id: Option<i64>,
+    pub referral_id: Option<i64>,
+    pub rule_id: Option<i64>,
+    pub occurrence: Option<i32>,
+    pub claim_id: Option<i64>,
+    pub available_at: Option<DateTimeUtc>,
+    pub expires_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

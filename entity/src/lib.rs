@@ -1,0 +1,17 @@
+//! SeaORM entities, one module per table. Plain data: no GraphQL, no business rules.
+//! Amounts (points, credit, cash, rates) are stored as integers in millionths
+//! (see `referral_server::amount`), which keeps the ledger exact on SQLite and PostgreSQL alike.
+
+pub mod account;
+pub mod audit_log;
+pub mod balance;
+pub mod claim;
+pub mod enums;
+pub mod event;
+pub mod ledger_entry;
+pub mod lot_allocation;
+pub mod product;
+pub mod program_settings;
+pub mod provider;
+pub mod referral;
+pub mod reward_rule;

@@ -1,0 +1,22 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+#[sea_orm(table_name = "program_settings")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: i32,
+    pub enabled: bool,
+    pub currency: String,
+    pub referral_link_template: String,
+    pub landing_url: Option<String>,
+    pub cookie_days: i32,
+    pub gb_per_claim: i32,
+    pub minimum_withdrawal: i64,
+    pub require_verified_payment_for_link: bool,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
