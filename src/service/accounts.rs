@@ -1,0 +1,288 @@
+//! Accounts and attribution: registration with a referral code, lookups, masked names, and the
+//! lists an account's dashboard shows.
+
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use crate::service::codes::ReferralCode;
+use crate::service::page::{Page, PageRequest};
+use crate::service::{optional_text, required_text, settings};
+use entity::enums::{AccountStatus, ReferralSource, ReferralStatus, RejectionReason, Unit};
+use entity::{account, balance, referral};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TryInsertResult,
+};
+use std::collections::HashMap;
+
+/// Tries at generating a code that is not taken yet; with 31⁸ codes a second try is rare.
+const CODE_ATTEMPTS: usize = 8;
+
+#[derive(Debug)]
+pub struct Registration {
+    pub external_id: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub referral_code: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Registered {
+    pub account: account::Model,
+    pub referral: Option<referral::Model>,
+}
+
+/// Registers an account, or answers again for one that exists (registration is idempotent).
+/// With a referral code, the account is attributed to the code's owner, or the attempt is
+/// recorded as rejected with its reason. An account is attributed at most once: a unique index
+/// allows one referral that is not rejected per referee.
+pub async fn register(db: &DatabaseConnection, input: Registration) -> AppResult<Registered> {
+    let external_id = required_text("externalId", &input.external_id, 128)?;
+    let display_name = optional_text("displayName", input.display_name.as_deref(), 200)?;
+    let email = optional_text("email", input.email.as_deref(), 320)?;
+    if email.as_deref().is_some_and(|e| !e.contains('@')) {
+        return Err(AppError::bad_input("email is not an email address"));
+    }
+    let code = match input.referral_code.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(code) => Some(ReferralCode::parse(code)?),
+    };
+
+    let txn = begin_write(db).await?;
+    let account = match find_by_external_id(&txn, &external_id).await? {
+        Some(existing) => existing,
+        None => insert_account(&txn, &external_id, display_name, email).await?,
+    };
+    let accepted = accepted_referral_of(&txn, account.id).await?;
+    let referral = match code {
+        None => accepted,
+        Some(code) => Some(attribute(&txn, &account, accepted, code).await?),
+    };
+    txn.commit().await?;
+    Ok(Registered { account, referral })
+}
+
+async fn insert_account(
+    txn: &impl ConnectionTrait,
+    external_id: &str,
+    display_name: Option<String>,
+    email: Option<String>,
+) -> AppResult<account::Model> {
+    for _ in 0..CODE_ATTEMPTS {
+        let row = account::ActiveModel {
+            external_id: Set(external_id.to_owned()),
+            display_name: Set(display_name.clone()),
+            email: Set(email.clone()),
+            account_group: Set(None),
+            referral_code: Set(ReferralCode::generate().into_string()),
+            status: Set(AccountStatus::Active),
+            first_purchase_at: Set(None),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        };
+        // No conflict target: whichever unique index refuses the row (the code, or the
+        // externalId registered concurrently by another request), nothing is written.
+        let inserted = account::Entity::insert(row)
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .try_insert()
+            .exec_with_returning(txn)
+            .await?;
+        match inserted {
+            TryInsertResult::Inserted(account) => {
+                create_balances(txn, account.id).await?;
+                return Ok(account);
+            }
+            _ => {
+                if let Some(existing) = find_by_external_id(txn, external_id).await? {
+                    return Ok(existing);
+                }
+            }
+        }
+    }
+    Err(AppError::internal(anyhow::anyhow!("could not generate a free referral code")))
+}
+
+/// Every account has one balance row per unit from the start, so posting is always an UPDATE.
+async fn create_balances(txn: &impl ConnectionTrait, account_id: i64) -> AppResult<()> {
+    let rows = [Unit::Points, Unit::Credit, Unit::Cash].map(|unit| balance::ActiveModel {
+        account_id: Set(account_id),
+        unit: Set(unit),
+        available: Set(0),
+        pending: Set(0),
+        lifetime_earned: Set(0),
+    });
+    balance::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    Ok(())
+}
+
+async fn attribute(
+    txn: &impl ConnectionTrait,
+    account: &account::Model,
+    accepted: Option<referral::Model>,
+    code: ReferralCode,
+) -> AppResult<referral::Model> {
+    let referrer = find_by_code(txn, &code).await?;
+    let rejection = match (&accepted, &referrer) {
+        (Some(existing), _) if existing.code_used.as_deref() == Some(code.as_str()) => {
+            return Ok(existing.clone());
+        }
+        (Some(_), _) => Some(RejectionReason::AlreadyReferred),
+        (None, None) => Some(RejectionReason::UnknownCode),
+        (None, Some(referrer)) if referrer.id == account.id => Some(RejectionReason::SelfReferral),
+        (None, Some(_)) if !settings::get(txn).await?.enabled => Some(RejectionReason::ProgramDisabled),
+        (None, Some(_)) => None,
+    };
+    let referrer_id = referrer.as_ref().map(|r| r.id).filter(|id| *id != account.id);
+    match rejection {
+        Some(reason) => record_rejection(txn, account.id, referrer_id, &code, reason).await,
+        None => {
+            let row = new_referral(account.id, referrer_id, &code, ReferralStatus::Pending, None);
+            let inserted = referral::Entity::insert(row)
+                .on_conflict(OnConflict::new().do_nothing().to_owned())
+                .try_insert()
+                .exec_with_returning(txn)
+                .await?;
+            match inserted {
+                TryInsertResult::Inserted(referral) => Ok(referral),
+                // Attributed concurrently by another request: answer with what won.
+                _ => accepted_referral_of(txn, account.id).await?.ok_or_else(|| {
+                    AppError::internal(anyhow::anyhow!("referral insert conflicted but none found"))
+                }),
+            }
+        }
+    }
+}
+
+/// A rejected attempt is kept for the record; the same attempt again answers the same row.
+async fn record_rejection(
+    txn: &impl ConnectionTrait,
+    referee_id: i64,
+    referrer_id: Option<i64>,
+    code: &ReferralCode,
+    reason: RejectionReason,
+) -> AppResult<referral::Model> {
+    let same = referral::Entity::find()
+        .filter(referral::Column::RefereeId.eq(referee_id))
+        .filter(referral::Column::Status.eq(ReferralStatus::Rejected))
+        .filter(referral::Column::CodeUsed.eq(code.as_str()))
+        .filter(referral::Column::RejectionReason.eq(reason))
+        .one(txn)
+        .await?;
+    if let Some(same) = same {
+        return Ok(same);
+    }
+    let row = new_referral(referee_id, referrer_id, code, ReferralStatus::Rejected, Some(reason));
+    Ok(row.insert(txn).await?)
+}
+
+fn new_referral(
+    referee_id: i64,
+    referrer_id: Option<i64>,
+    code: &ReferralCode,
+    status: ReferralStatus,
+    rejection_reason: Option<RejectionReason>,
+) -> referral::ActiveModel {
+    referral::ActiveModel {
+        referee_id: Set(referee_id),
+        referrer_id: Set(referrer_id),
+        status: Set(status),
+        rejection_reason: Set(rejection_reason),
+        code_used: Set(Some(code.as_str().to_owned())),
+        source: Set(ReferralSource::Code),
+        created_at: Set(chrono::Utc::now()),
+        qualified_at: Set(None),
+        ..Default::default()
+    }
+}
+
+pub async fn find_by_external_id(
+    db: &impl ConnectionTrait,
+    external_id: &str,
+) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find()
+        .filter(account::Column::ExternalId.eq(external_id))
+        .one(db)
+        .await?)
+}
+
+pub async fn get_by_external_id(db: &impl ConnectionTrait, external_id: &str) -> AppResult<account::Model> {
+    find_by_external_id(db, external_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no account with externalId {external_id:?}")))
+}
+
+pub async fn find_by_code(db: &impl ConnectionTrait, code: &ReferralCode) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find()
+        .filter(account::Column::ReferralCode.eq(code.as_str()))
+        .one(db)
+        .await?)
+}
+
+pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, account::Model>> {
+    let rows = account::Entity::find().filter(account::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+    Ok(rows.into_iter().map(|a| (a.id, a)).collect())
+}
+
+/// The referral that brought this account, if one was accepted.
+pub async fn accepted_referral_of(db: &impl ConnectionTrait, referee_id: i64) -> AppResult<Option<referral::Model>> {
+    Ok(referral::Entity::find()
+        .filter(referral::Column::RefereeId.eq(referee_id))
+        .filter(referral::Column::Status.ne(ReferralStatus::Rejected))
+        .one(db)
+        .await?)
+}
+
+/// The accepted referrals of many referees, keyed by referee, in one query.
+pub async fn accepted_referrals_of(
+    db: &impl ConnectionTrait,
+    referee_ids: &[i64],
+) -> AppResult<HashMap<i64, referral::Model>> {
+    let rows = referral::Entity::find()
+        .filter(referral::Column::RefereeId.is_in(referee_ids.iter().copied()))
+        .filter(referral::Column::Status.ne(ReferralStatus::Rejected))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.referee_id, r)).collect())
+}
+
+/// The friends an account referred (rejected attempts left out), newest first.
+pub async fn referred_friends(
+    db: &impl ConnectionTrait,
+    referrer_id: i64,
+    page: PageRequest,
+) -> AppResult<Page<referral::Model>> {
+    let base = referral::Entity::find()
+        .filter(referral::Column::ReferrerId.eq(referrer_id))
+        .filter(referral::Column::Status.ne(ReferralStatus::Rejected));
+    let total = base.clone().count(db).await?;
+    let mut query = base.order_by_desc(referral::Column::Id).limit(page.fetch_limit());
+    if let Some(after) = page.after {
+        query = query.filter(referral::Column::Id.lt(after));
+    }
+    Ok(Page::from_rows(query.all(db).await?, page, total))
+}
+
+/// "Jo*** S.": enough for a friend to recognise, not enough to identify a stranger.
+pub fn mask_name(name: &str) -> String {
+    let mut words = name.split_whitespace();
+    let first: String = words.next().unwrap_or("").chars().take(2).collect();
+    let last_initial = words.last().and_then(|w| w.chars().next());
+    match last_initial {
+        Some(initial) => format!("{first}*** {initial}."),
+        None => format!("{first}***"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_name;
+
+    #[test]
+    fn masks_names() {
+        assert_eq!(mask_name("John Smith"), "Jo*** S.");
+        assert_eq!(mask_name("Jo Ann van Dyke"), "Jo*** D.");
+        assert_eq!(mask_name("Alice"), "Al***");
+        assert_eq!(mask_name("Łukasz Żółw"), "Łu*** Ż.");
+        assert_eq!(mask_name(" "), "***");
+    }
+}

@@ -1,0 +1,27 @@
+//! The audit log: every admin change, written in the same transaction as the change.
+
+use crate::error::AppResult;
+use entity::audit_log;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use serde_json::json;
+
+pub async fn record(
+    db: &impl ConnectionTrait,
+    actor: &str,
+    action: &str,
+    target: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> AppResult<()> {
+    audit_log::ActiveModel {
+        actor: Set(actor.to_owned()),
+        action: Set(action.to_owned()),
+        target: Set(target.to_owned()),
+        details: Set(json!({ "before": before, "after": after }).to_string()),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}

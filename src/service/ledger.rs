@@ -1,0 +1,342 @@
+//! The ledger: every change of a balance is an entry, and the balance row changes in the same
+//! transaction. A positive posted entry is a lot; spending consumes lots soonest-expiry first,
+//! then oldest, and records which lots it took from so that a refund can put them back.
+//! `available >= 0` is a CHECK constraint, and debits are conditional updates, so no
+//! interleaving of requests can overspend.
+
+use crate::amount::Amount;
+use crate::error::{AppError, AppResult};
+use crate::service::page::{Page, PageRequest};
+use entity::enums::{EntryKind, EntryStatus, Unit};
+use entity::{balance, ledger_entry, lot_allocation};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TryInsertResult,
+};
+use std::collections::HashMap;
+
+/// Lots read at a time while consuming them.
+const LOT_BATCH: u64 = 100;
+
+/// A positive entry to post.
+#[derive(Debug, Clone)]
+pub struct NewCredit {
+    pub account_id: i64,
+    pub unit: Unit,
+    pub amount: Amount,
+    pub kind: EntryKind,
+    pub description: String,
+    pub event_id: Option<i64>,
+    pub referral_id: Option<i64>,
+    pub rule_id: Option<i64>,
+    pub occurrence: Option<i32>,
+}
+
+/// Posts a reward (or any credit) as a lot and raises the balance. Returns `None`, writing
+/// nothing, when the same (rule, referral, occurrence) was already paid: the unique index
+/// decides, so concurrent events cannot both pay.
+pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppResult<Option<ledger_entry::Model>> {
+    if !credit.amount.is_positive() {
+        return Err(AppError::internal(anyhow::anyhow!("credit of {} is not positive", credit.amount)));
+    }
+    let row = ledger_entry::ActiveModel {
+        account_id: Set(credit.account_id),
+        unit: Set(credit.unit),
+        amount: Set(credit.amount.micros()),
+        remaining: Set(Some(credit.amount.micros())),
+        kind: Set(credit.kind),
+        status: Set(EntryStatus::Posted),
+        description: Set(truncate(credit.description)),
+        event_id: Set(credit.event_id),
+        referral_id: Set(credit.referral_id),
+        rule_id: Set(credit.rule_id),
+        occurrence: Set(credit.occurrence),
+        claim_id: Set(None),
+        available_at: Set(None),
+        expires_at: Set(None),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    };
+    let inserted = ledger_entry::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                ledger_entry::Column::RuleId,
+                ledger_entry::Column::ReferralId,
+                ledger_entry::Column::Occurrence,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .try_insert()
+        .exec_with_returning(db)
+        .await?;
+    let TryInsertResult::Inserted(entry) = inserted else { return Ok(None) };
+    let raised = balance::Entity::update_many()
+        .col_expr(balance::Column::Available, Expr::col(balance::Column::Available).add(entry.amount))
+        .col_expr(
+            balance::Column::LifetimeEarned,
+            Expr::col(balance::Column::LifetimeEarned).add(entry.amount),
+        )
+        .filter(balance::Column::AccountId.eq(entry.account_id))
+        .filter(balance::Column::Unit.eq(entry.unit))
+        .exec(db)
+        .await?;
+    expect_one_row(raised.rows_affected, "balance row")?;
+    Ok(Some(entry))
+}
+
+/// Spends `amount` from the available balance: a conditional update that fails with
+/// `INSUFFICIENT_BALANCE` when the balance does not cover it, then a negative entry, then the
+/// lots it consumed. The caller's transaction makes it all or nothing.
+pub async fn debit(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    unit: Unit,
+    amount: Amount,
+    kind: EntryKind,
+    description: String,
+    claim_id: Option<i64>,
+) -> AppResult<ledger_entry::Model> {
+    let cost = amount.micros();
+    if cost <= 0 {
+        return Err(AppError::internal(anyhow::anyhow!("debit of {amount} is not positive")));
+    }
+    let lowered = balance::Entity::update_many()
+        .col_expr(balance::Column::Available, Expr::col(balance::Column::Available).sub(cost))
+        .filter(balance::Column::AccountId.eq(account_id))
+        .filter(balance::Column::Unit.eq(unit))
+        .filter(balance::Column::Available.gte(cost))
+        .exec(db)
+        .await?;
+    if lowered.rows_affected == 0 {
+        return Err(AppError::InsufficientBalance(format!(
+            "the available balance does not cover {amount} {}",
+            unit_word(unit)
+        )));
+    }
+    let entry = ledger_entry::ActiveModel {
+        account_id: Set(account_id),
+        unit: Set(unit),
+        amount: Set(-cost),
+        remaining: Set(None),
+        kind: Set(kind),
+        status: Set(EntryStatus::Posted),
+        description: Set(truncate(description)),
+        event_id: Set(None),
+        referral_id: Set(None),
+        rule_id: Set(None),
+        occurrence: Set(None),
+        claim_id: Set(claim_id),
+        available_at: Set(None),
+        expires_at: Set(None),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    consume_lots(db, &entry, cost).await?;
+    Ok(entry)
+}
+
+/// Takes `cost` from the account's lots in the ledger's order. The balance row was updated
+/// first in this transaction, which holds its lock (or SQLite's write lock): lots of one
+/// account are never consumed by two transactions at once.
+async fn consume_lots(db: &impl ConnectionTrait, debit: &ledger_entry::Model, cost: i64) -> AppResult<()> {
+    let mut left = cost;
+    while left > 0 {
+        let lots = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::AccountId.eq(debit.account_id))
+            .filter(ledger_entry::Column::Unit.eq(debit.unit))
+            .filter(ledger_entry::Column::Status.eq(EntryStatus::Posted))
+            .filter(ledger_entry::Column::Remaining.gt(0))
+            .order_by_asc(Expr::col(ledger_entry::Column::ExpiresAt).is_null())
+            .order_by_asc(ledger_entry::Column::ExpiresAt)
+            .order_by_asc(ledger_entry::Column::Id)
+            .limit(LOT_BATCH)
+            .all(db)
+            .await?;
+        if lots.is_empty() {
+            return Err(AppError::internal(anyhow::anyhow!(
+                "account {} has {left} less in lots than its balance says",
+                debit.account_id
+            )));
+        }
+        for lot in lots {
+            let take = std::cmp::min(lot.remaining.unwrap_or(0), left);
+            adjust_lot(db, lot.id, -take).await?;
+            lot_allocation::ActiveModel {
+                debit_entry_id: Set(debit.id),
+                lot_entry_id: Set(lot.id),
+                amount: Set(take),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn adjust_lot(db: &impl ConnectionTrait, lot_id: i64, delta: i64) -> AppResult<()> {
+    let mut update = ledger_entry::Entity::update_many()
+        .col_expr(ledger_entry::Column::Remaining, Expr::col(ledger_entry::Column::Remaining).add(delta))
+        .filter(ledger_entry::Column::Id.eq(lot_id));
+    if delta < 0 {
+        update = update.filter(ledger_entry::Column::Remaining.gte(-delta));
+    }
+    expect_one_row(update.exec(db).await?.rows_affected, "lot")
+}
+
+/// Gives a debit back: the lots it consumed regain what it took (keeping their expiry), the
+/// balance rises again, and a positive entry records it. The entry is not a lot itself; the
+/// restored lots are.
+pub async fn refund_debit(
+    db: &impl ConnectionTrait,
+    debit: &ledger_entry::Model,
+    kind: EntryKind,
+    description: String,
+) -> AppResult<ledger_entry::Model> {
+    let allocations = lot_allocation::Entity::find()
+        .filter(lot_allocation::Column::DebitEntryId.eq(debit.id))
+        .all(db)
+        .await?;
+    for allocation in &allocations {
+        adjust_lot(db, allocation.lot_entry_id, allocation.amount).await?;
+    }
+    let amount = -debit.amount;
+    let raised = balance::Entity::update_many()
+        .col_expr(balance::Column::Available, Expr::col(balance::Column::Available).add(amount))
+        .filter(balance::Column::AccountId.eq(debit.account_id))
+        .filter(balance::Column::Unit.eq(debit.unit))
+        .exec(db)
+        .await?;
+    expect_one_row(raised.rows_affected, "balance row")?;
+    Ok(ledger_entry::ActiveModel {
+        account_id: Set(debit.account_id),
+        unit: Set(debit.unit),
+        amount: Set(amount),
+        remaining: Set(None),
+        kind: Set(kind),
+        status: Set(EntryStatus::Posted),
+        description: Set(truncate(description)),
+        event_id: Set(None),
+        referral_id: Set(None),
+        rule_id: Set(None),
+        occurrence: Set(None),
+        claim_id: Set(debit.claim_id),
+        available_at: Set(None),
+        expires_at: Set(None),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
+}
+
+/// Balances of many accounts, all units, in one query.
+pub async fn balances_of(
+    db: &impl ConnectionTrait,
+    account_ids: &[i64],
+) -> AppResult<HashMap<i64, Vec<balance::Model>>> {
+    let rows = balance::Entity::find()
+        .filter(balance::Column::AccountId.is_in(account_ids.iter().copied()))
+        .all(db)
+        .await?;
+    let mut map: HashMap<i64, Vec<balance::Model>> = HashMap::new();
+    for row in rows {
+        map.entry(row.account_id).or_default().push(row);
+    }
+    Ok(map)
+}
+
+pub async fn balance(db: &impl ConnectionTrait, account_id: i64, unit: Unit) -> AppResult<balance::Model> {
+    balance::Entity::find_by_id((account_id, unit))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("account {account_id} has no {unit:?} balance")))
+}
+
+/// An account's entries, newest first, optionally of one unit.
+pub async fn history(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    unit: Option<Unit>,
+    page: PageRequest,
+) -> AppResult<Page<ledger_entry::Model>> {
+    let mut base = ledger_entry::Entity::find().filter(ledger_entry::Column::AccountId.eq(account_id));
+    if let Some(unit) = unit {
+        base = base.filter(ledger_entry::Column::Unit.eq(unit));
+    }
+    let total = base.clone().count(db).await?;
+    let mut query = base.order_by_desc(ledger_entry::Column::Id).limit(page.fetch_limit());
+    if let Some(after) = page.after {
+        query = query.filter(ledger_entry::Column::Id.lt(after));
+    }
+    Ok(Page::from_rows(query.all(db).await?, page, total))
+}
+
+/// What each beneficiary earned through each referral (rewards, net of reversals, not voided),
+/// for many (referral, beneficiary) pairs in one query.
+pub async fn earned_by_referrals(
+    db: &impl ConnectionTrait,
+    keys: &[(i64, i64)],
+) -> AppResult<HashMap<(i64, i64), Vec<(Unit, Amount)>>> {
+    let referral_ids: Vec<i64> = keys.iter().map(|(referral, _)| *referral).collect();
+    let rows: Vec<(i64, i64, Unit, i64)> = ledger_entry::Entity::find()
+        .select_only()
+        .column(ledger_entry::Column::ReferralId)
+        .column(ledger_entry::Column::AccountId)
+        .column(ledger_entry::Column::Unit)
+        .column_as(ledger_entry::Column::Amount.sum(), "total")
+        .filter(ledger_entry::Column::ReferralId.is_in(referral_ids))
+        .filter(ledger_entry::Column::Kind.is_in([EntryKind::Reward, EntryKind::Reversal]))
+        .filter(ledger_entry::Column::Status.ne(EntryStatus::Voided))
+        .group_by(ledger_entry::Column::ReferralId)
+        .group_by(ledger_entry::Column::AccountId)
+        .group_by(ledger_entry::Column::Unit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut map: HashMap<(i64, i64), Vec<(Unit, Amount)>> = HashMap::new();
+    for (referral_id, account_id, unit, total) in rows {
+        map.entry((referral_id, account_id)).or_default().push((unit, Amount::from_micros(total)));
+    }
+    Ok(map)
+}
+
+pub async fn entries_of_event(db: &impl ConnectionTrait, event_id: i64) -> AppResult<Vec<ledger_entry::Model>> {
+    Ok(ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::EventId.eq(event_id))
+        .order_by_asc(ledger_entry::Column::Id)
+        .all(db)
+        .await?)
+}
+
+pub fn unit_word(unit: Unit) -> &'static str {
+    match unit {
+        Unit::Points => "points",
+        Unit::Credit => "credit",
+        Unit::Cash => "cash",
+    }
+}
+
+fn expect_one_row(rows: u64, what: &str) -> AppResult<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(AppError::internal(anyhow::anyhow!("expected to update one {what}, updated {rows}")))
+    }
+}
+
+/// Descriptions are for people; the column holds 500 characters.
+fn truncate(mut text: String) -> String {
+    if let Some((index, _)) = text.char_indices().nth(500) {
+        text.truncate(index);
+    }
+    text
+}

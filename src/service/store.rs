@@ -1,0 +1,198 @@
+//! The reward store of program 3: points are spent on data, `gbPerClaim` GB of one provider at
+//! a time, at the provider's redemption rate. A claim debits the balance in the same
+//! transaction that records it; a failed delivery gives the points back.
+
+use crate::amount::Amount;
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use crate::service::page::{Page, PageRequest};
+use crate::service::{accounts, audit, catalog, ledger, optional_text, request_hash, settings};
+use chrono::Utc;
+use entity::enums::{ClaimStatus, EntryKind, Unit};
+use entity::{balance, claim, ledger_entry, provider};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TryInsertResult,
+};
+use serde_json::json;
+
+pub struct Offer {
+    pub provider: provider::Model,
+    pub redemption_rate: Amount,
+    pub points_per_claim: Amount,
+}
+
+/// The providers a customer can claim from (those with a redemption rate) and what one claim
+/// costs at each.
+pub async fn offers(db: &impl ConnectionTrait, gb_per_claim: i32) -> AppResult<Vec<Offer>> {
+    let offers = catalog::providers(db)
+        .await?
+        .into_iter()
+        .filter_map(|provider| {
+            let rate = Amount::from_micros(provider.redemption_rate?);
+            let cost = rate.checked_mul_int(i64::from(gb_per_claim))?;
+            Some(Offer { provider, redemption_rate: rate, points_per_claim: cost })
+        })
+        .collect();
+    Ok(offers)
+}
+
+pub struct ClaimRequest {
+    pub external_id: String,
+    pub provider_id: i64,
+    pub idempotency_key: Option<String>,
+}
+
+pub struct Claimed {
+    pub claim: claim::Model,
+    pub balance: balance::Model,
+    pub duplicate: bool,
+}
+
+pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<Claimed> {
+    let key = optional_text("idempotencyKey", request.idempotency_key.as_deref(), 128)?;
+    let txn = begin_write(db).await?;
+    let program = settings::get(&txn).await?;
+    if !program.enabled {
+        return Err(AppError::ProgramDisabled);
+    }
+    let account = accounts::get_by_external_id(&txn, &request.external_id).await?;
+    let provider = provider::Entity::find_by_id(request.provider_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such provider"))?;
+    let rate = provider
+        .redemption_rate
+        .map(Amount::from_micros)
+        .ok_or_else(|| AppError::bad_input(format!("provider {} has no redemption rate yet", provider.key)))?;
+    let gb = program.gb_per_claim;
+    let cost = rate
+        .checked_mul_int(i64::from(gb))
+        .ok_or_else(|| AppError::bad_input("the claim's cost is too large"))?;
+    let hash = request_hash(&json!({ "providerId": provider.id, "gb": gb }));
+
+    let inserted = claim::Entity::insert(claim::ActiveModel {
+        account_id: Set(account.id),
+        provider_id: Set(provider.id),
+        gb: Set(gb),
+        points: Set(cost.micros()),
+        status: Set(ClaimStatus::Pending),
+        idempotency_key: Set(key.clone()),
+        request_hash: Set(Some(hash.clone())),
+        created_at: Set(Utc::now()),
+        decided_at: Set(None),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([claim::Column::AccountId, claim::Column::IdempotencyKey])
+            .do_nothing()
+            .to_owned(),
+    )
+    .try_insert()
+    .exec_with_returning(&txn)
+    .await?;
+    let TryInsertResult::Inserted(claim) = inserted else {
+        // The same idempotency key again (perhaps concurrently): answer the first claim.
+        txn.rollback().await?;
+        return replay_claim(db, account.id, key.as_deref().unwrap_or_default(), &hash).await;
+    };
+    let description = format!("Reward claim: {gb} GB of {} data", provider.name);
+    ledger::debit(&txn, account.id, Unit::Points, cost, EntryKind::Claim, description, Some(claim.id)).await?;
+    let balance = ledger::balance(&txn, account.id, Unit::Points).await?;
+    txn.commit().await?;
+    tracing::info!(claim = claim.id, account = account.id, points = %cost, "reward claimed");
+    Ok(Claimed { claim, balance, duplicate: false })
+}
+
+async fn replay_claim(db: &impl ConnectionTrait, account_id: i64, key: &str, hash: &str) -> AppResult<Claimed> {
+    let claim = claim::Entity::find()
+        .filter(claim::Column::AccountId.eq(account_id))
+        .filter(claim::Column::IdempotencyKey.eq(key))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("claim conflicted but was not found")))?;
+    if claim.request_hash.as_deref() != Some(hash) {
+        return Err(AppError::IdempotencyConflict(format!(
+            "idempotencyKey {key:?} was already used for a different claim"
+        )));
+    }
+    let balance = ledger::balance(db, account_id, Unit::Points).await?;
+    Ok(Claimed { claim, balance, duplicate: true })
+}
+
+/// The billing side reports whether the data was delivered. `FAILED` gives the points back to
+/// the lots they came from. Deciding a claim twice the same way answers the same; deciding it
+/// the other way is refused.
+pub async fn complete(
+    db: &DatabaseConnection,
+    actor: &str,
+    claim_id: i64,
+    outcome: ClaimStatus,
+) -> AppResult<claim::Model> {
+    if outcome == ClaimStatus::Pending {
+        return Err(AppError::bad_input("a claim is completed as COMPLETED or FAILED"));
+    }
+    let txn = begin_write(db).await?;
+    let decided = claim::Entity::update_many()
+        .col_expr(claim::Column::Status, Expr::value(outcome))
+        .col_expr(claim::Column::DecidedAt, Expr::value(Utc::now()))
+        .filter(claim::Column::Id.eq(claim_id))
+        .filter(claim::Column::Status.eq(ClaimStatus::Pending))
+        .exec(&txn)
+        .await?;
+    let claim = claim::Entity::find_by_id(claim_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such claim"))?;
+    if decided.rows_affected == 0 {
+        return if claim.status == outcome {
+            Ok(claim)
+        } else {
+            Err(AppError::bad_input(format!("the claim is already {:?}", claim.status).to_uppercase()))
+        };
+    }
+    if outcome == ClaimStatus::Failed {
+        let debit = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::ClaimId.eq(claim.id))
+            .filter(ledger_entry::Column::Kind.eq(EntryKind::Claim))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("claim {claim_id} has no debit entry")))?;
+        let description = format!("Reward claim failed: {} GB returned as points", claim.gb);
+        ledger::refund_debit(&txn, &debit, EntryKind::ClaimRefund, description).await?;
+    }
+    audit::record(
+        &txn,
+        actor,
+        "COMPLETE_CLAIM",
+        &format!("claim:{claim_id}"),
+        json!({ "status": "PENDING" }),
+        json!({ "status": outcome }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(claim)
+}
+
+/// Claims, newest first: of one account, or all of them, optionally of one status.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    account_id: Option<i64>,
+    status: Option<ClaimStatus>,
+    page: PageRequest,
+) -> AppResult<Page<claim::Model>> {
+    let mut base = claim::Entity::find();
+    if let Some(account_id) = account_id {
+        base = base.filter(claim::Column::AccountId.eq(account_id));
+    }
+    if let Some(status) = status {
+        base = base.filter(claim::Column::Status.eq(status));
+    }
+    let total = base.clone().count(db).await?;
+    let mut query = base.order_by_desc(claim::Column::Id).limit(page.fetch_limit());
+    if let Some(after) = page.after {
+        query = query.filter(claim::Column::Id.lt(after));
+    }
+    Ok(Page::from_rows(query.all(db).await?, page, total))
+}

@@ -1,0 +1,34 @@
+//! The state every request shares: cheap to clone.
+
+use crate::auth::JwtKeys;
+use crate::config::Config;
+use crate::db::{self, StatementCounter};
+use sea_orm::{DatabaseConnection, DbErr};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: DatabaseConnection,
+    pub config: Config,
+    pub keys: JwtKeys,
+    pub statements: StatementCounter,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Connects to the configured database and brings its schema up to date.
+    pub async fn connect(config: Config) -> Result<Self, DbErr> {
+        let (db, statements) = db::connect(&config.database_url).await?;
+        db::migrate(&db).await?;
+        let keys = JwtKeys::new(&config);
+        Ok(AppState(Arc::new(Inner { db, config, keys, statements })))
+    }
+}
