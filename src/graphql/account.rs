@@ -1,0 +1,80 @@
+//! Accounts: the customer's own (`me`), registration by the billing system, referral links.
+
+use crate::auth::RoleGuard;
+use crate::graphql::context::{program_settings, state, viewer};
+use crate::graphql::types::{Account, Referral};
+use crate::service::accounts::{self, Registration};
+use crate::service::settings::referral_link;
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+
+#[derive(Default)]
+pub struct AccountQuery;
+
+#[Object]
+impl AccountQuery {
+    /// The customer's own account; null while the billing system has not registered it.
+    #[graphql(guard = "RoleGuard::CUSTOMER")]
+    async fn me(&self, ctx: &Context<'_>) -> Result<Option<Account>> {
+        let external_id = viewer(ctx).customer_external_id()?;
+        Ok(accounts::find_by_external_id(&state(ctx).db, external_id).await?.map(Account))
+    }
+}
+
+#[derive(InputObject)]
+pub struct RegisterAccountInput {
+    /// The platform's id of the account (a customer token's `sub`).
+    pub external_id: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    /// The code the newcomer signed up with, in any case.
+    pub referral_code: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct RegisterAccountPayload {
+    pub account: Account,
+    /// The attribution: accepted (PENDING or QUALIFIED), or REJECTED with its reason.
+    pub referral: Option<Referral>,
+}
+
+#[derive(SimpleObject)]
+pub struct ReferralLink {
+    pub code: String,
+    pub url: String,
+}
+
+#[derive(Default)]
+pub struct AccountMutation;
+
+#[Object]
+impl AccountMutation {
+    /// Registers an account at sign-up. Registering the same externalId again answers the
+    /// existing account and changes nothing but a first attribution.
+    #[graphql(guard = "RoleGuard::SERVICE")]
+    async fn register_account(&self, ctx: &Context<'_>, input: RegisterAccountInput) -> Result<RegisterAccountPayload> {
+        let registered = accounts::register(
+            &state(ctx).db,
+            Registration {
+                external_id: input.external_id,
+                display_name: input.display_name,
+                email: input.email,
+                referral_code: input.referral_code,
+            },
+        )
+        .await?;
+        Ok(RegisterAccountPayload {
+            account: Account(registered.account),
+            referral: registered.referral.map(Referral),
+        })
+    }
+
+    /// The customer's code and the link to share.
+    #[graphql(guard = "RoleGuard::CUSTOMER")]
+    async fn generate_referral_link(&self, ctx: &Context<'_>) -> Result<ReferralLink> {
+        let external_id = viewer(ctx).customer_external_id()?;
+        let account = accounts::get_by_external_id(&state(ctx).db, external_id).await?;
+        let settings = program_settings(ctx).await?;
+        let url = referral_link(settings, &state(ctx).config.public_url, &account.referral_code);
+        Ok(ReferralLink { code: account.referral_code, url })
+    }
+}

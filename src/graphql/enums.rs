@@ -1,0 +1,120 @@
+//! GraphQL enums, mirrored from the stored ones (`remote` generates the conversions).
+
+use async_graphql::Enum;
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::Unit")]
+pub enum RewardUnit {
+    Points,
+    Credit,
+    Cash,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::EntryKind")]
+pub enum LedgerEntryKind {
+    Reward,
+    Claim,
+    ClaimRefund,
+    Reversal,
+    Expiry,
+    Adjustment,
+    CreditApplied,
+    Withdrawal,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::EntryStatus")]
+pub enum LedgerEntryStatus {
+    Pending,
+    Posted,
+    Voided,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::AccountStatus")]
+pub enum AccountStatus {
+    Active,
+    Closed,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::ReferralStatus")]
+pub enum ReferralStatus {
+    Pending,
+    Qualified,
+    Rejected,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::RejectionReason")]
+pub enum RejectionReason {
+    UnknownCode,
+    SelfReferral,
+    AlreadyReferred,
+    ProgramDisabled,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::ReferralSource")]
+pub enum ReferralSource {
+    Code,
+    Link,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::ClaimStatus")]
+pub enum ClaimStatus {
+    Pending,
+    Completed,
+    Failed,
+}
+
+/// How the billing side reports a claim's delivery.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum ClaimOutcome {
+    Completed,
+    Failed,
+}
+
+impl From<ClaimOutcome> for entity::enums::ClaimStatus {
+    fn from(outcome: ClaimOutcome) -> Self {
+        match outcome {
+            ClaimOutcome::Completed => entity::enums::ClaimStatus::Completed,
+            ClaimOutcome::Failed => entity::enums::ClaimStatus::Failed,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::EventKind")]
+pub enum EventKind {
+    Purchase,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::RuleTrigger")]
+pub enum RuleTrigger {
+    FirstPurchase,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::Beneficiary")]
+pub enum Beneficiary {
+    Referrer,
+    Referee,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::Calculation")]
+pub enum Calculation {
+    Fixed,
+    ProductRate,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::service::rules::Outcome")]
+pub enum DecisionOutcome {
+    Rewarded,
+    Skipped,
+}

@@ -1,0 +1,60 @@
+//! The program's switch and settings.
+
+use crate::auth::RoleGuard;
+use crate::graphql::context::{program_settings, state, viewer};
+use crate::graphql::scalars::Decimal;
+use crate::graphql::types::{Program, ProgramSettings};
+use crate::service::settings::{self, SettingsPatch};
+use async_graphql::{Context, InputObject, Object, Result};
+
+#[derive(Default)]
+pub struct ProgramQuery;
+
+#[Object]
+impl ProgramQuery {
+    /// Whether the program runs, for any signed-in viewer.
+    #[graphql(guard = "RoleGuard::ANY")]
+    async fn program(&self, ctx: &Context<'_>) -> Result<Program> {
+        Ok(Program(program_settings(ctx).await?.clone()))
+    }
+
+    #[graphql(guard = "RoleGuard::ADMIN")]
+    async fn program_settings(&self, ctx: &Context<'_>) -> Result<ProgramSettings> {
+        Ok(program_settings(ctx).await?.clone().into())
+    }
+}
+
+/// Settings to change; a field left out keeps its value.
+#[derive(InputObject)]
+pub struct ProgramSettingsInput {
+    pub enabled: Option<bool>,
+    pub currency: Option<String>,
+    pub referral_link_template: Option<String>,
+    pub landing_url: Option<String>,
+    pub cookie_days: Option<i32>,
+    pub gb_per_claim: Option<i32>,
+    pub minimum_withdrawal: Option<Decimal>,
+    pub require_verified_payment_for_link: Option<bool>,
+}
+
+#[derive(Default)]
+pub struct ProgramMutation;
+
+#[Object]
+impl ProgramMutation {
+    #[graphql(guard = "RoleGuard::ADMIN")]
+    async fn update_program_settings(&self, ctx: &Context<'_>, input: ProgramSettingsInput) -> Result<ProgramSettings> {
+        let patch = SettingsPatch {
+            enabled: input.enabled,
+            currency: input.currency,
+            referral_link_template: input.referral_link_template,
+            gb_per_claim: input.gb_per_claim,
+            landing_url: input.landing_url,
+            cookie_days: input.cookie_days,
+            minimum_withdrawal: input.minimum_withdrawal.map(|d| d.0),
+            require_verified_payment_for_link: input.require_verified_payment_for_link,
+        };
+        let updated = settings::update(&state(ctx).db, &viewer(ctx).actor(), patch).await?;
+        Ok(updated.into())
+    }
+}

@@ -1,0 +1,627 @@
+//! Output types, built from domain values. Each wraps a row and exposes only chosen fields;
+//! visibility rules (masked names, staff-only fields) live here, next to the fields.
+
+use crate::amount::Amount;
+use crate::auth::{RoleGuard, Viewer};
+use crate::error::AppError;
+use crate::graphql::context::{loader, program_settings, state, viewer};
+use crate::graphql::enums::*;
+use crate::graphql::ids::{Kind, to_id};
+use crate::graphql::loaders::*;
+use crate::graphql::scalars::Decimal;
+use crate::service::accounts::mask_name;
+use crate::service::page::{Page, PageRequest};
+use crate::service::rules::{self, Decision};
+use crate::service::settings::referral_link;
+use crate::service::{accounts, ledger, store};
+use async_graphql::connection::{Connection, Edge, OpaqueCursor};
+use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::{account, balance, claim, event, ledger_entry, product, program_settings, provider, referral, reward_rule};
+
+/// Extra fields of every connection.
+#[derive(SimpleObject)]
+pub struct ConnectionTotal {
+    /// How many items there are in all pages together.
+    pub total_count: i64,
+}
+
+pub type Page1<T> = Connection<OpaqueCursor<i64>, T, ConnectionTotal>;
+
+/// Reads a Relay cursor into the id it stands for.
+pub fn page_request(first: Option<i32>, after: Option<String>) -> Result<PageRequest, AppError> {
+    use async_graphql::connection::CursorType;
+    let after = after
+        .map(|cursor| {
+            OpaqueCursor::<i64>::decode_cursor(&cursor)
+                .map(|c| c.0)
+                .map_err(|_| AppError::bad_input("after is not a cursor of this list"))
+        })
+        .transpose()?;
+    PageRequest::new(first, after)
+}
+
+pub fn connection<M, T>(page: Page<M>, id: impl Fn(&M) -> i64, node: impl Fn(M) -> T) -> Page1<T>
+where
+    T: async_graphql::OutputType,
+{
+    let total = i64::try_from(page.total).unwrap_or(i64::MAX);
+    let mut conn = Connection::with_additional_fields(false, page.has_next, ConnectionTotal { total_count: total });
+    conn.edges.extend(page.items.into_iter().map(|item| Edge::new(OpaqueCursor(id(&item)), node(item))));
+    conn
+}
+
+/// A viewer may read an account's private parts when it is staff or the account itself.
+fn ensure_can_read(ctx: &Context<'_>, account: &account::Model) -> Result<(), AppError> {
+    match viewer(ctx) {
+        Viewer::Admin { .. } | Viewer::Service { .. } => Ok(()),
+        Viewer::Customer { external_id } if *external_id == account.external_id => Ok(()),
+        _ => Err(AppError::Forbidden("this account is not yours".into())),
+    }
+}
+
+fn is_self_or_staff(ctx: &Context<'_>, account: &account::Model) -> bool {
+    ensure_can_read(ctx, account).is_ok()
+}
+
+pub struct Account(pub account::Model);
+
+#[Object]
+impl Account {
+    async fn id(&self) -> ID {
+        to_id(Kind::Account, self.0.id)
+    }
+
+    /// The host platform's id of the account.
+    async fn external_id(&self) -> &str {
+        &self.0.external_id
+    }
+
+    async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
+        let name = self.0.display_name.as_deref()?;
+        Some(if is_self_or_staff(ctx, &self.0) { name.to_owned() } else { mask_name(name) })
+    }
+
+    /// Shown to the account itself and to staff, never to other customers.
+    async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
+        is_self_or_staff(ctx, &self.0).then_some(self.0.email.as_deref()).flatten()
+    }
+
+    async fn referral_code(&self) -> &str {
+        &self.0.referral_code
+    }
+
+    async fn referral_link(&self, ctx: &Context<'_>) -> Result<String> {
+        let settings = program_settings(ctx).await?;
+        Ok(referral_link(settings, &state(ctx).config.public_url, &self.0.referral_code))
+    }
+
+    async fn account_status(&self) -> AccountStatus {
+        self.0.status.into()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// How this account was referred, if it was.
+    async fn referral(&self, ctx: &Context<'_>) -> Result<Option<Referral>> {
+        Ok(loader(ctx).load_one(ReferralOfReferee(self.0.id)).await?.map(Referral))
+    }
+
+    async fn balance(&self, ctx: &Context<'_>, unit: RewardUnit) -> Result<Balance> {
+        ensure_can_read(ctx, &self.0)?;
+        let unit: entity::enums::Unit = unit.into();
+        let balances = loader(ctx).load_one(BalancesOf(self.0.id)).await?.unwrap_or_default();
+        let row = balances.into_iter().find(|b| b.unit == unit).unwrap_or(balance::Model {
+            account_id: self.0.id,
+            unit,
+            available: 0,
+            pending: 0,
+            lifetime_earned: 0,
+        });
+        Ok(Balance(row))
+    }
+
+    /// The friends this account referred, newest first.
+    async fn referred_friends(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Page1<Referral>> {
+        ensure_can_read(ctx, &self.0)?;
+        let page = accounts::referred_friends(&state(ctx).db, self.0.id, page_request(first, after)?).await?;
+        Ok(connection(page, |r| r.id, Referral))
+    }
+
+    /// Every change of this account's balances, newest first.
+    async fn reward_history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        unit: Option<RewardUnit>,
+    ) -> Result<Page1<LedgerEntry>> {
+        ensure_can_read(ctx, &self.0)?;
+        let request = page_request(first, after)?;
+        let page = ledger::history(&state(ctx).db, self.0.id, unit.map(Into::into), request).await?;
+        Ok(connection(page, |e| e.id, LedgerEntry))
+    }
+
+    /// This account's reward claims, newest first.
+    async fn claims(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<Page1<Claim>> {
+        ensure_can_read(ctx, &self.0)?;
+        let page = store::list(&state(ctx).db, Some(self.0.id), None, page_request(first, after)?).await?;
+        Ok(connection(page, |c| c.id, Claim))
+    }
+}
+
+/// One side of a referral, as the viewer may see it.
+pub struct Participant(pub account::Model);
+
+#[Object]
+impl Participant {
+    /// Masked ("Jo*** S.") for customers other than the person.
+    async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
+        let name = self.0.display_name.as_deref()?;
+        Some(if is_self_or_staff(ctx, &self.0) { name.to_owned() } else { mask_name(name) })
+    }
+
+    async fn referral_code(&self) -> &str {
+        &self.0.referral_code
+    }
+
+    async fn joined_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn account_status(&self) -> AccountStatus {
+        self.0.status.into()
+    }
+
+    async fn first_purchase_at(&self) -> Option<DateTime<Utc>> {
+        self.0.first_purchase_at
+    }
+
+    /// The full account: for admins and the billing system only.
+    #[graphql(guard = "RoleGuard::STAFF")]
+    async fn account(&self) -> Account {
+        Account(self.0.clone())
+    }
+}
+
+pub struct Referral(pub referral::Model);
+
+#[Object]
+impl Referral {
+    async fn id(&self) -> ID {
+        to_id(Kind::Referral, self.0.id)
+    }
+
+    async fn status(&self) -> ReferralStatus {
+        self.0.status.into()
+    }
+
+    async fn rejection_reason(&self) -> Option<RejectionReason> {
+        self.0.rejection_reason.map(Into::into)
+    }
+
+    async fn source(&self) -> ReferralSource {
+        self.0.source.into()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn qualified_at(&self) -> Option<DateTime<Utc>> {
+        self.0.qualified_at
+    }
+
+    async fn referrer(&self, ctx: &Context<'_>) -> Result<Option<Participant>> {
+        let Some(referrer_id) = self.0.referrer_id else { return Ok(None) };
+        Ok(loader(ctx).load_one(AccountById(referrer_id)).await?.map(Participant))
+    }
+
+    async fn referee(&self, ctx: &Context<'_>) -> Result<Participant> {
+        let referee = loader(ctx).load_one(AccountById(self.0.referee_id)).await?;
+        Ok(Participant(referee.ok_or_else(|| AppError::not_found("referee not found"))?))
+    }
+
+    /// What the referrer earned through this referral, per unit.
+    async fn earned(&self, ctx: &Context<'_>) -> Result<Vec<UnitAmount>> {
+        let Some(referrer_id) = self.0.referrer_id else { return Ok(Vec::new()) };
+        let earned = loader(ctx).load_one(EarnedThrough(self.0.id, referrer_id)).await?.unwrap_or_default();
+        Ok(earned.into_iter().map(|(unit, amount)| UnitAmount { unit: unit.into(), amount: amount.into() }).collect())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct UnitAmount {
+    pub unit: RewardUnit,
+    pub amount: Decimal,
+}
+
+pub struct Balance(pub balance::Model);
+
+#[Object]
+impl Balance {
+    async fn unit(&self) -> RewardUnit {
+        self.0.unit.into()
+    }
+
+    /// What can be spent now.
+    async fn available(&self) -> Decimal {
+        Decimal::micros(self.0.available)
+    }
+
+    /// Earned but still on hold.
+    async fn pending(&self) -> Decimal {
+        Decimal::micros(self.0.pending)
+    }
+
+    async fn lifetime_earned(&self) -> Decimal {
+        Decimal::micros(self.0.lifetime_earned)
+    }
+}
+
+pub struct LedgerEntry(pub ledger_entry::Model);
+
+#[Object]
+impl LedgerEntry {
+    async fn id(&self) -> ID {
+        to_id(Kind::Entry, self.0.id)
+    }
+
+    async fn account(&self, ctx: &Context<'_>) -> Result<Account> {
+        let account = loader(ctx).load_one(AccountById(self.0.account_id)).await?;
+        let account = account.ok_or_else(|| AppError::not_found("account not found"))?;
+        ensure_can_read(ctx, &account)?;
+        Ok(Account(account))
+    }
+
+    async fn kind(&self) -> LedgerEntryKind {
+        self.0.kind.into()
+    }
+
+    async fn unit(&self) -> RewardUnit {
+        self.0.unit.into()
+    }
+
+    /// Positive for what the account receives, negative for what it spends or loses.
+    async fn amount(&self) -> Decimal {
+        Decimal::micros(self.0.amount)
+    }
+
+    async fn status(&self) -> LedgerEntryStatus {
+        self.0.status.into()
+    }
+
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// When a held amount becomes available.
+    async fn available_at(&self) -> Option<DateTime<Utc>> {
+        self.0.available_at
+    }
+
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+}
+
+pub struct Provider(pub provider::Model);
+
+#[Object]
+impl Provider {
+    async fn id(&self) -> ID {
+        to_id(Kind::Provider, self.0.id)
+    }
+
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Points per GB claimed in the reward store; null until an admin sets it.
+    async fn redemption_rate(&self) -> Option<Decimal> {
+        self.0.redemption_rate.map(Decimal::micros)
+    }
+
+    #[graphql(guard = "RoleGuard::STAFF")]
+    async fn products(&self, ctx: &Context<'_>) -> Result<Vec<Product>> {
+        let products = loader(ctx).load_one(ProductsOf(self.0.id)).await?.unwrap_or_default();
+        Ok(products.into_iter().map(Product).collect())
+    }
+}
+
+pub struct Product(pub product::Model);
+
+#[Object]
+impl Product {
+    async fn id(&self) -> ID {
+        to_id(Kind::Product, self.0.id)
+    }
+
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// A lower-case name such as `residential`; rules count or skip products by it.
+    async fn category(&self) -> &str {
+        &self.0.category
+    }
+
+    /// Points per GB bought that a referrer earns; null until an admin sets it.
+    async fn product_rate(&self) -> Option<Decimal> {
+        self.0.product_rate.map(Decimal::micros)
+    }
+
+    async fn provider(&self, ctx: &Context<'_>) -> Result<Provider> {
+        let provider = loader(ctx).load_one(ProviderById(self.0.provider_id)).await?;
+        Ok(Provider(provider.ok_or_else(|| AppError::not_found("provider not found"))?))
+    }
+}
+
+pub struct Claim(pub claim::Model);
+
+#[Object]
+impl Claim {
+    async fn id(&self) -> ID {
+        to_id(Kind::Claim, self.0.id)
+    }
+
+    async fn account(&self, ctx: &Context<'_>) -> Result<Account> {
+        let account = loader(ctx).load_one(AccountById(self.0.account_id)).await?;
+        let account = account.ok_or_else(|| AppError::not_found("account not found"))?;
+        ensure_can_read(ctx, &account)?;
+        Ok(Account(account))
+    }
+
+    async fn provider(&self, ctx: &Context<'_>) -> Result<Provider> {
+        let provider = loader(ctx).load_one(ProviderById(self.0.provider_id)).await?;
+        Ok(Provider(provider.ok_or_else(|| AppError::not_found("provider not found"))?))
+    }
+
+    async fn gb(&self) -> i32 {
+        self.0.gb
+    }
+
+    /// Points spent.
+    async fn points(&self) -> Decimal {
+        Decimal::micros(self.0.points)
+    }
+
+    async fn status(&self) -> ClaimStatus {
+        self.0.status.into()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn decided_at(&self) -> Option<DateTime<Utc>> {
+        self.0.decided_at
+    }
+}
+
+pub struct RewardRule(pub reward_rule::Model);
+
+#[Object]
+impl RewardRule {
+    async fn id(&self) -> ID {
+        to_id(Kind::Rule, self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn enabled(&self) -> bool {
+        self.0.enabled
+    }
+
+    async fn trigger(&self) -> RuleTrigger {
+        self.0.trigger.into()
+    }
+
+    async fn beneficiary(&self) -> Beneficiary {
+        self.0.beneficiary.into()
+    }
+
+    async fn unit(&self) -> RewardUnit {
+        self.0.unit.into()
+    }
+
+    async fn calculation(&self) -> Calculation {
+        self.0.calculation.into()
+    }
+
+    /// The fixed amount of a FIXED rule.
+    async fn value(&self) -> Option<Decimal> {
+        self.0.value.map(Decimal::micros)
+    }
+
+    /// The product categories that count; null: all of them.
+    async fn product_categories(&self) -> Option<Vec<String>> {
+        rules::categories_of(&self.0)
+    }
+
+    // The options below are not offered by this server's rules yet: every rule has the value
+    // shown (no threshold, pays once, no hold, no expiry, no restriction), and that is exactly
+    // how it behaves.
+
+    /// Amount the trigger must reach (top-up total, spend); none.
+    async fn threshold(&self) -> Option<Decimal> {
+        None
+    }
+
+    /// Pays on the referee's n-th paid invoice; none.
+    async fn invoice_number(&self) -> Option<i32> {
+        None
+    }
+
+    /// Only events within this many days of sign-up count; none.
+    async fn window_days(&self) -> Option<i32> {
+        None
+    }
+
+    /// Whether the rule pays on every occurrence instead of once per referral.
+    async fn recurring(&self) -> bool {
+        false
+    }
+
+    async fn max_occurrences(&self) -> Option<i32> {
+        None
+    }
+
+    async fn cap_per_referral(&self) -> Option<Decimal> {
+        None
+    }
+
+    /// Days a reward stays pending before it becomes available; none.
+    async fn hold_days(&self) -> Option<i32> {
+        None
+    }
+
+    async fn expires_after_days(&self) -> Option<i32> {
+        None
+    }
+
+    /// Product categories the reward may be spent on; null: any.
+    async fn redeemable_categories(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Account groups the rule applies to; null: all.
+    async fn account_groups(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    async fn min_active_referrals(&self) -> Option<i32> {
+        None
+    }
+
+    async fn affiliates_only(&self) -> bool {
+        false
+    }
+}
+
+pub struct Event {
+    pub row: event::Model,
+    pub duplicate: bool,
+}
+
+#[Object]
+impl Event {
+    async fn id(&self) -> ID {
+        to_id(Kind::Event, self.row.id)
+    }
+
+    /// The platform's own id of the fact.
+    async fn event_id(&self) -> &str {
+        &self.row.event_id
+    }
+
+    async fn kind(&self) -> EventKind {
+        self.row.kind.into()
+    }
+
+    /// True when this eventId had been recorded before: nothing was changed this time.
+    async fn duplicate(&self) -> bool {
+        self.duplicate
+    }
+
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.row.occurred_at
+    }
+}
+
+/// What one rule decided about one event.
+pub struct RuleDecision(pub Decision);
+
+#[Object]
+impl RuleDecision {
+    async fn rule(&self, ctx: &Context<'_>) -> Result<RewardRule> {
+        let rule = loader(ctx).load_one(RuleById(self.0.rule_id)).await?;
+        Ok(RewardRule(rule.ok_or_else(|| AppError::not_found("rule not found"))?))
+    }
+
+    async fn outcome(&self) -> DecisionOutcome {
+        self.0.outcome.into()
+    }
+
+    /// Why, in words a person understands.
+    async fn reason(&self) -> &str {
+        &self.0.reason
+    }
+}
+
+/// The public face of the program.
+pub struct Program(pub program_settings::Model);
+
+#[Object]
+impl Program {
+    async fn enabled(&self) -> bool {
+        self.0.enabled
+    }
+
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct ProgramSettings {
+    pub enabled: bool,
+    pub currency: String,
+    /// The referral link, with `{code}` (and optionally `{publicUrl}`) filled in.
+    pub referral_link_template: String,
+    pub landing_url: Option<String>,
+    pub cookie_days: i32,
+    /// GB of data one reward-store claim gives.
+    pub gb_per_claim: i32,
+    #[graphql(skip)]
+    pub minimum_withdrawal_micros: i64,
+    pub require_verified_payment_for_link: bool,
+}
+
+#[ComplexObject]
+impl ProgramSettings {
+    async fn minimum_withdrawal(&self) -> Decimal {
+        Decimal::micros(self.minimum_withdrawal_micros)
+    }
+}
+
+impl From<program_settings::Model> for ProgramSettings {
+    fn from(row: program_settings::Model) -> Self {
+        ProgramSettings {
+            enabled: row.enabled,
+            currency: row.currency,
+            referral_link_template: row.referral_link_template,
+            landing_url: row.landing_url,
+            cookie_days: row.cookie_days,
+            gb_per_claim: row.gb_per_claim,
+            minimum_withdrawal_micros: row.minimum_withdrawal,
+            require_verified_payment_for_link: row.require_verified_payment_for_link,
+        }
+    }
+}
+
+pub fn amount(micros: i64) -> Decimal {
+    Decimal(Amount::from_micros(micros))
+}

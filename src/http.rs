@@ -1,0 +1,130 @@
+//! The HTTP surface: `/graphql` (POST and GET, GraphiQL for browsers), `/healthz`.
+
+use crate::auth::Viewer;
+use crate::error::AppError;
+use crate::graphql::context::request_data;
+use crate::graphql::{AppSchema, build_schema};
+use crate::state::AppState;
+use async_graphql::BatchRequest;
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::rejection::GraphQLRejection;
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Requests larger than this are refused before they are parsed.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Operations one batched request may carry.
+pub const MAX_BATCH: usize = 5;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+struct HttpState {
+    app: AppState,
+    schema: AppSchema,
+}
+
+pub fn build_app(state: AppState) -> Router {
+    let schema = build_schema(state.config.introspection);
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(HttpState { app: state, schema })
+}
+
+/// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, request: GraphQLBatchRequest) -> Response {
+    execute(&state, &headers, request.into_inner()).await
+}
+
+/// GET runs a query from the URL; a browser asking for HTML without a query gets GraphiQL.
+async fn graphql_get(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    request: Result<GraphQLBatchRequest, GraphQLRejection>,
+) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let has_query = uri.query().is_some_and(|q| q.contains("query="));
+    match request {
+        Ok(request) if has_query => execute(&state, &headers, request.into_inner()).await,
+        _ if wants_html => Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response(),
+        _ => error_response(StatusCode::BAD_REQUEST, &AppError::bad_input("a GET request needs a query parameter")),
+    }
+}
+
+async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or_default());
+    let viewer: Viewer = match state.app.keys.viewer_from_header(authorization) {
+        Ok(viewer) => viewer,
+        Err(err) => return error_response(StatusCode::UNAUTHORIZED, &err),
+    };
+    if let BatchRequest::Batch(requests) = &batch {
+        if requests.len() > MAX_BATCH {
+            let err = AppError::bad_input(format!("a batch may hold at most {MAX_BATCH} operations"));
+            return error_response(StatusCode::BAD_REQUEST, &err);
+        }
+    }
+    // Each operation gets its own data, so loaders and caches never outlive one operation.
+    for request in batch.iter_mut() {
+        request.data = request_data(&state.app, viewer.clone());
+    }
+    GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response()
+}
+
+fn error_response(status: StatusCode, err: &AppError) -> Response {
+    let body = json!({ "errors": [{ "message": err.message(), "extensions": { "code": err.code() } }] });
+    (status, Json(body)).into_response()
+}
+
+/// Healthy only when the database answers.
+async fn healthz(State(state): State<HttpState>) -> Response {
+    match state.app.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}

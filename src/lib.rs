@@ -1,0 +1,16 @@
+//! A self-hosted referral and rewards engine with a GraphQL API.
+//! `main.rs`, the tests and the schema export all build the server through this library.
+
+pub mod amount;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod service;
+pub mod state;
+
+
+pub use http::{build_app, serve};
+pub use state::AppState;

@@ -1,0 +1,115 @@
+//! The `referral-server` command: serve (the default), migrate, export-schema, token.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use referral_server::auth::{JwtKeys, Role};
+use referral_server::config::{ConfigArgs, LOCAL_SECRET_FILE};
+use referral_server::{AppState, build_app, db, graphql, serve};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "referral-server", version, about = "A self-hosted referral and rewards engine with a GraphQL API")]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations and serve the API (the default).
+    Serve,
+    /// Apply migrations and exit.
+    Migrate,
+    /// Write the GraphQL schema (SDL), built without a database.
+    ExportSchema {
+        /// Where to write it; `-` for standard output.
+        #[arg(long, default_value = "schema.graphql")]
+        out: PathBuf,
+    },
+    /// Mint a JWT signed with the configured key, to try the API.
+    Token {
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The subject: a customer's externalId, or a name for admins and services.
+        #[arg(long)]
+        sub: Option<String>,
+        /// How long the token is valid, e.g. 1h, 30m, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("referral-server: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::ExportSchema { out } => {
+            let sdl = graphql::schema_sdl();
+            if out.as_os_str() == "-" {
+                print!("{sdl}");
+            } else {
+                std::fs::write(&out, sdl).with_context(|| format!("writing {}", out.display()))?;
+                eprintln!("wrote {}", out.display());
+            }
+            Ok(())
+        }
+        Command::Token { role, sub, ttl } => {
+            let (config, _) = cli.config.into_config(true)?;
+            let subject = match (role, sub) {
+                (_, Some(sub)) => sub,
+                (Role::Customer, None) => anyhow::bail!("a customer token needs --sub EXTERNAL_ID"),
+                (Role::Admin, None) => "admin".to_owned(),
+                (Role::Service, None) => "billing".to_owned(),
+            };
+            let token = JwtKeys::new(&config).mint(role, &subject, ttl).map_err(|e| anyhow::anyhow!(e.message()))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Migrate => {
+            let (config, _) = cli.config.into_config(true)?;
+            let (connection, _) = db::connect(&config.database_url).await.context("connecting to the database")?;
+            db::migrate(&connection).await.context("applying migrations")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            let (config, generated_secret) = cli.config.into_config(true)?;
+            if generated_secret {
+                tracing::warn!(
+                    "JWT_SECRET is not set: using a local key from ./{LOCAL_SECRET_FILE}. \
+                     Fine for trying the server; in production set JWT_SECRET (32+ random bytes)."
+                );
+            }
+            let bind_addr = config.bind_addr;
+            let state = AppState::connect(config).await.context("connecting to the database")?;
+            let listener = tokio::net::TcpListener::bind(bind_addr)
+                .await
+                .with_context(|| format!("binding {bind_addr}"))?;
+            tracing::info!(
+                "serving on http://{bind_addr}: GraphiQL at http://{bind_addr}/graphql; \
+                 a token: `referral-server token --role admin`"
+            );
+            serve(listener, build_app(state)).await.context("serving")?;
+            Ok(())
+        }
+    }
+}
