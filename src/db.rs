@@ -4,7 +4,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    TransactionOptions, TransactionTrait, TryInsertResult,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,4 +68,16 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         ..Default::default()
     })
     .await
+}
+
+/// The row of an `INSERT … ON CONFLICT DO NOTHING RETURNING`, or `None` when a unique index
+/// refused it. SeaORM reports the refusal as `Conflicted` on SQLite but as
+/// `RecordNotFound("Failed to find inserted item")` on PostgreSQL; both mean the same here.
+pub fn inserted<M>(result: Result<TryInsertResult<M>, DbErr>) -> Result<Option<M>, DbErr> {
+    match result {
+        Ok(TryInsertResult::Inserted(row)) => Ok(Some(row)),
+        Ok(TryInsertResult::Conflicted | TryInsertResult::Empty) => Ok(None),
+        Err(DbErr::RecordNotInserted | DbErr::RecordNotFound(_)) => Ok(None),
+        Err(err) => Err(err),
+    }
 }

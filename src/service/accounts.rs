@@ -1,7 +1,7 @@
 //! Accounts and attribution: registration with a referral code, lookups, masked names, and the
 //! lists an account's dashboard shows.
 
-use crate::db::begin_write;
+use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
 use crate::service::codes::ReferralCode;
 use crate::service::page::{Page, PageRequest};
@@ -11,7 +11,7 @@ use entity::{account, balance, referral};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TryInsertResult,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use std::collections::HashMap;
 
@@ -82,21 +82,17 @@ async fn insert_account(
         };
         // No conflict target: whichever unique index refuses the row (the code, or the
         // externalId registered concurrently by another request), nothing is written.
-        let inserted = account::Entity::insert(row)
+        let insert = account::Entity::insert(row)
             .on_conflict(OnConflict::new().do_nothing().to_owned())
             .try_insert()
             .exec_with_returning(txn)
-            .await?;
-        match inserted {
-            TryInsertResult::Inserted(account) => {
-                create_balances(txn, account.id).await?;
-                return Ok(account);
-            }
-            _ => {
-                if let Some(existing) = find_by_external_id(txn, external_id).await? {
-                    return Ok(existing);
-                }
-            }
+            .await;
+        if let Some(account) = inserted(insert)? {
+            create_balances(txn, account.id).await?;
+            return Ok(account);
+        }
+        if let Some(existing) = find_by_external_id(txn, external_id).await? {
+            return Ok(existing);
         }
     }
     Err(AppError::internal(anyhow::anyhow!("could not generate a free referral code")))
@@ -137,15 +133,15 @@ async fn attribute(
         Some(reason) => record_rejection(txn, account.id, referrer_id, &code, reason).await,
         None => {
             let row = new_referral(account.id, referrer_id, &code, ReferralStatus::Pending, None);
-            let inserted = referral::Entity::insert(row)
+            let insert = referral::Entity::insert(row)
                 .on_conflict(OnConflict::new().do_nothing().to_owned())
                 .try_insert()
                 .exec_with_returning(txn)
-                .await?;
-            match inserted {
-                TryInsertResult::Inserted(referral) => Ok(referral),
+                .await;
+            match inserted(insert)? {
+                Some(referral) => Ok(referral),
                 // Attributed concurrently by another request: answer with what won.
-                _ => accepted_referral_of(txn, account.id).await?.ok_or_else(|| {
+                None => accepted_referral_of(txn, account.id).await?.ok_or_else(|| {
                     AppError::internal(anyhow::anyhow!("referral insert conflicted but none found"))
                 }),
             }

@@ -3,7 +3,7 @@
 //! unchanged, when the same eventId is delivered again.
 
 use crate::amount::Amount;
-use crate::db::begin_write;
+use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
 use crate::service::accounts::{self, mask_name};
 use crate::service::ledger::{self, NewCredit};
@@ -15,7 +15,7 @@ use entity::{account, event, ledger_entry, referral};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, Set, TryInsertResult,
+    QueryFilter, Set,
 };
 use serde_json::json;
 
@@ -66,7 +66,7 @@ pub async fn record_purchase(db: &DatabaseConnection, input: Purchase) -> AppRes
     let account = accounts::get_by_external_id(&txn, &external_id).await?;
     let product = catalog::get_product(&txn, &product_key).await?;
     let occurred_at = input.occurred_at.unwrap_or_else(Utc::now);
-    let inserted = event::Entity::insert(event::ActiveModel {
+    let inserted_event = event::Entity::insert(event::ActiveModel {
         event_id: Set(event_id.clone()),
         kind: Set(EventKind::Purchase),
         account_id: Set(account.id),
@@ -80,8 +80,8 @@ pub async fn record_purchase(db: &DatabaseConnection, input: Purchase) -> AppRes
     .on_conflict(OnConflict::column(event::Column::EventId).do_nothing().to_owned())
     .try_insert()
     .exec_with_returning(&txn)
-    .await?;
-    let TryInsertResult::Inserted(event) = inserted else {
+    .await;
+    let Some(event) = inserted(inserted_event)? else {
         // Delivered concurrently and recorded by the other request: answer as a replay.
         txn.rollback().await?;
         let existing = find_event(db, &event_id).await?.ok_or_else(|| {

@@ -5,6 +5,7 @@
 //! interleaving of requests can overspend.
 
 use crate::amount::Amount;
+use crate::db::inserted;
 use crate::error::{AppError, AppResult};
 use crate::service::page::{Page, PageRequest};
 use entity::enums::{EntryKind, EntryStatus, Unit};
@@ -12,7 +13,7 @@ use entity::{balance, ledger_entry, lot_allocation};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TryInsertResult,
+    QueryOrder, QuerySelect, Set,
 };
 use std::collections::HashMap;
 
@@ -58,7 +59,7 @@ pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppRes
         created_at: Set(chrono::Utc::now()),
         ..Default::default()
     };
-    let inserted = ledger_entry::Entity::insert(row)
+    let insert = ledger_entry::Entity::insert(row)
         .on_conflict(
             OnConflict::columns([
                 ledger_entry::Column::RuleId,
@@ -70,8 +71,8 @@ pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppRes
         )
         .try_insert()
         .exec_with_returning(db)
-        .await?;
-    let TryInsertResult::Inserted(entry) = inserted else { return Ok(None) };
+        .await;
+    let Some(entry) = inserted(insert)? else { return Ok(None) };
     let raised = balance::Entity::update_many()
         .col_expr(balance::Column::Available, Expr::col(balance::Column::Available).add(entry.amount))
         .col_expr(

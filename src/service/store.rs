@@ -3,7 +3,7 @@
 //! transaction that records it; a failed delivery gives the points back.
 
 use crate::amount::Amount;
-use crate::db::begin_write;
+use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
 use crate::service::page::{Page, PageRequest};
 use crate::service::{accounts, audit, catalog, ledger, optional_text, request_hash, settings};
@@ -13,7 +13,7 @@ use entity::{balance, claim, ledger_entry, provider};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TryInsertResult,
+    QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 
@@ -72,7 +72,7 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
         .ok_or_else(|| AppError::bad_input("the claim's cost is too large"))?;
     let hash = request_hash(&json!({ "providerId": provider.id, "gb": gb }));
 
-    let inserted = claim::Entity::insert(claim::ActiveModel {
+    let insert = claim::Entity::insert(claim::ActiveModel {
         account_id: Set(account.id),
         provider_id: Set(provider.id),
         gb: Set(gb),
@@ -91,8 +91,8 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
     )
     .try_insert()
     .exec_with_returning(&txn)
-    .await?;
-    let TryInsertResult::Inserted(claim) = inserted else {
+    .await;
+    let Some(claim) = inserted(insert)? else {
         // The same idempotency key again (perhaps concurrently): answer the first claim.
         txn.rollback().await?;
         return replay_claim(db, account.id, key.as_deref().unwrap_or_default(), &hash).await;
