@@ -62,10 +62,6 @@ impl Amount {
         self.0 > 0
     }
 
-    pub fn checked_add(self, other: Amount) -> Option<Amount> {
-        self.0.checked_add(other.0).map(Amount)
-    }
-
     pub fn checked_mul_int(self, factor: i64) -> Option<Amount> {
         self.0.checked_mul(factor).map(Amount)
     }
@@ -75,10 +71,6 @@ impl Amount {
     pub fn checked_mul(self, other: Amount) -> Option<Amount> {
         let product = i128::from(self.0) * i128::from(other.0) / i128::from(ONE);
         i64::try_from(product).ok().map(Amount)
-    }
-
-    pub fn neg(self) -> Amount {
-        Amount(-self.0)
     }
 }
 

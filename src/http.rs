@@ -88,10 +88,30 @@ async fn graphql_get(
         .is_some_and(|accept| accept.contains("text/html"));
     let has_query = uri.query().is_some_and(|q| q.contains("query="));
     match request {
-        Ok(request) if has_query => execute(&state, &headers, request.into_inner()).await,
+        Ok(request) if has_query => {
+            let batch = request.into_inner();
+            if batch.iter().any(is_mutation) {
+                let err = AppError::bad_input("mutations are sent with POST");
+                return error_response(StatusCode::METHOD_NOT_ALLOWED, &err);
+            }
+            execute(&state, &headers, batch).await
+        }
         _ if wants_html => Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response(),
         _ => error_response(StatusCode::BAD_REQUEST, &AppError::bad_input("a GET request needs a query parameter")),
     }
+}
+
+/// Whether the operation a request would run is a mutation (GET may only run queries). A
+/// document that does not parse is left to the executor, which reports it.
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else { return false };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
+    };
+    operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
 async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest) -> Response {
@@ -100,12 +120,11 @@ async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest
         Ok(viewer) => viewer,
         Err(err) => return error_response(StatusCode::UNAUTHORIZED, &err),
     };
-    if let BatchRequest::Batch(requests) = &batch {
-        if requests.len() > MAX_BATCH {
+    if let BatchRequest::Batch(requests) = &batch
+        && requests.len() > MAX_BATCH {
             let err = AppError::bad_input(format!("a batch may hold at most {MAX_BATCH} operations"));
             return error_response(StatusCode::BAD_REQUEST, &err);
         }
-    }
     // Each operation gets its own data, so loaders and caches never outlive one operation.
     for request in batch.iter_mut() {
         request.data = request_data(&state.app, viewer.clone());

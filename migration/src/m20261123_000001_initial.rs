@@ -584,7 +584,7 @@ impl MigrationTrait for Migration {
                         1.into(),
                         0i64.into(),
                         false.into(),
-                        now.clone().into(),
+                        now.clone(),
                     ])
                     .to_owned(),
             )
@@ -612,8 +612,8 @@ impl MigrationTrait for Migration {
                         "POINTS".into(),
                         "PRODUCT_RATE".into(),
                         "[\"residential\"]".into(),
-                        now.clone().into(),
-                        now.into(),
+                        now.clone(),
+                        now,
                     ])
                     .to_owned(),
             )

@@ -143,11 +143,10 @@ pub async fn record_purchase(db: &DatabaseConnection, input: Purchase) -> AppRes
         };
         decisions.push(Decision { rule_id: rule.id, rule_name: rule.name.clone(), outcome, reason });
     }
-    if !rewards.is_empty() {
-        if let Some(referral) = &referral {
+    if !rewards.is_empty()
+        && let Some(referral) = &referral {
             qualify(&txn, referral).await?;
         }
-    }
     let mut row = event.into_active_model();
     row.decisions = Set(serde_json::to_string(&decisions).map_err(AppError::internal)?);
     let event = row.update(&txn).await?;

@@ -63,15 +63,14 @@ pub fn evaluate_purchase(rule: &reward_rule::Model, facts: &PurchaseFacts<'_>) -
     if rule.trigger == RuleTrigger::FirstPurchase && !facts.first_purchase {
         return skip("only the first purchase counts, and this account made its first purchase before".into());
     }
-    if let Some(categories) = categories_of(rule) {
-        if !categories.iter().any(|c| c == facts.product_category) {
+    if let Some(categories) = categories_of(rule)
+        && !categories.iter().any(|c| c == facts.product_category) {
             return skip(format!(
                 "product category {} does not count (counted: {})",
                 facts.product_category,
                 categories.join(", ")
             ));
         }
-    }
     let amount = match rule.calculation {
         Calculation::Fixed => rule.value.map(Amount::from_micros),
         Calculation::ProductRate => match facts.product_rate {

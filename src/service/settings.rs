@@ -49,13 +49,12 @@ pub async fn update(
     }
     let currency = patch.currency.as_deref().map(parse_currency).transpose()?;
     let template = patch.referral_link_template.as_deref().map(parse_link_template).transpose()?;
-    if let Some(gb) = patch.gb_per_claim {
-        if !(1..=MAX_GB_PER_CLAIM).contains(&gb) {
+    if let Some(gb) = patch.gb_per_claim
+        && !(1..=MAX_GB_PER_CLAIM).contains(&gb) {
             return Err(AppError::bad_input(format!(
                 "gbPerClaim must be between 1 and {MAX_GB_PER_CLAIM}"
             )));
         }
-    }
 
     let txn = begin_write(db).await?;
     let before = get(&txn).await?;
