@@ -10,7 +10,7 @@ use crate::error::{AppError, AppResult};
 use crate::service::page::{Page, PageRequest};
 use entity::enums::{EntryKind, EntryStatus, Unit};
 use entity::{balance, ledger_entry, lot_allocation};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
@@ -293,7 +293,8 @@ pub async fn earned_by_referrals(
         .column(ledger_entry::Column::ReferralId)
         .column(ledger_entry::Column::AccountId)
         .column(ledger_entry::Column::Unit)
-        .column_as(ledger_entry::Column::Amount.sum(), "total")
+        // SUM(bigint) is NUMERIC on PostgreSQL; cast it back so both databases give an i64.
+        .column_as(Expr::from(Func::cast_as(Func::sum(Expr::col(ledger_entry::Column::Amount)), "BIGINT")), "total")
         .filter(ledger_entry::Column::ReferralId.is_in(referral_ids))
         .filter(ledger_entry::Column::Kind.is_in([EntryKind::Reward, EntryKind::Reversal]))
         .filter(ledger_entry::Column::Status.ne(EntryStatus::Voided))
