@@ -1,0 +1,237 @@
+//! Rules that must hold however requests interleave: no overspending, one reward per referral,
+//! one event per eventId.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+
+/// Sends the same operation `n` times at once (each with its own variables) and returns the
+/// bodies in order.
+async fn concurrently(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Vec<Value>,
+) -> Vec<Value> {
+    let tasks: Vec<_> = variables
+        .into_iter()
+        .map(|vars| {
+            let client = app.client.clone();
+            let address = app.address.clone();
+            let token = token.to_owned();
+            let query = query.to_owned();
+            tokio::spawn(async move {
+                post_graphql(&client, &address, Some(&token), &query, vars)
+                    .await
+                    .1
+            })
+        })
+        .collect();
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("request task panicked"))
+        .collect()
+}
+
+fn succeeded(body: &Value, field: &str) -> bool {
+    error_codes(body).is_empty() && body["data"][field].is_object()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_claims_against_a_balance_for_ten_spend_exactly_ten() {
+    let app = spawn_app().await;
+    let provider_id = app.setup_catalog().await;
+    app.chain().await;
+    app.purchase("evt-b-1", "acct-b", RESIDENTIAL, "10").await; // A: 150 points
+    app.set_redemption_rate(PROVIDER, "15").await; // 10 claims of 15
+    assert_eq!(app.available_points("acct-a").await, "150.00");
+
+    let query = app.op("customer", "ClaimReward");
+    let vars = (0..50)
+        .map(|_| json!({ "input": { "providerId": provider_id } }))
+        .collect();
+    let bodies = concurrently(&app, &app.customer("acct-a"), &query, vars).await;
+
+    let ok: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| succeeded(b, "claimReward"))
+        .collect();
+    let insufficient = bodies
+        .iter()
+        .filter(|b| error_codes(b) == vec!["INSUFFICIENT_BALANCE".to_owned()])
+        .count();
+    let other: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| {
+            !succeeded(b, "claimReward")
+                && error_codes(b) != vec!["INSUFFICIENT_BALANCE".to_owned()]
+        })
+        .collect();
+    assert!(
+        other.is_empty(),
+        "answers that are neither a claim nor INSUFFICIENT_BALANCE: {other:#?}"
+    );
+    assert_eq!(ok.len(), 10, "exactly 10 claims must succeed");
+    assert_eq!(insufficient, 40);
+    for body in &ok {
+        assert_eq!(
+            body["data"]["claimReward"]["claim"]["points"], "15.00",
+            "{body:#}"
+        );
+    }
+    let mut ids: Vec<&str> = ok
+        .iter()
+        .map(|b| s(b, "/data/claimReward/claim/id"))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "ten distinct claims");
+
+    assert_eq!(
+        app.points("acct-a").await,
+        ("0.00".into(), "0.00".into(), "150.00".into())
+    );
+    assert_eq!(app.balance_available("acct-a", "POINTS").await, 0);
+    assert_eq!(
+        app.ledger_sum("acct-a", "POINTS").await,
+        0,
+        "balance = sum of the ledger"
+    );
+    assert_eq!(app.count("claims").await, 10, "refused claims leave no row");
+    let pending = app
+        .run_ok(
+            Some(&app.service()),
+            "integration",
+            "PendingClaims",
+            json!({ "first": 100 }),
+        )
+        .await;
+    assert_eq!(pending["claims"]["totalCount"], 10, "{pending:#}");
+    let history = app
+        .run_ok(
+            Some(&app.customer("acct-a")),
+            "customer",
+            "HistoryPage",
+            json!({ "first": 100 }),
+        )
+        .await;
+    let history = &history["me"]["rewardHistory"];
+    assert_eq!(
+        history["totalCount"], 11,
+        "one reward and ten claims: {history:#}"
+    );
+    let sum: f64 = history["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| s(e, "/node/amount").parse::<f64>().expect("amount"))
+        .sum();
+    assert_eq!(sum, 0.0, "{history:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_first_purchases_pay_one_reward() {
+    let app = spawn_app().await;
+    app.setup_catalog().await;
+    app.chain().await;
+
+    let query = app.op("integration", "RecordPurchase");
+    let vars = (0..20)
+        .map(|i| TestApp::purchase_input(&format!("evt-race-{i}"), "acct-b", RESIDENTIAL, "10"))
+        .collect();
+    let bodies = concurrently(&app, &app.service(), &query, vars).await;
+
+    for body in &bodies {
+        assert!(
+            succeeded(body, "recordPurchase"),
+            "every purchase is recorded: {body:#}"
+        );
+        assert_eq!(
+            body["data"]["recordPurchase"]["event"]["duplicate"], false,
+            "{body:#}"
+        );
+    }
+    let rewarded: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| {
+            !b["data"]["recordPurchase"]["rewards"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+        })
+        .collect();
+    assert_eq!(rewarded.len(), 1, "exactly one purchase pays");
+    assert_eq!(
+        rewarded[0]["data"]["recordPurchase"]["rewards"][0]["amount"],
+        "150.00"
+    );
+    let skipped = bodies
+        .iter()
+        .filter(|b| b["data"]["recordPurchase"]["decisions"][0]["outcome"] == "SKIPPED")
+        .count();
+    assert_eq!(skipped, 19);
+
+    assert_eq!(app.count("events").await, 20);
+    assert_eq!(
+        app.sql_i64("SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_entries WHERE kind = 'REWARD'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.points("acct-a").await,
+        ("150.00".into(), "0.00".into(), "150.00".into())
+    );
+    assert_eq!(app.ledger_sum("acct-a", "POINTS").await, 150_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_deliveries_of_one_event_record_it_once() {
+    let app = spawn_app().await;
+    app.setup_catalog().await;
+    app.chain().await;
+
+    let query = app.op("integration", "RecordPurchase");
+    let vars = (0..20)
+        .map(|_| TestApp::purchase_input("evt-once", "acct-b", RESIDENTIAL, "10"))
+        .collect();
+    let bodies = concurrently(&app, &app.service(), &query, vars).await;
+
+    for body in &bodies {
+        assert!(
+            succeeded(body, "recordPurchase"),
+            "every delivery is answered without error: {body:#}"
+        );
+    }
+    let originals = bodies
+        .iter()
+        .filter(|b| b["data"]["recordPurchase"]["event"]["duplicate"] == false)
+        .count();
+    let duplicates = bodies
+        .iter()
+        .filter(|b| b["data"]["recordPurchase"]["event"]["duplicate"] == true)
+        .count();
+    assert_eq!((originals, duplicates), (1, 19));
+    let first = &bodies[0]["data"]["recordPurchase"];
+    for body in &bodies {
+        let answer = &body["data"]["recordPurchase"];
+        assert_eq!(
+            answer["event"]["id"], first["event"]["id"],
+            "one event: {body:#}"
+        );
+        assert_eq!(
+            answer["rewards"], first["rewards"],
+            "the same rewards: {body:#}"
+        );
+        assert_eq!(
+            answer["decisions"], first["decisions"],
+            "the same decisions: {body:#}"
+        );
+    }
+    assert_eq!(first["rewards"][0]["amount"], "150.00", "{first:#}");
+
+    assert_eq!(app.count("events").await, 1);
+    assert_eq!(app.count("ledger_entries").await, 1);
+    assert_eq!(
+        app.points("acct-a").await,
+        ("150.00".into(), "0.00".into(), "150.00".into())
+    );
+}

@@ -1,0 +1,917 @@
+//! The test harness: a server on a random port over a fresh database per test, a GraphQL
+//! client that sends the contract's operations by name, tokens, and small domain helpers.
+//!
+//! The database is SQLite in a temporary file unless `TEST_DATABASE_URL` names a PostgreSQL
+//! server, in which case every test gets its own `rs_test_<random>` database on it (left in
+//! place: CI drops leftovers).
+
+#![allow(dead_code)]
+
+use referral_server::AppState;
+use referral_server::auth::Role;
+use referral_server::config::Config;
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database, Statement};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const JWT_SECRET: &str = "integration-tests-secret-0123456789abcdefghij";
+pub const JWT_ISSUER: &str = "referral-server";
+pub const JWT_AUDIENCE: &str = "referral-api";
+pub const PUBLIC_URL: &str = "https://refer.example.test";
+
+/// The catalog most tests use (see `TestApp::setup_catalog`).
+pub const PROVIDER: &str = "proxyco";
+pub const PROVIDER_NAME: &str = "ProxyCo";
+pub const RESIDENTIAL: &str = "resi-monthly";
+pub const DATACENTER: &str = "dc-monthly";
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    /// Which database the test runs on, for messages.
+    pub database_url: String,
+    _dir: Option<TempDir>,
+}
+
+/// A temporary directory removed on drop (no dependency needed for that much).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let path = std::env::temp_dir().join(format!("rs-test-{}", random_suffix()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {path:?}: {e}"));
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+/// The database URL for a fresh test database, and the directory to keep alive for SQLite.
+async fn fresh_database() -> (String, Option<TempDir>) {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let name = format!("rs_test_{}", random_suffix());
+            let admin = Database::connect(url.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to TEST_DATABASE_URL {url}: {e}"));
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+            admin.close().await.ok();
+            (replace_database_name(&url, &name), None)
+        }
+        Ok(url) if !url.trim().is_empty() => {
+            panic!("TEST_DATABASE_URL must be a postgres:// URL or unset (got {url:?})")
+        }
+        _ => {
+            let dir = TempDir::new();
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            (url, Some(dir))
+        }
+    }
+}
+
+/// `postgres://user@host:5432/test?x=y` → `postgres://user@host:5432/{name}?x=y`
+fn replace_database_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_and_path = &base[scheme_end..];
+    let authority = match authority_and_path.find('/') {
+        Some(slash) => &authority_and_path[..slash],
+        None => authority_and_path,
+    };
+    let mut out = format!("{}{}/{}", &base[..scheme_end], authority, name);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+pub fn test_config(database_url: String) -> Config {
+    Config {
+        database_url,
+        bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        jwt_secret: SecretString::from(JWT_SECRET.to_owned()),
+        jwt_issuer: JWT_ISSUER.to_owned(),
+        jwt_audience: JWT_AUDIENCE.to_owned(),
+        public_url: PUBLIC_URL.to_owned(),
+        introspection: true,
+    }
+}
+
+/// With `TEST_LOG` set, the server's logs go to the test's output (at that filter, e.g.
+/// `TEST_LOG=debug`; `TEST_LOG=1` means `info`).
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let filter = if filter == "1" {
+                "info".to_owned()
+            } else {
+                filter
+            };
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A server on 127.0.0.1:0 over a fresh, migrated database.
+pub async fn spawn_app() -> TestApp {
+    init_logging();
+    let (database_url, dir) = fresh_database().await;
+    let state = AppState::connect(test_config(database_url.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to / migrate {database_url}: {e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr");
+    let app = referral_server::build_app(state.clone());
+    tokio::spawn(async move {
+        if let Err(e) = referral_server::serve(listener, app).await {
+            eprintln!("test server stopped: {e}");
+        }
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("reqwest client");
+    TestApp {
+        address: format!("http://{addr}"),
+        addr,
+        state,
+        client,
+        database_url,
+        _dir: dir,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract's documents
+
+fn contract_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/contract")
+}
+
+/// One top-level definition of a GraphQL document.
+#[derive(Debug, Clone)]
+struct Definition {
+    /// `query`, `mutation`, `subscription` or `fragment`.
+    kind: String,
+    name: String,
+    text: String,
+}
+
+/// Splits a document into its top-level definitions by matching braces (comments and strings
+/// are skipped while counting).
+fn split_definitions(source: &str) -> Vec<Definition> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut defs = Vec::new();
+    let mut depth = 0usize;
+    let mut start: Option<usize> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '#' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            '"' => {
+                if start.is_none() {
+                    start = Some(i);
+                }
+                let block = chars.get(i..i + 3).is_some_and(|s| s == ['"', '"', '"']);
+                if block {
+                    i += 3;
+                    while i < chars.len()
+                        && chars.get(i..i + 3).is_none_or(|s| s != ['"', '"', '"'])
+                    {
+                        i += 1;
+                    }
+                    i += 3;
+                } else {
+                    i += 1;
+                    while i < chars.len() && chars[i] != '"' {
+                        if chars[i] == '\\' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            '{' => {
+                if start.is_none() {
+                    start = Some(i);
+                }
+                depth += 1;
+            }
+            '}' => {
+                depth = depth
+                    .checked_sub(1)
+                    .expect("unbalanced braces in a contract document");
+                if depth == 0 {
+                    let s = start.take().expect("definition start");
+                    let text: String = chars[s..=i].iter().collect();
+                    defs.push(parse_header(text));
+                }
+            }
+            c if !c.is_whitespace() && c != ',' && start.is_none() => start = Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    assert_eq!(depth, 0, "unbalanced braces in a contract document");
+    defs
+}
+
+fn parse_header(text: String) -> Definition {
+    let header: String = text
+        .chars()
+        .take_while(|c| *c != '{' && *c != '(')
+        .collect();
+    let mut words = header.split_whitespace();
+    let kind = words.next().unwrap_or_default().to_owned();
+    let name = words.next().unwrap_or_default().to_owned();
+    Definition { kind, name, text }
+}
+
+/// The names of the fragments spread in a definition (`...Name`, not `... on Type`).
+fn fragment_spreads(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find("...") {
+        rest = &rest[pos + 3..];
+        let trimmed = rest.trim_start();
+        let name: String = trimmed
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && name != "on" {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The text of the operation `name` from `../shared/contract/{file}.graphql`, with the
+/// fragments it uses, transitively. A whole file would not validate: it also holds operations
+/// of features that are not built yet.
+pub fn contract_op(file: &str, name: &str) -> String {
+    let path = contract_dir().join(format!("{file}.graphql"));
+    let source =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
+    let defs = split_definitions(&source);
+    let op = defs
+        .iter()
+        .find(|d| d.kind != "fragment" && d.name == name)
+        .unwrap_or_else(|| panic!("no operation {name} in {path:?}"));
+    let fragments: BTreeMap<&str, &Definition> = defs
+        .iter()
+        .filter(|d| d.kind == "fragment")
+        .map(|d| (d.name.as_str(), d))
+        .collect();
+    let mut out = vec![op.text.clone()];
+    let mut seen: Vec<String> = Vec::new();
+    let mut queue = fragment_spreads(&op.text);
+    while let Some(frag) = queue.pop() {
+        if seen.contains(&frag) {
+            continue;
+        }
+        let def = fragments
+            .get(frag.as_str())
+            .unwrap_or_else(|| panic!("operation {name} uses fragment {frag}, not in {path:?}"));
+        queue.extend(fragment_spreads(&def.text));
+        out.push(def.text.clone());
+        seen.push(frag);
+    }
+    out.join("\n\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+impl TestApp {
+    pub fn op(&self, file: &str, name: &str) -> String {
+        contract_op(file, name)
+    }
+
+    pub fn token(&self, role: Role, subject: &str) -> String {
+        self.state
+            .keys
+            .mint(role, subject, Duration::from_secs(3600))
+            .unwrap_or_else(|e| panic!("cannot mint a token: {e:?}"))
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(Role::Admin, "admin-1")
+    }
+
+    pub fn service(&self) -> String {
+        self.token(Role::Service, "billing")
+    }
+
+    pub fn customer(&self, external_id: &str) -> String {
+        self.token(Role::Customer, external_id)
+    }
+
+    /// POSTs a GraphQL request; the HTTP status and the whole body.
+    pub async fn gql_raw(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (StatusCode, Value) {
+        post_graphql(&self.client, &self.address, token, query, variables).await
+    }
+
+    /// POSTs a GraphQL request; the whole response body.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.gql_raw(token, query, variables).await.1
+    }
+
+    /// Runs the contract operation `name` of `file`; the whole response body.
+    pub async fn run(
+        &self,
+        token: Option<&str>,
+        file: &str,
+        name: &str,
+        variables: Value,
+    ) -> Value {
+        self.gql(token, &contract_op(file, name), variables).await
+    }
+
+    /// Like `run`, but the operation must succeed: returns `data`.
+    pub async fn run_ok(
+        &self,
+        token: Option<&str>,
+        file: &str,
+        name: &str,
+        variables: Value,
+    ) -> Value {
+        let body = self.run(token, file, name, variables.clone()).await;
+        data_of(&body, &format!("{file}/{name} with {variables}"))
+    }
+}
+
+/// One GraphQL POST with a given client: usable from spawned tasks.
+pub async fn post_graphql(
+    client: &reqwest::Client,
+    address: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> (StatusCode, Value) {
+    let mut request = client
+        .post(format!("{address}/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST /graphql failed: {e}"));
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("reading the body failed: {e}"));
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the body is not JSON ({e}); status {status}, body: {text}"));
+    (status, body)
+}
+
+/// `data` of a response that must have no errors.
+pub fn data_of(body: &Value, what: &str) -> Value {
+    let errors = body.get("errors");
+    assert!(
+        errors.is_none() || errors == Some(&Value::Null) || errors == Some(&json!([])),
+        "{what}: expected no errors, got: {body:#}"
+    );
+    let data = body.get("data").cloned().unwrap_or(Value::Null);
+    assert!(!data.is_null(), "{what}: expected data, got: {body:#}");
+    data
+}
+
+/// The `extensions.code` of every error of a response.
+pub fn error_codes(body: &Value) -> Vec<String> {
+    body.get("errors")
+        .and_then(Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    e.pointer("/extensions/code")
+                        .and_then(Value::as_str)
+                        .unwrap_or("<no extensions.code>")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The response has an error with this code (and every error has a code).
+pub fn assert_error_code(body: &Value, code: &str) {
+    let codes = error_codes(body);
+    assert!(
+        codes.iter().any(|c| c == code),
+        "expected an error with code {code}, got: {body:#}"
+    );
+    assert!(
+        codes.iter().all(|c| c != "<no extensions.code>"),
+        "every error must carry extensions.code: {body:#}"
+    );
+    // INTERNAL never carries database text; no other error should either.
+    for error in body["errors"].as_array().into_iter().flatten() {
+        let message = error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        for leak in [
+            "sqlx",
+            "sqlite",
+            "postgres",
+            "constraint",
+            "select ",
+            "insert into",
+            "syntax error",
+        ] {
+            assert!(
+                !message.contains(leak),
+                "an error message leaks database text ({leak}): {body:#}"
+            );
+        }
+    }
+}
+
+/// The request failed as a whole: an error with this code, and no data (`data` absent, null,
+/// or with every top-level field null).
+pub fn assert_failed(body: &Value, code: &str) {
+    assert_error_code(body, code);
+    match body.get("data") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(fields)) => assert!(
+            fields.values().all(Value::is_null),
+            "expected no data with error {code}, got: {body:#}"
+        ),
+        Some(other) => panic!("unexpected data {other} in {body:#}"),
+    }
+}
+
+/// A well-formed id of the same kind as `id` that names nothing: its trailing digits replaced.
+pub fn unknown_id_like(id: &str) -> String {
+    let prefix = id.trim_end_matches(|c: char| c.is_ascii_digit());
+    assert!(
+        prefix.len() < id.len(),
+        "cannot make an unknown id like {id:?}"
+    );
+    format!("{prefix}987654")
+}
+
+/// The string at a JSON pointer, or a panic that shows the value.
+pub fn s<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {value:#}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Domain helpers
+
+impl TestApp {
+    /// Registers an account through the billing system's RegisterAccount; `registerAccount`.
+    pub async fn register(
+        &self,
+        external_id: &str,
+        display_name: Option<&str>,
+        code: Option<&str>,
+    ) -> Value {
+        let mut input = json!({ "externalId": external_id });
+        if let Some(name) = display_name {
+            input["displayName"] = json!(name);
+        }
+        if let Some(code) = code {
+            input["referralCode"] = json!(code);
+        }
+        let data = self
+            .run_ok(
+                Some(&self.service()),
+                "integration",
+                "RegisterAccount",
+                json!({ "input": input }),
+            )
+            .await;
+        data["registerAccount"].clone()
+    }
+
+    /// Registers an account and returns its referral code.
+    pub async fn register_code(
+        &self,
+        external_id: &str,
+        display_name: Option<&str>,
+        code: Option<&str>,
+    ) -> String {
+        s(
+            &self.register(external_id, display_name, code).await,
+            "/account/referralCode",
+        )
+        .to_owned()
+    }
+
+    /// A provider with a redemption rate; returns its id.
+    pub async fn upsert_provider(
+        &self,
+        key: &str,
+        name: &str,
+        redemption_rate: Option<&str>,
+    ) -> String {
+        let mut input = json!({ "key": key, "name": name });
+        if let Some(rate) = redemption_rate {
+            input["redemptionRate"] = json!(rate);
+        }
+        let data = self
+            .run_ok(
+                Some(&self.admin()),
+                "admin",
+                "UpsertProvider",
+                json!({ "input": input }),
+            )
+            .await;
+        s(&data, "/upsertProvider/id").to_owned()
+    }
+
+    pub async fn upsert_product(
+        &self,
+        key: &str,
+        provider_key: &str,
+        name: &str,
+        category: &str,
+        rate: Option<&str>,
+    ) -> Value {
+        let mut input =
+            json!({ "key": key, "providerKey": provider_key, "name": name, "category": category });
+        if let Some(rate) = rate {
+            input["productRate"] = json!(rate);
+        }
+        let data = self
+            .run_ok(
+                Some(&self.admin()),
+                "admin",
+                "UpsertProduct",
+                json!({ "input": input }),
+            )
+            .await;
+        data["upsertProduct"].clone()
+    }
+
+    /// The usual catalog: provider `proxyco` ("ProxyCo", 100 points per GB), a residential
+    /// product at 15 points per GB and a datacenter product at 5. Returns the provider's id.
+    pub async fn setup_catalog(&self) -> String {
+        let id = self
+            .upsert_provider(PROVIDER, PROVIDER_NAME, Some("100"))
+            .await;
+        self.upsert_product(
+            RESIDENTIAL,
+            PROVIDER,
+            "Residential proxies",
+            "residential",
+            Some("15"),
+        )
+        .await;
+        self.upsert_product(
+            DATACENTER,
+            PROVIDER,
+            "Datacenter proxies",
+            "datacenter",
+            Some("5"),
+        )
+        .await;
+        id
+    }
+
+    pub async fn set_redemption_rate(&self, provider_key: &str, rate: &str) {
+        self.run_ok(
+            Some(&self.admin()),
+            "admin",
+            "SetRedemptionRate",
+            json!({ "input": { "providerKey": provider_key, "redemptionRate": rate } }),
+        )
+        .await;
+    }
+
+    pub async fn update_settings(&self, input: Value) -> Value {
+        let data = self
+            .run_ok(
+                Some(&self.admin()),
+                "admin",
+                "UpdateProgramSettings",
+                json!({ "input": input }),
+            )
+            .await;
+        data["updateProgramSettings"].clone()
+    }
+
+    pub async fn set_enabled(&self, enabled: bool) {
+        let settings = self.update_settings(json!({ "enabled": enabled })).await;
+        assert_eq!(settings["enabled"], json!(enabled));
+    }
+
+    pub fn purchase_input(event_id: &str, external_id: &str, product_key: &str, gb: &str) -> Value {
+        json!({ "input": {
+            "eventId": event_id,
+            "externalId": external_id,
+            "productKey": product_key,
+            "quantityGb": gb,
+        } })
+    }
+
+    /// RecordPurchase as the billing system; the whole response body.
+    pub async fn purchase_raw(
+        &self,
+        event_id: &str,
+        external_id: &str,
+        product_key: &str,
+        gb: &str,
+    ) -> Value {
+        self.run(
+            Some(&self.service()),
+            "integration",
+            "RecordPurchase",
+            Self::purchase_input(event_id, external_id, product_key, gb),
+        )
+        .await
+    }
+
+    /// RecordPurchase that must succeed; `recordPurchase`.
+    pub async fn purchase(
+        &self,
+        event_id: &str,
+        external_id: &str,
+        product_key: &str,
+        gb: &str,
+    ) -> Value {
+        let body = self
+            .purchase_raw(event_id, external_id, product_key, gb)
+            .await;
+        data_of(&body, &format!("RecordPurchase {event_id}"))["recordPurchase"].clone()
+    }
+
+    /// The customer's Dashboard; `me` and `program` as `data`.
+    pub async fn dashboard(&self, external_id: &str, first: i64) -> Value {
+        self.run_ok(
+            Some(&self.customer(external_id)),
+            "customer",
+            "Dashboard",
+            json!({ "first": first }),
+        )
+        .await
+    }
+
+    /// The customer's POINTS balance: (available, pending, lifetimeEarned). The balance part of
+    /// the Dashboard only, so that a balance check does not depend on the rest of it.
+    pub async fn points(&self, external_id: &str) -> (String, String, String) {
+        let query = "query Balance { me { points: balance(unit: POINTS) { unit available pending lifetimeEarned } } }";
+        let body = self
+            .gql(Some(&self.customer(external_id)), query, json!({}))
+            .await;
+        let data = data_of(&body, &format!("the POINTS balance of {external_id}"));
+        let points = &data["me"]["points"];
+        assert_eq!(points["unit"], "POINTS", "{data:#}");
+        (
+            s(points, "/available").to_owned(),
+            s(points, "/pending").to_owned(),
+            s(points, "/lifetimeEarned").to_owned(),
+        )
+    }
+
+    pub async fn available_points(&self, external_id: &str) -> String {
+        self.points(external_id).await.0
+    }
+
+    /// ClaimReward as the customer; the whole response body.
+    pub async fn claim_raw(
+        &self,
+        external_id: &str,
+        provider_id: &str,
+        key: Option<&str>,
+    ) -> Value {
+        let mut input = json!({ "providerId": provider_id });
+        if let Some(key) = key {
+            input["idempotencyKey"] = json!(key);
+        }
+        self.run(
+            Some(&self.customer(external_id)),
+            "customer",
+            "ClaimReward",
+            json!({ "input": input }),
+        )
+        .await
+    }
+
+    pub async fn claim(&self, external_id: &str, provider_id: &str, key: Option<&str>) -> Value {
+        let body = self.claim_raw(external_id, provider_id, key).await;
+        data_of(&body, &format!("ClaimReward by {external_id}"))["claimReward"].clone()
+    }
+
+    pub async fn catalog(&self) -> Value {
+        self.run_ok(Some(&self.admin()), "admin", "Catalog", json!({}))
+            .await
+    }
+
+    pub async fn settings(&self) -> Value {
+        self.run_ok(Some(&self.admin()), "admin", "ProgramSettings", json!({}))
+            .await["programSettings"]
+            .clone()
+    }
+
+    /// A → B → C: A refers B, B refers C. Returns the codes of A and B.
+    pub async fn chain(&self) -> (String, String) {
+        let a = self
+            .register_code("acct-a", Some("Alice Adams"), None)
+            .await;
+        let b = self
+            .register_code("acct-b", Some("Bob Brown"), Some(&a))
+            .await;
+        self.register_code("acct-c", Some("Carol Clark"), Some(&b))
+            .await;
+        (a, b)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the database directly, for what the API does not show
+
+impl TestApp {
+    /// One integer from SQL that runs unchanged on SQLite and PostgreSQL.
+    pub async fn sql_i64(&self, sql: &str) -> i64 {
+        let db = &self.state.db;
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|| panic!("{sql}: no row"));
+        row.try_get_by_index::<i64>(0)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        self.sql_i64(&format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"))
+            .await
+    }
+
+    /// Sum of an account's ledger entries of one unit, in millionths.
+    pub async fn ledger_sum(&self, external_id: &str, unit: &str) -> i64 {
+        self.sql_i64(&format!(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_entries \
+             WHERE unit = '{unit}' AND account_id = (SELECT id FROM accounts WHERE external_id = '{}')",
+            external_id.replace('\'', "''")
+        ))
+        .await
+    }
+
+    /// The balance row's `available` of one account and unit, in millionths.
+    pub async fn balance_available(&self, external_id: &str, unit: &str) -> i64 {
+        self.sql_i64(&format!(
+            "SELECT CAST(available AS BIGINT) FROM balances \
+             WHERE unit = '{unit}' AND account_id = (SELECT id FROM accounts WHERE external_id = '{}')",
+            external_id.replace('\'', "''")
+        ))
+        .await
+    }
+
+    /// Row counts of every domain table and the sum of all balances: "nothing changed" is
+    /// this snapshot being equal before and after. (The audit log is left out: it records
+    /// only changes that happened.)
+    pub async fn snapshot(&self) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for table in [
+            "accounts",
+            "referrals",
+            "providers",
+            "products",
+            "reward_rules",
+            "events",
+            "claims",
+            "ledger_entries",
+            "lot_allocations",
+            "balances",
+        ] {
+            out.push((table.to_owned(), self.count(table).await));
+        }
+        out.push((
+            "sum(balances.available)".to_owned(),
+            self.sql_i64("SELECT CAST(COALESCE(SUM(available), 0) AS BIGINT) FROM balances")
+                .await,
+        ));
+        out.push((
+            "sum(balances.lifetime_earned)".to_owned(),
+            self.sql_i64("SELECT CAST(COALESCE(SUM(lifetime_earned), 0) AS BIGINT) FROM balances")
+                .await,
+        ));
+        out.push((
+            "pending claims".to_owned(),
+            self.sql_i64("SELECT CAST(COUNT(*) AS BIGINT) FROM claims WHERE status = 'PENDING'")
+                .await,
+        ));
+        out
+    }
+}
+
+/// A DateTime output as an instant (RFC 3339; `Z` and `+00:00` are the same).
+pub fn instant(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a DateTime string: {value}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_operations_come_with_their_fragments() {
+        let history = contract_op("customer", "HistoryPage");
+        assert!(history.starts_with("query HistoryPage("), "{history}");
+        assert!(
+            history.contains("fragment HistoryEntry on LedgerEntry"),
+            "{history}"
+        );
+        assert!(!history.contains("query Dashboard"), "{history}");
+        let purchase = contract_op("integration", "RecordPurchase");
+        assert!(
+            purchase.contains("fragment EventResult on RecordEventPayload"),
+            "{purchase}"
+        );
+        assert!(!purchase.contains("RecordRefund"), "{purchase}");
+        let register = contract_op("integration", "RegisterAccount");
+        assert!(!register.contains("fragment"), "{register}");
+        assert_eq!(register.matches('{').count(), register.matches('}').count());
+    }
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            replace_database_name("postgres://postgres@127.0.0.1:5432/test", "rs_test_x"),
+            "postgres://postgres@127.0.0.1:5432/rs_test_x"
+        );
+        assert_eq!(
+            replace_database_name("postgres://u:p@h/db?sslmode=disable", "n"),
+            "postgres://u:p@h/n?sslmode=disable"
+        );
+        assert_eq!(
+            replace_database_name("postgres://h:5432", "n"),
+            "postgres://h:5432/n"
+        );
+    }
+
+    #[test]
+    fn unknown_ids_keep_their_prefix() {
+        assert_eq!(unknown_id_like("prv_12"), "prv_987654");
+        assert_eq!(unknown_id_like("7"), "987654");
+    }
+}

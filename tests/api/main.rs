@@ -1,0 +1,14 @@
+//! The integration tests: one binary, every test through HTTP against its own fresh database
+//! (SQLite by default; PostgreSQL when `TEST_DATABASE_URL` is set), sending the contract's
+//! operations by name.
+
+// A failed expectation in a test is a panic with a message: that is what `expect` is for here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod concurrency;
+mod helpers;
+mod idempotency;
+mod points_store;
+mod queries;
+mod schema;
+mod validation;
