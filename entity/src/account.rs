@@ -15,6 +15,10 @@ pub struct Model {
     pub status: crate::enums::AccountStatus,
     pub first_purchase_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    pub billing_scheme: crate::enums::BillingScheme,
+    /// Sum of this account's successful top-ups, in millionths.
+    pub top_up_total: i64,
+    pub payment_method_verified_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -33,7 +33,8 @@ text_enum!(
     ReferralSource { Code, Link }
 );
 text_enum!(ClaimStatus { Pending, Completed, Failed });
-text_enum!(EventKind { Purchase });
-text_enum!(RuleTrigger { FirstPurchase });
+text_enum!(EventKind { Purchase, PaymentMethodVerified, TopUp });
+text_enum!(RuleTrigger { Signup, PaymentMethodVerified, TopUpTotalReached, FirstPurchase });
+text_enum!(BillingScheme { Prepaid, Postpaid });
 text_enum!(Beneficiary { Referrer, Referee });
 text_enum!(Calculation { Fixed, ProductRate });

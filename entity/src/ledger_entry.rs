@@ -15,11 +15,14 @@ pub struct Model {
     pub event_id: Option<i64>,
     pub referral_id: Option<i64>,
     pub rule_id: Option<i64>,
-    pub occurrence: Option<i32>,
+    pub occurrence: Option<i64>,
     pub claim_id: Option<i64>,
     pub available_at: Option<DateTimeUtc>,
     pub expires_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// The rule's values when it paid this entry, as JSON: later edits of the rule do not
+    /// change what was paid or why.
+    pub rule_snapshot: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,10 @@ pub struct Model {
     pub product_categories: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub threshold: Option<i64>,
+    pub recurring: bool,
+    /// A JSON array of account groups; NULL: every group.
+    pub account_groups: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -419,7 +419,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer_null(LedgerEntries::EventId))
                     .col(big_integer_null(LedgerEntries::ReferralId))
                     .col(big_integer_null(LedgerEntries::RuleId))
-                    .col(integer_null(LedgerEntries::Occurrence))
+                    .col(big_integer_null(LedgerEntries::Occurrence))
                     .col(big_integer_null(LedgerEntries::ClaimId))
                     .col(timestamp_with_time_zone_null(LedgerEntries::AvailableAt))
                     .col(timestamp_with_time_zone_null(LedgerEntries::ExpiresAt))
