@@ -5,13 +5,15 @@ use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
 use crate::service::codes::ReferralCode;
 use crate::service::page::{Page, PageRequest};
-use crate::service::{optional_text, required_text, settings};
-use entity::enums::{AccountStatus, ReferralSource, ReferralStatus, RejectionReason, Unit};
+use crate::service::events;
+use crate::service::rules::EventFacts;
+use crate::service::{audit, key_text, optional_text, required_text, settings};
+use entity::enums::{AccountStatus, BillingScheme, ReferralSource, ReferralStatus, RejectionReason, Unit};
 use entity::{account, balance, referral};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use std::collections::HashMap;
 
@@ -24,6 +26,10 @@ pub struct Registration {
     pub display_name: Option<String>,
     pub email: Option<String>,
     pub referral_code: Option<String>,
+    /// POSTPAID when not given.
+    pub billing_scheme: Option<BillingScheme>,
+    /// An account group such as `business`; rules may be limited to groups.
+    pub group: Option<String>,
 }
 
 #[derive(Debug)]
@@ -43,6 +49,13 @@ pub async fn register(db: &DatabaseConnection, input: Registration) -> AppResult
     if email.as_deref().is_some_and(|e| !e.contains('@')) {
         return Err(AppError::bad_input("email is not an email address"));
     }
+    let group = input.group.as_deref().map(str::trim).filter(|g| !g.is_empty()).map(|g| key_text("group", g)).transpose()?;
+    let profile = Profile {
+        display_name,
+        email,
+        group,
+        billing_scheme: input.billing_scheme.unwrap_or(BillingScheme::Postpaid),
+    };
     let code = match input.referral_code.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(code) => Some(ReferralCode::parse(code)?),
@@ -51,29 +64,43 @@ pub async fn register(db: &DatabaseConnection, input: Registration) -> AppResult
     let txn = begin_write(db).await?;
     let account = match find_by_external_id(&txn, &external_id).await? {
         Some(existing) => existing,
-        None => insert_account(&txn, &external_id, display_name, email).await?,
+        None => insert_account(&txn, &external_id, profile).await?,
     };
     let accepted = accepted_referral_of(&txn, account.id).await?;
     let referral = match code {
         None => accepted,
-        Some(code) => Some(attribute(&txn, &account, accepted, code).await?),
+        Some(code) => {
+            let referral = attribute(&txn, &account, accepted.clone(), code).await?;
+            let newly_accepted = referral.status != ReferralStatus::Rejected
+                && accepted.as_ref().map(|a| a.id) != Some(referral.id);
+            if newly_accepted {
+                events::apply_rules(&txn, &account, None, &EventFacts::Signup, None).await?;
+            }
+            Some(referral)
+        }
     };
     txn.commit().await?;
     Ok(Registered { account, referral })
 }
 
-async fn insert_account(
-    txn: &impl ConnectionTrait,
-    external_id: &str,
+/// What registration records about a new account.
+struct Profile {
     display_name: Option<String>,
     email: Option<String>,
-) -> AppResult<account::Model> {
+    group: Option<String>,
+    billing_scheme: BillingScheme,
+}
+
+async fn insert_account(txn: &impl ConnectionTrait, external_id: &str, profile: Profile) -> AppResult<account::Model> {
     for _ in 0..CODE_ATTEMPTS {
         let row = account::ActiveModel {
             external_id: Set(external_id.to_owned()),
-            display_name: Set(display_name.clone()),
-            email: Set(email.clone()),
-            account_group: Set(None),
+            display_name: Set(profile.display_name.clone()),
+            email: Set(profile.email.clone()),
+            account_group: Set(profile.group.clone()),
+            billing_scheme: Set(profile.billing_scheme),
+            top_up_total: Set(0),
+            payment_method_verified_at: Set(None),
             referral_code: Set(ReferralCode::generate().into_string()),
             status: Set(AccountStatus::Active),
             first_purchase_at: Set(None),
@@ -258,6 +285,84 @@ pub async fn referred_friends(
     Ok(Page::from_rows(query.all(db).await?, page, total))
 }
 
+pub async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Accounts whose externalId, referral code, name or email contains `search` (any case),
+/// newest first.
+pub async fn search(db: &impl ConnectionTrait, search: Option<&str>, page: PageRequest) -> AppResult<Page<account::Model>> {
+    let mut base = account::Entity::find();
+    if let Some(term) = search.map(str::trim).filter(|t| !t.is_empty()) {
+        if term.chars().count() > 200 {
+            return Err(AppError::bad_input("search must be at most 200 characters"));
+        }
+        let pattern = format!("%{}%", escape_like(&term.to_lowercase()));
+        let contains = |column: account::Column| {
+            Expr::expr(Func::lower(Expr::col(column))).like(LikeExpr::new(pattern.clone()).escape('\\'))
+        };
+        base = base.filter(
+            Condition::any()
+                .add(contains(account::Column::ExternalId))
+                .add(contains(account::Column::ReferralCode))
+                .add(contains(account::Column::DisplayName))
+                .add(contains(account::Column::Email)),
+        );
+    }
+    let total = base.clone().count(db).await?;
+    let mut query = base.order_by_desc(account::Column::Id).limit(page.fetch_limit());
+    if let Some(after) = page.after {
+        query = query.filter(account::Column::Id.lt(after));
+    }
+    Ok(Page::from_rows(query.all(db).await?, page, total))
+}
+
+/// `%`, `_` and the escape character itself match literally in a search.
+fn escape_like(term: &str) -> String {
+    let mut escaped = String::with_capacity(term.len());
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Gives an account another code. The old code stops working at once (codes are looked up
+/// live); the link follows the code. A code another account has is `CODE_TAKEN`, decided by the
+/// unique index, so two admins racing for one code cannot both get it.
+pub async fn set_referral_code(db: &DatabaseConnection, actor: &str, account_id: i64, code: &str) -> AppResult<account::Model> {
+    let code = ReferralCode::parse(code)?;
+    let txn = begin_write(db).await?;
+    let before = find(&txn, account_id).await?.ok_or_else(|| AppError::not_found("no such account"))?;
+    if before.referral_code == code.as_str() {
+        return Ok(before);
+    }
+    let taken = || AppError::CodeTaken(format!("the code {} belongs to another account", code.as_str()));
+    if find_by_code(&txn, &code).await?.is_some() {
+        return Err(taken());
+    }
+    let mut row = before.clone().into_active_model();
+    row.referral_code = Set(code.as_str().to_owned());
+    let after = match row.update(&txn).await {
+        Ok(after) => after,
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Err(taken()),
+        Err(err) => return Err(err.into()),
+    };
+    audit::record(
+        &txn,
+        actor,
+        "SET_REFERRAL_CODE",
+        &format!("account:{}", after.external_id),
+        serde_json::json!({ "referralCode": before.referral_code }),
+        serde_json::json!({ "referralCode": after.referral_code }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
 /// "Jo*** S.": enough for a friend to recognise, not enough to identify a stranger.
 pub fn mask_name(name: &str) -> String {
     let mut words = name.split_whitespace();
@@ -272,6 +377,11 @@ pub fn mask_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::mask_name;
+
+    #[test]
+    fn search_terms_match_literally() {
+        assert_eq!(super::escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
 
     #[test]
     fn masks_names() {

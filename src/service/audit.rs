@@ -1,8 +1,12 @@
 //! The audit log: every admin change, written in the same transaction as the change.
 
 use crate::error::AppResult;
+use crate::service::page::{Page, PageRequest};
 use entity::audit_log;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use serde_json::json;
 
 pub async fn record(
@@ -24,4 +28,14 @@ pub async fn record(
     .insert(db)
     .await?;
     Ok(())
+}
+
+/// The log, newest first.
+pub async fn list(db: &impl ConnectionTrait, page: PageRequest) -> AppResult<Page<audit_log::Model>> {
+    let total = audit_log::Entity::find().count(db).await?;
+    let mut query = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).limit(page.fetch_limit());
+    if let Some(after) = page.after {
+        query = query.filter(audit_log::Column::Id.lt(after));
+    }
+    Ok(Page::from_rows(query.all(db).await?, page, total))
 }

@@ -31,7 +31,10 @@ pub struct NewCredit {
     pub event_id: Option<i64>,
     pub referral_id: Option<i64>,
     pub rule_id: Option<i64>,
-    pub occurrence: Option<i32>,
+    /// Once per referral (1) for most rules; the event's id for recurring ones.
+    pub occurrence: Option<i64>,
+    /// The rule's values at the time, as JSON.
+    pub rule_snapshot: Option<String>,
 }
 
 /// Posts a reward (or any credit) as a lot and raises the balance. Returns `None`, writing
@@ -53,6 +56,7 @@ pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppRes
         referral_id: Set(credit.referral_id),
         rule_id: Set(credit.rule_id),
         occurrence: Set(credit.occurrence),
+        rule_snapshot: Set(credit.rule_snapshot),
         claim_id: Set(None),
         available_at: Set(None),
         expires_at: Set(None),
@@ -128,6 +132,7 @@ pub async fn debit(
         referral_id: Set(None),
         rule_id: Set(None),
         occurrence: Set(None),
+        rule_snapshot: Set(None),
         claim_id: Set(claim_id),
         available_at: Set(None),
         expires_at: Set(None),
@@ -229,6 +234,7 @@ pub async fn refund_debit(
         referral_id: Set(None),
         rule_id: Set(None),
         occurrence: Set(None),
+        rule_snapshot: Set(None),
         claim_id: Set(debit.claim_id),
         available_at: Set(None),
         expires_at: Set(None),

@@ -1,20 +1,33 @@
-//! Reward rules, evaluated on every recorded event. Evaluation is pure: it takes the facts the
-//! event established and answers, per rule, what to pay or why nothing is paid. Paying (and
-//! refusing to pay twice) is the ledger's job.
+//! Reward rules: admin-managed records, evaluated on every recorded event inside the event's
+//! transaction. Evaluation is pure: it takes what the event established and answers, per rule,
+//! what to pay or why nothing is paid. Paying, and refusing to pay twice, is the ledger's job.
 
 use crate::amount::Amount;
-use crate::error::AppResult;
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
 use crate::service::ledger::unit_word;
-use entity::enums::{Beneficiary, Calculation, RuleTrigger, Unit};
+use crate::service::{audit, key_text, required_text};
+use entity::enums::{Beneficiary, BillingScheme, Calculation, RuleTrigger, Unit};
 use entity::reward_rule;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-pub async fn enabled_rules_for(db: &impl ConnectionTrait, trigger: RuleTrigger) -> AppResult<Vec<reward_rule::Model>> {
+/// More rules than this is a mistake: every event evaluates all of them.
+pub const MAX_RULES: u64 = 200;
+/// Categories or groups one rule may name.
+pub const MAX_CONDITION_VALUES: usize = 50;
+
+pub async fn list(db: &impl ConnectionTrait) -> AppResult<Vec<reward_rule::Model>> {
+    Ok(reward_rule::Entity::find().order_by_asc(reward_rule::Column::Id).all(db).await?)
+}
+
+pub async fn enabled_rules(db: &impl ConnectionTrait) -> AppResult<Vec<reward_rule::Model>> {
     Ok(reward_rule::Entity::find()
         .filter(reward_rule::Column::Enabled.eq(true))
-        .filter(reward_rule::Column::Trigger.eq(trigger))
         .order_by_asc(reward_rule::Column::Id)
         .all(db)
         .await?)
@@ -25,6 +38,176 @@ pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap
     Ok(rows.into_iter().map(|r| (r.id, r)).collect())
 }
 
+/// A rule as an admin writes it. The options after `account_groups` are part of the API but
+/// not built yet: setting one is refused rather than stored and ignored.
+#[derive(Debug, Clone, Default)]
+pub struct RuleInput {
+    pub name: String,
+    pub enabled: Option<bool>,
+    pub trigger: Option<RuleTrigger>,
+    pub beneficiary: Option<Beneficiary>,
+    pub unit: Option<Unit>,
+    pub calculation: Option<Calculation>,
+    pub value: Option<Amount>,
+    pub threshold: Option<Amount>,
+    pub recurring: Option<bool>,
+    pub product_categories: Option<Vec<String>>,
+    pub account_groups: Option<Vec<String>>,
+    pub invoice_number: Option<i32>,
+    pub window_days: Option<i32>,
+    pub max_occurrences: Option<i32>,
+    pub cap_per_referral: Option<Amount>,
+    pub hold_days: Option<i32>,
+    pub expires_after_days: Option<i32>,
+    pub redeemable_categories: Option<Vec<String>>,
+    pub min_active_referrals: Option<i32>,
+    pub affiliates_only: Option<bool>,
+}
+
+/// A validated rule, ready to store.
+struct ValidRule {
+    name: String,
+    enabled: bool,
+    trigger: RuleTrigger,
+    beneficiary: Beneficiary,
+    unit: Unit,
+    calculation: Calculation,
+    value: Option<i64>,
+    threshold: Option<i64>,
+    recurring: bool,
+    product_categories: Option<String>,
+    account_groups: Option<String>,
+}
+
+fn validate(input: RuleInput) -> AppResult<ValidRule> {
+    let not_built = [
+        ("invoiceNumber", input.invoice_number.is_some()),
+        ("windowDays", input.window_days.is_some()),
+        ("maxOccurrences", input.max_occurrences.is_some()),
+        ("capPerReferral", input.cap_per_referral.is_some()),
+        ("holdDays", input.hold_days.is_some()),
+        ("expiresAfterDays", input.expires_after_days.is_some()),
+        ("redeemableCategories", input.redeemable_categories.is_some()),
+        ("minActiveReferrals", input.min_active_referrals.is_some()),
+        ("affiliatesOnly", input.affiliates_only == Some(true)),
+    ];
+    if let Some((field, _)) = not_built.iter().find(|(_, set)| *set) {
+        return Err(AppError::bad_input(format!("{field} is not supported by this server yet")));
+    }
+    let missing = |field: &str| AppError::bad_input(format!("{field} is required"));
+    let name = required_text("name", &input.name, 200)?;
+    let trigger = input.trigger.ok_or_else(|| missing("trigger"))?;
+    let beneficiary = input.beneficiary.ok_or_else(|| missing("beneficiary"))?;
+    let unit = input.unit.ok_or_else(|| missing("unit"))?;
+    let calculation = input.calculation.ok_or_else(|| missing("calculation"))?;
+    if unit == Unit::Cash {
+        return Err(AppError::bad_input("rules pay POINTS or CREDIT; CASH commission is not supported yet"));
+    }
+    let value = match (calculation, input.value) {
+        (Calculation::Fixed, Some(value)) if value.is_positive() => Some(value.micros()),
+        (Calculation::Fixed, _) => return Err(AppError::bad_input("a FIXED rule needs a value greater than 0")),
+        (Calculation::ProductRate, Some(_)) => {
+            return Err(AppError::bad_input("a PRODUCT_RATE rule takes its rate from the product, not from value"));
+        }
+        (Calculation::ProductRate, None) => None,
+    };
+    if calculation == Calculation::ProductRate && trigger != RuleTrigger::FirstPurchase {
+        return Err(AppError::bad_input("PRODUCT_RATE applies to FIRST_PURCHASE rules only"));
+    }
+    let threshold = match (trigger, input.threshold) {
+        (RuleTrigger::TopUpTotalReached, Some(t)) if t.micros() >= 0 => Some(t.micros()),
+        (RuleTrigger::TopUpTotalReached, Some(_)) => return Err(AppError::bad_input("threshold must not be negative")),
+        (RuleTrigger::TopUpTotalReached, None) => {
+            return Err(AppError::bad_input("a TOP_UP_TOTAL_REACHED rule needs a threshold (0: any top-up)"));
+        }
+        (_, Some(_)) => return Err(AppError::bad_input("threshold applies to TOP_UP_TOTAL_REACHED rules only")),
+        (_, None) => None,
+    };
+    if input.product_categories.is_some() && trigger != RuleTrigger::FirstPurchase {
+        return Err(AppError::bad_input("productCategories applies to FIRST_PURCHASE rules only"));
+    }
+    Ok(ValidRule {
+        name,
+        enabled: input.enabled.unwrap_or(true),
+        trigger,
+        beneficiary,
+        unit,
+        calculation,
+        value,
+        threshold,
+        recurring: input.recurring.unwrap_or(false),
+        product_categories: condition_list("productCategories", input.product_categories)?,
+        account_groups: condition_list("accountGroups", input.account_groups)?,
+    })
+}
+
+/// A list condition stored as a JSON array of lower-case keys; absent: no condition.
+fn condition_list(field: &str, values: Option<Vec<String>>) -> AppResult<Option<String>> {
+    let Some(values) = values else { return Ok(None) };
+    if values.is_empty() {
+        return Err(AppError::bad_input(format!("{field} must name at least one value, or be left out")));
+    }
+    if values.len() > MAX_CONDITION_VALUES {
+        return Err(AppError::bad_input(format!("{field} may name at most {MAX_CONDITION_VALUES} values")));
+    }
+    let mut keys = values.iter().map(|v| key_text(field, v)).collect::<AppResult<Vec<_>>>()?;
+    keys.sort();
+    keys.dedup();
+    serde_json::to_string(&keys).map(Some).map_err(AppError::internal)
+}
+
+pub async fn create(db: &DatabaseConnection, actor: &str, input: RuleInput) -> AppResult<reward_rule::Model> {
+    let rule = validate(input)?;
+    let txn = begin_write(db).await?;
+    if reward_rule::Entity::find().count(&txn).await? >= MAX_RULES {
+        return Err(AppError::bad_input(format!("a program may have at most {MAX_RULES} rules")));
+    }
+    let now = chrono::Utc::now();
+    let mut row = reward_rule::ActiveModel { created_at: Set(now), ..Default::default() };
+    assign(&mut row, rule, now);
+    let created = row.insert(&txn).await?;
+    audit::record(&txn, actor, "CREATE_REWARD_RULE", &format!("rule:{}", created.id), serde_json::Value::Null, json(&created))
+        .await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// Replaces a rule's definition. What it already paid stays as it was: each ledger entry keeps
+/// its amount and the rule's values at the time.
+pub async fn update(db: &DatabaseConnection, actor: &str, id: i64, input: RuleInput) -> AppResult<reward_rule::Model> {
+    let rule = validate(input)?;
+    let txn = begin_write(db).await?;
+    let before = reward_rule::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such reward rule"))?;
+    let mut row = before.clone().into_active_model();
+    assign(&mut row, rule, chrono::Utc::now());
+    let after = row.update(&txn).await?;
+    audit::record(&txn, actor, "UPDATE_REWARD_RULE", &format!("rule:{id}"), json(&before), json(&after)).await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+fn assign(row: &mut reward_rule::ActiveModel, rule: ValidRule, now: chrono::DateTime<chrono::Utc>) {
+    row.name = Set(rule.name);
+    row.enabled = Set(rule.enabled);
+    row.trigger = Set(rule.trigger);
+    row.beneficiary = Set(rule.beneficiary);
+    row.unit = Set(rule.unit);
+    row.calculation = Set(rule.calculation);
+    row.value = Set(rule.value);
+    row.threshold = Set(rule.threshold);
+    row.recurring = Set(rule.recurring);
+    row.product_categories = Set(rule.product_categories);
+    row.account_groups = Set(rule.account_groups);
+    row.updated_at = Set(now);
+}
+
+pub fn json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
 /// The referral an event's account came through.
 #[derive(Debug, Clone, Copy)]
 pub struct ReferralFacts {
@@ -33,17 +216,45 @@ pub struct ReferralFacts {
     pub referee_id: i64,
 }
 
-/// What a purchase established.
+/// What the event itself established.
 #[derive(Debug, Clone)]
-pub struct PurchaseFacts<'a> {
+pub enum EventFacts<'a> {
+    Signup,
+    PaymentMethodVerified,
+    TopUp {
+        successful: bool,
+        /// The account's successful top-ups so far, this one included.
+        total: Amount,
+    },
+    Purchase {
+        /// Whether this purchase is the account's first one.
+        first: bool,
+        product_name: &'a str,
+        product_category: &'a str,
+        product_rate: Option<Amount>,
+        quantity_gb: Amount,
+    },
+}
+
+impl EventFacts<'_> {
+    fn trigger(&self) -> RuleTrigger {
+        match self {
+            EventFacts::Signup => RuleTrigger::Signup,
+            EventFacts::PaymentMethodVerified => RuleTrigger::PaymentMethodVerified,
+            EventFacts::TopUp { .. } => RuleTrigger::TopUpTotalReached,
+            EventFacts::Purchase { .. } => RuleTrigger::FirstPurchase,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
     pub program_enabled: bool,
     pub referral: Option<ReferralFacts>,
-    /// Whether this purchase is the account's first one.
-    pub first_purchase: bool,
-    pub product_name: &'a str,
-    pub product_category: &'a str,
-    pub product_rate: Option<Amount>,
-    pub quantity_gb: Amount,
+    /// The group of the account the event is about (the referee).
+    pub account_group: Option<&'a str>,
+    pub billing_scheme: BillingScheme,
+    pub event: EventFacts<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,31 +263,69 @@ pub enum Verdict {
     Skip { reason: String },
 }
 
-pub fn evaluate_purchase(rule: &reward_rule::Model, facts: &PurchaseFacts<'_>) -> Verdict {
+pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
     let skip = |reason: String| Verdict::Skip { reason };
     if !facts.program_enabled {
         return skip("program is off".into());
     }
+    if rule.trigger != facts.event.trigger() {
+        return skip(format!("pays on {}, not on {}", trigger_words(rule.trigger), trigger_words(facts.event.trigger())));
+    }
     let Some(referral) = facts.referral else {
         return skip("account has no referrer".into());
     };
-    if rule.trigger == RuleTrigger::FirstPurchase && !facts.first_purchase {
-        return skip("only the first purchase counts, and this account made its first purchase before".into());
-    }
-    if let Some(categories) = categories_of(rule)
-        && !categories.iter().any(|c| c == facts.product_category) {
-            return skip(format!(
-                "product category {} does not count (counted: {})",
-                facts.product_category,
-                categories.join(", ")
-            ));
+    if let Some(groups) = list_of(rule.account_groups.as_deref()) {
+        if !facts.account_group.is_some_and(|g| groups.iter().any(|x| x == g)) {
+            let group = facts.account_group.unwrap_or("none");
+            return skip(format!("account group {group} does not count (counted: {})", groups.join(", ")));
         }
-    let amount = match rule.calculation {
-        Calculation::Fixed => rule.value.map(Amount::from_micros),
-        Calculation::ProductRate => match facts.product_rate {
-            None => return skip(format!("product {} has no product rate set", facts.product_name)),
-            Some(rate) => rate.checked_mul(facts.quantity_gb),
-        },
+    }
+    let mut how = String::new();
+    let amount = match &facts.event {
+        EventFacts::Signup => rule.value.map(Amount::from_micros),
+        EventFacts::PaymentMethodVerified => {
+            if facts.billing_scheme == BillingScheme::Prepaid {
+                return skip("prepaid accounts qualify by their top-ups, not by a payment method".into());
+            }
+            rule.value.map(Amount::from_micros)
+        }
+        EventFacts::TopUp { successful, total } => {
+            if facts.billing_scheme == BillingScheme::Postpaid {
+                return skip("postpaid accounts qualify by a verified payment method, not by top-ups".into());
+            }
+            if !successful {
+                return skip("the top-up did not succeed".into());
+            }
+            let threshold = Amount::from_micros(rule.threshold.unwrap_or(0));
+            if *total < threshold || !total.is_positive() {
+                return skip(format!("top-ups {total} of {threshold}"));
+            }
+            how = format!(" (top-ups {total} of {threshold})");
+            rule.value.map(Amount::from_micros)
+        }
+        EventFacts::Purchase { first, product_name, product_category, product_rate, quantity_gb } => {
+            if !first {
+                return skip("only the first purchase counts, and this account made its first purchase before".into());
+            }
+            if let Some(categories) = categories_of(rule) {
+                if !categories.iter().any(|c| c == product_category) {
+                    return skip(format!(
+                        "product category {product_category} does not count (counted: {})",
+                        categories.join(", ")
+                    ));
+                }
+            }
+            match rule.calculation {
+                Calculation::Fixed => rule.value.map(Amount::from_micros),
+                Calculation::ProductRate => match product_rate {
+                    None => return skip(format!("product {product_name} has no product rate set")),
+                    Some(rate) => {
+                        how = format!(" (rate {rate} × {quantity_gb} GB)");
+                        rate.checked_mul(*quantity_gb)
+                    }
+                },
+            }
+        }
     };
     let Some(amount) = amount.filter(|a| a.is_positive()) else {
         return skip("the reward computes to nothing".into());
@@ -85,29 +334,51 @@ pub fn evaluate_purchase(rule: &reward_rule::Model, facts: &PurchaseFacts<'_>) -
         Beneficiary::Referrer => referral.referrer_id,
         Beneficiary::Referee => referral.referee_id,
     };
-    let how = match (rule.calculation, facts.product_rate) {
-        (Calculation::ProductRate, Some(rate)) => format!(" (rate {rate} × {} GB)", facts.quantity_gb),
-        _ => String::new(),
-    };
     Verdict::Pay {
         account_id,
         referral_id: referral.referral_id,
         unit: rule.unit,
         amount,
-        reason: format!("{amount} {} to the {}{how}", unit_word(rule.unit), beneficiary_word(rule.beneficiary)),
+        reason: format!("{amount} {} to the {}{how}", unit_word(rule.unit), beneficiary_words(rule.beneficiary)),
     }
 }
 
-fn beneficiary_word(beneficiary: Beneficiary) -> &'static str {
+/// What a decision says when the unique index refused a second payment.
+pub fn already_paid_reason(rule: &reward_rule::Model) -> String {
+    match rule.trigger {
+        RuleTrigger::FirstPurchase => "first purchase already rewarded".to_owned(),
+        _ => "already rewarded for this referral".to_owned(),
+    }
+}
+
+fn trigger_words(trigger: RuleTrigger) -> &'static str {
+    match trigger {
+        RuleTrigger::Signup => "sign-up",
+        RuleTrigger::PaymentMethodVerified => "a verified payment method",
+        RuleTrigger::TopUpTotalReached => "top-ups",
+        RuleTrigger::FirstPurchase => "a first purchase",
+    }
+}
+
+fn beneficiary_words(beneficiary: Beneficiary) -> &'static str {
     match beneficiary {
         Beneficiary::Referrer => "referrer",
         Beneficiary::Referee => "referred friend",
     }
 }
 
+fn list_of(json: Option<&str>) -> Option<Vec<String>> {
+    json.and_then(|json| serde_json::from_str(json).ok())
+}
+
 /// The categories a rule is limited to; `None` when every category counts.
 pub fn categories_of(rule: &reward_rule::Model) -> Option<Vec<String>> {
-    rule.product_categories.as_deref().and_then(|json| serde_json::from_str(json).ok())
+    list_of(rule.product_categories.as_deref())
+}
+
+/// The account groups a rule is limited to; `None` when every group counts.
+pub fn groups_of(rule: &reward_rule::Model) -> Option<Vec<String>> {
+    list_of(rule.account_groups.as_deref())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,28 +401,39 @@ pub struct Decision {
 mod tests {
     use super::*;
 
-    fn rule(calculation: Calculation, value: Option<i64>, categories: Option<&str>) -> reward_rule::Model {
+    fn rule(trigger: RuleTrigger, calculation: Calculation, value: Option<i64>) -> reward_rule::Model {
         let now = chrono::Utc::now();
         reward_rule::Model {
             id: 1,
             name: "r".into(),
             enabled: true,
-            trigger: RuleTrigger::FirstPurchase,
+            trigger,
             beneficiary: Beneficiary::Referrer,
             unit: Unit::Points,
             calculation,
             value,
-            product_categories: categories.map(str::to_owned),
+            product_categories: None,
             created_at: now,
             updated_at: now,
+            threshold: None,
+            recurring: false,
+            account_groups: None,
         }
     }
 
-    fn facts<'a>() -> PurchaseFacts<'a> {
-        PurchaseFacts {
+    fn facts<'a>(event: EventFacts<'a>) -> Facts<'a> {
+        Facts {
             program_enabled: true,
             referral: Some(ReferralFacts { referral_id: 7, referrer_id: 1, referee_id: 2 }),
-            first_purchase: true,
+            account_group: None,
+            billing_scheme: BillingScheme::Postpaid,
+            event,
+        }
+    }
+
+    fn purchase<'a>() -> EventFacts<'a> {
+        EventFacts::Purchase {
+            first: true,
             product_name: "Residential",
             product_category: "residential",
             product_rate: Some(Amount::from_micros(15_000_000)),
@@ -166,30 +448,90 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pays_rate_times_gigabytes_to_the_referrer() {
-        let r = rule(Calculation::ProductRate, None, Some("[\"residential\"]"));
-        assert_eq!(paid(evaluate_purchase(&r, &facts())), Some((1, 37_500_000)));
-    }
-
-    #[test]
-    fn skips_with_a_reason() {
-        let r = rule(Calculation::ProductRate, None, Some("[\"residential\"]"));
-        let reason = |f: PurchaseFacts<'_>| match evaluate_purchase(&r, &f) {
+    fn reason(verdict: Verdict) -> String {
+        match verdict {
             Verdict::Skip { reason } => reason,
-            Verdict::Pay { .. } => String::new(),
-        };
-        assert_eq!(reason(PurchaseFacts { program_enabled: false, ..facts() }), "program is off");
-        assert_eq!(reason(PurchaseFacts { referral: None, ..facts() }), "account has no referrer");
-        assert!(reason(PurchaseFacts { first_purchase: false, ..facts() }).contains("first purchase"));
-        assert!(reason(PurchaseFacts { product_category: "datacenter", ..facts() }).contains("datacenter"));
-        assert!(reason(PurchaseFacts { product_rate: None, ..facts() }).contains("no product rate"));
+            Verdict::Pay { .. } => "PAID".into(),
+        }
     }
 
     #[test]
-    fn fixed_rules_pay_their_value_in_any_category_when_unrestricted() {
-        let r = rule(Calculation::Fixed, Some(5_000_000), None);
-        let f = PurchaseFacts { product_category: "datacenter", ..facts() };
-        assert_eq!(paid(evaluate_purchase(&r, &f)), Some((1, 5_000_000)));
+    fn pays_rate_times_gigabytes_on_a_first_residential_purchase() {
+        let mut r = rule(RuleTrigger::FirstPurchase, Calculation::ProductRate, None);
+        r.product_categories = Some("[\"residential\"]".into());
+        assert_eq!(paid(evaluate(&r, &facts(purchase()))), Some((1, 37_500_000)));
+        let datacenter = EventFacts::Purchase {
+            first: true,
+            product_name: "Datacenter",
+            product_category: "datacenter",
+            product_rate: Some(Amount::from_micros(15_000_000)),
+            quantity_gb: Amount::from_micros(1_000_000),
+        };
+        assert!(reason(evaluate(&r, &facts(datacenter))).contains("does not count"));
+    }
+
+    #[test]
+    fn top_ups_pay_once_the_threshold_is_reached_by_prepaid_accounts() {
+        let mut r = rule(RuleTrigger::TopUpTotalReached, Calculation::Fixed, Some(10_000_000));
+        r.threshold = Some(10_000_000);
+        let top_up = |total| Facts {
+            billing_scheme: BillingScheme::Prepaid,
+            ..facts(EventFacts::TopUp { successful: true, total: Amount::from_micros(total) })
+        };
+        assert_eq!(reason(evaluate(&r, &top_up(3_000_000))), "top-ups 3.00 of 10.00");
+        assert_eq!(paid(evaluate(&r, &top_up(10_000_000))), Some((1, 10_000_000)));
+        let postpaid = Facts { billing_scheme: BillingScheme::Postpaid, ..top_up(10_000_000) };
+        assert!(reason(evaluate(&r, &postpaid)).contains("postpaid"));
+        r.threshold = Some(0);
+        assert!(paid(evaluate(&r, &top_up(1))).is_some());
+    }
+
+    #[test]
+    fn payment_method_verification_pays_postpaid_referees_only() {
+        let mut r = rule(RuleTrigger::PaymentMethodVerified, Calculation::Fixed, Some(5_000_000));
+        r.beneficiary = Beneficiary::Referee;
+        assert_eq!(paid(evaluate(&r, &facts(EventFacts::PaymentMethodVerified))), Some((2, 5_000_000)));
+        let prepaid = Facts { billing_scheme: BillingScheme::Prepaid, ..facts(EventFacts::PaymentMethodVerified) };
+        assert!(reason(evaluate(&r, &prepaid)).contains("prepaid"));
+    }
+
+    #[test]
+    fn skips_with_a_reason_a_person_understands() {
+        let r = rule(RuleTrigger::PaymentMethodVerified, Calculation::Fixed, Some(5_000_000));
+        let off = Facts { program_enabled: false, ..facts(EventFacts::PaymentMethodVerified) };
+        assert_eq!(reason(evaluate(&r, &off)), "program is off");
+        let alone = Facts { referral: None, ..facts(EventFacts::PaymentMethodVerified) };
+        assert_eq!(reason(evaluate(&r, &alone)), "account has no referrer");
+        assert!(reason(evaluate(&r, &facts(purchase()))).contains("not on a first purchase"));
+        let mut grouped = r.clone();
+        grouped.account_groups = Some("[\"business\"]".into());
+        assert!(reason(evaluate(&grouped, &facts(EventFacts::PaymentMethodVerified))).contains("group none"));
+        let business = Facts { account_group: Some("business"), ..facts(EventFacts::PaymentMethodVerified) };
+        assert!(paid(evaluate(&grouped, &business)).is_some());
+    }
+
+    #[test]
+    fn validation_refuses_what_is_not_built_or_does_not_fit() {
+        let base = RuleInput {
+            name: "r".into(),
+            trigger: Some(RuleTrigger::Signup),
+            beneficiary: Some(Beneficiary::Referee),
+            unit: Some(Unit::Credit),
+            calculation: Some(Calculation::Fixed),
+            value: Some(Amount::from_micros(1_000_000)),
+            ..Default::default()
+        };
+        assert!(validate(base.clone()).is_ok());
+        assert!(validate(RuleInput { hold_days: Some(30), ..base.clone() }).is_err());
+        assert!(validate(RuleInput { affiliates_only: Some(true), ..base.clone() }).is_err());
+        assert!(validate(RuleInput { affiliates_only: Some(false), ..base.clone() }).is_ok());
+        assert!(validate(RuleInput { unit: Some(Unit::Cash), ..base.clone() }).is_err());
+        assert!(validate(RuleInput { value: None, ..base.clone() }).is_err());
+        assert!(validate(RuleInput { threshold: Some(Amount::ZERO), ..base.clone() }).is_err());
+        assert!(validate(RuleInput { calculation: Some(Calculation::ProductRate), value: None, ..base.clone() }).is_err());
+        assert!(validate(RuleInput { product_categories: Some(vec!["x".into()]), ..base.clone() }).is_err());
+        let top_up = RuleInput { trigger: Some(RuleTrigger::TopUpTotalReached), ..base };
+        assert!(validate(top_up.clone()).is_err());
+        assert!(validate(RuleInput { threshold: Some(Amount::ZERO), ..top_up }).is_ok());
     }
 }

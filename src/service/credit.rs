@@ -1,0 +1,105 @@
+//! Credit out: the billing system applies an account's available CREDIT to an invoice, once
+//! per invoice. The lots spent are the ledger's usual order: soonest expiry first, then oldest.
+
+use crate::amount::Amount;
+use crate::db::{begin_write, inserted};
+use crate::error::{AppError, AppResult};
+use crate::service::{accounts, ledger, request_hash, required_text};
+use entity::balance;
+use entity::credit_application;
+use entity::enums::{EntryKind, Unit};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set};
+use serde_json::json;
+
+pub struct ApplyCredit {
+    pub invoice_id: String,
+    pub external_id: String,
+    pub amount: Amount,
+}
+
+pub struct CreditApplied {
+    pub applied: Amount,
+    /// The account's CREDIT still available afterwards.
+    pub remaining: Amount,
+    pub duplicate: bool,
+}
+
+pub async fn apply(db: &DatabaseConnection, input: ApplyCredit) -> AppResult<CreditApplied> {
+    let invoice_id = required_text("invoiceId", &input.invoice_id, 128)?;
+    let external_id = required_text("externalId", &input.external_id, 128)?;
+    if !input.amount.is_positive() {
+        return Err(AppError::bad_input("amount must be greater than 0"));
+    }
+    let hash = request_hash(&json!({ "externalId": external_id, "amount": input.amount.micros() }));
+    if let Some(existing) = find(db, &invoice_id).await? {
+        return replay(db, existing, &hash).await;
+    }
+
+    let txn = begin_write(db).await?;
+    let account = accounts::get_by_external_id(&txn, &external_id).await?;
+    // The balance row is locked (on SQLite the transaction already holds the write lock), so
+    // what is read here is what the debit below sees: min(available, amount) is exact.
+    let available = balance::Entity::find_by_id((account.id, Unit::Credit))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .map_or(0, |b| b.available);
+    let applied = Amount::from_micros(available.min(input.amount.micros()));
+    let insert = credit_application::Entity::insert(credit_application::ActiveModel {
+        invoice_id: Set(invoice_id.clone()),
+        account_id: Set(account.id),
+        request_hash: Set(hash.clone()),
+        requested: Set(input.amount.micros()),
+        applied: Set(applied.micros()),
+        entry_id: Set(None),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict(OnConflict::column(credit_application::Column::InvoiceId).do_nothing().to_owned())
+    .try_insert()
+    .exec_with_returning(&txn)
+    .await;
+    let Some(application) = inserted(insert)? else {
+        txn.rollback().await?;
+        let existing = find(db, &invoice_id)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("credit application conflicted but not found")))?;
+        return replay(db, existing, &hash).await;
+    };
+    if applied.is_positive() {
+        let description = format!("Credit applied to invoice {invoice_id}");
+        let entry = ledger::debit(&txn, account.id, Unit::Credit, applied, EntryKind::CreditApplied, description, None).await?;
+        credit_application::Entity::update_many()
+            .col_expr(credit_application::Column::EntryId, sea_orm::sea_query::Expr::value(entry.id))
+            .filter(credit_application::Column::Id.eq(application.id))
+            .exec(&txn)
+            .await?;
+    }
+    let remaining = Amount::from_micros(ledger::balance(&txn, account.id, Unit::Credit).await?.available);
+    txn.commit().await?;
+    tracing::info!(invoice = %invoice_id, applied = %applied, "credit applied");
+    Ok(CreditApplied { applied, remaining, duplicate: false })
+}
+
+async fn find(db: &impl ConnectionTrait, invoice_id: &str) -> AppResult<Option<credit_application::Model>> {
+    Ok(credit_application::Entity::find()
+        .filter(credit_application::Column::InvoiceId.eq(invoice_id))
+        .one(db)
+        .await?)
+}
+
+async fn replay(db: &impl ConnectionTrait, existing: credit_application::Model, hash: &str) -> AppResult<CreditApplied> {
+    if existing.request_hash != hash {
+        return Err(AppError::IdempotencyConflict(format!(
+            "invoiceId {:?} was already used with different input",
+            existing.invoice_id
+        )));
+    }
+    let remaining = ledger::balance(db, existing.account_id, Unit::Credit).await?.available;
+    Ok(CreditApplied {
+        applied: Amount::from_micros(existing.applied),
+        remaining: Amount::from_micros(remaining),
+        duplicate: true,
+    })
+}

@@ -1,0 +1,95 @@
+//! Presets: the settings and rules of each program built so far, written in one command so a
+//! new installation (or the README's walk-through) starts from a known program. Applying a
+//! preset again changes nothing: its rules are found by name and brought back to the preset.
+
+use crate::amount::Amount;
+use crate::error::{AppError, AppResult};
+use crate::service::rules::{self, RuleInput};
+use crate::service::settings::{self, SettingsPatch};
+use entity::enums::{Beneficiary, Calculation, RuleTrigger, Unit};
+use sea_orm::DatabaseConnection;
+
+pub const PRESETS: &[&str] = &["points-store", "cloud-credit"];
+const ACTOR: &str = "cli:preset";
+
+fn rule(name: &str, trigger: RuleTrigger, beneficiary: Beneficiary, unit: Unit, calculation: Calculation) -> RuleInput {
+    RuleInput {
+        name: name.to_owned(),
+        enabled: Some(true),
+        trigger: Some(trigger),
+        beneficiary: Some(beneficiary),
+        unit: Some(unit),
+        calculation: Some(calculation),
+        ..Default::default()
+    }
+}
+
+fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
+    let credit = |units| Amount::from_units(units);
+    match name {
+        // Program 3: the referrer earns product rate × GB on a friend's first residential purchase.
+        "points-store" => Ok(vec![RuleInput {
+            product_categories: Some(vec!["residential".to_owned()]),
+            ..rule(
+                "Points for a friend's first residential purchase",
+                RuleTrigger::FirstPurchase,
+                Beneficiary::Referrer,
+                Unit::Points,
+                Calculation::ProductRate,
+            )
+        }]),
+        // Program 1: both sides get 10.00 credit once the newcomer qualifies: postpaid by a
+        // verified payment method, prepaid by 10.00 of its own successful top-ups.
+        "cloud-credit" => {
+            let mut rules = Vec::new();
+            for (beneficiary, who) in [(Beneficiary::Referrer, "referrer"), (Beneficiary::Referee, "newcomer")] {
+                rules.push(RuleInput {
+                    value: credit(10),
+                    ..rule(
+                        &format!("Cloud credit for the {who}: postpaid friend verified a payment method"),
+                        RuleTrigger::PaymentMethodVerified,
+                        beneficiary,
+                        Unit::Credit,
+                        Calculation::Fixed,
+                    )
+                });
+                rules.push(RuleInput {
+                    value: credit(10),
+                    threshold: credit(10),
+                    ..rule(
+                        &format!("Cloud credit for the {who}: prepaid friend topped up 10.00"),
+                        RuleTrigger::TopUpTotalReached,
+                        beneficiary,
+                        Unit::Credit,
+                        Calculation::Fixed,
+                    )
+                });
+            }
+            Ok(rules)
+        }
+        other => Err(AppError::bad_input(format!("no preset {other:?}; presets: {}", PRESETS.join(", ")))),
+    }
+}
+
+/// Applies a preset; returns one line per change, for the command to print.
+pub async fn apply(db: &DatabaseConnection, name: &str) -> AppResult<Vec<String>> {
+    let wanted = preset_rules(name)?;
+    let mut done = Vec::new();
+    settings::update(db, ACTOR, SettingsPatch { enabled: Some(true), ..Default::default() }).await?;
+    done.push("program enabled".to_owned());
+    let existing = rules::list(db).await?;
+    for input in wanted {
+        let rule_name = input.name.clone();
+        match existing.iter().find(|r| r.name == rule_name) {
+            Some(rule) => {
+                rules::update(db, ACTOR, rule.id, input).await?;
+                done.push(format!("rule updated: {rule_name}"));
+            }
+            None => {
+                rules::create(db, ACTOR, input).await?;
+                done.push(format!("rule created: {rule_name}"));
+            }
+        }
+    }
+    Ok(done)
+}
