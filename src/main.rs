@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use referral_server::auth::{JwtKeys, Role};
 use referral_server::config::{ConfigArgs, LOCAL_SECRET_FILE};
+use referral_server::service::presets;
 use referral_server::{AppState, build_app, db, graphql, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,12 @@ enum Command {
         /// Where to write it; `-` for standard output.
         #[arg(long, default_value = "schema.graphql")]
         out: PathBuf,
+    },
+    /// Write the settings and rules of a program: points-store (program 3) or cloud-credit
+    /// (program 1). Applying one again changes nothing.
+    Preset {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(presets::PRESETS))]
+        name: String,
     },
     /// Mint a JWT signed with the configured key, to try the API.
     Token {
@@ -82,6 +89,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let token = JwtKeys::new(&config).mint(role, &subject, ttl).map_err(|e| anyhow::anyhow!(e.message()))?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Preset { name } => {
+            let (config, _) = cli.config.into_config(true)?;
+            let state = AppState::connect(config).await.context("connecting to the database")?;
+            let done = presets::apply(&state.db, &name).await.map_err(|e| anyhow::anyhow!(e.message()))?;
+            for line in done {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Migrate => {

@@ -2,6 +2,7 @@
 
 use crate::auth::RoleGuard;
 use crate::graphql::context::{program_settings, state, viewer};
+use crate::graphql::enums::BillingScheme;
 use crate::graphql::types::{Account, Referral};
 use crate::service::accounts::{self, Registration};
 use crate::service::settings::referral_link;
@@ -28,6 +29,10 @@ pub struct RegisterAccountInput {
     pub email: Option<String>,
     /// The code the newcomer signed up with, in any case.
     pub referral_code: Option<String>,
+    /// How the account pays; POSTPAID when left out.
+    pub billing_scheme: Option<BillingScheme>,
+    /// An account group such as `business`; rules may be limited to groups.
+    pub group: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -59,6 +64,8 @@ impl AccountMutation {
                 display_name: input.display_name,
                 email: input.email,
                 referral_code: input.referral_code,
+                billing_scheme: input.billing_scheme.map(Into::into),
+                group: input.group,
             },
         )
         .await?;

@@ -90,12 +90,38 @@ impl From<ClaimOutcome> for entity::enums::ClaimStatus {
 #[graphql(remote = "entity::enums::EventKind")]
 pub enum EventKind {
     Purchase,
+    PaymentMethodVerified,
+    TopUp,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
 #[graphql(remote = "entity::enums::RuleTrigger")]
 pub enum RuleTrigger {
+    /// An accepted referral is created at registration.
+    Signup,
+    /// A postpaid referee's payment method is verified.
+    PaymentMethodVerified,
+    /// A prepaid referee's successful top-ups reach the rule's threshold.
+    TopUpTotalReached,
+    /// The referee's first purchase.
     FirstPurchase,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::BillingScheme")]
+pub enum BillingScheme {
+    /// Pays in advance by topping up.
+    Prepaid,
+    /// Pays invoices after use, with a payment method on file.
+    Postpaid,
+}
+
+/// Where an account stands in the affiliate program.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum AffiliateStatus {
+    Applied,
+    Approved,
+    Rejected,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

@@ -4,7 +4,7 @@ use crate::auth::RoleGuard;
 use crate::graphql::context::state;
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Event, LedgerEntry, RuleDecision};
-use crate::service::events::{self, EventOutcome, Purchase};
+use crate::service::events::{self, EventInput, EventOutcome, Fact};
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -17,6 +17,25 @@ pub struct PurchaseInput {
     pub quantity_gb: Decimal,
     /// What the customer paid.
     pub amount: Option<Decimal>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct PaymentMethodVerifiedInput {
+    pub event_id: String,
+    pub external_id: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct TopUpInput {
+    pub event_id: String,
+    /// The billing account topped up; only its own top-ups count towards its threshold.
+    pub external_id: String,
+    pub amount: Decimal,
+    /// False for a top-up that failed; it is recorded but does not count. Default true.
+    #[graphql(default = true)]
+    pub successful: bool,
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
@@ -42,18 +61,42 @@ impl From<EventOutcome> for RecordEventPayload {
 #[derive(Default)]
 pub struct EventMutation;
 
+async fn record(ctx: &Context<'_>, input: EventInput) -> Result<RecordEventPayload> {
+    Ok(events::record(&state(ctx).db, input).await?.into())
+}
+
 #[Object]
 impl EventMutation {
+    /// A purchase; a referee's first one can earn its referrer points.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn record_purchase(&self, ctx: &Context<'_>, input: PurchaseInput) -> Result<RecordEventPayload> {
-        let purchase = Purchase {
-            event_id: input.event_id,
-            external_id: input.external_id,
+        let fact = Fact::Purchase {
             product_key: input.product_key,
             quantity_gb: input.quantity_gb.0,
             amount: input.amount.map(|d| d.0),
-            occurred_at: input.occurred_at,
         };
-        Ok(events::record_purchase(&state(ctx).db, purchase).await?.into())
+        let input = EventInput { event_id: input.event_id, external_id: input.external_id, occurred_at: input.occurred_at, fact };
+        record(ctx, input).await
+    }
+
+    /// A payment method was verified: qualifies a postpaid referee.
+    #[graphql(guard = "RoleGuard::SERVICE")]
+    async fn record_payment_method_verified(
+        &self,
+        ctx: &Context<'_>,
+        input: PaymentMethodVerifiedInput,
+    ) -> Result<RecordEventPayload> {
+        let fact = Fact::PaymentMethodVerified;
+        let input = EventInput { event_id: input.event_id, external_id: input.external_id, occurred_at: input.occurred_at, fact };
+        record(ctx, input).await
+    }
+
+    /// A top-up: qualifies a prepaid referee once its own successful top-ups reach a rule's
+    /// threshold.
+    #[graphql(guard = "RoleGuard::SERVICE")]
+    async fn record_top_up(&self, ctx: &Context<'_>, input: TopUpInput) -> Result<RecordEventPayload> {
+        let fact = Fact::TopUp { amount: input.amount.0, successful: input.successful };
+        let input = EventInput { event_id: input.event_id, external_id: input.external_id, occurred_at: input.occurred_at, fact };
+        record(ctx, input).await
     }
 }

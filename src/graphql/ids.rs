@@ -14,6 +14,7 @@ pub enum Kind {
     Product,
     Event,
     Rule,
+    Audit,
 }
 
 impl Kind {
@@ -27,6 +28,7 @@ impl Kind {
             Kind::Product => "prd",
             Kind::Event => "evt",
             Kind::Rule => "rul",
+            Kind::Audit => "aud",
         }
     }
 }

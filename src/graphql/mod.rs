@@ -2,13 +2,16 @@
 //! authorize, convert input, call a service and convert its answer; no rule and no SQL here.
 
 pub mod account;
+pub mod admin;
 pub mod catalog;
 pub mod context;
+pub mod credit;
 pub mod enums;
 pub mod events;
 pub mod ids;
 pub mod loaders;
 pub mod program;
+pub mod rules;
 pub mod scalars;
 pub mod store;
 pub mod types;
@@ -24,12 +27,22 @@ pub const MAX_DEPTH: usize = 10;
 pub const MAX_COMPLEXITY: usize = 500;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(account::AccountQuery, program::ProgramQuery, catalog::CatalogQuery, store::StoreQuery);
+pub struct QueryRoot(
+    account::AccountQuery,
+    admin::AdminQuery,
+    program::ProgramQuery,
+    catalog::CatalogQuery,
+    rules::RuleQuery,
+    store::StoreQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(
     account::AccountMutation,
+    admin::AdminMutation,
     program::ProgramMutation,
+    rules::RuleMutation,
+    credit::CreditMutation,
     catalog::CatalogMutation,
     events::EventMutation,
     store::StoreMutation,

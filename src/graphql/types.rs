@@ -1,7 +1,6 @@
 //! Output types, built from domain values. Each wraps a row and exposes only chosen fields;
 //! visibility rules (masked names, staff-only fields) live here, next to the fields.
 
-use crate::amount::Amount;
 use crate::auth::{RoleGuard, Viewer};
 use crate::error::AppError;
 use crate::graphql::context::{loader, program_settings, state, viewer};
@@ -102,6 +101,27 @@ impl Account {
 
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+
+    /// The account group, such as `business`.
+    async fn group(&self) -> Option<&str> {
+        self.0.account_group.as_deref()
+    }
+
+    async fn billing_scheme(&self) -> BillingScheme {
+        self.0.billing_scheme.into()
+    }
+
+    /// The referral code this account signed up with, when its referral was accepted.
+    async fn signed_up_with_code(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let referral = loader(ctx).load_one(ReferralOfReferee(self.0.id)).await?;
+        Ok(referral.and_then(|r| r.code_used))
+    }
+
+    /// The account's standing in the affiliate program; null: it has not applied (the
+    /// affiliate program is not offered by this server yet).
+    async fn affiliate(&self) -> Option<Affiliate> {
+        None
     }
 
     /// How this account was referred, if it was.
@@ -460,28 +480,33 @@ impl RewardRule {
         rules::categories_of(&self.0)
     }
 
-    // The options below are not offered by this server's rules yet: every rule has the value
-    // shown (no threshold, pays once, no hold, no expiry, no restriction), and that is exactly
-    // how it behaves.
-
-    /// Amount the trigger must reach (top-up total, spend); none.
+    /// For TOP_UP_TOTAL_REACHED: the top-up total that qualifies (0: any top-up).
     async fn threshold(&self) -> Option<Decimal> {
-        None
+        self.0.threshold.map(Decimal::micros)
     }
 
-    /// Pays on the referee's n-th paid invoice; none.
+    /// Whether the rule pays on every qualifying event instead of once per referral.
+    async fn recurring(&self) -> bool {
+        self.0.recurring
+    }
+
+    /// The referee's account groups that count; null: all of them.
+    async fn account_groups(&self) -> Option<Vec<String>> {
+        rules::groups_of(&self.0)
+    }
+
+    // The options below are not offered by this server yet: every rule has the value shown
+    // (no invoice number, no window, no cap, no hold, no expiry, no restriction), and setting
+    // one is refused, so that is exactly how each rule behaves.
+
+    /// Pays on the referee's n-th paid invoice.
     async fn invoice_number(&self) -> Option<i32> {
         None
     }
 
-    /// Only events within this many days of sign-up count; none.
+    /// Only events within this many days of sign-up count.
     async fn window_days(&self) -> Option<i32> {
         None
-    }
-
-    /// Whether the rule pays on every occurrence instead of once per referral.
-    async fn recurring(&self) -> bool {
-        false
     }
 
     async fn max_occurrences(&self) -> Option<i32> {
@@ -492,7 +517,7 @@ impl RewardRule {
         None
     }
 
-    /// Days a reward stays pending before it becomes available; none.
+    /// Days a reward stays pending before it becomes available.
     async fn hold_days(&self) -> Option<i32> {
         None
     }
@@ -503,11 +528,6 @@ impl RewardRule {
 
     /// Product categories the reward may be spent on; null: any.
     async fn redeemable_categories(&self) -> Option<Vec<String>> {
-        None
-    }
-
-    /// Account groups the rule applies to; null: all.
-    async fn account_groups(&self) -> Option<Vec<String>> {
         None
     }
 
@@ -622,6 +642,40 @@ impl From<program_settings::Model> for ProgramSettings {
     }
 }
 
-pub fn amount(micros: i64) -> Decimal {
-    Decimal(Amount::from_micros(micros))
+#[derive(SimpleObject)]
+pub struct Affiliate {
+    pub status: AffiliateStatus,
+}
+
+/// One admin change.
+pub struct AuditEntry(pub entity::audit_log::Model);
+
+#[Object]
+impl AuditEntry {
+    async fn id(&self) -> ID {
+        to_id(Kind::Audit, self.0.id)
+    }
+
+    /// Who made the change: `admin:<sub>`, `service:<sub>` or `cli:<command>`.
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+
+    /// What was changed, such as `rule:3` or `account:cust-42`.
+    async fn target(&self) -> &str {
+        &self.0.target
+    }
+
+    /// A JSON object with the state `before` and `after` the change.
+    async fn details(&self) -> &str {
+        &self.0.details
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
 }

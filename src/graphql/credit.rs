@@ -1,0 +1,39 @@
+//! Credit applied to invoices (billing system).
+
+use crate::auth::RoleGuard;
+use crate::graphql::context::state;
+use crate::graphql::scalars::Decimal;
+use crate::service::credit::{self, ApplyCredit};
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+
+#[derive(InputObject)]
+pub struct ApplyCreditInput {
+    /// The invoice: credit is applied to it once.
+    pub invoice_id: String,
+    pub external_id: String,
+    /// The invoice's amount: at most this much credit is applied.
+    pub amount: Decimal,
+}
+
+#[derive(SimpleObject)]
+pub struct ApplyCreditPayload {
+    /// Credit applied: min(available credit, amount).
+    pub applied: Decimal,
+    /// The account's credit still available afterwards.
+    pub remaining: Decimal,
+    /// True when credit had already been applied to this invoice: nothing changed.
+    pub duplicate: bool,
+}
+
+#[derive(Default)]
+pub struct CreditMutation;
+
+#[Object]
+impl CreditMutation {
+    #[graphql(guard = "RoleGuard::SERVICE")]
+    async fn apply_credit(&self, ctx: &Context<'_>, input: ApplyCreditInput) -> Result<ApplyCreditPayload> {
+        let request = ApplyCredit { invoice_id: input.invoice_id, external_id: input.external_id, amount: input.amount.0 };
+        let done = credit::apply(&state(ctx).db, request).await?;
+        Ok(ApplyCreditPayload { applied: done.applied.into(), remaining: done.remaining.into(), duplicate: done.duplicate })
+    }
+}
