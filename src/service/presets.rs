@@ -75,12 +75,15 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
 pub async fn apply(db: &DatabaseConnection, name: &str) -> AppResult<Vec<String>> {
     let wanted = preset_rules(name)?;
     let mut done = Vec::new();
-    settings::update(db, ACTOR, SettingsPatch { enabled: Some(true), ..Default::default() }).await?;
-    done.push("program enabled".to_owned());
+    if !settings::get(db).await?.enabled {
+        settings::update(db, ACTOR, SettingsPatch { enabled: Some(true), ..Default::default() }).await?;
+        done.push("program enabled".to_owned());
+    }
     let existing = rules::list(db).await?;
     for input in wanted {
         let rule_name = input.name.clone();
         match existing.iter().find(|r| r.name == rule_name) {
+            Some(rule) if !rules::would_change(rule, input.clone())? => {}
             Some(rule) => {
                 rules::update(db, ACTOR, rule.id, input).await?;
                 done.push(format!("rule updated: {rule_name}"));
@@ -90,6 +93,9 @@ pub async fn apply(db: &DatabaseConnection, name: &str) -> AppResult<Vec<String>
                 done.push(format!("rule created: {rule_name}"));
             }
         }
+    }
+    if done.is_empty() {
+        done.push(format!("preset {name} is in place already: nothing changed"));
     }
     Ok(done)
 }

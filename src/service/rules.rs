@@ -189,6 +189,15 @@ pub async fn update(db: &DatabaseConnection, actor: &str, id: i64, input: RuleIn
     Ok(after)
 }
 
+/// Whether storing `input` over `rule` would change it.
+pub fn would_change(rule: &reward_rule::Model, input: RuleInput) -> AppResult<bool> {
+    let new = validate(input)?;
+    Ok((&rule.name, rule.enabled, rule.trigger, rule.beneficiary, rule.unit, rule.calculation)
+        != (&new.name, new.enabled, new.trigger, new.beneficiary, new.unit, new.calculation)
+        || (rule.value, rule.threshold, rule.recurring) != (new.value, new.threshold, new.recurring)
+        || (&rule.product_categories, &rule.account_groups) != (&new.product_categories, &new.account_groups))
+}
+
 fn assign(row: &mut reward_rule::ActiveModel, rule: ValidRule, now: chrono::DateTime<chrono::Utc>) {
     row.name = Set(rule.name);
     row.enabled = Set(rule.enabled);
