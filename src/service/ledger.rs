@@ -45,23 +45,14 @@ pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppRes
         return Err(AppError::internal(anyhow::anyhow!("credit of {} is not positive", credit.amount)));
     }
     let row = ledger_entry::ActiveModel {
-        account_id: Set(credit.account_id),
-        unit: Set(credit.unit),
-        amount: Set(credit.amount.micros()),
+        // A positive posted entry is a lot: all of it is there to spend.
         remaining: Set(Some(credit.amount.micros())),
-        kind: Set(credit.kind),
-        status: Set(EntryStatus::Posted),
-        description: Set(truncate(credit.description)),
         event_id: Set(credit.event_id),
         referral_id: Set(credit.referral_id),
         rule_id: Set(credit.rule_id),
         occurrence: Set(credit.occurrence),
         rule_snapshot: Set(credit.rule_snapshot),
-        claim_id: Set(None),
-        available_at: Set(None),
-        expires_at: Set(None),
-        created_at: Set(chrono::Utc::now()),
-        ..Default::default()
+        ..posted_entry(credit.account_id, credit.unit, credit.amount.micros(), credit.kind, credit.description, None)
     };
     let insert = ledger_entry::Entity::insert(row)
         .on_conflict(
@@ -120,27 +111,7 @@ pub async fn debit(
             unit_word(unit)
         )));
     }
-    let entry = ledger_entry::ActiveModel {
-        account_id: Set(account_id),
-        unit: Set(unit),
-        amount: Set(-cost),
-        remaining: Set(None),
-        kind: Set(kind),
-        status: Set(EntryStatus::Posted),
-        description: Set(truncate(description)),
-        event_id: Set(None),
-        referral_id: Set(None),
-        rule_id: Set(None),
-        occurrence: Set(None),
-        rule_snapshot: Set(None),
-        claim_id: Set(claim_id),
-        available_at: Set(None),
-        expires_at: Set(None),
-        created_at: Set(chrono::Utc::now()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
+    let entry = posted_entry(account_id, unit, -cost, kind, description, claim_id).insert(db).await?;
     consume_lots(db, &entry, cost).await?;
     Ok(entry)
 }
@@ -222,9 +193,21 @@ pub async fn refund_debit(
         .exec(db)
         .await?;
     expect_one_row(raised.rows_affected, "balance row")?;
-    Ok(ledger_entry::ActiveModel {
-        account_id: Set(debit.account_id),
-        unit: Set(debit.unit),
+    Ok(posted_entry(debit.account_id, debit.unit, amount, kind, description, debit.claim_id).insert(db).await?)
+}
+
+/// A posted entry that no event or rule caused (and, as built here, no lot).
+fn posted_entry(
+    account_id: i64,
+    unit: Unit,
+    amount: i64,
+    kind: EntryKind,
+    description: String,
+    claim_id: Option<i64>,
+) -> ledger_entry::ActiveModel {
+    ledger_entry::ActiveModel {
+        account_id: Set(account_id),
+        unit: Set(unit),
         amount: Set(amount),
         remaining: Set(None),
         kind: Set(kind),
@@ -235,14 +218,12 @@ pub async fn refund_debit(
         rule_id: Set(None),
         occurrence: Set(None),
         rule_snapshot: Set(None),
-        claim_id: Set(debit.claim_id),
+        claim_id: Set(claim_id),
         available_at: Set(None),
         expires_at: Set(None),
         created_at: Set(chrono::Utc::now()),
         ..Default::default()
     }
-    .insert(db)
-    .await?)
 }
 
 /// Balances of many accounts, all units, in one query.
