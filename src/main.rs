@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use referral_server::auth::{JwtKeys, Role};
 use referral_server::config::{ConfigArgs, LOCAL_SECRET_FILE};
-use referral_server::service::presets;
+use referral_server::service::{check, presets};
 use referral_server::{AppState, build_app, db, graphql, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +26,8 @@ enum Command {
     Serve,
     /// Apply migrations and exit.
     Migrate,
+    /// Verify every ledger invariant on the database; exits non-zero on any violation.
+    Check,
     /// Write the GraphQL schema (SDL), built without a database.
     ExportSchema {
         /// Where to write it; `-` for standard output.
@@ -99,6 +101,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{line}");
             }
             Ok(())
+        }
+        Command::Check => {
+            let (config, _) = cli.config.into_config(true)?;
+            let (connection, _) = db::connect(&config.database_url).await.context("connecting to the database")?;
+            let findings = check::run(&connection).await.map_err(|e| anyhow::anyhow!(e.message()))?;
+            println!("checking the ledger's invariants (amounts in millionths)");
+            for finding in &findings {
+                if finding.violations.is_empty() {
+                    println!("ok    {}", finding.invariant);
+                    continue;
+                }
+                println!("FAIL  {}", finding.invariant);
+                for violation in finding.violations.iter().take(check::SHOWN) {
+                    println!("      {violation}");
+                }
+                if finding.violations.len() > check::SHOWN {
+                    println!("      … and more");
+                }
+            }
+            if check::all_hold(&findings) { Ok(()) } else { anyhow::bail!("invariants violated") }
         }
         Command::Migrate => {
             let (config, _) = cli.config.into_config(true)?;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod catalog;
+pub mod check;
 pub mod codes;
 pub mod credit;
 pub mod events;
