@@ -275,6 +275,14 @@ impl MigrationTrait for Migration {
                  WHERE status <> 'REJECTED'",
             )
             .await?;
+        // The same rejected attempt is recorded once, so registering again answers the same row.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX ux_referrals_rejected_once ON referrals \
+                 (referee_id, code_used, rejection_reason) WHERE status = 'REJECTED'",
+            )
+            .await?;
         manager
             .create_index(index("ix_referrals_referrer", Referrals::Table, &["referrer_id", "id"]))
             .await?;

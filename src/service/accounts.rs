@@ -176,7 +176,8 @@ async fn attribute(
     }
 }
 
-/// A rejected attempt is kept for the record; the same attempt again answers the same row.
+/// A rejected attempt is kept for the record; the same attempt again answers the same row (a
+/// partial unique index keeps one row per referee, code and reason, even under races).
 async fn record_rejection(
     txn: &impl ConnectionTrait,
     referee_id: i64,
@@ -184,18 +185,23 @@ async fn record_rejection(
     code: &ReferralCode,
     reason: RejectionReason,
 ) -> AppResult<referral::Model> {
-    let same = referral::Entity::find()
+    let row = new_referral(referee_id, referrer_id, code, ReferralStatus::Rejected, Some(reason));
+    let insert = referral::Entity::insert(row)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .try_insert()
+        .exec_with_returning(txn)
+        .await;
+    if let Some(rejected) = inserted(insert)? {
+        return Ok(rejected);
+    }
+    referral::Entity::find()
         .filter(referral::Column::RefereeId.eq(referee_id))
         .filter(referral::Column::Status.eq(ReferralStatus::Rejected))
         .filter(referral::Column::CodeUsed.eq(code.as_str()))
         .filter(referral::Column::RejectionReason.eq(reason))
         .one(txn)
-        .await?;
-    if let Some(same) = same {
-        return Ok(same);
-    }
-    let row = new_referral(referee_id, referrer_id, code, ReferralStatus::Rejected, Some(reason));
-    Ok(row.insert(txn).await?)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("rejected referral conflicted but was not found")))
 }
 
 fn new_referral(
