@@ -3,7 +3,7 @@
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DatabaseTransaction, DbErr, SqliteTransactionMode,
     TransactionOptions, TransactionTrait, TryInsertResult,
 };
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub async fn connect(url: &str) -> Result<(DatabaseConnection, StatementCounter)
                 .create_if_missing(true)
         });
     }
-    let mut db = Database::connect(options).await?;
+    let mut db = connect_with_retry(options, sqlite).await?;
     let counter = StatementCounter::default();
     let inner = counter.0.clone();
     db.set_metric_callback(move |_| {
@@ -53,9 +53,40 @@ pub async fn connect(url: &str) -> Result<(DatabaseConnection, StatementCounter)
     Ok((db, counter))
 }
 
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+/// Applies pending migrations. Several instances may start at once on a new database (or a
+/// release that brings a migration), so migrating is serialized in the database: on PostgreSQL
+/// by a transaction-scoped advisory lock, on SQLite by the write lock `BEGIN IMMEDIATE` takes.
+/// Whoever comes second finds nothing pending. DDL is transactional on both.
+/// Switching a new SQLite file to WAL needs an exclusive lock and does not wait on the busy
+/// timeout, so an instance starting beside another one can be told "database is locked" while
+/// connecting: it tries again for a few seconds instead of exiting.
+async fn connect_with_retry(options: ConnectOptions, sqlite: bool) -> Result<DatabaseConnection, DbErr> {
+    const ATTEMPTS: u32 = 40;
+    let mut attempt = 1;
+    loop {
+        match Database::connect(options.clone()).await {
+            Err(err) if sqlite && attempt < ATTEMPTS && err.to_string().contains("database is locked") => {
+                tracing::debug!(attempt, "SQLite is locked by another process while connecting; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            result => return result,
+        }
+    }
 }
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let txn = begin_write(db).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
+    }
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
+}
+
+/// The advisory lock key that serializes migrations on PostgreSQL (any constant will do, so
+/// long as nothing else in the database uses it).
+const MIGRATION_LOCK: i64 = 0x7265_6665_7272_616c;
 
 /// Every transaction that writes starts here. On SQLite it takes the write lock up front
 /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for the
