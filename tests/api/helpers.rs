@@ -778,6 +778,539 @@ impl TestApp {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Reward rules, program 1 (cloud credit), credit and the admin console
+
+/// The name of the rule the migration seeds for program 3.
+pub const SEEDED_RULE: &str = "Points for a friend's first residential purchase";
+
+/// A reward rule's input with only the required fields; add the others with `input["x"] = ..`.
+pub fn rule_input(
+    name: &str,
+    trigger: &str,
+    beneficiary: &str,
+    unit: &str,
+    calculation: &str,
+) -> Value {
+    json!({
+        "name": name,
+        "trigger": trigger,
+        "beneficiary": beneficiary,
+        "unit": unit,
+        "calculation": calculation,
+    })
+}
+
+/// A FIXED rule paying `value` of CREDIT.
+pub fn fixed_credit_rule(name: &str, trigger: &str, beneficiary: &str, value: &str) -> Value {
+    let mut input = rule_input(name, trigger, beneficiary, "CREDIT", "FIXED");
+    input["value"] = json!(value);
+    input
+}
+
+/// The `Rule` fragment of a rule that has only the required fields and `value` set, as the
+/// server must answer it (without the id).
+pub fn rule_with_defaults(input: &Value) -> Value {
+    let mut out = json!({
+        "name": input["name"],
+        "enabled": true,
+        "trigger": input["trigger"],
+        "beneficiary": input["beneficiary"],
+        "unit": input["unit"],
+        "calculation": input["calculation"],
+        "value": null,
+        "threshold": null,
+        "invoiceNumber": null,
+        "windowDays": null,
+        "recurring": false,
+        "maxOccurrences": null,
+        "capPerReferral": null,
+        "holdDays": null,
+        "expiresAfterDays": null,
+        "productCategories": null,
+        "redeemableCategories": null,
+        "accountGroups": null,
+        "minActiveReferrals": null,
+        "affiliatesOnly": false,
+    });
+    if let Some(fields) = input.as_object() {
+        for (key, value) in fields {
+            out[key] = value.clone();
+        }
+    }
+    out
+}
+
+/// A rule as answered, without its id (to compare with `rule_with_defaults`).
+pub fn without_id(rule: &Value) -> Value {
+    let mut rule = rule.clone();
+    if let Some(fields) = rule.as_object_mut() {
+        fields.remove("id");
+    }
+    rule
+}
+
+/// The nodes of a connection's edges.
+pub fn nodes(connection: &Value) -> Vec<Value> {
+    connection["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no edges in {connection:#}"))
+        .iter()
+        .map(|edge| edge["node"].clone())
+        .collect()
+}
+
+/// The decision of one rule in an event's payload (`recordX`): there must be exactly one.
+pub fn decision_for<'a>(payload: &'a Value, rule_id: &str) -> &'a Value {
+    let matching: Vec<&Value> = payload["decisions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no decisions in {payload:#}"))
+        .iter()
+        .filter(|d| d["rule"]["id"] == rule_id)
+        .collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "expected one decision of rule {rule_id}: {payload:#}"
+    );
+    matching[0]
+}
+
+/// Whether a payload has a decision for the rule.
+pub fn has_decision(payload: &Value, rule_id: &str) -> bool {
+    payload["decisions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no decisions in {payload:#}"))
+        .iter()
+        .any(|d| d["rule"]["id"] == rule_id)
+}
+
+/// The ids of the rules an event's payload decided on, sorted.
+pub fn decided_rule_ids(payload: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = payload["decisions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no decisions in {payload:#}"))
+        .iter()
+        .map(|d| s(d, "/rule/id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The rewards of an event's payload as (externalId, kind, unit, amount, status), sorted.
+pub fn rewards_of(payload: &Value) -> Vec<(String, String, String, String, String)> {
+    let mut out: Vec<_> = payload["rewards"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rewards in {payload:#}"))
+        .iter()
+        .map(|r| {
+            (
+                s(r, "/account/externalId").to_owned(),
+                s(r, "/kind").to_owned(),
+                s(r, "/unit").to_owned(),
+                s(r, "/amount").to_owned(),
+                s(r, "/status").to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A posted CREDIT reward for an account, as `rewards_of` lists it.
+pub fn credit_reward(external_id: &str, amount: &str) -> (String, String, String, String, String) {
+    (
+        external_id.to_owned(),
+        "REWARD".to_owned(),
+        "CREDIT".to_owned(),
+        amount.to_owned(),
+        "POSTED".to_owned(),
+    )
+}
+
+/// Sends the same query `variables.len()` times at once (each with its own variables) and
+/// returns the bodies in order.
+pub async fn send_concurrently(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Vec<Value>,
+) -> Vec<Value> {
+    let tasks: Vec<_> = variables
+        .into_iter()
+        .map(|vars| {
+            let client = app.client.clone();
+            let address = app.address.clone();
+            let token = token.to_owned();
+            let query = query.to_owned();
+            tokio::spawn(async move {
+                post_graphql(&client, &address, Some(&token), &query, vars)
+                    .await
+                    .1
+            })
+        })
+        .collect();
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("request task panicked"))
+        .collect()
+}
+
+/// An exact decimal string ("10.00", "-3.5") in millionths, for sums without floating point.
+pub fn micros(text: &str) -> i64 {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    assert!(
+        fraction.len() <= 6 && !whole.is_empty(),
+        "not a decimal: {text:?}"
+    );
+    let whole: i64 = whole
+        .parse()
+        .unwrap_or_else(|e| panic!("not a decimal {text:?}: {e}"));
+    let fraction: i64 = format!("{fraction:0<6}")
+        .parse()
+        .unwrap_or_else(|e| panic!("not a decimal {text:?}: {e}"));
+    let value = whole * 1_000_000 + fraction;
+    if negative { -value } else { value }
+}
+
+impl TestApp {
+    /// RewardRules as an admin.
+    pub async fn rules(&self) -> Vec<Value> {
+        let data = self
+            .run_ok(Some(&self.admin()), "admin", "RewardRules", json!({}))
+            .await;
+        data["rewardRules"]
+            .as_array()
+            .unwrap_or_else(|| panic!("rewardRules is not a list: {data:#}"))
+            .clone()
+    }
+
+    /// The rule the migration seeds for program 3.
+    pub async fn seeded_rule(&self) -> Value {
+        let rules = self.rules().await;
+        let seeded: Vec<&Value> = rules.iter().filter(|r| r["name"] == SEEDED_RULE).collect();
+        assert_eq!(seeded.len(), 1, "one seeded rule: {rules:#?}");
+        seeded[0].clone()
+    }
+
+    /// CreateRewardRule as an admin; the whole response body.
+    pub async fn create_rule_raw(&self, input: Value) -> Value {
+        self.run(
+            Some(&self.admin()),
+            "admin",
+            "CreateRewardRule",
+            json!({ "input": input }),
+        )
+        .await
+    }
+
+    /// CreateRewardRule that must succeed; `createRewardRule`.
+    pub async fn create_rule(&self, input: Value) -> Value {
+        let body = self.create_rule_raw(input.clone()).await;
+        data_of(&body, &format!("CreateRewardRule {input}"))["createRewardRule"].clone()
+    }
+
+    /// Creates a rule and returns its id.
+    pub async fn create_rule_id(&self, input: Value) -> String {
+        s(&self.create_rule(input).await, "/id").to_owned()
+    }
+
+    /// UpdateRewardRule as an admin; the whole response body.
+    pub async fn update_rule_raw(&self, id: &str, input: Value) -> Value {
+        self.run(
+            Some(&self.admin()),
+            "admin",
+            "UpdateRewardRule",
+            json!({ "id": id, "input": input }),
+        )
+        .await
+    }
+
+    /// UpdateRewardRule that must succeed; `updateRewardRule`.
+    pub async fn update_rule(&self, id: &str, input: Value) -> Value {
+        let body = self.update_rule_raw(id, input.clone()).await;
+        data_of(&body, &format!("UpdateRewardRule {id} {input}"))["updateRewardRule"].clone()
+    }
+
+    /// Program 1 for postpaid newcomers: a PAYMENT_METHOD_VERIFIED rule for the referrer and
+    /// one for the newcomer. Returns their ids (referrer's, newcomer's).
+    pub async fn postpaid_rules(&self, referrer: &str, referee: &str) -> (String, String) {
+        let r = self
+            .create_rule_id(fixed_credit_rule(
+                "Credit for the referrer: friend verified a payment method",
+                "PAYMENT_METHOD_VERIFIED",
+                "REFERRER",
+                referrer,
+            ))
+            .await;
+        let e = self
+            .create_rule_id(fixed_credit_rule(
+                "Credit for the newcomer: payment method verified",
+                "PAYMENT_METHOD_VERIFIED",
+                "REFEREE",
+                referee,
+            ))
+            .await;
+        (r, e)
+    }
+
+    /// Program 1 for prepaid newcomers: a TOP_UP_TOTAL_REACHED rule for the referrer and one
+    /// for the newcomer. Returns their ids (referrer's, newcomer's).
+    pub async fn prepaid_rules(
+        &self,
+        threshold: &str,
+        referrer: &str,
+        referee: &str,
+    ) -> (String, String) {
+        let mut r = fixed_credit_rule(
+            "Credit for the referrer: friend topped up",
+            "TOP_UP_TOTAL_REACHED",
+            "REFERRER",
+            referrer,
+        );
+        r["threshold"] = json!(threshold);
+        let mut e = fixed_credit_rule(
+            "Credit for the newcomer: topped up",
+            "TOP_UP_TOTAL_REACHED",
+            "REFEREE",
+            referee,
+        );
+        e["threshold"] = json!(threshold);
+        (self.create_rule_id(r).await, self.create_rule_id(e).await)
+    }
+
+    /// RegisterAccount with any input, as the billing system; `registerAccount`.
+    pub async fn register_with(&self, input: Value) -> Value {
+        let data = self
+            .run_ok(
+                Some(&self.service()),
+                "integration",
+                "RegisterAccount",
+                json!({ "input": input }),
+            )
+            .await;
+        data["registerAccount"].clone()
+    }
+
+    /// Registers an account with a billing scheme (`PREPAID` or `POSTPAID`).
+    pub async fn register_scheme(
+        &self,
+        external_id: &str,
+        display_name: &str,
+        code: Option<&str>,
+        scheme: &str,
+    ) -> Value {
+        let mut input = json!({
+            "externalId": external_id,
+            "displayName": display_name,
+            "billingScheme": scheme,
+        });
+        if let Some(code) = code {
+            input["referralCode"] = json!(code);
+        }
+        self.register_with(input).await
+    }
+
+    pub fn payment_verified_input(event_id: &str, external_id: &str) -> Value {
+        json!({ "input": { "eventId": event_id, "externalId": external_id } })
+    }
+
+    /// RecordPaymentMethodVerified as the billing system; the whole response body.
+    pub async fn verify_payment_raw(&self, event_id: &str, external_id: &str) -> Value {
+        self.run(
+            Some(&self.service()),
+            "integration",
+            "RecordPaymentMethodVerified",
+            Self::payment_verified_input(event_id, external_id),
+        )
+        .await
+    }
+
+    /// RecordPaymentMethodVerified that must succeed; `recordPaymentMethodVerified`.
+    pub async fn verify_payment(&self, event_id: &str, external_id: &str) -> Value {
+        let body = self.verify_payment_raw(event_id, external_id).await;
+        data_of(&body, &format!("RecordPaymentMethodVerified {event_id}"))
+            ["recordPaymentMethodVerified"]
+            .clone()
+    }
+
+    pub fn top_up_input(
+        event_id: &str,
+        external_id: &str,
+        amount: &str,
+        successful: Option<bool>,
+    ) -> Value {
+        let mut input = json!({ "eventId": event_id, "externalId": external_id, "amount": amount });
+        if let Some(successful) = successful {
+            input["successful"] = json!(successful);
+        }
+        json!({ "input": input })
+    }
+
+    /// RecordTopUp as the billing system; the whole response body.
+    pub async fn top_up_raw(
+        &self,
+        event_id: &str,
+        external_id: &str,
+        amount: &str,
+        successful: Option<bool>,
+    ) -> Value {
+        self.run(
+            Some(&self.service()),
+            "integration",
+            "RecordTopUp",
+            Self::top_up_input(event_id, external_id, amount, successful),
+        )
+        .await
+    }
+
+    /// RecordTopUp that must succeed; `recordTopUp`.
+    pub async fn top_up(
+        &self,
+        event_id: &str,
+        external_id: &str,
+        amount: &str,
+        successful: Option<bool>,
+    ) -> Value {
+        let body = self
+            .top_up_raw(event_id, external_id, amount, successful)
+            .await;
+        data_of(&body, &format!("RecordTopUp {event_id}"))["recordTopUp"].clone()
+    }
+
+    /// The customer's balance of one unit: (available, pending, lifetimeEarned).
+    pub async fn balance(&self, external_id: &str, unit: &str) -> (String, String, String) {
+        let query = format!(
+            "query Balance {{ me {{ b: balance(unit: {unit}) {{ unit available pending lifetimeEarned }} }} }}"
+        );
+        let body = self
+            .gql(Some(&self.customer(external_id)), &query, json!({}))
+            .await;
+        let data = data_of(&body, &format!("the {unit} balance of {external_id}"));
+        let balance = &data["me"]["b"];
+        assert_eq!(balance["unit"], unit, "{data:#}");
+        (
+            s(balance, "/available").to_owned(),
+            s(balance, "/pending").to_owned(),
+            s(balance, "/lifetimeEarned").to_owned(),
+        )
+    }
+
+    /// The customer's CREDIT balance: (available, pending, lifetimeEarned).
+    pub async fn credit(&self, external_id: &str) -> (String, String, String) {
+        self.balance(external_id, "CREDIT").await
+    }
+
+    pub async fn available_credit(&self, external_id: &str) -> String {
+        self.credit(external_id).await.0
+    }
+
+    pub fn apply_credit_input(invoice_id: &str, external_id: &str, amount: &str) -> Value {
+        json!({ "input": { "invoiceId": invoice_id, "externalId": external_id, "amount": amount } })
+    }
+
+    /// ApplyCredit as the billing system; the whole response body.
+    pub async fn apply_credit_raw(
+        &self,
+        invoice_id: &str,
+        external_id: &str,
+        amount: &str,
+    ) -> Value {
+        self.run(
+            Some(&self.service()),
+            "integration",
+            "ApplyCredit",
+            Self::apply_credit_input(invoice_id, external_id, amount),
+        )
+        .await
+    }
+
+    /// ApplyCredit that must succeed; `applyCredit`.
+    pub async fn apply_credit(&self, invoice_id: &str, external_id: &str, amount: &str) -> Value {
+        let body = self.apply_credit_raw(invoice_id, external_id, amount).await;
+        data_of(&body, &format!("ApplyCredit {invoice_id}"))["applyCredit"].clone()
+    }
+
+    /// Accounts as an admin; `accounts`.
+    pub async fn accounts(&self, search: Option<&str>, first: i64, after: Option<&str>) -> Value {
+        let data = self
+            .run_ok(
+                Some(&self.admin()),
+                "admin",
+                "Accounts",
+                json!({ "search": search, "first": first, "after": after }),
+            )
+            .await;
+        data["accounts"].clone()
+    }
+
+    /// AccountDetail as an admin; `account` (null when unknown).
+    pub async fn account_detail(&self, id: &str) -> Value {
+        let data = self
+            .run_ok(
+                Some(&self.admin()),
+                "admin",
+                "AccountDetail",
+                json!({ "id": id }),
+            )
+            .await;
+        data["account"].clone()
+    }
+
+    /// SetReferralCode as an admin; the whole response body.
+    pub async fn set_referral_code_raw(&self, account_id: &str, code: &str) -> Value {
+        self.run(
+            Some(&self.admin()),
+            "admin",
+            "SetReferralCode",
+            json!({ "input": { "accountId": account_id, "code": code } }),
+        )
+        .await
+    }
+
+    /// SetReferralCode that must succeed; `setReferralCode`.
+    pub async fn set_referral_code(&self, account_id: &str, code: &str) -> Value {
+        let body = self.set_referral_code_raw(account_id, code).await;
+        data_of(&body, &format!("SetReferralCode {account_id} {code}"))["setReferralCode"].clone()
+    }
+
+    /// AuditLog as an admin; `auditLog`.
+    pub async fn audit_log(&self, first: i64, after: Option<&str>) -> Value {
+        let data = self
+            .run_ok(
+                Some(&self.admin()),
+                "admin",
+                "AuditLog",
+                json!({ "first": first, "after": after }),
+            )
+            .await;
+        data["auditLog"].clone()
+    }
+
+    /// The customer's reward history (HistoryPage, up to 100 entries): its nodes.
+    pub async fn history(&self, external_id: &str) -> Vec<Value> {
+        let data = self
+            .run_ok(
+                Some(&self.customer(external_id)),
+                "customer",
+                "HistoryPage",
+                json!({ "first": 100 }),
+            )
+            .await;
+        nodes(&data["me"]["rewardHistory"])
+    }
+
+    /// The referrals an account made, as its Dashboard shows them: the friends' nodes.
+    pub async fn friends(&self, external_id: &str) -> Vec<Value> {
+        nodes(&self.dashboard(external_id, 100).await["me"]["referredFriends"])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reading the database directly, for what the API does not show
 
 impl TestApp {

@@ -5,10 +5,15 @@
 // A failed expectation in a test is a panic with a message: that is what `expect` is for here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod admin;
+mod cloud_credit;
 mod concurrency;
+mod credit;
 mod helpers;
 mod idempotency;
 mod points_store;
+mod presets;
 mod queries;
+mod rules;
 mod schema;
 mod validation;

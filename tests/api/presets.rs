@@ -1,0 +1,140 @@
+//! `referral-server preset <points-store|cloud-credit>`: the built binary writes a program's
+//! rules into the database the test server runs on, and the server then runs that program.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+
+/// Runs the built binary with the test database; its stdout, or a panic with its output.
+async fn run_cli(app: &TestApp, args: &[&str]) -> String {
+    let database_url = app.database_url.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_referral-server"))
+            .args(&args)
+            .env("DATABASE_URL", &database_url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("PUBLIC_URL", PUBLIC_URL)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run referral-server {args:?}: {e}"))
+    })
+    .await
+    .expect("the CLI task panicked");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "referral-server failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// The one enabled rule with this trigger and beneficiary.
+fn the_rule<'a>(rules: &'a [Value], trigger: &str, beneficiary: &str) -> &'a Value {
+    let matching: Vec<&Value> = rules
+        .iter()
+        .filter(|r| {
+            r["enabled"] == true && r["trigger"] == trigger && r["beneficiary"] == beneficiary
+        })
+        .collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "one enabled {trigger} rule for the {beneficiary}: {rules:#?}"
+    );
+    matching[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_credit_preset_runs_program_one() {
+    let app = spawn_app().await;
+    run_cli(&app, &["preset", "cloud-credit"]).await;
+    let rules = app.rules().await;
+
+    let mut values = Vec::new();
+    for trigger in ["PAYMENT_METHOD_VERIFIED", "TOP_UP_TOTAL_REACHED"] {
+        for beneficiary in ["REFERRER", "REFEREE"] {
+            let rule = the_rule(&rules, trigger, beneficiary);
+            assert_eq!(rule["unit"], "CREDIT", "{rule:#}");
+            assert_eq!(rule["calculation"], "FIXED", "{rule:#}");
+            assert_eq!(rule["recurring"], false, "{rule:#}");
+            assert!(micros(s(rule, "/value")) > 0, "{rule:#}");
+            values.push(s(rule, "/value").to_owned());
+        }
+    }
+    let threshold = s(
+        the_rule(&rules, "TOP_UP_TOTAL_REACHED", "REFERRER"),
+        "/threshold",
+    )
+    .to_owned();
+    assert_eq!(
+        the_rule(&rules, "TOP_UP_TOTAL_REACHED", "REFEREE")["threshold"],
+        threshold.as_str()
+    );
+
+    // Applying it again changes nothing.
+    run_cli(&app, &["preset", "cloud-credit"]).await;
+    assert_eq!(app.rules().await, rules, "a preset applied twice");
+
+    // A postpaid friend qualifies by a verified payment method, a prepaid one by top-ups.
+    let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
+    app.register_scheme("acct-b", "Bob Brown", Some(&a), "POSTPAID")
+        .await;
+    app.register_scheme("acct-c", "Carol Clark", Some(&a), "PREPAID")
+        .await;
+    let b = app.verify_payment("evt-pm-b", "acct-b").await;
+    let mut expected = vec![
+        credit_reward("acct-a", &values[0]),
+        credit_reward("acct-b", &values[1]),
+    ];
+    expected.sort();
+    assert_eq!(rewards_of(&b), expected, "{b:#}");
+    let top_up = if micros(&threshold) == 0 {
+        "1.00".to_owned()
+    } else {
+        threshold.clone()
+    };
+    let c = app.top_up("evt-tu-c", "acct-c", &top_up, None).await;
+    let mut expected = vec![
+        credit_reward("acct-a", &values[2]),
+        credit_reward("acct-c", &values[3]),
+    ];
+    expected.sort();
+    assert_eq!(rewards_of(&c), expected, "{c:#}");
+    assert_eq!(
+        app.ledger_sum("acct-a", "CREDIT").await,
+        micros(&values[0]) + micros(&values[2])
+    );
+    assert_eq!(app.ledger_sum("acct-b", "CREDIT").await, micros(&values[1]));
+    assert_eq!(app.ledger_sum("acct-c", "CREDIT").await, micros(&values[3]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_points_store_preset_keeps_one_first_purchase_rule() {
+    let app = spawn_app().await;
+    let before = app.rules().await;
+    run_cli(&app, &["preset", "points-store"]).await;
+    run_cli(&app, &["preset", "points-store"]).await;
+    let rules = app.rules().await;
+    let rule = the_rule(&rules, "FIRST_PURCHASE", "REFERRER");
+    assert_eq!(rule["calculation"], "PRODUCT_RATE", "{rule:#}");
+    assert_eq!(rule["unit"], "POINTS", "{rule:#}");
+    assert_eq!(
+        rule["productCategories"],
+        json!(["residential"]),
+        "{rule:#}"
+    );
+    assert_eq!(rules.len(), before.len(), "{rules:#?}");
+
+    app.setup_catalog().await;
+    app.chain().await;
+    let paid = app.purchase("evt-b-1", "acct-b", RESIDENTIAL, "10").await;
+    assert_eq!(
+        paid["rewards"].as_array().map(Vec::len),
+        Some(1),
+        "{paid:#}"
+    );
+    assert_eq!(paid["rewards"][0]["amount"], "150.00", "{paid:#}");
+    assert_eq!(app.available_points("acct-a").await, "150.00");
+}
