@@ -675,6 +675,7 @@ async fn twenty_concurrent_payment_verifications_pay_each_party_once() {
         friend(&app, "acct-a", "Bo*** B.").await["status"],
         "QUALIFIED"
     );
+    app.assert_invariants().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -753,6 +754,7 @@ async fn twenty_concurrent_top_ups_count_every_one_and_pay_each_party_once() {
         "SKIPPED",
         "{after:#}"
     );
+    app.assert_invariants().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -780,4 +782,5 @@ async fn twenty_concurrent_qualifying_top_ups_of_the_threshold_pay_each_party_on
     assert_eq!(app.ledger_sum("acct-a", "CREDIT").await, 10_000_000);
     assert_eq!(app.ledger_sum("acct-b", "CREDIT").await, 5_000_000);
     assert_eq!(app.count("ledger_entries").await, 2);
+    app.assert_invariants().await;
 }

@@ -127,6 +127,7 @@ async fn fifty_concurrent_claims_against_a_balance_for_ten_spend_exactly_ten() {
         .map(|e| s(e, "/node/amount").parse::<f64>().expect("amount"))
         .sum();
     assert_eq!(sum, 0.0, "{history:#}");
+    app.assert_invariants().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -181,6 +182,7 @@ async fn twenty_concurrent_first_purchases_pay_one_reward() {
         ("150.00".into(), "0.00".into(), "150.00".into())
     );
     assert_eq!(app.ledger_sum("acct-a", "POINTS").await, 150_000_000);
+    app.assert_invariants().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -234,4 +236,5 @@ async fn twenty_concurrent_deliveries_of_one_event_record_it_once() {
         app.points("acct-a").await,
         ("150.00".into(), "0.00".into(), "150.00".into())
     );
+    app.assert_invariants().await;
 }

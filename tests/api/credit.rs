@@ -267,6 +267,7 @@ async fn concurrent_applications_for_different_invoices_never_overdraw() {
     expected_entries.sort();
     assert_eq!(entries, expected_entries);
     assert_eq!(app.available_credit("acct-b").await, "5.00");
+    app.assert_invariants().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -299,4 +300,5 @@ async fn concurrent_deliveries_of_one_invoice_apply_credit_once() {
     assert_eq!(app.ledger_sum("acct-a", "CREDIT").await, 15_000_000);
     assert_eq!(app.balance_available("acct-a", "CREDIT").await, 15_000_000);
     assert_eq!(applied_entries(&app, "acct-a").await, vec!["-10.00"]);
+    app.assert_invariants().await;
 }

@@ -328,6 +328,16 @@ pub fn contract_op(file: &str, name: &str) -> String {
 // Requests
 
 impl TestApp {
+    /// Runs `referral-server check`'s invariants on this test's database; every concurrent
+    /// scenario ends with it.
+    pub async fn assert_invariants(&self) {
+        let findings = referral_server::service::check::run(&self.state.db)
+            .await
+            .expect("the invariant checks run");
+        let broken: Vec<_> = findings.iter().filter(|f| !f.violations.is_empty()).collect();
+        assert!(broken.is_empty(), "ledger invariants broken: {broken:#?}");
+    }
+
     pub fn op(&self, file: &str, name: &str) -> String {
         contract_op(file, name)
     }

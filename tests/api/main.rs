@@ -11,6 +11,7 @@ mod concurrency;
 mod credit;
 mod helpers;
 mod idempotency;
+mod invariants;
 mod points_store;
 mod presets;
 mod queries;
