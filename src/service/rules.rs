@@ -283,12 +283,11 @@ pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
     let Some(referral) = facts.referral else {
         return skip("account has no referrer".into());
     };
-    if let Some(groups) = list_of(rule.account_groups.as_deref()) {
-        if !facts.account_group.is_some_and(|g| groups.iter().any(|x| x == g)) {
+    if let Some(groups) = list_of(rule.account_groups.as_deref())
+        && !facts.account_group.is_some_and(|g| groups.iter().any(|x| x == g)) {
             let group = facts.account_group.unwrap_or("none");
             return skip(format!("account group {group} does not count (counted: {})", groups.join(", ")));
         }
-    }
     let mut how = String::new();
     let amount = match &facts.event {
         EventFacts::Signup => rule.value.map(Amount::from_micros),
@@ -316,14 +315,13 @@ pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
             if !first {
                 return skip("only the first purchase counts, and this account made its first purchase before".into());
             }
-            if let Some(categories) = categories_of(rule) {
-                if !categories.iter().any(|c| c == product_category) {
+            if let Some(categories) = categories_of(rule)
+                && !categories.iter().any(|c| c == product_category) {
                     return skip(format!(
                         "product category {product_category} does not count (counted: {})",
                         categories.join(", ")
                     ));
                 }
-            }
             match rule.calculation {
                 Calculation::Fixed => rule.value.map(Amount::from_micros),
                 Calculation::ProductRate => match product_rate {
