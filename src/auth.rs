@@ -184,6 +184,7 @@ mod tests {
             jwt_audience: "aud".into(),
             public_url: "http://localhost".into(),
             introspection: true,
+            code_lookups_per_minute: 60,
         }
     }
 

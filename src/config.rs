@@ -29,6 +29,9 @@ pub struct ConfigArgs {
     /// Base URL of referral links (`{publicUrl}` in the link template).
     #[arg(long, env = "PUBLIC_URL", default_value = "http://127.0.0.1:8080", global = true)]
     pub public_url: String,
+    /// Referral-code lookups one client may make per minute (a guessing guard).
+    #[arg(long, env = "CODE_LOOKUPS_PER_MINUTE", default_value_t = 600, global = true)]
+    pub code_lookups_per_minute: u32,
     /// Answer introspection queries (turn off in production if the schema is private).
     #[arg(long, env = "INTROSPECTION", default_value_t = true, global = true,
           action = clap::ArgAction::Set)]
@@ -44,6 +47,7 @@ pub struct Config {
     pub jwt_audience: String,
     pub public_url: String,
     pub introspection: bool,
+    pub code_lookups_per_minute: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,8 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("PUBLIC_URL must be an http(s) URL (got {0:?})")]
     PublicUrl(String),
+    #[error("CODE_LOOKUPS_PER_MINUTE must be at least 1")]
+    ZeroRate,
     #[error("JWT_ISSUER and JWT_AUDIENCE must not be empty")]
     EmptyClaim,
     #[error("could not read or write {path}: {source}")]
@@ -77,6 +83,7 @@ impl ConfigArgs {
             jwt_audience: self.jwt_audience,
             public_url: self.public_url.trim_end_matches('/').to_owned(),
             introspection: self.introspection,
+            code_lookups_per_minute: self.code_lookups_per_minute,
         };
         config.validate()?;
         Ok((config, generated))
@@ -94,6 +101,9 @@ impl Config {
         }
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
             return Err(ConfigError::PublicUrl(self.public_url.clone()));
+        }
+        if self.code_lookups_per_minute == 0 {
+            return Err(ConfigError::ZeroRate);
         }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
             return Err(ConfigError::EmptyClaim);

@@ -3,6 +3,7 @@
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
+use crate::limits::Limits;
 use sea_orm::{DatabaseConnection, DbErr};
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ pub struct Inner {
     pub config: Config,
     pub keys: JwtKeys,
     pub statements: StatementCounter,
+    pub limits: Limits,
 }
 
 impl std::ops::Deref for AppState {
@@ -29,6 +31,7 @@ impl AppState {
         let (db, statements) = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         let keys = JwtKeys::new(&config);
-        Ok(AppState(Arc::new(Inner { db, config, keys, statements })))
+        let limits = Limits::new(config.code_lookups_per_minute);
+        Ok(AppState(Arc::new(Inner { db, config, keys, statements, limits })))
     }
 }

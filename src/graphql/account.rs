@@ -57,6 +57,9 @@ impl AccountMutation {
     /// existing account and changes nothing but a first attribution.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn register_account(&self, ctx: &Context<'_>, input: RegisterAccountInput) -> Result<RegisterAccountPayload> {
+        if input.referral_code.as_deref().is_some_and(|code| !code.trim().is_empty()) {
+            state(ctx).limits.code_lookup(&viewer(ctx).actor())?;
+        }
         let registered = accounts::register(
             &state(ctx).db,
             Registration {

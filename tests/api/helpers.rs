@@ -125,6 +125,8 @@ pub fn test_config(database_url: String) -> Config {
         jwt_audience: JWT_AUDIENCE.to_owned(),
         public_url: PUBLIC_URL.to_owned(),
         introspection: true,
+        // High enough for every test but the one about the limit.
+        code_lookups_per_minute: 100_000,
     }
 }
 
@@ -149,9 +151,16 @@ fn init_logging() {
 
 /// A server on 127.0.0.1:0 over a fresh, migrated database.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like `spawn_app`, with the configuration changed first.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     init_logging();
     let (database_url, dir) = fresh_database().await;
-    let state = AppState::connect(test_config(database_url.clone()))
+    let mut config = test_config(database_url.clone());
+    change(&mut config);
+    let state = AppState::connect(config)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to / migrate {database_url}: {e}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -691,3 +691,29 @@ async fn customers_never_see_another_accounts_details() {
     let data = app.dashboard("acct-unregistered", 5).await;
     assert!(data["me"].is_null(), "{data:#}");
 }
+
+#[tokio::test]
+async fn referral_code_lookups_beyond_the_rate_limit_are_refused() {
+    let app = spawn_app_with(|config| config.code_lookups_per_minute = 3).await;
+    let code = app.register_code("owner", Some("Owner"), None).await;
+
+    // Registrations without a code look nothing up and are never limited.
+    for i in 0..5 {
+        app.register(&format!("plain-{i}"), None, None).await;
+    }
+    for i in 0..3 {
+        let payload = app.register(&format!("friend-{i}"), None, Some(&code)).await;
+        assert_eq!(s(&payload, "/referral/status"), "PENDING", "{payload}");
+    }
+    let before = app.snapshot().await;
+    let body = app
+        .run(
+            Some(&app.service()),
+            "integration",
+            "RegisterAccount",
+            json!({ "input": { "externalId": "friend-3", "referralCode": code } }),
+        )
+        .await;
+    assert_failed(&body, "RATE_LIMITED");
+    assert_eq!(app.snapshot().await, before, "a refused lookup changes nothing");
+}
