@@ -10,7 +10,7 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -40,6 +40,8 @@ pub fn build_app(state: AppState) -> Router {
         // The GraphQL extractor streams the body, which axum's DefaultBodyLimit does not see:
         // the limit has to wrap the body itself.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // That layer answers an announced length over the limit itself, in plain text.
+        .layer(axum::middleware::map_response(payload_too_large_as_json))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(TraceLayer::new_for_http())
         .with_state(HttpState { app: state, schema })
@@ -74,8 +76,42 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, request: GraphQLBatchRequest) -> Response {
-    execute(&state, &headers, request.into_inner()).await
+async fn graphql_post(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    request: Result<GraphQLBatchRequest, GraphQLRejection>,
+) -> Response {
+    match request {
+        Ok(request) => execute(&state, &headers, request.into_inner()).await,
+        Err(rejection) => unreadable_body(&rejection),
+    }
+}
+
+/// A body that is not a GraphQL request gets a GraphQL error with a code, not the extractor's
+/// plain-text debug output; one cut off by the body limit while streaming (sent without a
+/// length) is a 413, like one that announced its length.
+fn unreadable_body(rejection: &GraphQLRejection) -> Response {
+    use async_graphql::ParseRequestError;
+    match &rejection.0 {
+        ParseRequestError::PayloadTooLarge => too_large(),
+        // The extractor keeps only the text of the body's error: LengthLimitError's.
+        ParseRequestError::Io(err) if err.to_string().contains("length limit exceeded") => too_large(),
+        _ => error_response(StatusCode::BAD_REQUEST, &AppError::bad_input("the body is not a GraphQL request")),
+    }
+}
+
+fn too_large() -> Response {
+    let err = AppError::bad_input(format!("the request body is larger than {} KiB", MAX_BODY_BYTES / 1024));
+    error_response(StatusCode::PAYLOAD_TOO_LARGE, &err)
+}
+
+async fn payload_too_large_as_json(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && plain { too_large() } else { response }
 }
 
 /// GET runs a query from the URL; a browser asking for HTML without a query gets GraphiQL.
@@ -132,7 +168,42 @@ async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest
     for request in batch.iter_mut() {
         request.data = request_data(&state.app, viewer.clone());
     }
-    GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response()
+    let mut response = GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response();
+    // async-graphql-axum always labels the body application/graphql-response+json; a client
+    // that accepts only application/json MUST get application/json (GraphQL over HTTP).
+    if !prefers_graphql_response_json(headers) {
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    response
+}
+
+/// Whether the client's `Accept` asks for `application/graphql-response+json` at least as much
+/// as for `application/json`. A missing `Accept`, `*/*` and `application/*` get
+/// `application/json`, which every client of GraphQL over HTTP reads.
+fn prefers_graphql_response_json(headers: &HeaderMap) -> bool {
+    let mut graphql_response_json: Option<f32> = None;
+    let mut json: Option<f32> = None;
+    for accept in headers.get_all(header::ACCEPT) {
+        let Ok(accept) = accept.to_str() else { continue };
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|param| param.trim().strip_prefix("q=").or_else(|| param.trim().strip_prefix("Q=")))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let slot = match media.as_str() {
+                "application/graphql-response+json" => &mut graphql_response_json,
+                "application/json" => &mut json,
+                _ => continue,
+            };
+            *slot = Some(slot.map_or(q, |old| old.max(q)));
+        }
+    }
+    match graphql_response_json {
+        Some(q) if q > 0.0 => json.is_none_or(|json_q| q >= json_q),
+        _ => false,
+    }
 }
 
 fn error_response(status: StatusCode, err: &AppError) -> Response {
@@ -148,5 +219,32 @@ async fn healthz(State(state): State<HttpState>) -> Response {
             tracing::error!(error = %err, "health check: database unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_graphql_response_json;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn prefers(accept: Option<&'static str>) -> bool {
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = accept {
+            headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+        }
+        prefers_graphql_response_json(&headers)
+    }
+
+    #[test]
+    fn the_response_media_type_follows_accept() {
+        assert!(!prefers(None));
+        assert!(!prefers(Some("*/*")));
+        assert!(!prefers(Some("application/json")));
+        assert!(!prefers(Some("application/*")));
+        assert!(prefers(Some("application/graphql-response+json")));
+        assert!(prefers(Some("application/graphql-response+json, application/json;q=0.9")));
+        assert!(prefers(Some("application/json, application/graphql-response+json")));
+        assert!(!prefers(Some("application/graphql-response+json;q=0.5, application/json")));
+        assert!(!prefers(Some("application/graphql-response+json;q=0")));
     }
 }

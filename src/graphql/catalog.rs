@@ -13,7 +13,7 @@ pub struct CatalogQuery;
 #[Object]
 impl CatalogQuery {
     /// Every provider with its products, by key.
-    #[graphql(guard = "RoleGuard::STAFF")]
+    #[graphql(guard = "RoleGuard::ADMIN")]
     async fn providers(&self, ctx: &Context<'_>) -> Result<Vec<Provider>> {
         Ok(catalog::providers(&state(ctx).db).await?.into_iter().map(Provider).collect())
     }

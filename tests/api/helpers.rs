@@ -1421,6 +1421,19 @@ pub fn instant(value: &Value) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
+/// Every operation of `../shared/contract/{file}.graphql`, in the file's order: its kind
+/// (`query`, `mutation`) and name. Fragments are left out.
+pub fn contract_operations(file: &str) -> Vec<(String, String)> {
+    let path = contract_dir().join(format!("{file}.graphql"));
+    let source =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
+    split_definitions(&source)
+        .into_iter()
+        .filter(|d| d.kind != "fragment")
+        .map(|d| (d.kind, d.name))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

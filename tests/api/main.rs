@@ -5,7 +5,9 @@
 // A failed expectation in a test is a panic with a message: that is what `expect` is for here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod abuse;
 mod admin;
+mod authz;
 mod cloud_credit;
 mod concurrency;
 mod credit;
