@@ -47,3 +47,17 @@ fn the_schema_has_the_types_the_contract_uses() {
         assert!(sdl.contains(needle), "the schema has no {needle:?}");
     }
 }
+
+/// GraphiQL, code generators and schemathesis read the schema with graphql-js's standard
+/// introspection query (tests/api/introspection.graphql, from `getIntrospectionQuery`); the
+/// depth and complexity limits must let it through.
+#[tokio::test]
+async fn the_standard_introspection_query_is_answered() {
+    let app = crate::helpers::spawn_app().await;
+    let query = include_str!("introspection.graphql");
+    let body = app.gql(None, query, serde_json::json!({})).await;
+    let schema = crate::helpers::data_of(&body, "IntrospectionQuery");
+    let types = schema["__schema"]["types"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(types > 50, "the introspection answer lists {types} types: {body}");
+    assert_eq!(schema["__schema"]["queryType"]["name"], "QueryRoot", "{body}");
+}
