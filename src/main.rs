@@ -11,6 +11,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
+// A GraphQL request allocates many small, short-lived objects across threads; glibc's malloc
+// spent a fifth of the server's CPU on them under load (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "referral-server", version, about = "A self-hosted referral and rewards engine with a GraphQL API")]
 struct Cli {
