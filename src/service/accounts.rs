@@ -4,7 +4,7 @@
 use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
 use crate::service::codes::ReferralCode;
-use crate::service::page::{Page, PageRequest};
+use crate::service::page::{self, Page, PageRequest};
 use crate::service::events;
 use crate::service::rules::EventFacts;
 use crate::service::{audit, key_text, optional_text, required_text, settings};
@@ -13,7 +13,7 @@ use entity::{account, balance, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    IntoActiveModel, QueryFilter, Set, SqlErr,
 };
 use std::collections::HashMap;
 
@@ -283,12 +283,7 @@ pub async fn referred_friends(
     let base = referral::Entity::find()
         .filter(referral::Column::ReferrerId.eq(referrer_id))
         .filter(referral::Column::Status.ne(ReferralStatus::Rejected));
-    let total = base.clone().count(db).await?;
-    let mut query = base.order_by_desc(referral::Column::Id).limit(page.fetch_limit());
-    if let Some(after) = page.after {
-        query = query.filter(referral::Column::Id.lt(after));
-    }
-    Ok(Page::from_rows(query.all(db).await?, page, total))
+    Ok(page::fetch(db, base, referral::Column::Id, page).await?)
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<account::Model>> {
@@ -315,12 +310,7 @@ pub async fn search(db: &impl ConnectionTrait, search: Option<&str>, page: PageR
                 .add(contains(account::Column::Email)),
         );
     }
-    let total = base.clone().count(db).await?;
-    let mut query = base.order_by_desc(account::Column::Id).limit(page.fetch_limit());
-    if let Some(after) = page.after {
-        query = query.filter(account::Column::Id.lt(after));
-    }
-    Ok(Page::from_rows(query.all(db).await?, page, total))
+    Ok(page::fetch(db, base, account::Column::Id, page).await?)
 }
 
 /// `%`, `_` and the escape character itself match literally in a search.

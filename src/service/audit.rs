@@ -1,11 +1,10 @@
 //! The audit log: every admin change, written in the same transaction as the change.
 
 use crate::error::AppResult;
-use crate::service::page::{Page, PageRequest};
+use crate::service::page::{self, Page, PageRequest};
 use entity::audit_log;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ConnectionTrait, EntityTrait, Set,
 };
 use serde_json::json;
 
@@ -32,10 +31,5 @@ pub async fn record(
 
 /// The log, newest first.
 pub async fn list(db: &impl ConnectionTrait, page: PageRequest) -> AppResult<Page<audit_log::Model>> {
-    let total = audit_log::Entity::find().count(db).await?;
-    let mut query = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).limit(page.fetch_limit());
-    if let Some(after) = page.after {
-        query = query.filter(audit_log::Column::Id.lt(after));
-    }
-    Ok(Page::from_rows(query.all(db).await?, page, total))
+    Ok(page::fetch(db, audit_log::Entity::find(), audit_log::Column::Id, page).await?)
 }

@@ -7,12 +7,12 @@
 use crate::amount::Amount;
 use crate::db::inserted;
 use crate::error::{AppError, AppResult};
-use crate::service::page::{Page, PageRequest};
+use crate::service::page::{self, Page, PageRequest};
 use entity::enums::{EntryKind, EntryStatus, Unit};
 use entity::{balance, ledger_entry, lot_allocation};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
 };
 use std::collections::HashMap;
@@ -260,12 +260,7 @@ pub async fn history(
     if let Some(unit) = unit {
         base = base.filter(ledger_entry::Column::Unit.eq(unit));
     }
-    let total = base.clone().count(db).await?;
-    let mut query = base.order_by_desc(ledger_entry::Column::Id).limit(page.fetch_limit());
-    if let Some(after) = page.after {
-        query = query.filter(ledger_entry::Column::Id.lt(after));
-    }
-    Ok(Page::from_rows(query.all(db).await?, page, total))
+    Ok(page::fetch(db, base, ledger_entry::Column::Id, page).await?)
 }
 
 /// What each beneficiary earned through each referral (rewards, net of reversals, not voided),

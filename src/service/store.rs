@@ -5,15 +5,14 @@
 use crate::amount::Amount;
 use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
-use crate::service::page::{Page, PageRequest};
+use crate::service::page::{self, Page, PageRequest};
 use crate::service::{accounts, audit, catalog, ledger, optional_text, request_hash, settings};
 use chrono::Utc;
 use entity::enums::{ClaimStatus, EntryKind, Unit};
 use entity::{balance, claim, ledger_entry, provider};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
 };
 use serde_json::json;
 
@@ -189,10 +188,5 @@ pub async fn list(
     if let Some(status) = status {
         base = base.filter(claim::Column::Status.eq(status));
     }
-    let total = base.clone().count(db).await?;
-    let mut query = base.order_by_desc(claim::Column::Id).limit(page.fetch_limit());
-    if let Some(after) = page.after {
-        query = query.filter(claim::Column::Id.lt(after));
-    }
-    Ok(Page::from_rows(query.all(db).await?, page, total))
+    Ok(page::fetch(db, base, claim::Column::Id, page).await?)
 }

@@ -21,7 +21,7 @@ async fn statements_for(app: &TestApp, token: &str, query: &str, variables: Valu
 }
 
 #[tokio::test]
-async fn the_dashboard_runs_as_many_statements_for_thirty_friends_as_for_one() {
+async fn the_dashboard_runs_no_more_statements_for_thirty_friends_than_for_one() {
     let app = spawn_app().await;
     app.setup_catalog().await;
     let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
@@ -54,6 +54,9 @@ async fn the_dashboard_runs_as_many_statements_for_thirty_friends_as_for_one() {
     );
     let me = &large["data"]["me"];
     assert_eq!(me["points"]["available"], "450.00", "{large:#}");
+    // Counted from the page itself: it holds every row.
+    assert_eq!(me["referredFriends"]["totalCount"], 30, "{large:#}");
+    assert_eq!(me["rewardHistory"]["totalCount"], 30, "{large:#}");
     let friends = me["referredFriends"]["edges"].as_array().expect("friends");
     assert_eq!(friends.len(), 30, "{large:#}");
     assert_eq!(
@@ -87,8 +90,9 @@ async fn the_dashboard_runs_as_many_statements_for_thirty_friends_as_for_one() {
         one > 0,
         "the statement counter must count the dashboard's statements"
     );
-    assert_eq!(
-        one, thirty,
+    // Fewer, if anything: a first page that holds every row needs no count.
+    assert!(
+        thirty <= one,
         "Dashboard ran {one} statements for 1 friend and {thirty} for 30"
     );
 
@@ -96,15 +100,15 @@ async fn the_dashboard_runs_as_many_statements_for_thirty_friends_as_for_one() {
         let query = app.op("customer", op);
         let (one, _) = statements_for(&app, &token, &query, json!({ "first": 1 })).await;
         let (thirty, _) = statements_for(&app, &token, &query, json!({ "first": 30 })).await;
-        assert_eq!(
-            one, thirty,
+        assert!(
+            thirty <= one,
             "{op} ran {one} statements for 1 item and {thirty} for 30"
         );
     }
 }
 
 #[tokio::test]
-async fn claim_lists_run_as_many_statements_for_ten_claims_as_for_one() {
+async fn claim_lists_run_no_more_statements_for_ten_claims_than_for_one() {
     let app = spawn_app().await;
     let first_provider = app.setup_catalog().await;
     let second_provider = app.upsert_provider("otherco", "OtherCo", Some("15")).await;
@@ -131,8 +135,8 @@ async fn claim_lists_run_as_many_statements_for_ten_claims_as_for_one() {
         Some(10),
         "{body:#}"
     );
-    assert_eq!(
-        one, ten,
+    assert!(
+        ten <= one,
         "PendingClaims ran {one} statements for 1 claim and {ten} for 10"
     );
 
@@ -151,8 +155,8 @@ async fn claim_lists_run_as_many_statements_for_ten_claims_as_for_one() {
         providers.contains(&"OtherCo") && providers.contains(&PROVIDER_NAME),
         "{body:#}"
     );
-    assert_eq!(
-        one, ten,
+    assert!(
+        ten <= one,
         "MyClaims ran {one} statements for 1 claim and {ten} for 10"
     );
 }
