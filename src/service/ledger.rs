@@ -125,8 +125,10 @@ async fn consume_lots(db: &impl ConnectionTrait, debit: &ledger_entry::Model, co
         let lots = ledger_entry::Entity::find()
             .filter(ledger_entry::Column::AccountId.eq(debit.account_id))
             .filter(ledger_entry::Column::Unit.eq(debit.unit))
-            .filter(ledger_entry::Column::Status.eq(EntryStatus::Posted))
-            .filter(ledger_entry::Column::Remaining.gt(0))
+            // Literals, not parameters: the predicate of the partial index ix_ledger_open_lots,
+            // which a planner matches only against constants.
+            .filter(Expr::col(ledger_entry::Column::Status).eq(Expr::cust("'POSTED'")))
+            .filter(Expr::col(ledger_entry::Column::Remaining).gt(Expr::cust("0")))
             .order_by_asc(Expr::col(ledger_entry::Column::ExpiresAt).is_null())
             .order_by_asc(ledger_entry::Column::ExpiresAt)
             .order_by_asc(ledger_entry::Column::Id)
