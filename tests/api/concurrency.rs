@@ -4,35 +4,6 @@
 use crate::helpers::*;
 use serde_json::{Value, json};
 
-/// Sends the same operation `n` times at once (each with its own variables) and returns the
-/// bodies in order.
-async fn concurrently(
-    app: &TestApp,
-    token: &str,
-    query: &str,
-    variables: Vec<Value>,
-) -> Vec<Value> {
-    let tasks: Vec<_> = variables
-        .into_iter()
-        .map(|vars| {
-            let client = app.client.clone();
-            let address = app.address.clone();
-            let token = token.to_owned();
-            let query = query.to_owned();
-            tokio::spawn(async move {
-                post_graphql(&client, &address, Some(&token), &query, vars)
-                    .await
-                    .1
-            })
-        })
-        .collect();
-    futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.expect("request task panicked"))
-        .collect()
-}
-
 fn succeeded(body: &Value, field: &str) -> bool {
     error_codes(body).is_empty() && body["data"][field].is_object()
 }
@@ -50,7 +21,7 @@ async fn fifty_concurrent_claims_against_a_balance_for_ten_spend_exactly_ten() {
     let vars = (0..50)
         .map(|_| json!({ "input": { "providerId": provider_id } }))
         .collect();
-    let bodies = concurrently(&app, &app.customer("acct-a"), &query, vars).await;
+    let bodies = send_concurrently(&app, &app.customer("acct-a"), &query, vars).await;
 
     let ok: Vec<&Value> = bodies
         .iter()
@@ -140,7 +111,7 @@ async fn twenty_concurrent_first_purchases_pay_one_reward() {
     let vars = (0..20)
         .map(|i| TestApp::purchase_input(&format!("evt-race-{i}"), "acct-b", RESIDENTIAL, "10"))
         .collect();
-    let bodies = concurrently(&app, &app.service(), &query, vars).await;
+    let bodies = send_concurrently(&app, &app.service(), &query, vars).await;
 
     for body in &bodies {
         assert!(
@@ -195,7 +166,7 @@ async fn twenty_concurrent_deliveries_of_one_event_record_it_once() {
     let vars = (0..20)
         .map(|_| TestApp::purchase_input("evt-once", "acct-b", RESIDENTIAL, "10"))
         .collect();
-    let bodies = concurrently(&app, &app.service(), &query, vars).await;
+    let bodies = send_concurrently(&app, &app.service(), &query, vars).await;
 
     for body in &bodies {
         assert!(

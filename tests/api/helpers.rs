@@ -7,11 +7,12 @@
 
 #![allow(dead_code)]
 
+use crate::common::{TempDir, fresh_postgres_database, temp_dir};
 use referral_server::AppState;
 use referral_server::auth::Role;
 use referral_server::config::Config;
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, Database, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -41,79 +42,14 @@ pub struct TestApp {
     _dir: Option<TempDir>,
 }
 
-/// A temporary directory removed on drop (no dependency needed for that much).
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!("rs-test-{}", random_suffix()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {path:?}: {e}"));
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn random_suffix() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..16)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-        .collect()
-}
-
 /// The database URL for a fresh test database, and the directory to keep alive for SQLite.
 async fn fresh_database() -> (String, Option<TempDir>) {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let name = format!("rs_test_{}", random_suffix());
-            let admin = Database::connect(url.as_str())
-                .await
-                .unwrap_or_else(|e| panic!("cannot connect to TEST_DATABASE_URL {url}: {e}"));
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-            admin.close().await.ok();
-            (replace_database_name(&url, &name), None)
-        }
-        Ok(url) if !url.trim().is_empty() => {
-            panic!("TEST_DATABASE_URL must be a postgres:// URL or unset (got {url:?})")
-        }
-        _ => {
-            let dir = TempDir::new();
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-            (url, Some(dir))
-        }
+    if let Some(url) = fresh_postgres_database().await {
+        return (url, None);
     }
-}
-
-/// `postgres://user@host:5432/test?x=y` → `postgres://user@host:5432/{name}?x=y`
-fn replace_database_name(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let authority_and_path = &base[scheme_end..];
-    let authority = match authority_and_path.find('/') {
-        Some(slash) => &authority_and_path[..slash],
-        None => authority_and_path,
-    };
-    let mut out = format!("{}{}/{}", &base[..scheme_end], authority, name);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
+    let dir = temp_dir("rs-test-");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+    (url, Some(dir))
 }
 
 pub fn test_config(database_url: String) -> Config {
@@ -1456,22 +1392,6 @@ mod tests {
         let register = contract_op("integration", "RegisterAccount");
         assert!(!register.contains("fragment"), "{register}");
         assert_eq!(register.matches('{').count(), register.matches('}').count());
-    }
-
-    #[test]
-    fn database_names_are_replaced_in_urls() {
-        assert_eq!(
-            replace_database_name("postgres://postgres@127.0.0.1:5432/test", "rs_test_x"),
-            "postgres://postgres@127.0.0.1:5432/rs_test_x"
-        );
-        assert_eq!(
-            replace_database_name("postgres://u:p@h/db?sslmode=disable", "n"),
-            "postgres://u:p@h/n?sslmode=disable"
-        );
-        assert_eq!(
-            replace_database_name("postgres://h:5432", "n"),
-            "postgres://h:5432/n"
-        );
     }
 
     #[test]

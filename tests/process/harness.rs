@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use crate::common::{TempDir, fresh_postgres_database, temp_dir};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -35,35 +36,6 @@ const HEALTH_DEADLINE: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------------
 // A temporary directory and a fresh database
 
-/// A temporary directory removed on drop: the SQLite file, the servers' logs, their cwd.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!("rs-process-{}", random_suffix()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {path:?}: {e}"));
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn random_suffix() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..16)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-        .collect()
-}
-
 /// One test's database, and the directory its processes run in.
 pub struct TestDb {
     pub url: String,
@@ -76,34 +48,13 @@ impl TestDb {
     /// set, else a SQLite file in a new temporary directory. Nothing is migrated yet: the first
     /// server process does that.
     pub async fn fresh() -> TestDb {
-        let dir = TempDir::new();
-        match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let name = format!("rs_test_{}", random_suffix());
-                let admin = Database::connect(url.as_str())
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot connect to TEST_DATABASE_URL {url}: {e}"));
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-                admin.close().await.ok();
-                TestDb {
-                    url: replace_database_name(&url, &name),
-                    postgres: true,
-                    dir,
-                }
-            }
-            Ok(url) if !url.trim().is_empty() => {
-                panic!("TEST_DATABASE_URL must be a postgres:// URL or unset (got {url:?})")
-            }
-            _ => {
+        // The SQLite file, the servers' logs and their working directory.
+        let dir = temp_dir("rs-process-");
+        match fresh_postgres_database().await {
+            Some(url) => TestDb { url, postgres: true, dir },
+            None => {
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                TestDb {
-                    url,
-                    postgres: false,
-                    dir,
-                }
+                TestDb { url, postgres: false, dir }
             }
         }
     }
@@ -185,23 +136,6 @@ impl TestDb {
         );
         stdout
     }
-}
-
-/// `postgres://user@host:5432/test?x=y` → `postgres://user@host:5432/{name}?x=y`
-fn replace_database_name(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let rest = &base[scheme_end..];
-    let authority = rest.find('/').map_or(rest, |slash| &rest[..slash]);
-    let mut out = format!("{}{}/{}", &base[..scheme_end], authority, name);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 /// One integer from SQL that runs unchanged on SQLite and PostgreSQL.
@@ -872,9 +806,5 @@ mod tests {
         assert_eq!(decimal(150_000_000), "150.00");
         assert_eq!(decimal(5_000_000), "5.00");
         assert_eq!(decimal(0), "0.00");
-        assert_eq!(
-            replace_database_name("postgres://postgres@127.0.0.1:5432/test", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
     }
 }

@@ -6,12 +6,15 @@
 //! `TEST_DATABASE_URL` names a PostgreSQL server, in which case each test gets its own
 //! `rs_test_<random>` database there (left in place: CI drops leftovers).
 //!
-//! These tests share nothing with `tests/api`: the harness in `harness.rs` starts processes,
-//! mints tokens with the binary's `token` command and runs `referral-server check`.
+//! They share only `tests/common` (a fresh database) with `tests/api`: the harness in
+//! `harness.rs` starts processes, mints tokens with the binary's `token` command and runs
+//! `referral-server check`.
 
 // A failed expectation in a test is a panic with a message: that is what `expect` is for here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 mod kill_replay;
 mod sigterm;
