@@ -111,6 +111,7 @@ async fn accounts_are_found_by_external_id_code_name_or_email_in_any_case() {
             .find(|n| n["externalId"] == external_id)
             .unwrap_or_else(|| panic!("no {external_id} in {all:#}"))
     };
+    let alice = row("cust-alice");
     let bob = row("cust-bob");
     assert!(!s(&bob, "/id").is_empty(), "{bob:#}");
     assert_eq!(
@@ -126,10 +127,9 @@ async fn accounts_are_found_by_external_id_code_name_or_email_in_any_case() {
     assert!(bob["affiliate"].is_null(), "{bob:#}");
     assert_eq!(
         bob["referral"]["referrer"],
-        json!({ "referralCode": a, "account": { "externalId": "cust-alice" } }),
+        json!({ "referralCode": a, "account": { "id": s(&alice, "/id"), "externalId": "cust-alice" } }),
         "{bob:#}"
     );
-    let alice = row("cust-alice");
     assert!(alice["signedUpWithCode"].is_null(), "{alice:#}");
     assert!(alice["referral"].is_null(), "{alice:#}");
     assert!(alice["group"].is_null(), "{alice:#}");

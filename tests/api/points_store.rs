@@ -425,7 +425,7 @@ async fn claims_cost_the_redemption_rate_and_a_failed_claim_gives_the_points_bac
     assert_eq!(claim1["status"], "PENDING", "{first:#}");
     assert_eq!(
         claim1["provider"],
-        json!({ "key": PROVIDER, "name": PROVIDER_NAME }),
+        json!({ "id": provider_id, "key": PROVIDER, "name": PROVIDER_NAME }),
         "{first:#}"
     );
     assert!(claim1["createdAt"].is_string(), "{first:#}");
