@@ -105,14 +105,15 @@ impl JwtKeys {
             iat: now,
             exp: now.saturating_add(ttl.as_secs()),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(AppError::internal)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(AppError::internal)
     }
 
     /// Reads an `Authorization` header value. No header: anonymous. A header that is not a
     /// valid bearer token of ours is refused outright rather than treated as anonymous.
     pub fn viewer_from_header(&self, header: Option<&str>) -> Result<Viewer, AppError> {
-        let Some(header) = header else { return Ok(Viewer::Anonymous) };
+        let Some(header) = header else {
+            return Ok(Viewer::Anonymous);
+        };
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
@@ -133,7 +134,11 @@ impl JwtKeys {
 
 /// A random secret for local use when JWT_SECRET is not set.
 pub fn random_secret() -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(48).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect()
 }
 
 /// Lets a field through only for the listed kinds of viewer. Admins may do everything the
@@ -145,11 +150,31 @@ pub struct RoleGuard {
 }
 
 impl RoleGuard {
-    pub const CUSTOMER: RoleGuard = RoleGuard { customer: true, admin: false, service: false };
-    pub const ADMIN: RoleGuard = RoleGuard { customer: false, admin: true, service: false };
-    pub const SERVICE: RoleGuard = RoleGuard { customer: false, admin: true, service: true };
-    pub const STAFF: RoleGuard = RoleGuard { customer: false, admin: true, service: true };
-    pub const ANY: RoleGuard = RoleGuard { customer: true, admin: true, service: true };
+    pub const CUSTOMER: RoleGuard = RoleGuard {
+        customer: true,
+        admin: false,
+        service: false,
+    };
+    pub const ADMIN: RoleGuard = RoleGuard {
+        customer: false,
+        admin: true,
+        service: false,
+    };
+    pub const SERVICE: RoleGuard = RoleGuard {
+        customer: false,
+        admin: true,
+        service: true,
+    };
+    pub const STAFF: RoleGuard = RoleGuard {
+        customer: false,
+        admin: true,
+        service: true,
+    };
+    pub const ANY: RoleGuard = RoleGuard {
+        customer: true,
+        admin: true,
+        service: true,
+    };
 }
 
 impl Guard for RoleGuard {
@@ -195,7 +220,9 @@ mod tests {
         let header = token.map(|t| format!("Bearer {t}"));
         assert_eq!(
             keys.viewer_from_header(header.as_deref()).ok(),
-            Some(Viewer::Customer { external_id: "cust-1".into() })
+            Some(Viewer::Customer {
+                external_id: "cust-1".into()
+            })
         );
         let other = JwtKeys::new(&config("ffffffffffffffffffffffffffffffff"));
         assert!(other.viewer_from_header(header.as_deref()).is_err());

@@ -114,7 +114,10 @@ impl Config {
 
 fn load_or_create_local_secret() -> Result<String, ConfigError> {
     let path = PathBuf::from(LOCAL_SECRET_FILE);
-    let io_err = |source| ConfigError::SecretFile { path: path.clone(), source };
+    let io_err = |source| ConfigError::SecretFile {
+        path: path.clone(),
+        source,
+    };
     match std::fs::read_to_string(&path) {
         Ok(existing) if existing.trim().len() >= 32 => return Ok(existing.trim().to_owned()),
         Ok(_) => {}

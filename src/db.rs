@@ -3,8 +3,8 @@
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DatabaseTransaction, DbErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait, TryInsertResult,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait, TryInsertResult,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,7 +66,10 @@ async fn connect_with_retry(options: ConnectOptions, sqlite: bool) -> Result<Dat
     loop {
         match Database::connect(options.clone()).await {
             Err(err) if sqlite && attempt < ATTEMPTS && err.to_string().contains("database is locked") => {
-                tracing::debug!(attempt, "SQLite is locked by another process while connecting; retrying");
+                tracing::debug!(
+                    attempt,
+                    "SQLite is locked by another process while connecting; retrying"
+                );
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -78,7 +81,8 @@ async fn connect_with_retry(options: ConnectOptions, sqlite: bool) -> Result<Dat
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     let txn = begin_write(db).await?;
     if db.get_database_backend() == DbBackend::Postgres {
-        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
     }
     Migrator::up(&txn, None).await?;
     txn.commit().await

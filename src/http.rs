@@ -42,14 +42,19 @@ pub fn build_app(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // That layer answers an announced length over the limit itself, in plain text.
         .layer(axum::middleware::map_response(payload_too_large_as_json))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(HttpState { app: state, schema })
 }
 
 /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
 }
 
 async fn shutdown_signal() {
@@ -96,7 +101,10 @@ fn unreadable_body(rejection: &GraphQLRejection) -> Response {
         ParseRequestError::PayloadTooLarge => too_large(),
         // The extractor keeps only the text of the body's error: LengthLimitError's.
         ParseRequestError::Io(err) if err.to_string().contains("length limit exceeded") => too_large(),
-        _ => error_response(StatusCode::BAD_REQUEST, &AppError::bad_input("the body is not a GraphQL request")),
+        _ => error_response(
+            StatusCode::BAD_REQUEST,
+            &AppError::bad_input("the body is not a GraphQL request"),
+        ),
     }
 }
 
@@ -111,7 +119,11 @@ async fn payload_too_large_as_json(response: Response) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/plain"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && plain { too_large() } else { response }
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
+        too_large()
+    } else {
+        response
+    }
 }
 
 /// GET runs a query from the URL; a browser asking for HTML without a query gets GraphiQL.
@@ -136,7 +148,10 @@ async fn graphql_get(
             execute(&state, &headers, batch).await
         }
         _ if wants_html => Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response(),
-        _ => error_response(StatusCode::BAD_REQUEST, &AppError::bad_input("a GET request needs a query parameter")),
+        _ => error_response(
+            StatusCode::BAD_REQUEST,
+            &AppError::bad_input("a GET request needs a query parameter"),
+        ),
     }
 }
 
@@ -144,7 +159,9 @@ async fn graphql_get(
 /// document that does not parse is left to the executor, which reports it.
 fn is_mutation(request: &async_graphql::Request) -> bool {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else { return false };
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
     let operation = match (&document.operations, request.operation_name.as_deref()) {
         (DocumentOperations::Single(op), _) => Some(op),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
@@ -154,16 +171,19 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
 }
 
 async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest) -> Response {
-    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or_default());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default());
     let viewer: Viewer = match state.app.keys.viewer_from_header(authorization) {
         Ok(viewer) => viewer,
         Err(err) => return error_response(StatusCode::UNAUTHORIZED, &err),
     };
     if let BatchRequest::Batch(requests) = &batch
-        && requests.len() > MAX_BATCH {
-            let err = AppError::bad_input(format!("a batch may hold at most {MAX_BATCH} operations"));
-            return error_response(StatusCode::BAD_REQUEST, &err);
-        }
+        && requests.len() > MAX_BATCH
+    {
+        let err = AppError::bad_input(format!("a batch may hold at most {MAX_BATCH} operations"));
+        return error_response(StatusCode::BAD_REQUEST, &err);
+    }
     // Each operation gets its own data, so loaders and caches never outlive one operation.
     for request in batch.iter_mut() {
         request.data = request_data(&state.app, viewer.clone());
@@ -172,7 +192,9 @@ async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest
     // async-graphql-axum always labels the body application/graphql-response+json; a client
     // that accepts only application/json MUST get application/json (GraphQL over HTTP).
     if !prefers_graphql_response_json(headers) {
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     response
 }
@@ -189,7 +211,12 @@ fn prefers_graphql_response_json(headers: &HeaderMap) -> bool {
             let mut parts = range.split(';');
             let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
             let q = parts
-                .filter_map(|param| param.trim().strip_prefix("q=").or_else(|| param.trim().strip_prefix("Q=")))
+                .filter_map(|param| {
+                    param
+                        .trim()
+                        .strip_prefix("q=")
+                        .or_else(|| param.trim().strip_prefix("Q="))
+                })
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .unwrap_or(1.0);
             let slot = match media.as_str() {
@@ -242,9 +269,13 @@ mod tests {
         assert!(!prefers(Some("application/json")));
         assert!(!prefers(Some("application/*")));
         assert!(prefers(Some("application/graphql-response+json")));
-        assert!(prefers(Some("application/graphql-response+json, application/json;q=0.9")));
+        assert!(prefers(Some(
+            "application/graphql-response+json, application/json;q=0.9"
+        )));
         assert!(prefers(Some("application/json, application/graphql-response+json")));
-        assert!(!prefers(Some("application/graphql-response+json;q=0.5, application/json")));
+        assert!(!prefers(Some(
+            "application/graphql-response+json;q=0.5, application/json"
+        )));
         assert!(!prefers(Some("application/graphql-response+json;q=0")));
     }
 }

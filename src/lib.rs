@@ -12,6 +12,5 @@ pub mod limits;
 pub mod service;
 pub mod state;
 
-
 pub use http::{build_app, serve};
 pub use state::AppState;

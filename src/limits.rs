@@ -15,7 +15,9 @@ pub struct Limits {
 impl Limits {
     pub fn new(code_lookups_per_minute: u32) -> Self {
         let rate = NonZeroU32::new(code_lookups_per_minute).unwrap_or(NonZeroU32::MIN);
-        Limits { code_lookups: RateLimiter::keyed(Quota::per_minute(rate)) }
+        Limits {
+            code_lookups: RateLimiter::keyed(Quota::per_minute(rate)),
+        }
     }
 
     /// Counts one code lookup by `client`; `RATE_LIMITED` past the quota.
@@ -27,7 +29,9 @@ impl Limits {
         if self.code_lookups.check_key(&client.to_owned()).is_ok() {
             return Ok(());
         }
-        Err(AppError::RateLimited("too many referral-code lookups; try again in a minute".into()))
+        Err(AppError::RateLimited(
+            "too many referral-code lookups; try again in a minute".into(),
+        ))
     }
 }
 

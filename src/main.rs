@@ -17,7 +17,11 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "referral-server", version, about = "A self-hosted referral and rewards engine with a GraphQL API")]
+#[command(
+    name = "referral-server",
+    version,
+    about = "A self-hosted referral and rewards engine with a GraphQL API"
+)]
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
@@ -94,14 +98,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (Role::Admin, None) => "admin".to_owned(),
                 (Role::Service, None) => "billing".to_owned(),
             };
-            let token = JwtKeys::new(&config).mint(role, &subject, ttl).map_err(|e| anyhow::anyhow!(e.message()))?;
+            let token = JwtKeys::new(&config)
+                .mint(role, &subject, ttl)
+                .map_err(|e| anyhow::anyhow!(e.message()))?;
             println!("{token}");
             Ok(())
         }
         Command::Preset { name } => {
             let (config, _) = cli.config.into_config(true)?;
             let state = AppState::connect(config).await.context("connecting to the database")?;
-            let done = presets::apply(&state.db, &name).await.map_err(|e| anyhow::anyhow!(e.message()))?;
+            let done = presets::apply(&state.db, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message()))?;
             for line in done {
                 println!("{line}");
             }
@@ -109,8 +117,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check => {
             let (config, _) = cli.config.into_config(true)?;
-            let (connection, _) = db::connect(&config.database_url).await.context("connecting to the database")?;
-            let findings = check::run(&connection).await.map_err(|e| anyhow::anyhow!(e.message()))?;
+            let (connection, _) = db::connect(&config.database_url)
+                .await
+                .context("connecting to the database")?;
+            let findings = check::run(&connection)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message()))?;
             println!("checking the ledger's invariants (amounts in millionths)");
             for finding in &findings {
                 if finding.violations.is_empty() {
@@ -125,11 +137,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("      … and more");
                 }
             }
-            if check::all_hold(&findings) { Ok(()) } else { anyhow::bail!("invariants violated") }
+            if check::all_hold(&findings) {
+                Ok(())
+            } else {
+                anyhow::bail!("invariants violated")
+            }
         }
         Command::Migrate => {
             let (config, _) = cli.config.into_config(true)?;
-            let (connection, _) = db::connect(&config.database_url).await.context("connecting to the database")?;
+            let (connection, _) = db::connect(&config.database_url)
+                .await
+                .context("connecting to the database")?;
             db::migrate(&connection).await.context("applying migrations")?;
             tracing::info!("migrations applied");
             Ok(())

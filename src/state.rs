@@ -32,6 +32,12 @@ impl AppState {
         db::migrate(&db).await?;
         let keys = JwtKeys::new(&config);
         let limits = Limits::new(config.code_lookups_per_minute);
-        Ok(AppState(Arc::new(Inner { db, config, keys, statements, limits })))
+        Ok(AppState(Arc::new(Inner {
+            db,
+            config,
+            keys,
+            statements,
+            limits,
+        })))
     }
 }

@@ -157,8 +157,7 @@ impl Shape {
 
     /// The referral row of a referred account: ids 1.. in account order, roots skipped.
     pub fn referral_id(&self, account: u64) -> Option<u64> {
-        self.parent(account)
-            .map(|_| account - ((account - 1) / TREE + 1))
+        self.parent(account).map(|_| account - ((account - 1) / TREE + 1))
     }
 
     /// About 70 % of referred accounts made a first (residential) purchase.
@@ -377,13 +376,7 @@ impl Table {
                 "rule_snapshot",
             ],
             Table::LotAllocations => &["id", "debit_entry_id", "lot_entry_id", "amount"],
-            Table::Balances => &[
-                "account_id",
-                "unit",
-                "available",
-                "pending",
-                "lifetime_earned",
-            ],
+            Table::Balances => &["account_id", "unit", "available", "pending", "lifetime_earned"],
         }
     }
 }
@@ -463,19 +456,12 @@ pub fn rows(
                 V::Null,
             ]),
             Table::Referrals => {
-                if let (Some(parent), Some(id)) =
-                    (shape.parent(account), shape.referral_id(account))
-                {
+                if let (Some(parent), Some(id)) = (shape.parent(account), shape.referral_id(account)) {
                     emit(vec![
                         id.into(),
                         account.into(),
                         parent.into(),
-                        if purchase.is_some() {
-                            "QUALIFIED"
-                        } else {
-                            "PENDING"
-                        }
-                        .into(),
+                        if purchase.is_some() { "QUALIFIED" } else { "PENDING" }.into(),
                         V::Null,
                         referral_code(parent).into(),
                         "CODE".into(),
@@ -565,7 +551,8 @@ pub fn rows(
                                     timestamp(at).into(),
                                     V::Null,
                                     timestamp(at).into(),
-                                    format!(r#"{{"id":{rule_id},"calculation":"PRODUCT_RATE","productRate":{rate}}}"#).into(),
+                                    format!(r#"{{"id":{rule_id},"calculation":"PRODUCT_RATE","productRate":{rate}}}"#)
+                                        .into(),
                                 ]
                             }
                             LotSource::Adjustment => vec![
@@ -637,24 +624,14 @@ pub fn rows(
                         plan.lifetime_earned().into(),
                     ]);
                     for unit in ["CREDIT", "CASH"] {
-                        emit(vec![
-                            account.into(),
-                            unit.into(),
-                            0i64.into(),
-                            0i64.into(),
-                            0i64.into(),
-                        ]);
+                        emit(vec![account.into(), unit.into(), 0i64.into(), 0i64.into(), 0i64.into()]);
                     }
                 }
                 _ => {}
             }
             next.entries += plan.entries() as u64;
             next.claims += plan.claims.len() as u64;
-            next.allocations += plan
-                .claims
-                .iter()
-                .map(|c| c.allocations.len() as u64)
-                .sum::<u64>();
+            next.allocations += plan.claims.iter().map(|c| c.allocations.len() as u64).sum::<u64>();
         }
     }
     next
@@ -704,16 +681,9 @@ mod tests {
             let claimed: i64 = plan.claims.iter().map(|c| c.cost).sum();
             assert_eq!(plan.available(), lots - claimed);
             for claim in &plan.claims {
-                assert_eq!(
-                    claim.allocations.iter().map(|(_, a)| a).sum::<i64>(),
-                    claim.cost
-                );
+                assert_eq!(claim.allocations.iter().map(|(_, a)| a).sum::<i64>(), claim.cost);
             }
-            assert!(
-                plan.lots
-                    .iter()
-                    .all(|l| l.remaining >= 0 && l.remaining <= l.amount)
-            );
+            assert!(plan.lots.iter().all(|l| l.remaining >= 0 && l.remaining <= l.amount));
             // Enough left for the benchmark's claims (250 points at most each).
             assert!(plan.available() >= 2_000 * MICROS);
         }
@@ -726,10 +696,7 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339() {
         assert_eq!(timestamp(EPOCH), "2025-01-01T00:00:00+00:00");
-        assert_eq!(
-            timestamp(EPOCH + 59 * 86_400 + 3_723),
-            "2025-03-01T01:02:03+00:00"
-        );
+        assert_eq!(timestamp(EPOCH + 59 * 86_400 + 3_723), "2025-03-01T01:02:03+00:00");
         assert_eq!(timestamp(951_782_400), "2000-02-29T00:00:00+00:00");
     }
 }

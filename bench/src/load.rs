@@ -41,14 +41,8 @@ impl Conn {
 
     pub async fn execute(&mut self, sql: &str) -> Result<()> {
         match self {
-            Conn::Pg(c) => sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-                .execute(c)
-                .await
-                .map(drop),
-            Conn::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-                .execute(c)
-                .await
-                .map(drop),
+            Conn::Pg(c) => sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(c).await.map(drop),
+            Conn::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(c).await.map(drop),
         }
         .with_context(|| format!("running {}", short(sql)))
     }
@@ -149,15 +143,11 @@ pub struct LoadStats {
 
 impl LoadStats {
     pub fn count(&self, table: &str) -> u64 {
-        self.rows
-            .iter()
-            .find(|(t, _)| *t == table)
-            .map_or(0, |(_, n)| *n)
+        self.rows.iter().find(|(t, _)| *t == table).map_or(0, |(_, n)| *n)
     }
 }
 
-const TABLES: &str =
-    "'accounts','referrals','events','claims','ledger_entries','lot_allocations','balances'";
+const TABLES: &str = "'accounts','referrals','events','claims','ledger_entries','lot_allocations','balances'";
 
 pub async fn load(conn: &mut Conn, shape: &Shape, rule_id: i64) -> Result<LoadStats> {
     let started = Instant::now();
@@ -188,10 +178,7 @@ pub async fn load(conn: &mut Conn, shape: &Shape, rule_id: i64) -> Result<LoadSt
     for (name, _) in &indexes {
         conn.execute(&format!("DROP INDEX {name}")).await?;
     }
-    eprintln!(
-        "bench: dropped {} secondary indexes for the load",
-        indexes.len()
-    );
+    eprintln!("bench: dropped {} secondary indexes for the load", indexes.len());
 
     let base = dataset::timestamp(1_735_689_600);
     let providers: Vec<String> = PROVIDERS
@@ -328,14 +315,10 @@ pub async fn load(conn: &mut Conn, shape: &Shape, rule_id: i64) -> Result<LoadSt
             ))
             .await?;
         }
-        conn.execute("SET session_replication_role = origin")
-            .await?;
+        conn.execute("SET session_replication_role = origin").await?;
         let analyze = Instant::now();
         conn.execute("VACUUM ANALYZE").await?;
-        eprintln!(
-            "bench: VACUUM ANALYZE in {:.1} s",
-            analyze.elapsed().as_secs_f64()
-        );
+        eprintln!("bench: VACUUM ANALYZE in {:.1} s", analyze.elapsed().as_secs_f64());
     } else {
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await?;
     }

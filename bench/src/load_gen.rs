@@ -30,16 +30,12 @@ pub fn operation_document(source: &str, name: &str) -> Result<String> {
             .match_indices("...")
             .filter_map(|(at, _)| {
                 let rest = &document[index][at + 3..];
-                let fragment: String = rest
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
+                let fragment: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                 (!fragment.is_empty() && fragment != "on").then_some(fragment)
             })
             .collect();
         for fragment in spreads {
-            let definition =
-                find("fragment", &fragment).with_context(|| format!("no fragment {fragment}"))?;
+            let definition = find("fragment", &fragment).with_context(|| format!("no fragment {fragment}"))?;
             if !document.contains(definition) {
                 document.push(definition.clone());
             }
@@ -151,11 +147,7 @@ pub fn parse_pgbench_tps(stdout: &str) -> Option<f64> {
         .lines()
         .filter(|l| l.trim_start().starts_with("tps = "))
         .find(|l| l.contains("without initial connection time"))
-        .or_else(|| {
-            stdout
-                .lines()
-                .find(|l| l.trim_start().starts_with("tps = "))
-        })
+        .or_else(|| stdout.lines().find(|l| l.trim_start().starts_with("tps = ")))
         .and_then(|l| {
             l.trim_start()
                 .strip_prefix("tps = ")?
@@ -196,12 +188,8 @@ pub fn run_pgbench(
     let output = command.arg(url).output().context("running pgbench")?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let tps = parse_pgbench_tps(&stdout).with_context(|| {
-        format!(
-            "pgbench printed no tps ({}):\n{stdout}\n{stderr}",
-            output.status
-        )
-    })?;
+    let tps = parse_pgbench_tps(&stdout)
+        .with_context(|| format!("pgbench printed no tps ({}):\n{stdout}\n{stderr}", output.status))?;
     Ok(PgbenchResult {
         tps,
         clients,

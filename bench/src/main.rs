@@ -179,10 +179,7 @@ fn ensure_wrk() -> Result<()> {
         .args(["install", "-y", "-qq", "wrk"])
         .status()?
         .success()
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()?
-            .success()
+        || (Command::new("apt-get").args(["update", "-qq"]).status()?.success()
             && Command::new("apt-get")
                 .args(["install", "-y", "-qq", "wrk"])
                 .status()?
@@ -200,10 +197,7 @@ async fn run(args: Args) -> Result<()> {
         .to_path_buf();
     for scenario in &args.scenarios {
         if !ALL_SCENARIOS.contains(&scenario.as_str()) {
-            bail!(
-                "unknown scenario {scenario}; scenarios: {}",
-                ALL_SCENARIOS.join(",")
-            );
+            bail!("unknown scenario {scenario}; scenarios: {}", ALL_SCENARIOS.join(","));
         }
     }
     let pg = args.db == Db::Postgres;
@@ -239,10 +233,7 @@ async fn run(args: Args) -> Result<()> {
     let database_url = if pg {
         format!("{}/{db_name}", args.pg_url.trim_end_matches('/'))
     } else {
-        format!(
-            "sqlite://{}?mode=rwc",
-            out.join(format!("{db_name}.db")).display()
-        )
+        format!("sqlite://{}?mode=rwc", out.join(format!("{db_name}.db")).display())
     };
     let env = server::Env {
         binary,
@@ -260,14 +251,11 @@ async fn run(args: Args) -> Result<()> {
     let mut notes = Vec::new();
     let dataset_line;
     if args.reuse {
-        dataset_line = format!(
-            "reused from an earlier run of `{db_name}` (it holds that run's claims and purchases too)"
-        );
+        dataset_line =
+            format!("reused from an earlier run of `{db_name}` (it holds that run's claims and purchases too)");
     } else {
         if pg {
-            let mut admin =
-                load::Conn::connect(&format!("{}/postgres", args.pg_url.trim_end_matches('/')))
-                    .await?;
+            let mut admin = load::Conn::connect(&format!("{}/postgres", args.pg_url.trim_end_matches('/'))).await?;
             admin
                 .execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
                 .await?;
@@ -310,10 +298,7 @@ async fn run(args: Args) -> Result<()> {
     let check_before = match env.run(&["check"]) {
         Ok(output) => {
             eprintln!("{output}");
-            format!(
-                "passes on the dataset ({:.1} s)",
-                check_started.elapsed().as_secs_f64()
-            )
+            format!("passes on the dataset ({:.1} s)", check_started.elapsed().as_secs_f64())
         }
         // pgbench's claims take the newest lot (see bench/pgbench/claim.sql), so a database an
         // earlier run's pgbench wrote to may have lots out of step with balances.
@@ -355,10 +340,7 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("reading {}", contract.join("integration.graphql").display()))?;
     let mut documents = BTreeMap::new();
     for operation in ["Dashboard", "RewardStore", "ClaimReward"] {
-        documents.insert(
-            operation,
-            load_gen::operation_document(&customer_doc, operation)?,
-        );
+        documents.insert(operation, load_gen::operation_document(&customer_doc, operation)?);
     }
     documents.insert(
         "RecordPurchase",
@@ -531,10 +513,7 @@ async fn run(args: Args) -> Result<()> {
                         p.tps,
                         100.0 * result.wrk.rps / p.tps
                     );
-                    write(
-                        &out.join(format!("pgbench-{}.txt", result.scenario)),
-                        &p.output,
-                    )?;
+                    write(&out.join(format!("pgbench-{}.txt", result.scenario)), &p.output)?;
                     result.pgbench = Some(p);
                 }
                 Err(err) => {
@@ -589,18 +568,12 @@ async fn run(args: Args) -> Result<()> {
         scenarios: results,
         notes,
     };
-    write(
-        &out.join("results.json"),
-        &serde_json::to_string_pretty(&report)?,
-    )?;
+    write(&out.join("results.json"), &serde_json::to_string_pretty(&report)?)?;
     println!("\n{}", report.markdown());
     if !args.no_report {
         let path = root.join("BENCHMARKS.md");
         let existing = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-        write(
-            &path,
-            &report::splice(&existing, &report.key, &report.markdown()),
-        )?;
+        write(&path, &report::splice(&existing, &report.key, &report.markdown()))?;
         eprintln!("bench: wrote the figures into {}", path.display());
     }
     eprintln!("bench: done in {:.0} s", started.elapsed().as_secs_f64());
@@ -637,9 +610,7 @@ async fn capture_statements(
     let base = args.pg_url.trim_end_matches('/');
     let mut admin = load::Conn::connect(&format!("{base}/postgres")).await?;
     admin
-        .execute(&format!(
-            "ALTER DATABASE {db_name} SET log_statement = 'all'"
-        ))
+        .execute(&format!("ALTER DATABASE {db_name} SET log_statement = 'all'"))
         .await?;
     let offset = std::fs::metadata(&args.pg_log)
         .map(|m| m.len())
@@ -706,10 +677,7 @@ async fn capture_statements(
     let mut counts = BTreeMap::new();
     for operation in ["Dashboard", "RewardStore", "ClaimReward", "RecordPurchase"] {
         let lines = segments.get(operation).cloned().unwrap_or_default();
-        write(
-            &out.join(format!("statements-{operation}.log")),
-            &lines.join("\n"),
-        )?;
+        write(&out.join(format!("statements-{operation}.log")), &lines.join("\n"))?;
         eprintln!("bench: {operation}: {} SQL statements", lines.len());
         counts.insert(operation, lines.len());
     }
@@ -735,10 +703,7 @@ fn split_statements(log: &str, db: &str) -> BTreeMap<String, Vec<String>> {
             continue;
         }
         if let Some(name) = &current {
-            segments
-                .entry(name.clone())
-                .or_default()
-                .push(statement.to_owned());
+            segments.entry(name.clone()).or_default().push(statement.to_owned());
         }
     }
     segments
@@ -760,10 +725,7 @@ mod tests {
 2026-01-01 00:00:00 UTC [2] postgres@bench_1k LOG:  execute <unnamed>: SELECT 2
 ";
         let segments = split_statements(log, "bench_1k");
-        assert_eq!(
-            segments["Dashboard"],
-            vec!["SELECT 1".to_owned(), "BEGIN".to_owned()]
-        );
+        assert_eq!(segments["Dashboard"], vec!["SELECT 1".to_owned(), "BEGIN".to_owned()]);
         assert_eq!(segments["end"], vec!["SELECT 2".to_owned()]);
         assert_eq!(size_label(1_000_000), "1m");
         assert_eq!(size_label(1_000), "1k");

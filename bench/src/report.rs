@@ -38,11 +38,7 @@ pub struct RunReport {
 
 fn ms(us: f64) -> String {
     let v = us / 1000.0;
-    if v < 10.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.1}")
-    }
+    if v < 10.0 { format!("{v:.2}") } else { format!("{v:.1}") }
 }
 
 fn thousands(n: f64) -> String {
@@ -100,13 +96,7 @@ impl RunReport {
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "#### {}\n\n- command: `{}`\n- date: {}; machine: {}; load average before: {}\n- dataset: {}\n- `referral-server check`: {}\n\n",
-            self.title,
-            self.command,
-            self.date,
-            self.machine,
-            self.load_before,
-            self.dataset,
-            self.check
+            self.title, self.command, self.date, self.machine, self.load_before, self.dataset, self.check
         );
         out.push_str(&self.table());
         for note in &self.notes {
@@ -127,11 +117,7 @@ pub fn splice(document: &str, key: &str, block: &str) -> String {
     let fresh = format!("{open}\n{}\n{close}", block.trim_end());
     match (document.find(&open), document.find(&close)) {
         (Some(start), Some(end)) if end > start => {
-            format!(
-                "{}{fresh}{}",
-                &document[..start],
-                &document[end + close.len()..]
-            )
+            format!("{}{fresh}{}", &document[..start], &document[end + close.len()..])
         }
         _ => format!("{}\n\n{fresh}\n", document.trim_end()),
     }

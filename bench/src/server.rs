@@ -55,8 +55,7 @@ impl Env {
 
     /// Starts `serve` with its log in `log`, and waits until /healthz answers.
     pub async fn start(&self, log: &Path) -> Result<Server> {
-        let file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child = self
             .command()
             .arg("serve")
@@ -68,20 +67,14 @@ impl Env {
             .stderr(file)
             .spawn()
             .context("starting the server")?;
-        let server = Server {
-            child,
-            port: self.port,
-        };
+        let server = Server { child, port: self.port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = http(self.port, "GET", "/healthz", None, None).await {
                 return Ok(server);
             }
             if Instant::now() > deadline {
-                bail!(
-                    "the server did not answer /healthz within 60 s; see {}",
-                    log.display()
-                );
+                bail!("the server did not answer /healthz within 60 s; see {}", log.display());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -124,8 +117,7 @@ pub async fn http(
     body: Option<&str>,
 ) -> Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if let Some(token) = token {
         request.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
@@ -142,11 +134,7 @@ pub async fn http(
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
@@ -182,12 +170,7 @@ fn parse_stat_ticks(stat: &str) -> u64 {
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest[0] is the state (field 3); utime and stime are fields 14 and 15.
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     get(11) + get(12)
 }
 
@@ -198,9 +181,7 @@ pub fn cpu_ticks_named(name: &str) -> u64 {
     };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
-        })
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
         .map(cpu_ticks)
         .sum()
 }
@@ -213,11 +194,7 @@ pub fn machine_ticks() -> (u64, u64) {
     let Some(line) = stat.lines().next() else {
         return (0, 0);
     };
-    let values: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let values: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     let total: u64 = values.iter().take(8).sum();
     let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
     (total.saturating_sub(idle), total)

@@ -24,17 +24,43 @@ text_enum!(
     /// Why a ledger entry exists.
     EntryKind { Reward, Claim, ClaimRefund, Reversal, Expiry, Adjustment, CreditApplied, Withdrawal }
 );
-text_enum!(EntryStatus { Pending, Posted, Voided });
+text_enum!(EntryStatus {
+    Pending,
+    Posted,
+    Voided
+});
 text_enum!(AccountStatus { Active, Closed });
-text_enum!(ReferralStatus { Pending, Qualified, Rejected });
-text_enum!(RejectionReason { UnknownCode, SelfReferral, AlreadyReferred, ProgramDisabled });
+text_enum!(ReferralStatus {
+    Pending,
+    Qualified,
+    Rejected
+});
+text_enum!(RejectionReason {
+    UnknownCode,
+    SelfReferral,
+    AlreadyReferred,
+    ProgramDisabled
+});
 text_enum!(
     /// How the referee came with the code: typed at sign-up, or through a referral link.
     ReferralSource { Code, Link }
 );
-text_enum!(ClaimStatus { Pending, Completed, Failed });
-text_enum!(EventKind { Purchase, PaymentMethodVerified, TopUp });
-text_enum!(RuleTrigger { Signup, PaymentMethodVerified, TopUpTotalReached, FirstPurchase });
+text_enum!(ClaimStatus {
+    Pending,
+    Completed,
+    Failed
+});
+text_enum!(EventKind {
+    Purchase,
+    PaymentMethodVerified,
+    TopUp
+});
+text_enum!(RuleTrigger {
+    Signup,
+    PaymentMethodVerified,
+    TopUpTotalReached,
+    FirstPurchase
+});
 text_enum!(BillingScheme { Prepaid, Postpaid });
 text_enum!(Beneficiary { Referrer, Referee });
 text_enum!(Calculation { Fixed, ProductRate });

@@ -402,9 +402,13 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                index("ux_claims_idempotency", Claims::Table, &["account_id", "idempotency_key"])
-                    .unique()
-                    .to_owned(),
+                index(
+                    "ux_claims_idempotency",
+                    Claims::Table,
+                    &["account_id", "idempotency_key"],
+                )
+                .unique()
+                .to_owned(),
             )
             .await?;
         manager

@@ -101,9 +101,7 @@ impl MigrationTrait for Migration {
                     )
                     .check(Expr::col(CreditApplications::Requested).gt(0))
                     .check(Expr::col(CreditApplications::Applied).gte(0))
-                    .check(
-                        Expr::col(CreditApplications::Applied).lte(Expr::col(CreditApplications::Requested)),
-                    )
+                    .check(Expr::col(CreditApplications::Applied).lte(Expr::col(CreditApplications::Requested)))
                     .to_owned(),
             )
             .await?;
@@ -111,15 +109,34 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(CreditApplications::Table).to_owned()).await?;
         manager
-            .alter_table(Table::alter().table(LedgerEntries::Table).drop_column(LedgerEntries::RuleSnapshot).to_owned())
+            .drop_table(Table::drop().table(CreditApplications::Table).to_owned())
             .await?;
-        for column in [RewardRules::Threshold, RewardRules::Recurring, RewardRules::AccountGroups] {
-            manager.alter_table(Table::alter().table(RewardRules::Table).drop_column(column).to_owned()).await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(LedgerEntries::Table)
+                    .drop_column(LedgerEntries::RuleSnapshot)
+                    .to_owned(),
+            )
+            .await?;
+        for column in [
+            RewardRules::Threshold,
+            RewardRules::Recurring,
+            RewardRules::AccountGroups,
+        ] {
+            manager
+                .alter_table(Table::alter().table(RewardRules::Table).drop_column(column).to_owned())
+                .await?;
         }
-        for column in [Accounts::BillingScheme, Accounts::TopUpTotal, Accounts::PaymentMethodVerifiedAt] {
-            manager.alter_table(Table::alter().table(Accounts::Table).drop_column(column).to_owned()).await?;
+        for column in [
+            Accounts::BillingScheme,
+            Accounts::TopUpTotal,
+            Accounts::PaymentMethodVerifiedAt,
+        ] {
+            manager
+                .alter_table(Table::alter().table(Accounts::Table).drop_column(column).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -23,7 +23,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_index(Index::drop().name("ix_ledger_open_lots").table(Alias::new("ledger_entries")).to_owned())
+            .drop_index(
+                Index::drop()
+                    .name("ix_ledger_open_lots")
+                    .table(Alias::new("ledger_entries"))
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -17,7 +17,9 @@ impl AccountQuery {
     #[graphql(guard = "RoleGuard::CUSTOMER")]
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<Account>> {
         let external_id = viewer(ctx).customer_external_id()?;
-        Ok(accounts::find_by_external_id(&state(ctx).db, external_id).await?.map(Account))
+        Ok(accounts::find_by_external_id(&state(ctx).db, external_id)
+            .await?
+            .map(Account))
     }
 }
 
@@ -57,7 +59,11 @@ impl AccountMutation {
     /// existing account and changes nothing but a first attribution.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn register_account(&self, ctx: &Context<'_>, input: RegisterAccountInput) -> Result<RegisterAccountPayload> {
-        if input.referral_code.as_deref().is_some_and(|code| !code.trim().is_empty()) {
+        if input
+            .referral_code
+            .as_deref()
+            .is_some_and(|code| !code.trim().is_empty())
+        {
             state(ctx).limits.code_lookup(&viewer(ctx).actor())?;
         }
         let registered = accounts::register(
@@ -85,6 +91,9 @@ impl AccountMutation {
         let account = accounts::get_by_external_id(&state(ctx).db, external_id).await?;
         let settings = program_settings(ctx).await?;
         let url = referral_link(settings, &state(ctx).config.public_url, &account.referral_code);
-        Ok(ReferralLink { code: account.referral_code, url })
+        Ok(ReferralLink {
+            code: account.referral_code,
+            url,
+        })
     }
 }

@@ -35,7 +35,12 @@ impl AdminQuery {
 
     /// Every admin change, newest first.
     #[graphql(guard = "RoleGuard::ADMIN")]
-    async fn audit_log(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<Page1<AuditEntry>> {
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Page1<AuditEntry>> {
         let page = audit::list(&state(ctx).db, page_request(first, after)?).await?;
         Ok(connection(page, |e| e.id, AuditEntry))
     }

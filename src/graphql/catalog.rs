@@ -15,7 +15,11 @@ impl CatalogQuery {
     /// Every provider with its products, by key.
     #[graphql(guard = "RoleGuard::ADMIN")]
     async fn providers(&self, ctx: &Context<'_>) -> Result<Vec<Provider>> {
-        Ok(catalog::providers(&state(ctx).db).await?.into_iter().map(Provider).collect())
+        Ok(catalog::providers(&state(ctx).db)
+            .await?
+            .into_iter()
+            .map(Provider)
+            .collect())
     }
 }
 
@@ -62,7 +66,9 @@ impl CatalogMutation {
             name: input.name,
             redemption_rate: input.redemption_rate.map(|d| d.0),
         };
-        Ok(Provider(catalog::upsert_provider(&state(ctx).db, &viewer(ctx).actor(), input).await?))
+        Ok(Provider(
+            catalog::upsert_provider(&state(ctx).db, &viewer(ctx).actor(), input).await?,
+        ))
     }
 
     #[graphql(guard = "RoleGuard::ADMIN")]
@@ -74,13 +80,16 @@ impl CatalogMutation {
             category: input.category,
             product_rate: input.product_rate.map(|d| d.0),
         };
-        Ok(Product(catalog::upsert_product(&state(ctx).db, &viewer(ctx).actor(), input).await?))
+        Ok(Product(
+            catalog::upsert_product(&state(ctx).db, &viewer(ctx).actor(), input).await?,
+        ))
     }
 
     #[graphql(guard = "RoleGuard::ADMIN")]
     async fn set_product_rate(&self, ctx: &Context<'_>, input: SetProductRateInput) -> Result<Product> {
         let actor = viewer(ctx).actor();
-        let product = catalog::set_product_rate(&state(ctx).db, &actor, &input.product_key, input.product_rate.0).await?;
+        let product =
+            catalog::set_product_rate(&state(ctx).db, &actor, &input.product_key, input.product_rate.0).await?;
         Ok(Product(product))
     }
 

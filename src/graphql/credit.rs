@@ -32,8 +32,16 @@ pub struct CreditMutation;
 impl CreditMutation {
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn apply_credit(&self, ctx: &Context<'_>, input: ApplyCreditInput) -> Result<ApplyCreditPayload> {
-        let request = ApplyCredit { invoice_id: input.invoice_id, external_id: input.external_id, amount: input.amount.0 };
+        let request = ApplyCredit {
+            invoice_id: input.invoice_id,
+            external_id: input.external_id,
+            amount: input.amount.0,
+        };
         let done = credit::apply(&state(ctx).db, request).await?;
-        Ok(ApplyCreditPayload { applied: done.applied.into(), remaining: done.remaining.into(), duplicate: done.duplicate })
+        Ok(ApplyCreditPayload {
+            applied: done.applied.into(),
+            remaining: done.remaining.into(),
+            duplicate: done.duplicate,
+        })
     }
 }

@@ -51,7 +51,10 @@ pub struct RecordEventPayload {
 impl From<EventOutcome> for RecordEventPayload {
     fn from(outcome: EventOutcome) -> Self {
         RecordEventPayload {
-            event: Event { row: outcome.event, duplicate: outcome.duplicate },
+            event: Event {
+                row: outcome.event,
+                duplicate: outcome.duplicate,
+            },
             rewards: outcome.rewards.into_iter().map(LedgerEntry).collect(),
             decisions: outcome.decisions.into_iter().map(RuleDecision).collect(),
         }
@@ -75,7 +78,12 @@ impl EventMutation {
             quantity_gb: input.quantity_gb.0,
             amount: input.amount.map(|d| d.0),
         };
-        let input = EventInput { event_id: input.event_id, external_id: input.external_id, occurred_at: input.occurred_at, fact };
+        let input = EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact,
+        };
         record(ctx, input).await
     }
 
@@ -87,7 +95,12 @@ impl EventMutation {
         input: PaymentMethodVerifiedInput,
     ) -> Result<RecordEventPayload> {
         let fact = Fact::PaymentMethodVerified;
-        let input = EventInput { event_id: input.event_id, external_id: input.external_id, occurred_at: input.occurred_at, fact };
+        let input = EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact,
+        };
         record(ctx, input).await
     }
 
@@ -95,8 +108,16 @@ impl EventMutation {
     /// threshold.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn record_top_up(&self, ctx: &Context<'_>, input: TopUpInput) -> Result<RecordEventPayload> {
-        let fact = Fact::TopUp { amount: input.amount.0, successful: input.successful };
-        let input = EventInput { event_id: input.event_id, external_id: input.external_id, occurred_at: input.occurred_at, fact };
+        let fact = Fact::TopUp {
+            amount: input.amount.0,
+            successful: input.successful,
+        };
+        let input = EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact,
+        };
         record(ctx, input).await
     }
 }

@@ -49,7 +49,10 @@ impl Loader<ReferralOfReferee> for DbLoader {
     type Error = async_graphql::Error;
     async fn load(&self, keys: &[ReferralOfReferee]) -> LoadResult<ReferralOfReferee, referral::Model> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(rekey(accounts::accepted_referrals_of(&self.db, &ids).await?, ReferralOfReferee))
+        Ok(rekey(
+            accounts::accepted_referrals_of(&self.db, &ids).await?,
+            ReferralOfReferee,
+        ))
     }
 }
 
@@ -68,7 +71,10 @@ impl Loader<EarnedThrough> for DbLoader {
     async fn load(&self, keys: &[EarnedThrough]) -> LoadResult<EarnedThrough, Vec<(Unit, Amount)>> {
         let pairs: Vec<(i64, i64)> = keys.iter().map(|k| (k.0, k.1)).collect();
         let earned = ledger::earned_by_referrals(&self.db, &pairs).await?;
-        Ok(earned.into_iter().map(|((referral, account), v)| (EarnedThrough(referral, account), v)).collect())
+        Ok(earned
+            .into_iter()
+            .map(|((referral, account), v)| (EarnedThrough(referral, account), v))
+            .collect())
     }
 }
 

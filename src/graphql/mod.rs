@@ -63,7 +63,11 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
 /// The schema, with no database: everything a request needs comes with the request's data.
 pub fn build_schema(introspection: bool) -> AppSchema {
     let builder = builder();
-    if introspection { builder.finish() } else { builder.disable_introspection().finish() }
+    if introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }
 
 /// The SDL that `export-schema` writes to schema.graphql.

@@ -93,7 +93,13 @@ impl StoreQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Page1<Claim>> {
-        let page = store::list(&state(ctx).db, None, status.map(Into::into), page_request(first, after)?).await?;
+        let page = store::list(
+            &state(ctx).db,
+            None,
+            status.map(Into::into),
+            page_request(first, after)?,
+        )
+        .await?;
         Ok(connection(page, |c| c.id, Claim))
     }
 }

@@ -16,7 +16,9 @@ use crate::service::{accounts, ledger, store};
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::{account, balance, claim, event, ledger_entry, product, program_settings, provider, referral, reward_rule};
+use entity::{
+    account, balance, claim, event, ledger_entry, product, program_settings, provider, referral, reward_rule,
+};
 
 /// Extra fields of every connection.
 #[derive(SimpleObject)]
@@ -46,7 +48,11 @@ where
 {
     let total = i64::try_from(page.total).unwrap_or(i64::MAX);
     let mut conn = Connection::with_additional_fields(false, page.has_next, ConnectionTotal { total_count: total });
-    conn.edges.extend(page.items.into_iter().map(|item| Edge::new(OpaqueCursor(id(&item)), node(item))));
+    conn.edges.extend(
+        page.items
+            .into_iter()
+            .map(|item| Edge::new(OpaqueCursor(id(&item)), node(item))),
+    );
     conn
 }
 
@@ -78,12 +84,18 @@ impl Account {
 
     async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
         let name = self.0.display_name.as_deref()?;
-        Some(if is_self_or_staff(ctx, &self.0) { name.to_owned() } else { mask_name(name) })
+        Some(if is_self_or_staff(ctx, &self.0) {
+            name.to_owned()
+        } else {
+            mask_name(name)
+        })
     }
 
     /// Shown to the account itself and to staff, never to other customers.
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
-        is_self_or_staff(ctx, &self.0).then_some(self.0.email.as_deref()).flatten()
+        is_self_or_staff(ctx, &self.0)
+            .then_some(self.0.email.as_deref())
+            .flatten()
     }
 
     async fn referral_code(&self) -> &str {
@@ -92,7 +104,11 @@ impl Account {
 
     async fn referral_link(&self, ctx: &Context<'_>) -> Result<String> {
         let settings = program_settings(ctx).await?;
-        Ok(referral_link(settings, &state(ctx).config.public_url, &self.0.referral_code))
+        Ok(referral_link(
+            settings,
+            &state(ctx).config.public_url,
+            &self.0.referral_code,
+        ))
     }
 
     async fn account_status(&self) -> AccountStatus {
@@ -185,7 +201,11 @@ impl Participant {
     /// Masked ("Jo*** S.") for customers other than the person.
     async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
         let name = self.0.display_name.as_deref()?;
-        Some(if is_self_or_staff(ctx, &self.0) { name.to_owned() } else { mask_name(name) })
+        Some(if is_self_or_staff(ctx, &self.0) {
+            name.to_owned()
+        } else {
+            mask_name(name)
+        })
     }
 
     async fn referral_code(&self) -> &str {
@@ -240,20 +260,35 @@ impl Referral {
     }
 
     async fn referrer(&self, ctx: &Context<'_>) -> Result<Option<Participant>> {
-        let Some(referrer_id) = self.0.referrer_id else { return Ok(None) };
+        let Some(referrer_id) = self.0.referrer_id else {
+            return Ok(None);
+        };
         Ok(loader(ctx).load_one(AccountById(referrer_id)).await?.map(Participant))
     }
 
     async fn referee(&self, ctx: &Context<'_>) -> Result<Participant> {
         let referee = loader(ctx).load_one(AccountById(self.0.referee_id)).await?;
-        Ok(Participant(referee.ok_or_else(|| AppError::not_found("referee not found"))?))
+        Ok(Participant(
+            referee.ok_or_else(|| AppError::not_found("referee not found"))?,
+        ))
     }
 
     /// What the referrer earned through this referral, per unit.
     async fn earned(&self, ctx: &Context<'_>) -> Result<Vec<UnitAmount>> {
-        let Some(referrer_id) = self.0.referrer_id else { return Ok(Vec::new()) };
-        let earned = loader(ctx).load_one(EarnedThrough(self.0.id, referrer_id)).await?.unwrap_or_default();
-        Ok(earned.into_iter().map(|(unit, amount)| UnitAmount { unit: unit.into(), amount: amount.into() }).collect())
+        let Some(referrer_id) = self.0.referrer_id else {
+            return Ok(Vec::new());
+        };
+        let earned = loader(ctx)
+            .load_one(EarnedThrough(self.0.id, referrer_id))
+            .await?
+            .unwrap_or_default();
+        Ok(earned
+            .into_iter()
+            .map(|(unit, amount)| UnitAmount {
+                unit: unit.into(),
+                amount: amount.into(),
+            })
+            .collect())
     }
 }
 
@@ -392,7 +427,9 @@ impl Product {
 
     async fn provider(&self, ctx: &Context<'_>) -> Result<Provider> {
         let provider = loader(ctx).load_one(ProviderById(self.0.provider_id)).await?;
-        Ok(Provider(provider.ok_or_else(|| AppError::not_found("provider not found"))?))
+        Ok(Provider(
+            provider.ok_or_else(|| AppError::not_found("provider not found"))?,
+        ))
     }
 }
 
@@ -413,7 +450,9 @@ impl Claim {
 
     async fn provider(&self, ctx: &Context<'_>) -> Result<Provider> {
         let provider = loader(ctx).load_one(ProviderById(self.0.provider_id)).await?;
-        Ok(Provider(provider.ok_or_else(|| AppError::not_found("provider not found"))?))
+        Ok(Provider(
+            provider.ok_or_else(|| AppError::not_found("provider not found"))?,
+        ))
     }
 
     async fn gb(&self) -> i32 {

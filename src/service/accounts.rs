@@ -4,16 +4,16 @@
 use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
 use crate::service::codes::ReferralCode;
-use crate::service::page::{self, Page, PageRequest};
 use crate::service::events;
+use crate::service::page::{self, Page, PageRequest};
 use crate::service::rules::EventFacts;
 use crate::service::{audit, key_text, optional_text, required_text, settings};
 use entity::enums::{AccountStatus, BillingScheme, ReferralSource, ReferralStatus, RejectionReason, Unit};
 use entity::{account, balance, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    QueryFilter, Set, SqlErr,
 };
 use std::collections::HashMap;
 
@@ -49,7 +49,13 @@ pub async fn register(db: &DatabaseConnection, input: Registration) -> AppResult
     if email.as_deref().is_some_and(|e| !e.contains('@')) {
         return Err(AppError::bad_input("email is not an email address"));
     }
-    let group = input.group.as_deref().map(str::trim).filter(|g| !g.is_empty()).map(|g| key_text("group", g)).transpose()?;
+    let group = input
+        .group
+        .as_deref()
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(|g| key_text("group", g))
+        .transpose()?;
     let profile = Profile {
         display_name,
         email,
@@ -71,8 +77,8 @@ pub async fn register(db: &DatabaseConnection, input: Registration) -> AppResult
         None => accepted,
         Some(code) => {
             let referral = attribute(&txn, &account, accepted.clone(), code).await?;
-            let newly_accepted = referral.status != ReferralStatus::Rejected
-                && accepted.as_ref().map(|a| a.id) != Some(referral.id);
+            let newly_accepted =
+                referral.status != ReferralStatus::Rejected && accepted.as_ref().map(|a| a.id) != Some(referral.id);
             if newly_accepted {
                 events::apply_rules(&txn, &account, None, &EventFacts::Signup, None).await?;
             }
@@ -122,7 +128,9 @@ async fn insert_account(txn: &impl ConnectionTrait, external_id: &str, profile: 
             return Ok(existing);
         }
     }
-    Err(AppError::internal(anyhow::anyhow!("could not generate a free referral code")))
+    Err(AppError::internal(anyhow::anyhow!(
+        "could not generate a free referral code"
+    )))
 }
 
 /// Every account has one balance row per unit from the start, so posting is always an UPDATE.
@@ -168,9 +176,9 @@ async fn attribute(
             match inserted(insert)? {
                 Some(referral) => Ok(referral),
                 // Attributed concurrently by another request: answer with what won.
-                None => accepted_referral_of(txn, account.id).await?.ok_or_else(|| {
-                    AppError::internal(anyhow::anyhow!("referral insert conflicted but none found"))
-                }),
+                None => accepted_referral_of(txn, account.id)
+                    .await?
+                    .ok_or_else(|| AppError::internal(anyhow::anyhow!("referral insert conflicted but none found"))),
             }
         }
     }
@@ -224,10 +232,7 @@ fn new_referral(
     }
 }
 
-pub async fn find_by_external_id(
-    db: &impl ConnectionTrait,
-    external_id: &str,
-) -> AppResult<Option<account::Model>> {
+pub async fn find_by_external_id(db: &impl ConnectionTrait, external_id: &str) -> AppResult<Option<account::Model>> {
     Ok(account::Entity::find()
         .filter(account::Column::ExternalId.eq(external_id))
         .one(db)
@@ -248,7 +253,10 @@ pub async fn find_by_code(db: &impl ConnectionTrait, code: &ReferralCode) -> App
 }
 
 pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, account::Model>> {
-    let rows = account::Entity::find().filter(account::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+    let rows = account::Entity::find()
+        .filter(account::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
     Ok(rows.into_iter().map(|a| (a.id, a)).collect())
 }
 
@@ -292,7 +300,11 @@ pub async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<accoun
 
 /// Accounts whose externalId, referral code, name or email contains `search` (any case),
 /// newest first.
-pub async fn search(db: &impl ConnectionTrait, search: Option<&str>, page: PageRequest) -> AppResult<Page<account::Model>> {
+pub async fn search(
+    db: &impl ConnectionTrait,
+    search: Option<&str>,
+    page: PageRequest,
+) -> AppResult<Page<account::Model>> {
     let mut base = account::Entity::find();
     if let Some(term) = search.map(str::trim).filter(|t| !t.is_empty()) {
         if term.chars().count() > 200 {
@@ -328,10 +340,17 @@ fn escape_like(term: &str) -> String {
 /// Gives an account another code. The old code stops working at once (codes are looked up
 /// live); the link follows the code. A code another account has is `CODE_TAKEN`, decided by the
 /// unique index, so two admins racing for one code cannot both get it.
-pub async fn set_referral_code(db: &DatabaseConnection, actor: &str, account_id: i64, code: &str) -> AppResult<account::Model> {
+pub async fn set_referral_code(
+    db: &DatabaseConnection,
+    actor: &str,
+    account_id: i64,
+    code: &str,
+) -> AppResult<account::Model> {
     let code = ReferralCode::parse(code)?;
     let txn = begin_write(db).await?;
-    let before = find(&txn, account_id).await?.ok_or_else(|| AppError::not_found("no such account"))?;
+    let before = find(&txn, account_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such account"))?;
     if before.referral_code == code.as_str() {
         return Ok(before);
     }

@@ -3,9 +3,7 @@
 use crate::error::AppResult;
 use crate::service::page::{self, Page, PageRequest};
 use entity::audit_log;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, EntityTrait, Set,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use serde_json::json;
 
 pub async fn record(

@@ -8,8 +8,8 @@ use crate::service::{audit, key_text, required_text};
 use entity::{product, provider};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
 };
 use std::collections::HashMap;
 
@@ -35,7 +35,10 @@ pub struct ProviderInput {
 pub async fn upsert_provider(db: &DatabaseConnection, actor: &str, input: ProviderInput) -> AppResult<provider::Model> {
     let key = key_text("key", &input.key)?;
     let name = required_text("name", &input.name, 200)?;
-    let rate = input.redemption_rate.map(|r| positive_rate("redemptionRate", r)).transpose()?;
+    let rate = input
+        .redemption_rate
+        .map(|r| positive_rate("redemptionRate", r))
+        .transpose()?;
     let now = chrono::Utc::now();
     let mut update = vec![provider::Column::Name, provider::Column::UpdatedAt];
     if rate.is_some() {
@@ -51,10 +54,22 @@ pub async fn upsert_provider(db: &DatabaseConnection, actor: &str, input: Provid
         updated_at: Set(now),
         ..Default::default()
     })
-    .on_conflict(OnConflict::column(provider::Column::Key).update_columns(update).to_owned())
+    .on_conflict(
+        OnConflict::column(provider::Column::Key)
+            .update_columns(update)
+            .to_owned(),
+    )
     .exec_with_returning(&txn)
     .await?;
-    audit::record(&txn, actor, "UPSERT_PROVIDER", &format!("provider:{key}"), json(&before), json(&after)).await?;
+    audit::record(
+        &txn,
+        actor,
+        "UPSERT_PROVIDER",
+        &format!("provider:{key}"),
+        json(&before),
+        json(&after),
+    )
+    .await?;
     txn.commit().await?;
     Ok(after)
 }
@@ -72,7 +87,10 @@ pub async fn upsert_product(db: &DatabaseConnection, actor: &str, input: Product
     let provider_key = key_text("providerKey", &input.provider_key)?;
     let name = required_text("name", &input.name, 200)?;
     let category = key_text("category", &input.category)?;
-    let rate = input.product_rate.map(|r| positive_rate("productRate", r)).transpose()?;
+    let rate = input
+        .product_rate
+        .map(|r| positive_rate("productRate", r))
+        .transpose()?;
     let now = chrono::Utc::now();
     let mut update = vec![
         product::Column::ProviderId,
@@ -96,15 +114,32 @@ pub async fn upsert_product(db: &DatabaseConnection, actor: &str, input: Product
         updated_at: Set(now),
         ..Default::default()
     })
-    .on_conflict(OnConflict::column(product::Column::Key).update_columns(update).to_owned())
+    .on_conflict(
+        OnConflict::column(product::Column::Key)
+            .update_columns(update)
+            .to_owned(),
+    )
     .exec_with_returning(&txn)
     .await?;
-    audit::record(&txn, actor, "UPSERT_PRODUCT", &format!("product:{key}"), json(&before), json(&after)).await?;
+    audit::record(
+        &txn,
+        actor,
+        "UPSERT_PRODUCT",
+        &format!("product:{key}"),
+        json(&before),
+        json(&after),
+    )
+    .await?;
     txn.commit().await?;
     Ok(after)
 }
 
-pub async fn set_product_rate(db: &DatabaseConnection, actor: &str, key: &str, rate: Amount) -> AppResult<product::Model> {
+pub async fn set_product_rate(
+    db: &DatabaseConnection,
+    actor: &str,
+    key: &str,
+    rate: Amount,
+) -> AppResult<product::Model> {
     let key = key_text("productKey", key)?;
     let rate = positive_rate("productRate", rate)?;
     let txn = begin_write(db).await?;
@@ -113,7 +148,15 @@ pub async fn set_product_rate(db: &DatabaseConnection, actor: &str, key: &str, r
     row.product_rate = Set(Some(rate));
     row.updated_at = Set(chrono::Utc::now());
     let after = row.update(&txn).await?;
-    audit::record(&txn, actor, "SET_PRODUCT_RATE", &format!("product:{key}"), json(&before), json(&after)).await?;
+    audit::record(
+        &txn,
+        actor,
+        "SET_PRODUCT_RATE",
+        &format!("product:{key}"),
+        json(&before),
+        json(&after),
+    )
+    .await?;
     txn.commit().await?;
     Ok(after)
 }
@@ -132,7 +175,15 @@ pub async fn set_redemption_rate(
     row.redemption_rate = Set(Some(rate));
     row.updated_at = Set(chrono::Utc::now());
     let after = row.update(&txn).await?;
-    audit::record(&txn, actor, "SET_REDEMPTION_RATE", &format!("provider:{key}"), json(&before), json(&after)).await?;
+    audit::record(
+        &txn,
+        actor,
+        "SET_REDEMPTION_RATE",
+        &format!("provider:{key}"),
+        json(&before),
+        json(&after),
+    )
+    .await?;
     txn.commit().await?;
     Ok(after)
 }
@@ -142,19 +193,29 @@ fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 pub async fn find_provider(db: &impl ConnectionTrait, key: &str) -> AppResult<Option<provider::Model>> {
-    Ok(provider::Entity::find().filter(provider::Column::Key.eq(key)).one(db).await?)
+    Ok(provider::Entity::find()
+        .filter(provider::Column::Key.eq(key))
+        .one(db)
+        .await?)
 }
 
 pub async fn get_provider(db: &impl ConnectionTrait, key: &str) -> AppResult<provider::Model> {
-    find_provider(db, key).await?.ok_or_else(|| AppError::not_found(format!("no provider with key {key:?}")))
+    find_provider(db, key)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no provider with key {key:?}")))
 }
 
 pub async fn find_product(db: &impl ConnectionTrait, key: &str) -> AppResult<Option<product::Model>> {
-    Ok(product::Entity::find().filter(product::Column::Key.eq(key)).one(db).await?)
+    Ok(product::Entity::find()
+        .filter(product::Column::Key.eq(key))
+        .one(db)
+        .await?)
 }
 
 pub async fn get_product(db: &impl ConnectionTrait, key: &str) -> AppResult<product::Model> {
-    find_product(db, key).await?.ok_or_else(|| AppError::not_found(format!("no product with key {key:?}")))
+    find_product(db, key)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no product with key {key:?}")))
 }
 
 pub async fn providers(db: &impl ConnectionTrait) -> AppResult<Vec<provider::Model>> {
@@ -167,7 +228,10 @@ pub async fn providers(db: &impl ConnectionTrait) -> AppResult<Vec<provider::Mod
 }
 
 pub async fn providers_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, provider::Model>> {
-    let rows = provider::Entity::find().filter(provider::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+    let rows = provider::Entity::find()
+        .filter(provider::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
     Ok(rows.into_iter().map(|p| (p.id, p)).collect())
 }
 

@@ -87,7 +87,10 @@ pub async fn run(db: &impl ConnectionTrait) -> AppResult<Vec<Finding>> {
         let rows = db.query_all_raw(Statement::from_string(backend, sql)).await?;
         let violations = rows
             .iter()
-            .map(|row| row.try_get_by_index::<String>(0).unwrap_or_else(|err| format!("unreadable row: {err}")))
+            .map(|row| {
+                row.try_get_by_index::<String>(0)
+                    .unwrap_or_else(|err| format!("unreadable row: {err}"))
+            })
             .collect();
         findings.push(Finding { invariant, violations });
     }

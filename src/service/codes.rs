@@ -53,7 +53,10 @@ mod tests {
 
     #[test]
     fn parsing_folds_case_and_refuses_bad_characters() {
-        assert_eq!(ReferralCode::parse(" cloud21 ").ok().map(ReferralCode::into_string), Some("CLOUD21".into()));
+        assert_eq!(
+            ReferralCode::parse(" cloud21 ").ok().map(ReferralCode::into_string),
+            Some("CLOUD21".into())
+        );
         assert_eq!(ReferralCode::parse("cloud21").ok(), ReferralCode::parse("CLOUD21").ok());
         assert!(ReferralCode::parse("ab-12").is_err());
         assert!(ReferralCode::parse("abc").is_err());

@@ -56,7 +56,11 @@ pub async fn apply(db: &DatabaseConnection, input: ApplyCredit) -> AppResult<Cre
         created_at: Set(chrono::Utc::now()),
         ..Default::default()
     })
-    .on_conflict(OnConflict::column(credit_application::Column::InvoiceId).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::column(credit_application::Column::InvoiceId)
+            .do_nothing()
+            .to_owned(),
+    )
     .try_insert()
     .exec_with_returning(&txn)
     .await;
@@ -69,9 +73,21 @@ pub async fn apply(db: &DatabaseConnection, input: ApplyCredit) -> AppResult<Cre
     };
     if applied.is_positive() {
         let description = format!("Credit applied to invoice {invoice_id}");
-        let entry = ledger::debit(&txn, account.id, Unit::Credit, applied, EntryKind::CreditApplied, description, None).await?;
+        let entry = ledger::debit(
+            &txn,
+            account.id,
+            Unit::Credit,
+            applied,
+            EntryKind::CreditApplied,
+            description,
+            None,
+        )
+        .await?;
         credit_application::Entity::update_many()
-            .col_expr(credit_application::Column::EntryId, sea_orm::sea_query::Expr::value(entry.id))
+            .col_expr(
+                credit_application::Column::EntryId,
+                sea_orm::sea_query::Expr::value(entry.id),
+            )
             .filter(credit_application::Column::Id.eq(application.id))
             .exec(&txn)
             .await?;
@@ -79,7 +95,11 @@ pub async fn apply(db: &DatabaseConnection, input: ApplyCredit) -> AppResult<Cre
     let remaining = Amount::from_micros(ledger::balance(&txn, account.id, Unit::Credit).await?.available);
     txn.commit().await?;
     tracing::info!(invoice = %invoice_id, applied = %applied, "credit applied");
-    Ok(CreditApplied { applied, remaining, duplicate: false })
+    Ok(CreditApplied {
+        applied,
+        remaining,
+        duplicate: false,
+    })
 }
 
 async fn find(db: &impl ConnectionTrait, invoice_id: &str) -> AppResult<Option<credit_application::Model>> {
@@ -89,7 +109,11 @@ async fn find(db: &impl ConnectionTrait, invoice_id: &str) -> AppResult<Option<c
         .await?)
 }
 
-async fn replay(db: &impl ConnectionTrait, existing: credit_application::Model, hash: &str) -> AppResult<CreditApplied> {
+async fn replay(
+    db: &impl ConnectionTrait,
+    existing: credit_application::Model,
+    hash: &str,
+) -> AppResult<CreditApplied> {
     if existing.request_hash != hash {
         return Err(AppError::IdempotencyConflict(format!(
             "invoiceId {:?} was already used with different input",

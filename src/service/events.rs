@@ -14,8 +14,7 @@ use entity::enums::{Beneficiary, EntryKind, EventKind, ReferralStatus, RuleTrigg
 use entity::{account, event, ledger_entry, product, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set,
 };
 use serde_json::json;
 
@@ -64,7 +63,11 @@ impl Fact {
     /// has the same form (and hash).
     fn canonical(&self) -> AppResult<(Fact, serde_json::Value)> {
         Ok(match self {
-            Fact::Purchase { product_key, quantity_gb, amount } => {
+            Fact::Purchase {
+                product_key,
+                quantity_gb,
+                amount,
+            } => {
                 let product_key = key_text("productKey", product_key)?;
                 if !quantity_gb.is_positive() {
                     return Err(AppError::bad_input("quantityGb must be greater than 0"));
@@ -77,7 +80,14 @@ impl Fact {
                     "quantityGb": quantity_gb.micros(),
                     "amount": amount.map(Amount::micros),
                 });
-                (Fact::Purchase { product_key, quantity_gb: *quantity_gb, amount: *amount }, canonical)
+                (
+                    Fact::Purchase {
+                        product_key,
+                        quantity_gb: *quantity_gb,
+                        amount: *amount,
+                    },
+                    canonical,
+                )
             }
             Fact::PaymentMethodVerified => (Fact::PaymentMethodVerified, json!({})),
             Fact::TopUp { amount, successful } => {
@@ -85,7 +95,13 @@ impl Fact {
                     return Err(AppError::bad_input("amount must be greater than 0"));
                 }
                 let canonical = json!({ "amount": amount.micros(), "successful": successful });
-                (Fact::TopUp { amount: *amount, successful: *successful }, canonical)
+                (
+                    Fact::TopUp {
+                        amount: *amount,
+                        successful: *successful,
+                    },
+                    canonical,
+                )
             }
         })
     }
@@ -133,9 +149,9 @@ pub async fn record(db: &DatabaseConnection, input: EventInput) -> AppResult<Eve
     let Some(event) = inserted(insert)? else {
         // Delivered concurrently and recorded by the other request: answer as a replay.
         txn.rollback().await?;
-        let existing = find_event(db, &event_id).await?.ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!("event {event_id} conflicted but was not found"))
-        })?;
+        let existing = find_event(db, &event_id)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("event {event_id} conflicted but was not found")))?;
         return replay(db, existing, &hash).await;
     };
 
@@ -163,7 +179,12 @@ pub async fn record(db: &DatabaseConnection, input: EventInput) -> AppResult<Eve
     let event = row.update(&txn).await?;
     txn.commit().await?;
     tracing::info!(event_id = %event.event_id, kind = ?event.kind, rewards = rewards.len(), "event recorded");
-    Ok(EventOutcome { event, duplicate: false, rewards, decisions })
+    Ok(EventOutcome {
+        event,
+        duplicate: false,
+        rewards,
+        decisions,
+    })
 }
 
 /// Evaluates every enabled rule against what an event established and pays what they decide,
@@ -185,7 +206,11 @@ pub async fn apply_rules(
     let facts = Facts {
         program_enabled: program.enabled,
         referral: referral.as_ref().and_then(|r| {
-            r.referrer_id.map(|referrer_id| ReferralFacts { referral_id: r.id, referrer_id, referee_id: r.referee_id })
+            r.referrer_id.map(|referrer_id| ReferralFacts {
+                referral_id: r.id,
+                referrer_id,
+                referee_id: r.referee_id,
+            })
         }),
         account_group: account.account_group.as_deref(),
         billing_scheme: account.billing_scheme,
@@ -198,7 +223,13 @@ pub async fn apply_rules(
     for rule in rules::enabled_rules(txn).await? {
         let (outcome, reason) = match rules::evaluate(&rule, &facts) {
             Verdict::Skip { reason } => (Outcome::Skipped, reason),
-            Verdict::Pay { account_id, referral_id, unit, amount, reason } => {
+            Verdict::Pay {
+                account_id,
+                referral_id,
+                unit,
+                amount,
+                reason,
+            } => {
                 let credit = NewCredit {
                     account_id,
                     unit,
@@ -222,7 +253,12 @@ pub async fn apply_rules(
                 }
             }
         };
-        decisions.push(Decision { rule_id: rule.id, rule_name: rule.name.clone(), outcome, reason });
+        decisions.push(Decision {
+            rule_id: rule.id,
+            rule_name: rule.name.clone(),
+            outcome,
+            reason,
+        });
     }
     if let (true, Some(referral)) = (qualifies, &referral) {
         qualify(txn, referral).await?;
@@ -282,10 +318,18 @@ async fn mark_payment_method_verified(db: &impl ConnectionTrait, account_id: i64
 /// Adds a successful top-up to the account's own total and returns the new total. The update
 /// and the read are one statement, under the row's lock: concurrent top-ups each see the total
 /// that includes exactly the top-ups before them.
-async fn add_top_up(db: &impl ConnectionTrait, account: &account::Model, amount: Amount, successful: bool) -> AppResult<Amount> {
+async fn add_top_up(
+    db: &impl ConnectionTrait,
+    account: &account::Model,
+    amount: Amount,
+    successful: bool,
+) -> AppResult<Amount> {
     let delta = if successful { amount.micros() } else { 0 };
     let updated = account::Entity::update_many()
-        .col_expr(account::Column::TopUpTotal, Expr::col(account::Column::TopUpTotal).add(delta))
+        .col_expr(
+            account::Column::TopUpTotal,
+            Expr::col(account::Column::TopUpTotal).add(delta),
+        )
         .filter(account::Column::Id.eq(account.id))
         .exec_with_returning(db)
         .await?;
@@ -308,7 +352,10 @@ async fn qualify(db: &impl ConnectionTrait, referral: &referral::Model) -> AppRe
 }
 
 async fn find_event(db: &impl ConnectionTrait, event_id: &str) -> AppResult<Option<event::Model>> {
-    Ok(event::Entity::find().filter(event::Column::EventId.eq(event_id)).one(db).await?)
+    Ok(event::Entity::find()
+        .filter(event::Column::EventId.eq(event_id))
+        .one(db)
+        .await?)
 }
 
 /// The same eventId again: the first answer if the input is the same, a conflict if not.
@@ -321,9 +368,18 @@ async fn replay(db: &impl ConnectionTrait, event: event::Model, hash: &str) -> A
     }
     let rewards = ledger::entries_of_event(db, event.id).await?;
     let decisions = serde_json::from_str(&event.decisions).map_err(AppError::internal)?;
-    Ok(EventOutcome { event, duplicate: true, rewards, decisions })
+    Ok(EventOutcome {
+        event,
+        duplicate: true,
+        rewards,
+        decisions,
+    })
 }
 
 fn display_name(account: &account::Model) -> String {
-    account.display_name.as_deref().map(mask_name).unwrap_or_else(|| "a friend".to_owned())
+    account
+        .display_name
+        .as_deref()
+        .map(mask_name)
+        .unwrap_or_else(|| "a friend".to_owned())
 }

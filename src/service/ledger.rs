@@ -11,10 +11,7 @@ use crate::service::page::{self, Page, PageRequest};
 use entity::enums::{EntryKind, EntryStatus, Unit};
 use entity::{balance, ledger_entry, lot_allocation};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use std::collections::HashMap;
 
 /// Lots read at a time while consuming them.
@@ -42,7 +39,10 @@ pub struct NewCredit {
 /// decides, so concurrent events cannot both pay.
 pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppResult<Option<ledger_entry::Model>> {
     if !credit.amount.is_positive() {
-        return Err(AppError::internal(anyhow::anyhow!("credit of {} is not positive", credit.amount)));
+        return Err(AppError::internal(anyhow::anyhow!(
+            "credit of {} is not positive",
+            credit.amount
+        )));
     }
     let row = ledger_entry::ActiveModel {
         // A positive posted entry is a lot: all of it is there to spend.
@@ -52,7 +52,14 @@ pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppRes
         rule_id: Set(credit.rule_id),
         occurrence: Set(credit.occurrence),
         rule_snapshot: Set(credit.rule_snapshot),
-        ..posted_entry(credit.account_id, credit.unit, credit.amount.micros(), credit.kind, credit.description, None)
+        ..posted_entry(
+            credit.account_id,
+            credit.unit,
+            credit.amount.micros(),
+            credit.kind,
+            credit.description,
+            None,
+        )
     };
     let insert = ledger_entry::Entity::insert(row)
         .on_conflict(
@@ -67,9 +74,14 @@ pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppRes
         .try_insert()
         .exec_with_returning(db)
         .await;
-    let Some(entry) = inserted(insert)? else { return Ok(None) };
+    let Some(entry) = inserted(insert)? else {
+        return Ok(None);
+    };
     let raised = balance::Entity::update_many()
-        .col_expr(balance::Column::Available, Expr::col(balance::Column::Available).add(entry.amount))
+        .col_expr(
+            balance::Column::Available,
+            Expr::col(balance::Column::Available).add(entry.amount),
+        )
         .col_expr(
             balance::Column::LifetimeEarned,
             Expr::col(balance::Column::LifetimeEarned).add(entry.amount),
@@ -99,7 +111,10 @@ pub async fn debit(
         return Err(AppError::internal(anyhow::anyhow!("debit of {amount} is not positive")));
     }
     let lowered = balance::Entity::update_many()
-        .col_expr(balance::Column::Available, Expr::col(balance::Column::Available).sub(cost))
+        .col_expr(
+            balance::Column::Available,
+            Expr::col(balance::Column::Available).sub(cost),
+        )
         .filter(balance::Column::AccountId.eq(account_id))
         .filter(balance::Column::Unit.eq(unit))
         .filter(balance::Column::Available.gte(cost))
@@ -111,7 +126,9 @@ pub async fn debit(
             unit_word(unit)
         )));
     }
-    let entry = posted_entry(account_id, unit, -cost, kind, description, claim_id).insert(db).await?;
+    let entry = posted_entry(account_id, unit, -cost, kind, description, claim_id)
+        .insert(db)
+        .await?;
     consume_lots(db, &entry, cost).await?;
     Ok(entry)
 }
@@ -163,7 +180,10 @@ async fn consume_lots(db: &impl ConnectionTrait, debit: &ledger_entry::Model, co
 
 async fn adjust_lot(db: &impl ConnectionTrait, lot_id: i64, delta: i64) -> AppResult<()> {
     let mut update = ledger_entry::Entity::update_many()
-        .col_expr(ledger_entry::Column::Remaining, Expr::col(ledger_entry::Column::Remaining).add(delta))
+        .col_expr(
+            ledger_entry::Column::Remaining,
+            Expr::col(ledger_entry::Column::Remaining).add(delta),
+        )
         .filter(ledger_entry::Column::Id.eq(lot_id));
     if delta < 0 {
         update = update.filter(ledger_entry::Column::Remaining.gte(-delta));
@@ -189,13 +209,20 @@ pub async fn refund_debit(
     }
     let amount = -debit.amount;
     let raised = balance::Entity::update_many()
-        .col_expr(balance::Column::Available, Expr::col(balance::Column::Available).add(amount))
+        .col_expr(
+            balance::Column::Available,
+            Expr::col(balance::Column::Available).add(amount),
+        )
         .filter(balance::Column::AccountId.eq(debit.account_id))
         .filter(balance::Column::Unit.eq(debit.unit))
         .exec(db)
         .await?;
     expect_one_row(raised.rows_affected, "balance row")?;
-    Ok(posted_entry(debit.account_id, debit.unit, amount, kind, description, debit.claim_id).insert(db).await?)
+    Ok(
+        posted_entry(debit.account_id, debit.unit, amount, kind, description, debit.claim_id)
+            .insert(db)
+            .await?,
+    )
 }
 
 /// A posted entry that no event or rule caused (and, as built here, no lot).
@@ -278,7 +305,13 @@ pub async fn earned_by_referrals(
         .column(ledger_entry::Column::AccountId)
         .column(ledger_entry::Column::Unit)
         // SUM(bigint) is NUMERIC on PostgreSQL; cast it back so both databases give an i64.
-        .column_as(Expr::from(Func::cast_as(Func::sum(Expr::col(ledger_entry::Column::Amount)), "BIGINT")), "total")
+        .column_as(
+            Expr::from(Func::cast_as(
+                Func::sum(Expr::col(ledger_entry::Column::Amount)),
+                "BIGINT",
+            )),
+            "total",
+        )
         .filter(ledger_entry::Column::ReferralId.is_in(referral_ids))
         .filter(ledger_entry::Column::Kind.is_in([EntryKind::Reward, EntryKind::Reversal]))
         .filter(ledger_entry::Column::Status.ne(EntryStatus::Voided))
@@ -290,7 +323,9 @@ pub async fn earned_by_referrals(
         .await?;
     let mut map: HashMap<(i64, i64), Vec<(Unit, Amount)>> = HashMap::new();
     for (referral_id, account_id, unit, total) in rows {
-        map.entry((referral_id, account_id)).or_default().push((unit, Amount::from_micros(total)));
+        map.entry((referral_id, account_id))
+            .or_default()
+            .push((unit, Amount::from_micros(total)));
     }
     Ok(map)
 }
@@ -315,7 +350,9 @@ fn expect_one_row(rows: u64, what: &str) -> AppResult<()> {
     if rows == 1 {
         Ok(())
     } else {
-        Err(AppError::internal(anyhow::anyhow!("expected to update one {what}, updated {rows}")))
+        Err(AppError::internal(anyhow::anyhow!(
+            "expected to update one {what}, updated {rows}"
+        )))
     }
 }
 

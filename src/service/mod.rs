@@ -40,9 +40,10 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Opt
 /// Keys (provider and product keys) are lower-case identifiers: `[a-z0-9][a-z0-9_.-]*`.
 pub fn key_text(field: &str, value: &str) -> Result<String, AppError> {
     let value = required_text(field, value, 64)?.to_ascii_lowercase();
-    let valid = value.chars().enumerate().all(|(i, c)| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || (i > 0 && matches!(c, '_' | '-' | '.'))
-    });
+    let valid = value
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_lowercase() || c.is_ascii_digit() || (i > 0 && matches!(c, '_' | '-' | '.')));
     if valid {
         Ok(value)
     } else {

@@ -2,7 +2,9 @@
 //! indexed range scan however deep it is.
 
 use crate::error::AppError;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 
 pub const DEFAULT_PAGE: u64 = 20;
 pub const MAX_PAGE: u64 = 100;
@@ -45,7 +47,11 @@ impl<T> Page<T> {
     pub fn from_rows(mut rows: Vec<T>, request: PageRequest, total: u64) -> Self {
         let has_next = rows.len() as u64 > request.first;
         rows.truncate(request.first as usize);
-        Page { items: rows, has_next, total }
+        Page {
+            items: rows,
+            has_next,
+            total,
+        }
     }
 }
 
@@ -85,7 +91,9 @@ mod tests {
         assert_eq!(PageRequest::new(None, None).map(|p| p.first).ok(), Some(20));
         assert!(PageRequest::new(Some(101), None).is_err());
         assert!(PageRequest::new(Some(-1), None).is_err());
-        let request = PageRequest::new(Some(2), None).ok().unwrap_or(PageRequest { first: 2, after: None });
+        let request = PageRequest::new(Some(2), None)
+            .ok()
+            .unwrap_or(PageRequest { first: 2, after: None });
         let page = Page::from_rows(vec![3, 2, 1], request, 3);
         assert_eq!((page.items, page.has_next), (vec![3, 2], true));
     }
@@ -98,6 +106,15 @@ mod tests {
         // 21 rows fetched: there are more than this page shows.
         assert_eq!(known_total(21, first_page), None);
         // A later page does not see the rows before it.
-        assert_eq!(known_total(3, PageRequest { first: 20, after: Some(9) }), None);
+        assert_eq!(
+            known_total(
+                3,
+                PageRequest {
+                    first: 20,
+                    after: Some(9)
+                }
+            ),
+            None
+        );
     }
 }

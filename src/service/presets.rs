@@ -67,7 +67,10 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
             }
             Ok(rules)
         }
-        other => Err(AppError::bad_input(format!("no preset {other:?}; presets: {}", PRESETS.join(", ")))),
+        other => Err(AppError::bad_input(format!(
+            "no preset {other:?}; presets: {}",
+            PRESETS.join(", ")
+        ))),
     }
 }
 
@@ -76,7 +79,15 @@ pub async fn apply(db: &DatabaseConnection, name: &str) -> AppResult<Vec<String>
     let wanted = preset_rules(name)?;
     let mut done = Vec::new();
     if !settings::get(db).await?.enabled {
-        settings::update(db, ACTOR, SettingsPatch { enabled: Some(true), ..Default::default() }).await?;
+        settings::update(
+            db,
+            ACTOR,
+            SettingsPatch {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
         done.push("program enabled".to_owned());
     }
     let existing = rules::list(db).await?;

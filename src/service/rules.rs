@@ -10,8 +10,8 @@ use crate::service::{audit, key_text, required_text};
 use entity::enums::{Beneficiary, BillingScheme, Calculation, RuleTrigger, Unit};
 use entity::reward_rule;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -22,7 +22,10 @@ pub const MAX_RULES: u64 = 200;
 pub const MAX_CONDITION_VALUES: usize = 50;
 
 pub async fn list(db: &impl ConnectionTrait) -> AppResult<Vec<reward_rule::Model>> {
-    Ok(reward_rule::Entity::find().order_by_asc(reward_rule::Column::Id).all(db).await?)
+    Ok(reward_rule::Entity::find()
+        .order_by_asc(reward_rule::Column::Id)
+        .all(db)
+        .await?)
 }
 
 pub async fn enabled_rules(db: &impl ConnectionTrait) -> AppResult<Vec<reward_rule::Model>> {
@@ -34,7 +37,10 @@ pub async fn enabled_rules(db: &impl ConnectionTrait) -> AppResult<Vec<reward_ru
 }
 
 pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, reward_rule::Model>> {
-    let rows = reward_rule::Entity::find().filter(reward_rule::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+    let rows = reward_rule::Entity::find()
+        .filter(reward_rule::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
     Ok(rows.into_iter().map(|r| (r.id, r)).collect())
 }
 
@@ -92,7 +98,9 @@ fn validate(input: RuleInput) -> AppResult<ValidRule> {
         ("affiliatesOnly", input.affiliates_only == Some(true)),
     ];
     if let Some((field, _)) = not_built.iter().find(|(_, set)| *set) {
-        return Err(AppError::bad_input(format!("{field} is not supported by this server yet")));
+        return Err(AppError::bad_input(format!(
+            "{field} is not supported by this server yet"
+        )));
     }
     let missing = |field: &str| AppError::bad_input(format!("{field} is required"));
     let name = required_text("name", &input.name, 200)?;
@@ -101,13 +109,17 @@ fn validate(input: RuleInput) -> AppResult<ValidRule> {
     let unit = input.unit.ok_or_else(|| missing("unit"))?;
     let calculation = input.calculation.ok_or_else(|| missing("calculation"))?;
     if unit == Unit::Cash {
-        return Err(AppError::bad_input("rules pay POINTS or CREDIT; CASH commission is not supported yet"));
+        return Err(AppError::bad_input(
+            "rules pay POINTS or CREDIT; CASH commission is not supported yet",
+        ));
     }
     let value = match (calculation, input.value) {
         (Calculation::Fixed, Some(value)) if value.is_positive() => Some(value.micros()),
         (Calculation::Fixed, _) => return Err(AppError::bad_input("a FIXED rule needs a value greater than 0")),
         (Calculation::ProductRate, Some(_)) => {
-            return Err(AppError::bad_input("a PRODUCT_RATE rule takes its rate from the product, not from value"));
+            return Err(AppError::bad_input(
+                "a PRODUCT_RATE rule takes its rate from the product, not from value",
+            ));
         }
         (Calculation::ProductRate, None) => None,
     };
@@ -118,13 +130,21 @@ fn validate(input: RuleInput) -> AppResult<ValidRule> {
         (RuleTrigger::TopUpTotalReached, Some(t)) if t.micros() >= 0 => Some(t.micros()),
         (RuleTrigger::TopUpTotalReached, Some(_)) => return Err(AppError::bad_input("threshold must not be negative")),
         (RuleTrigger::TopUpTotalReached, None) => {
-            return Err(AppError::bad_input("a TOP_UP_TOTAL_REACHED rule needs a threshold (0: any top-up)"));
+            return Err(AppError::bad_input(
+                "a TOP_UP_TOTAL_REACHED rule needs a threshold (0: any top-up)",
+            ));
         }
-        (_, Some(_)) => return Err(AppError::bad_input("threshold applies to TOP_UP_TOTAL_REACHED rules only")),
+        (_, Some(_)) => {
+            return Err(AppError::bad_input(
+                "threshold applies to TOP_UP_TOTAL_REACHED rules only",
+            ));
+        }
         (_, None) => None,
     };
     if input.product_categories.is_some() && trigger != RuleTrigger::FirstPurchase {
-        return Err(AppError::bad_input("productCategories applies to FIRST_PURCHASE rules only"));
+        return Err(AppError::bad_input(
+            "productCategories applies to FIRST_PURCHASE rules only",
+        ));
     }
     Ok(ValidRule {
         name,
@@ -145,12 +165,19 @@ fn validate(input: RuleInput) -> AppResult<ValidRule> {
 fn condition_list(field: &str, values: Option<Vec<String>>) -> AppResult<Option<String>> {
     let Some(values) = values else { return Ok(None) };
     if values.is_empty() {
-        return Err(AppError::bad_input(format!("{field} must name at least one value, or be left out")));
+        return Err(AppError::bad_input(format!(
+            "{field} must name at least one value, or be left out"
+        )));
     }
     if values.len() > MAX_CONDITION_VALUES {
-        return Err(AppError::bad_input(format!("{field} may name at most {MAX_CONDITION_VALUES} values")));
+        return Err(AppError::bad_input(format!(
+            "{field} may name at most {MAX_CONDITION_VALUES} values"
+        )));
     }
-    let mut keys = values.iter().map(|v| key_text(field, v)).collect::<AppResult<Vec<_>>>()?;
+    let mut keys = values
+        .iter()
+        .map(|v| key_text(field, v))
+        .collect::<AppResult<Vec<_>>>()?;
     keys.sort();
     keys.dedup();
     serde_json::to_string(&keys).map(Some).map_err(AppError::internal)
@@ -160,14 +187,26 @@ pub async fn create(db: &DatabaseConnection, actor: &str, input: RuleInput) -> A
     let rule = validate(input)?;
     let txn = begin_write(db).await?;
     if reward_rule::Entity::find().count(&txn).await? >= MAX_RULES {
-        return Err(AppError::bad_input(format!("a program may have at most {MAX_RULES} rules")));
+        return Err(AppError::bad_input(format!(
+            "a program may have at most {MAX_RULES} rules"
+        )));
     }
     let now = chrono::Utc::now();
-    let mut row = reward_rule::ActiveModel { created_at: Set(now), ..Default::default() };
+    let mut row = reward_rule::ActiveModel {
+        created_at: Set(now),
+        ..Default::default()
+    };
     assign(&mut row, rule, now);
     let created = row.insert(&txn).await?;
-    audit::record(&txn, actor, "CREATE_REWARD_RULE", &format!("rule:{}", created.id), serde_json::Value::Null, json(&created))
-        .await?;
+    audit::record(
+        &txn,
+        actor,
+        "CREATE_REWARD_RULE",
+        &format!("rule:{}", created.id),
+        serde_json::Value::Null,
+        json(&created),
+    )
+    .await?;
     txn.commit().await?;
     Ok(created)
 }
@@ -184,7 +223,15 @@ pub async fn update(db: &DatabaseConnection, actor: &str, id: i64, input: RuleIn
     let mut row = before.clone().into_active_model();
     assign(&mut row, rule, chrono::Utc::now());
     let after = row.update(&txn).await?;
-    audit::record(&txn, actor, "UPDATE_REWARD_RULE", &format!("rule:{id}"), json(&before), json(&after)).await?;
+    audit::record(
+        &txn,
+        actor,
+        "UPDATE_REWARD_RULE",
+        &format!("rule:{id}"),
+        json(&before),
+        json(&after),
+    )
+    .await?;
     txn.commit().await?;
     Ok(after)
 }
@@ -192,9 +239,21 @@ pub async fn update(db: &DatabaseConnection, actor: &str, id: i64, input: RuleIn
 /// Whether storing `input` over `rule` would change it.
 pub fn would_change(rule: &reward_rule::Model, input: RuleInput) -> AppResult<bool> {
     let new = validate(input)?;
-    Ok((&rule.name, rule.enabled, rule.trigger, rule.beneficiary, rule.unit, rule.calculation)
-        != (&new.name, new.enabled, new.trigger, new.beneficiary, new.unit, new.calculation)
-        || (rule.value, rule.threshold, rule.recurring) != (new.value, new.threshold, new.recurring)
+    Ok((
+        &rule.name,
+        rule.enabled,
+        rule.trigger,
+        rule.beneficiary,
+        rule.unit,
+        rule.calculation,
+    ) != (
+        &new.name,
+        new.enabled,
+        new.trigger,
+        new.beneficiary,
+        new.unit,
+        new.calculation,
+    ) || (rule.value, rule.threshold, rule.recurring) != (new.value, new.threshold, new.recurring)
         || (&rule.product_categories, &rule.account_groups) != (&new.product_categories, &new.account_groups))
 }
 
@@ -268,8 +327,16 @@ pub struct Facts<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Pay { account_id: i64, referral_id: i64, unit: Unit, amount: Amount, reason: String },
-    Skip { reason: String },
+    Pay {
+        account_id: i64,
+        referral_id: i64,
+        unit: Unit,
+        amount: Amount,
+        reason: String,
+    },
+    Skip {
+        reason: String,
+    },
 }
 
 pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
@@ -278,16 +345,24 @@ pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
         return skip("program is off".into());
     }
     if rule.trigger != facts.event.trigger() {
-        return skip(format!("pays on {}, not on {}", trigger_words(rule.trigger), trigger_words(facts.event.trigger())));
+        return skip(format!(
+            "pays on {}, not on {}",
+            trigger_words(rule.trigger),
+            trigger_words(facts.event.trigger())
+        ));
     }
     let Some(referral) = facts.referral else {
         return skip("account has no referrer".into());
     };
     if let Some(groups) = list_of(rule.account_groups.as_deref())
-        && !facts.account_group.is_some_and(|g| groups.iter().any(|x| x == g)) {
-            let group = facts.account_group.unwrap_or("none");
-            return skip(format!("account group {group} does not count (counted: {})", groups.join(", ")));
-        }
+        && !facts.account_group.is_some_and(|g| groups.iter().any(|x| x == g))
+    {
+        let group = facts.account_group.unwrap_or("none");
+        return skip(format!(
+            "account group {group} does not count (counted: {})",
+            groups.join(", ")
+        ));
+    }
     let mut how = String::new();
     let amount = match &facts.event {
         EventFacts::Signup => rule.value.map(Amount::from_micros),
@@ -311,17 +386,24 @@ pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
             how = format!(" (top-ups {total} of {threshold})");
             rule.value.map(Amount::from_micros)
         }
-        EventFacts::Purchase { first, product_name, product_category, product_rate, quantity_gb } => {
+        EventFacts::Purchase {
+            first,
+            product_name,
+            product_category,
+            product_rate,
+            quantity_gb,
+        } => {
             if !first {
                 return skip("only the first purchase counts, and this account made its first purchase before".into());
             }
             if let Some(categories) = categories_of(rule)
-                && !categories.iter().any(|c| c == product_category) {
-                    return skip(format!(
-                        "product category {product_category} does not count (counted: {})",
-                        categories.join(", ")
-                    ));
-                }
+                && !categories.iter().any(|c| c == product_category)
+            {
+                return skip(format!(
+                    "product category {product_category} does not count (counted: {})",
+                    categories.join(", ")
+                ));
+            }
             match rule.calculation {
                 Calculation::Fixed => rule.value.map(Amount::from_micros),
                 Calculation::ProductRate => match product_rate {
@@ -346,7 +428,11 @@ pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
         referral_id: referral.referral_id,
         unit: rule.unit,
         amount,
-        reason: format!("{amount} {} to the {}{how}", unit_word(rule.unit), beneficiary_words(rule.beneficiary)),
+        reason: format!(
+            "{amount} {} to the {}{how}",
+            unit_word(rule.unit),
+            beneficiary_words(rule.beneficiary)
+        ),
     }
 }
 
@@ -431,7 +517,11 @@ mod tests {
     fn facts<'a>(event: EventFacts<'a>) -> Facts<'a> {
         Facts {
             program_enabled: true,
-            referral: Some(ReferralFacts { referral_id: 7, referrer_id: 1, referee_id: 2 }),
+            referral: Some(ReferralFacts {
+                referral_id: 7,
+                referrer_id: 1,
+                referee_id: 2,
+            }),
             account_group: None,
             billing_scheme: BillingScheme::Postpaid,
             event,
@@ -483,11 +573,17 @@ mod tests {
         r.threshold = Some(10_000_000);
         let top_up = |total| Facts {
             billing_scheme: BillingScheme::Prepaid,
-            ..facts(EventFacts::TopUp { successful: true, total: Amount::from_micros(total) })
+            ..facts(EventFacts::TopUp {
+                successful: true,
+                total: Amount::from_micros(total),
+            })
         };
         assert_eq!(reason(evaluate(&r, &top_up(3_000_000))), "top-ups 3.00 of 10.00");
         assert_eq!(paid(evaluate(&r, &top_up(10_000_000))), Some((1, 10_000_000)));
-        let postpaid = Facts { billing_scheme: BillingScheme::Postpaid, ..top_up(10_000_000) };
+        let postpaid = Facts {
+            billing_scheme: BillingScheme::Postpaid,
+            ..top_up(10_000_000)
+        };
         assert!(reason(evaluate(&r, &postpaid)).contains("postpaid"));
         r.threshold = Some(0);
         assert!(paid(evaluate(&r, &top_up(1))).is_some());
@@ -497,23 +593,38 @@ mod tests {
     fn payment_method_verification_pays_postpaid_referees_only() {
         let mut r = rule(RuleTrigger::PaymentMethodVerified, Calculation::Fixed, Some(5_000_000));
         r.beneficiary = Beneficiary::Referee;
-        assert_eq!(paid(evaluate(&r, &facts(EventFacts::PaymentMethodVerified))), Some((2, 5_000_000)));
-        let prepaid = Facts { billing_scheme: BillingScheme::Prepaid, ..facts(EventFacts::PaymentMethodVerified) };
+        assert_eq!(
+            paid(evaluate(&r, &facts(EventFacts::PaymentMethodVerified))),
+            Some((2, 5_000_000))
+        );
+        let prepaid = Facts {
+            billing_scheme: BillingScheme::Prepaid,
+            ..facts(EventFacts::PaymentMethodVerified)
+        };
         assert!(reason(evaluate(&r, &prepaid)).contains("prepaid"));
     }
 
     #[test]
     fn skips_with_a_reason_a_person_understands() {
         let r = rule(RuleTrigger::PaymentMethodVerified, Calculation::Fixed, Some(5_000_000));
-        let off = Facts { program_enabled: false, ..facts(EventFacts::PaymentMethodVerified) };
+        let off = Facts {
+            program_enabled: false,
+            ..facts(EventFacts::PaymentMethodVerified)
+        };
         assert_eq!(reason(evaluate(&r, &off)), "program is off");
-        let alone = Facts { referral: None, ..facts(EventFacts::PaymentMethodVerified) };
+        let alone = Facts {
+            referral: None,
+            ..facts(EventFacts::PaymentMethodVerified)
+        };
         assert_eq!(reason(evaluate(&r, &alone)), "account has no referrer");
         assert!(reason(evaluate(&r, &facts(purchase()))).contains("not on a first purchase"));
         let mut grouped = r.clone();
         grouped.account_groups = Some("[\"business\"]".into());
         assert!(reason(evaluate(&grouped, &facts(EventFacts::PaymentMethodVerified))).contains("group none"));
-        let business = Facts { account_group: Some("business"), ..facts(EventFacts::PaymentMethodVerified) };
+        let business = Facts {
+            account_group: Some("business"),
+            ..facts(EventFacts::PaymentMethodVerified)
+        };
         assert!(paid(evaluate(&grouped, &business)).is_some());
     }
 
@@ -529,16 +640,74 @@ mod tests {
             ..Default::default()
         };
         assert!(validate(base.clone()).is_ok());
-        assert!(validate(RuleInput { hold_days: Some(30), ..base.clone() }).is_err());
-        assert!(validate(RuleInput { affiliates_only: Some(true), ..base.clone() }).is_err());
-        assert!(validate(RuleInput { affiliates_only: Some(false), ..base.clone() }).is_ok());
-        assert!(validate(RuleInput { unit: Some(Unit::Cash), ..base.clone() }).is_err());
-        assert!(validate(RuleInput { value: None, ..base.clone() }).is_err());
-        assert!(validate(RuleInput { threshold: Some(Amount::ZERO), ..base.clone() }).is_err());
-        assert!(validate(RuleInput { calculation: Some(Calculation::ProductRate), value: None, ..base.clone() }).is_err());
-        assert!(validate(RuleInput { product_categories: Some(vec!["x".into()]), ..base.clone() }).is_err());
-        let top_up = RuleInput { trigger: Some(RuleTrigger::TopUpTotalReached), ..base };
+        assert!(
+            validate(RuleInput {
+                hold_days: Some(30),
+                ..base.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            validate(RuleInput {
+                affiliates_only: Some(true),
+                ..base.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            validate(RuleInput {
+                affiliates_only: Some(false),
+                ..base.clone()
+            })
+            .is_ok()
+        );
+        assert!(
+            validate(RuleInput {
+                unit: Some(Unit::Cash),
+                ..base.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            validate(RuleInput {
+                value: None,
+                ..base.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            validate(RuleInput {
+                threshold: Some(Amount::ZERO),
+                ..base.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            validate(RuleInput {
+                calculation: Some(Calculation::ProductRate),
+                value: None,
+                ..base.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            validate(RuleInput {
+                product_categories: Some(vec!["x".into()]),
+                ..base.clone()
+            })
+            .is_err()
+        );
+        let top_up = RuleInput {
+            trigger: Some(RuleTrigger::TopUpTotalReached),
+            ..base
+        };
         assert!(validate(top_up.clone()).is_err());
-        assert!(validate(RuleInput { threshold: Some(Amount::ZERO), ..top_up }).is_ok());
+        assert!(
+            validate(RuleInput {
+                threshold: Some(Amount::ZERO),
+                ..top_up
+            })
+            .is_ok()
+        );
     }
 }

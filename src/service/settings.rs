@@ -5,9 +5,7 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::{audit, required_text};
 use entity::program_settings;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Set,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Set};
 
 pub const SETTINGS_ID: i32 = 1;
 pub const MAX_GB_PER_CLAIM: i32 = 1000;
@@ -32,29 +30,35 @@ pub struct SettingsPatch {
     pub require_verified_payment_for_link: Option<bool>,
 }
 
-pub async fn update(
-    db: &DatabaseConnection,
-    actor: &str,
-    patch: SettingsPatch,
-) -> AppResult<program_settings::Model> {
+pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) -> AppResult<program_settings::Model> {
     // Settings whose behaviour is not built yet are refused, never stored and ignored.
     let unsupported = [
         ("landingUrl", patch.landing_url.is_some()),
         ("cookieDays", patch.cookie_days.is_some()),
         ("minimumWithdrawal", patch.minimum_withdrawal.is_some()),
-        ("requireVerifiedPaymentForLink", patch.require_verified_payment_for_link.is_some()),
+        (
+            "requireVerifiedPaymentForLink",
+            patch.require_verified_payment_for_link.is_some(),
+        ),
     ];
     if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(AppError::bad_input(format!("{name} is not supported by this server yet")));
+        return Err(AppError::bad_input(format!(
+            "{name} is not supported by this server yet"
+        )));
     }
     let currency = patch.currency.as_deref().map(parse_currency).transpose()?;
-    let template = patch.referral_link_template.as_deref().map(parse_link_template).transpose()?;
+    let template = patch
+        .referral_link_template
+        .as_deref()
+        .map(parse_link_template)
+        .transpose()?;
     if let Some(gb) = patch.gb_per_claim
-        && !(1..=MAX_GB_PER_CLAIM).contains(&gb) {
-            return Err(AppError::bad_input(format!(
-                "gbPerClaim must be between 1 and {MAX_GB_PER_CLAIM}"
-            )));
-        }
+        && !(1..=MAX_GB_PER_CLAIM).contains(&gb)
+    {
+        return Err(AppError::bad_input(format!(
+            "gbPerClaim must be between 1 and {MAX_GB_PER_CLAIM}"
+        )));
+    }
 
     let txn = begin_write(db).await?;
     let before = get(&txn).await?;
@@ -111,7 +115,10 @@ fn parse_link_template(input: &str) -> AppResult<String> {
 
 /// The link a customer shares: the template with `{publicUrl}` and `{code}` filled in.
 pub fn referral_link(settings: &program_settings::Model, public_url: &str, code: &str) -> String {
-    settings.referral_link_template.replace("{publicUrl}", public_url).replace("{code}", code)
+    settings
+        .referral_link_template
+        .replace("{publicUrl}", public_url)
+        .replace("{code}", code)
 }
 
 #[cfg(test)]

@@ -11,9 +11,7 @@ use chrono::Utc;
 use entity::enums::{ClaimStatus, EntryKind, Unit};
 use entity::{balance, claim, ledger_entry, provider};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 
 pub struct Offer {
@@ -31,7 +29,11 @@ pub async fn offers(db: &impl ConnectionTrait, gb_per_claim: i32) -> AppResult<V
         .filter_map(|provider| {
             let rate = Amount::from_micros(provider.redemption_rate?);
             let cost = rate.checked_mul_int(i64::from(gb_per_claim))?;
-            Some(Offer { provider, redemption_rate: rate, points_per_claim: cost })
+            Some(Offer {
+                provider,
+                redemption_rate: rate,
+                points_per_claim: cost,
+            })
         })
         .collect();
     Ok(offers)
@@ -97,11 +99,24 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
         return replay_claim(db, account.id, key.as_deref().unwrap_or_default(), &hash).await;
     };
     let description = format!("Reward claim: {gb} GB of {} data", provider.name);
-    ledger::debit(&txn, account.id, Unit::Points, cost, EntryKind::Claim, description, Some(claim.id)).await?;
+    ledger::debit(
+        &txn,
+        account.id,
+        Unit::Points,
+        cost,
+        EntryKind::Claim,
+        description,
+        Some(claim.id),
+    )
+    .await?;
     let balance = ledger::balance(&txn, account.id, Unit::Points).await?;
     txn.commit().await?;
     tracing::info!(claim = claim.id, account = account.id, points = %cost, "reward claimed");
-    Ok(Claimed { claim, balance, duplicate: false })
+    Ok(Claimed {
+        claim,
+        balance,
+        duplicate: false,
+    })
 }
 
 async fn replay_claim(db: &impl ConnectionTrait, account_id: i64, key: &str, hash: &str) -> AppResult<Claimed> {
@@ -117,7 +132,11 @@ async fn replay_claim(db: &impl ConnectionTrait, account_id: i64, key: &str, has
         )));
     }
     let balance = ledger::balance(db, account_id, Unit::Points).await?;
-    Ok(Claimed { claim, balance, duplicate: true })
+    Ok(Claimed {
+        claim,
+        balance,
+        duplicate: true,
+    })
 }
 
 /// The billing side reports whether the data was delivered. `FAILED` gives the points back to
@@ -148,7 +167,9 @@ pub async fn complete(
         return if claim.status == outcome {
             Ok(claim)
         } else {
-            Err(AppError::bad_input(format!("the claim is already {:?}", claim.status).to_uppercase()))
+            Err(AppError::bad_input(
+                format!("the claim is already {:?}", claim.status).to_uppercase(),
+            ))
         };
     }
     if outcome == ClaimStatus::Failed {

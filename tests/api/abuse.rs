@@ -100,10 +100,7 @@ fn nested_with_fragments(id: &str, depth: usize) -> String {
     } else {
         "id"
     };
-    query.push_str(&format!(
-        "fragment F{last} on {} {{ {leaf} }}\n",
-        types[last]
-    ));
+    query.push_str(&format!("fragment F{last} on {} {{ {leaf} }}\n", types[last]));
     query
 }
 
@@ -117,11 +114,7 @@ async fn queries_deeper_than_the_limit_are_refused_and_change_nothing() {
 
     // At the limit: answered.
     let body = app
-        .gql(
-            Some(&admin),
-            &nested("query", &[&account], MAX_DEPTH),
-            json!({}),
-        )
+        .gql(Some(&admin), &nested("query", &[&account], MAX_DEPTH), json!({}))
         .await;
     // Bob's referral, its referrer Alice, her account, her referral: none.
     let data = data_of(&body, "a query exactly as deep as the limit");
@@ -131,11 +124,7 @@ async fn queries_deeper_than_the_limit_are_refused_and_change_nothing() {
         "{body:#}"
     );
     let body = app
-        .gql(
-            Some(&admin),
-            &nested_with_fragments(&bob_id, MAX_DEPTH),
-            json!({}),
-        )
+        .gql(Some(&admin), &nested_with_fragments(&bob_id, MAX_DEPTH), json!({}))
         .await;
     let fragments = data_of(&body, "fragments exactly as deep as the limit");
     assert_eq!(fragments, data, "{body:#}");
@@ -179,11 +168,7 @@ async fn queries_deeper_than_the_limit_are_refused_and_change_nothing() {
     assert_failed(&body, "BAD_USER_INPUT");
     // A document that does not parse is a GraphQL error, answered with 200 like the others.
     assert_eq!(status, StatusCode::OK, "{body:#}");
-    assert_eq!(
-        app.settings().await["enabled"],
-        true,
-        "the server still answers"
-    );
+    assert_eq!(app.settings().await["enabled"], true, "the server still answers");
 }
 
 /// `{ me { a1: referralCode … aN: referralCode } }`: complexity N + 1.
@@ -203,14 +188,9 @@ async fn queries_costlier_than_the_limit_are_refused() {
         .gql(Some(&alice), &aliases_of_me(MAX_COMPLEXITY - 1), json!({}))
         .await;
     let data = data_of(&body, "a query exactly as costly as the limit");
-    assert_eq!(
-        data["me"].as_object().map(|m| m.len()),
-        Some(MAX_COMPLEXITY - 1)
-    );
+    assert_eq!(data["me"].as_object().map(|m| m.len()), Some(MAX_COMPLEXITY - 1));
     // One more field: refused.
-    let body = app
-        .gql(Some(&alice), &aliases_of_me(MAX_COMPLEXITY), json!({}))
-        .await;
+    let body = app.gql(Some(&alice), &aliases_of_me(MAX_COMPLEXITY), json!({})).await;
     assert_limit(&body, "complexity 501", "too complex");
 
     // A costly query of ordinary shape, within the depth limit: the admin's account list with
@@ -221,17 +201,12 @@ async fn queries_costlier_than_the_limit_are_refused() {
                 rewardHistory(first: 100) { edges { node { id kind unit amount status \
                 description createdAt } } } } } }";
     let admin = app.admin();
-    let body = app
-        .gql(Some(&admin), &format!("{{ {page} }}"), json!({}))
-        .await;
+    let body = app.gql(Some(&admin), &format!("{{ {page} }}"), json!({})).await;
     let data = data_of(&body, "one account page");
     assert_eq!(data["accounts"]["edges"].as_array().map(Vec::len), Some(2));
     let query = format!(
         "{{ {} }}",
-        (0..20)
-            .map(|i| format!("p{i}: {page}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        (0..20).map(|i| format!("p{i}: {page}")).collect::<Vec<_>>().join(" ")
     );
     let body = app.gql(Some(&admin), &query, json!({})).await;
     assert_limit(&body, "twenty account pages", "too complex");
@@ -248,15 +223,10 @@ async fn a_thousand_aliases_of_one_field_are_refused_and_change_nothing() {
 
     // 1,000 claims in one mutation would spend her points a thousand times over.
     let claims: Vec<String> = (0..1000)
-        .map(|i| {
-            format!("c{i}: claimReward(input: {{ providerId: \"{provider_id}\" }}) {{ duplicate }}")
-        })
+        .map(|i| format!("c{i}: claimReward(input: {{ providerId: \"{provider_id}\" }}) {{ duplicate }}"))
         .collect();
     let query = format!("mutation {{ {} }}", claims.join(" "));
-    assert!(
-        query.len() < MAX_BODY_BYTES,
-        "the body limit is not what is tested"
-    );
+    assert!(query.len() < MAX_BODY_BYTES, "the body limit is not what is tested");
     let before = app.snapshot().await;
     let body = app.gql(Some(&alice), &query, json!({})).await;
     assert_limit(&body, "1,000 aliased claims", "too complex");
@@ -275,18 +245,14 @@ async fn a_thousand_aliases_of_one_field_are_refused_and_change_nothing() {
 
 /// POSTs a JSON body as it is; the status and the body as JSON.
 async fn post_json(app: &TestApp, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .post(format!("{}/graphql", app.address))
-        .json(body);
+    let mut request = app.client.post(format!("{}/graphql", app.address)).json(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let response = request.send().await.expect("POST /graphql");
     let status = response.status();
     let text = response.text().await.expect("body");
-    let json = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("not JSON ({e}), status {status}: {text}"));
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}), status {status}: {text}"));
     (status, json)
 }
 
@@ -318,11 +284,7 @@ async fn batches_of_more_than_five_operations_are_refused_whole() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "a batch of {n}: {body:#}");
         assert_failed(&body, "BAD_USER_INPUT");
         assert_eq!(error_codes(&body), ["BAD_USER_INPUT"], "{body:#}");
-        assert_eq!(
-            app.snapshot().await,
-            before,
-            "a refused batch of {n} changed something"
-        );
+        assert_eq!(app.snapshot().await, before, "a refused batch of {n} changed something");
     }
     // Six claims in one batch: none is made.
     let claim = contract_op("customer", "ClaimReward");
@@ -358,17 +320,17 @@ async fn batches_of_more_than_five_operations_are_refused_whole() {
 /// A 10 MB JSON body: the query is valid, the padding is in a variable.
 fn ten_megabytes(query: &str) -> Vec<u8> {
     let padding = "x".repeat(10 * 1024 * 1024);
-    serde_json::to_vec(&json!({ "query": query, "variables": { "input": { "externalId": "acct-huge" }, "padding": padding } }))
-        .expect("JSON")
+    serde_json::to_vec(
+        &json!({ "query": query, "variables": { "input": { "externalId": "acct-huge" }, "padding": padding } }),
+    )
+    .expect("JSON")
 }
 
 /// Sends a request by hand: the head, then `body` in chunks with `Transfer-Encoding:
 /// chunked` (no length announced) or as it is. Returns the status the server answered, read
 /// even if it answered before the body was sent, and the head of the answer.
 async fn send_raw(app: &TestApp, token: &str, body: &[u8], chunked: bool) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
     let length = if chunked {
         "Transfer-Encoding: chunked".to_owned()
     } else {
@@ -434,10 +396,9 @@ async fn bodies_that_are_not_graphql_requests_get_a_coded_error() {
     let app = spawn_app().await;
     let service = app.service();
     let register = contract_op("integration", "RegisterAccount");
-    let whole = serde_json::to_string(
-        &json!({ "query": register, "variables": { "input": { "externalId": "acct-x" } } }),
-    )
-    .expect("JSON");
+    let whole =
+        serde_json::to_string(&json!({ "query": register, "variables": { "input": { "externalId": "acct-x" } } }))
+            .expect("JSON");
     let cases = [
         ("cut off", whole[..whole.len() / 2].to_owned()),
         ("not JSON", "registerAccount please".to_owned()),
@@ -508,16 +469,11 @@ async fn a_ten_megabyte_body_is_refused_with_413_and_the_server_still_answers() 
         let (status, head) = send_raw(&app, &service, &ten_megabytes(&register), chunked).await;
         assert_eq!(status, 413, "a 10 MB body, chunked: {chunked}: {head}");
         assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: application/json"),
+            head.to_ascii_lowercase().contains("content-type: application/json"),
             "the refusal is a GraphQL error: {head}"
         );
     }
-    assert_eq!(
-        app.snapshot().await,
-        before,
-        "the registration in the body did not run"
-    );
+    assert_eq!(app.snapshot().await, before, "the registration in the body did not run");
 
     // The server still answers, and a body just under the limit is taken.
     let padding = "x".repeat(MAX_BODY_BYTES - 2048);
@@ -529,10 +485,7 @@ async fn a_ten_megabyte_body_is_refused_with_413_and_the_server_still_answers() 
     .await;
     assert_eq!(status, StatusCode::OK, "{body:#}");
     let data = data_of(&body, "a registration after the refused bodies");
-    assert_eq!(
-        data["registerAccount"]["account"]["externalId"],
-        "acct-after"
-    );
+    assert_eq!(data["registerAccount"]["account"]["externalId"], "acct-after");
     assert_eq!(app.available_points("acct-a").await, "300.00");
 }
 
@@ -564,23 +517,14 @@ fn hmac_token(header: &Value, claims: &Value, secret: &[u8]) -> String {
         b64(header.to_string().as_bytes()),
         b64(claims.to_string().as_bytes())
     );
-    let signature = jsonwebtoken::crypto::sign(
-        message.as_bytes(),
-        &EncodingKey::from_secret(secret),
-        Algorithm::HS256,
-    )
-    .expect("sign");
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(secret), Algorithm::HS256)
+        .expect("sign");
     format!("{message}.{signature}")
 }
 
 /// A token signed by the book with `algorithm` and `secret`.
 fn signed(algorithm: Algorithm, claims: &Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(
-        &Header::new(algorithm),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .expect("encode")
+    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret)).expect("encode")
 }
 
 fn claims(role: &str, sub: &str) -> Value {
@@ -590,12 +534,7 @@ fn claims(role: &str, sub: &str) -> Value {
 }
 
 /// Sends `query` with an Authorization header; the status and the body.
-async fn with_header(
-    app: &TestApp,
-    header: &str,
-    query: &str,
-    variables: Value,
-) -> (StatusCode, Value) {
+async fn with_header(app: &TestApp, header: &str, query: &str, variables: Value) -> (StatusCode, Value) {
     let response = app
         .client
         .post(format!("{}/graphql", app.address))
@@ -647,20 +586,12 @@ async fn forged_premature_and_confused_tokens_are_refused_and_change_nothing() {
     let cases: Vec<(&str, String, bool)> = vec![
         (
             "nbf an hour ahead",
-            signed(
-                Algorithm::HS256,
-                &with(&service, "nbf", json!(now + 3600)),
-                secret,
-            ),
+            signed(Algorithm::HS256, &with(&service, "nbf", json!(now + 3600)), secret),
             false,
         ),
         (
             "nbf an hour ahead, customer",
-            signed(
-                Algorithm::HS256,
-                &with(&customer, "nbf", json!(now + 3600)),
-                secret,
-            ),
+            signed(Algorithm::HS256, &with(&customer, "nbf", json!(now + 3600)), secret),
             true,
         ),
         (
@@ -728,11 +659,7 @@ async fn forged_premature_and_confused_tokens_are_refused_and_change_nothing() {
         ),
         (
             "exp null",
-            signed(
-                Algorithm::HS256,
-                &with(&service, "exp", Value::Null),
-                secret,
-            ),
+            signed(Algorithm::HS256, &with(&service, "exp", Value::Null), secret),
             false,
         ),
         (
@@ -756,11 +683,7 @@ async fn forged_premature_and_confused_tokens_are_refused_and_change_nothing() {
         ),
         (
             "a role that does not exist",
-            signed(
-                Algorithm::HS256,
-                &with(&service, "role", json!("superadmin")),
-                secret,
-            ),
+            signed(Algorithm::HS256, &with(&service, "role", json!("superadmin")), secret),
             false,
         ),
         (
@@ -770,11 +693,7 @@ async fn forged_premature_and_confused_tokens_are_refused_and_change_nothing() {
         ),
         (
             "two audiences, none of them ours",
-            signed(
-                Algorithm::HS256,
-                &with(&service, "aud", json!(["a", "b"])),
-                secret,
-            ),
+            signed(Algorithm::HS256, &with(&service, "aud", json!(["a", "b"])), secret),
             false,
         ),
     ];
@@ -790,30 +709,15 @@ async fn forged_premature_and_confused_tokens_are_refused_and_change_nothing() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body:#}");
         assert_failed(&body, "UNAUTHENTICATED");
         assert_eq!(error_codes(&body), ["UNAUTHENTICATED"], "{what}: {body:#}");
-        assert!(
-            body.get("data").is_none_or(Value::is_null),
-            "{what}: {body:#}"
-        );
+        assert!(body.get("data").is_none_or(Value::is_null), "{what}: {body:#}");
     }
-    assert_eq!(
-        app.snapshot().await,
-        before,
-        "a refused token changed something"
-    );
+    assert_eq!(app.snapshot().await, before, "a refused token changed something");
     assert_eq!(app.available_points("acct-a").await, "300.00");
 
     // The same claims signed by the book are taken: each refusal above was the attack's.
     let controls = [
-        (
-            "nbf a minute ago",
-            with(&service, "nbf", json!(now - 60)),
-            false,
-        ),
-        (
-            "nbf within the leeway",
-            with(&customer, "nbf", json!(now + 5)),
-            true,
-        ),
+        ("nbf a minute ago", with(&service, "nbf", json!(now - 60)), false),
+        ("nbf within the leeway", with(&customer, "nbf", json!(now + 5)), true),
         ("a service token", service.clone(), false),
         ("a customer token", customer.clone(), true),
     ];

@@ -46,8 +46,7 @@ async fn four_accounts(app: &TestApp) -> (String, String) {
         }))
         .await;
     assert_eq!(carol["referral"]["status"], "REJECTED", "{carol:#}");
-    app.register_with(json!({ "externalId": "cust-4711" }))
-        .await;
+    app.register_with(json!({ "externalId": "cust-4711" })).await;
     (a, b)
 }
 
@@ -80,29 +79,15 @@ async fn accounts_are_found_by_external_id_code_name_or_email_in_any_case() {
         (b.as_str(), vec!["cust-bob"]),
         (&b.to_lowercase(), vec!["cust-bob"]),
         // the empty search is no filter
-        (
-            "",
-            vec!["cust-4711", "cust-alice", "cust-bob", "cust-carol"],
-        ),
+        ("", vec!["cust-4711", "cust-alice", "cust-bob", "cust-carol"]),
         ("nobody-has-this", vec![]),
     ] {
         let found = app.accounts(Some(search), 20, None).await;
-        assert_eq!(
-            external_ids(&found),
-            expected,
-            "search {search:?}: {found:#}"
-        );
-        assert_eq!(
-            found["totalCount"],
-            expected.len(),
-            "search {search:?}: {found:#}"
-        );
+        assert_eq!(external_ids(&found), expected, "search {search:?}: {found:#}");
+        assert_eq!(found["totalCount"], expected.len(), "search {search:?}: {found:#}");
     }
     let by_code = app.accounts(Some(&a.to_lowercase()), 20, None).await;
-    assert!(
-        external_ids(&by_code).contains(&"cust-alice".to_owned()),
-        "{by_code:#}"
-    );
+    assert!(external_ids(&by_code).contains(&"cust-alice".to_owned()), "{by_code:#}");
 
     // What a row shows.
     let row = |external_id: &str| -> Value {
@@ -114,10 +99,7 @@ async fn accounts_are_found_by_external_id_code_name_or_email_in_any_case() {
     let alice = row("cust-alice");
     let bob = row("cust-bob");
     assert!(!s(&bob, "/id").is_empty(), "{bob:#}");
-    assert_eq!(
-        bob["displayName"], "Bob Brown",
-        "admins see full names: {bob:#}"
-    );
+    assert_eq!(bob["displayName"], "Bob Brown", "admins see full names: {bob:#}");
     assert_eq!(bob["email"], "Bob.Brown@Example.org", "{bob:#}");
     assert_eq!(bob["group"], "business", "{bob:#}");
     assert_eq!(bob["referralCode"], b.as_str(), "{bob:#}");
@@ -176,51 +158,29 @@ async fn accounts_paginate_with_cursors() {
     seen.sort();
     assert_eq!(
         seen,
-        vec![
-            "cust-4711",
-            "cust-alice",
-            "cust-bob",
-            "cust-carol",
-            "other-1"
-        ],
+        vec!["cust-4711", "cust-alice", "cust-bob", "cust-carol", "other-1"],
         "every account once"
     );
 
     // A filtered search pages too: "example" matches 3 emails and one name.
     let first = app.accounts(Some("EXAMPLE"), 3, None).await;
     assert_eq!(first["totalCount"], 4, "{first:#}");
-    assert_eq!(
-        first["edges"].as_array().map(Vec::len),
-        Some(3),
-        "{first:#}"
-    );
+    assert_eq!(first["edges"].as_array().map(Vec::len), Some(3), "{first:#}");
     assert_eq!(first["pageInfo"]["hasNextPage"], true, "{first:#}");
     let end = s(&first, "/pageInfo/endCursor").to_owned();
     let second = app.accounts(Some("EXAMPLE"), 3, Some(&end)).await;
     assert_eq!(second["totalCount"], 4, "{second:#}");
-    assert_eq!(
-        second["edges"].as_array().map(Vec::len),
-        Some(1),
-        "{second:#}"
-    );
+    assert_eq!(second["edges"].as_array().map(Vec::len), Some(1), "{second:#}");
     assert_eq!(second["pageInfo"]["hasNextPage"], false, "{second:#}");
     let mut both: Vec<String> = external_ids(&first);
     both.extend(external_ids(&second));
     both.sort();
-    assert_eq!(
-        both,
-        vec!["cust-alice", "cust-bob", "cust-carol", "other-1"]
-    );
+    assert_eq!(both, vec!["cust-alice", "cust-bob", "cust-carol", "other-1"]);
 
     // Page sizes and cursors are checked.
     for first in [0, 101, -1] {
         let body = app
-            .run(
-                Some(&app.admin()),
-                "admin",
-                "Accounts",
-                json!({ "first": first }),
-            )
+            .run(Some(&app.admin()), "admin", "Accounts", json!({ "first": first }))
             .await;
         if first == 0 {
             // An empty page is a fair answer to first: 0; an error must be BAD_USER_INPUT.
@@ -254,10 +214,8 @@ async fn account_detail_shows_balances_friends_and_history() {
     let alice = app.register("acct-a", Some("Alice Adams"), None).await;
     let a_id = s(&alice, "/account/id").to_owned();
     let a_code = s(&alice, "/account/referralCode").to_owned();
-    app.register("acct-b", Some("Bob Brown"), Some(&a_code))
-        .await;
-    app.register("acct-c", Some("Carol Clark"), Some(&a_code))
-        .await;
+    app.register("acct-b", Some("Bob Brown"), Some(&a_code)).await;
+    app.register("acct-c", Some("Carol Clark"), Some(&a_code)).await;
     app.verify_payment("evt-pm-b", "acct-b").await; // A: 10 credit
     app.purchase("evt-b-1", "acct-b", RESIDENTIAL, "10").await; // A: 150 points
 
@@ -296,10 +254,7 @@ async fn account_detail_shows_balances_friends_and_history() {
     };
     let b = friend("acct-b");
     assert_eq!(b["status"], "QUALIFIED", "{b:#}");
-    assert_eq!(
-        b["referee"]["displayName"], "Bob Brown",
-        "admins see full names: {b:#}"
-    );
+    assert_eq!(b["referee"]["displayName"], "Bob Brown", "admins see full names: {b:#}");
     let mut earned: Vec<(String, String)> = b["earned"]
         .as_array()
         .expect("earned")
@@ -338,28 +293,14 @@ async fn account_detail_shows_balances_friends_and_history() {
     assert_eq!(
         entries,
         vec![
-            (
-                "REWARD".into(),
-                "CREDIT".into(),
-                "10.00".into(),
-                "POSTED".into()
-            ),
-            (
-                "REWARD".into(),
-                "POINTS".into(),
-                "150.00".into(),
-                "POSTED".into()
-            ),
+            ("REWARD".into(), "CREDIT".into(), "10.00".into(), "POSTED".into()),
+            ("REWARD".into(), "POINTS".into(), "150.00".into(), "POSTED".into()),
         ],
         "{detail:#}"
     );
 
     // B's detail: its own credit, and no friends.
-    let b_id = s(
-        &nodes(&app.accounts(Some("acct-b"), 5, None).await)[0],
-        "/id",
-    )
-    .to_owned();
+    let b_id = s(&nodes(&app.accounts(Some("acct-b"), 5, None).await)[0], "/id").to_owned();
     let b_detail = app.account_detail(&b_id).await;
     assert_eq!(b_detail["externalId"], "acct-b", "{b_detail:#}");
     assert_eq!(b_detail["credit"]["available"], "5.00", "{b_detail:#}");
@@ -416,17 +357,10 @@ async fn an_admin_changes_an_accounts_referral_code_and_the_old_one_stops_workin
     assert_eq!(detail["referralCode"], "CLOUD21", "{detail:#}");
 
     // The new code works in any case; the old one no longer does.
-    let b = app
-        .register("acct-b", Some("Bob Brown"), Some("Cloud21"))
-        .await;
+    let b = app.register("acct-b", Some("Bob Brown"), Some("Cloud21")).await;
     assert_eq!(b["referral"]["status"], "PENDING", "{b:#}");
-    assert_eq!(
-        b["referral"]["referrer"]["referralCode"], "CLOUD21",
-        "{b:#}"
-    );
-    let c = app
-        .register("acct-c", Some("Carol Clark"), Some(&old_code))
-        .await;
+    assert_eq!(b["referral"]["referrer"]["referralCode"], "CLOUD21", "{b:#}");
+    let c = app.register("acct-c", Some("Carol Clark"), Some(&old_code)).await;
     assert_eq!(c["referral"]["status"], "REJECTED", "{c:#}");
     assert_eq!(c["referral"]["rejectionReason"], "UNKNOWN_CODE", "{c:#}");
     assert!(c["referral"]["referrer"].is_null(), "{c:#}");
@@ -452,14 +386,8 @@ async fn an_admin_changes_an_accounts_referral_code_and_the_old_one_stops_workin
         let body = app.set_referral_code_raw(&d_id, code).await;
         assert_failed(&body, "BAD_USER_INPUT");
     }
-    assert_eq!(
-        app.accounts(None, 20, None).await,
-        before,
-        "refusals change nothing"
-    );
-    let body = app
-        .set_referral_code_raw(&unknown_id_like(&d_id), "FRESH123")
-        .await;
+    assert_eq!(app.accounts(None, 20, None).await, before, "refusals change nothing");
+    let body = app.set_referral_code_raw(&unknown_id_like(&d_id), "FRESH123").await;
     assert_failed(&body, "NOT_FOUND");
 
     // The shortest and the longest codes.
@@ -468,13 +396,8 @@ async fn an_admin_changes_an_accounts_referral_code_and_the_old_one_stops_workin
     let long = "abcdefghij0123456789ABCDEFGHIJ12";
     assert_eq!(long.len(), 32);
     let long = app.set_referral_code(&d_id, long).await;
-    assert_eq!(
-        long["referralCode"], "ABCDEFGHIJ0123456789ABCDEFGHIJ12",
-        "{long:#}"
-    );
-    let e = app
-        .register("acct-e", Some("Eve Evans"), Some("ab12"))
-        .await;
+    assert_eq!(long["referralCode"], "ABCDEFGHIJ0123456789ABCDEFGHIJ12", "{long:#}");
+    let e = app.register("acct-e", Some("Eve Evans"), Some("ab12")).await;
     assert_eq!(e["referral"]["rejectionReason"], "UNKNOWN_CODE", "{e:#}");
 
     // B signed up with CLOUD21: that stays, while its referrer's code moves on.
@@ -482,22 +405,15 @@ async fn an_admin_changes_an_accounts_referral_code_and_the_old_one_stops_workin
     let found = app.accounts(Some("acct-b"), 5, None).await;
     let b_row = &nodes(&found)[0];
     assert_eq!(b_row["signedUpWithCode"], "CLOUD21", "{found:#}");
-    assert_eq!(
-        b_row["referral"]["referrer"]["referralCode"], "NEWCODE7",
-        "{found:#}"
-    );
+    assert_eq!(b_row["referral"]["referrer"]["referralCode"], "NEWCODE7", "{found:#}");
     let dash = app.dashboard("acct-b", 5).await;
     assert_eq!(
         dash["me"]["referral"]["referrer"]["referralCode"], "NEWCODE7",
         "{dash:#}"
     );
-    let f = app
-        .register("acct-f", Some("Fay Fox"), Some("cloud21"))
-        .await;
+    let f = app.register("acct-f", Some("Fay Fox"), Some("cloud21")).await;
     assert_eq!(f["referral"]["rejectionReason"], "UNKNOWN_CODE", "{f:#}");
-    let g = app
-        .register("acct-g", Some("Gus Gray"), Some("newcode7"))
-        .await;
+    let g = app.register("acct-g", Some("Gus Gray"), Some("newcode7")).await;
     assert_eq!(g["referral"]["status"], "PENDING", "{g:#}");
     assert_eq!(app.friends("acct-a").await.len(), 2);
 }
@@ -569,12 +485,7 @@ async fn the_audit_log_records_every_admin_change_with_its_actor_and_before_and_
         .await;
     app.update_rule(
         &rule_id,
-        fixed_credit_rule(
-            "Audited rule, renamed",
-            "PAYMENT_METHOD_VERIFIED",
-            "REFERRER",
-            "20",
-        ),
+        fixed_credit_rule("Audited rule, renamed", "PAYMENT_METHOD_VERIFIED", "REFERRER", "20"),
     )
     .await;
     app.set_referral_code(&a_id, "AUDIT42").await;
@@ -618,22 +529,14 @@ async fn the_audit_log_records_every_admin_change_with_its_actor_and_before_and_
         "the other changes name their own targets: {entries:#?}"
     );
     let times: Vec<_> = entries.iter().map(|e| instant(&e["createdAt"])).collect();
-    assert!(
-        times.windows(2).all(|w| w[0] >= w[1]),
-        "newest first: {entries:#?}"
-    );
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {entries:#?}");
 
     // Refused changes and reads are not logged.
     let count = entries.len();
     let body = app.set_referral_code_raw(&a_id, "x").await;
     assert_failed(&body, "BAD_USER_INPUT");
     let body = app
-        .create_rule_raw(fixed_credit_rule(
-            "Refused",
-            "PAYMENT_METHOD_VERIFIED",
-            "REFERRER",
-            "0",
-        ))
+        .create_rule_raw(fixed_credit_rule("Refused", "PAYMENT_METHOD_VERIFIED", "REFERRER", "0"))
         .await;
     assert_failed(&body, "BAD_USER_INPUT");
     app.rules().await;
@@ -652,30 +555,17 @@ async fn the_audit_log_records_every_admin_change_with_its_actor_and_before_and_
             .collect()
     };
     let all_ids: Vec<String> = entries.iter().map(|e| s(e, "/id").to_owned()).collect();
-    let first = app
-        .gql(Some(&app.admin()), query, json!({ "first": 4 }))
-        .await;
+    let first = app.gql(Some(&app.admin()), query, json!({ "first": 4 })).await;
     data_of(&first, "the audit log's first page");
     assert_eq!(first["data"]["auditLog"]["totalCount"], count, "{first:#}");
     assert_eq!(ids(&first), all_ids[..4].to_vec(), "{first:#}");
-    assert_eq!(
-        first["data"]["auditLog"]["pageInfo"]["hasNextPage"], true,
-        "{first:#}"
-    );
+    assert_eq!(first["data"]["auditLog"]["pageInfo"]["hasNextPage"], true, "{first:#}");
     let end = s(&first, "/data/auditLog/pageInfo/endCursor").to_owned();
     let second = app
-        .gql(
-            Some(&app.admin()),
-            query,
-            json!({ "first": 4, "after": end }),
-        )
+        .gql(Some(&app.admin()), query, json!({ "first": 4, "after": end }))
         .await;
     data_of(&second, "the audit log's second page");
-    assert_eq!(
-        ids(&second),
-        all_ids[4..count.min(8)].to_vec(),
-        "{second:#}"
-    );
+    assert_eq!(ids(&second), all_ids[4..count.min(8)].to_vec(), "{second:#}");
 }
 
 #[tokio::test]
@@ -719,9 +609,7 @@ async fn customers_and_the_billing_system_cannot_run_admin_operations() {
     ];
     for (op, vars) in cases {
         for (who, token) in [("customer", Some(&customer)), ("service", Some(&service))] {
-            let body = app
-                .run(token.map(String::as_str), "admin", op, vars.clone())
-                .await;
+            let body = app.run(token.map(String::as_str), "admin", op, vars.clone()).await;
             assert_failed(&body, "FORBIDDEN");
             let text = body.to_string();
             assert!(

@@ -149,14 +149,10 @@ async fn world(app: &TestApp) -> World {
     assert_eq!(fred["referral"]["status"], "PENDING", "{fred:#}");
     assert_eq!(gina["referral"]["status"], "PENDING", "{gina:#}");
 
-    app.purchase("setup-fred-1", FRED.external_id, RESIDENTIAL, "20")
-        .await;
-    app.purchase("setup-gina-1", GINA.external_id, RESIDENTIAL, "20")
-        .await;
-    app.purchase("setup-alice-1", ALICE.external_id, RESIDENTIAL, "1")
-        .await;
-    app.purchase("setup-bob-1", BOB.external_id, RESIDENTIAL, "1")
-        .await;
+    app.purchase("setup-fred-1", FRED.external_id, RESIDENTIAL, "20").await;
+    app.purchase("setup-gina-1", GINA.external_id, RESIDENTIAL, "20").await;
+    app.purchase("setup-alice-1", ALICE.external_id, RESIDENTIAL, "1").await;
+    app.purchase("setup-bob-1", BOB.external_id, RESIDENTIAL, "1").await;
     let alice_claim = app.claim(ALICE.external_id, &provider_id, None).await;
     let bob_claim = app.claim(BOB.external_id, &provider_id, None).await;
     assert_eq!(app.available_points(ALICE.external_id).await, "200.00");
@@ -286,14 +282,12 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         "SetRedemptionRate" => json!({ "input": {
             "providerKey": PROVIDER, "redemptionRate": if allowed { "100" } else { "0.01" } } }),
         "CreateRewardRule" => {
-            let mut rule =
-                fixed_credit_rule(&format!("Rule by {who}"), "SIGNUP", "REFEREE", "1000");
+            let mut rule = fixed_credit_rule(&format!("Rule by {who}"), "SIGNUP", "REFEREE", "1000");
             rule["enabled"] = json!(!allowed);
             json!({ "input": rule })
         }
         "UpdateRewardRule" => {
-            let mut rule =
-                fixed_credit_rule("Disabled sign-up credit", "SIGNUP", "REFEREE", "1000");
+            let mut rule = fixed_credit_rule("Disabled sign-up credit", "SIGNUP", "REFEREE", "1000");
             rule["enabled"] = json!(!allowed);
             json!({ "id": w.rule_id, "input": rule })
         }
@@ -307,15 +301,9 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         // integration
         "RegisterAccount" => json!({ "input": {
             "externalId": format!("cust-new-{who}"), "referralCode": ALICE_CODE } }),
-        "RecordPaymentMethodVerified" => {
-            TestApp::payment_verified_input(&format!("pmv-{who}"), ALICE.external_id)
-        }
-        "RecordTopUp" => {
-            TestApp::top_up_input(&format!("top-{who}"), ALICE.external_id, "10", None)
-        }
-        "RecordPurchase" => {
-            TestApp::purchase_input(&format!("buy-{who}"), FRED.external_id, RESIDENTIAL, "100")
-        }
+        "RecordPaymentMethodVerified" => TestApp::payment_verified_input(&format!("pmv-{who}"), ALICE.external_id),
+        "RecordTopUp" => TestApp::top_up_input(&format!("top-{who}"), ALICE.external_id, "10", None),
+        "RecordPurchase" => TestApp::purchase_input(&format!("buy-{who}"), FRED.external_id, RESIDENTIAL, "100"),
         "ApplyCredit" => TestApp::apply_credit_input(&format!("inv-{who}"), ALICE.external_id, "5"),
         "PendingClaims" => json!({ "first": 20 }),
         "CompleteClaim" => {
@@ -445,11 +433,7 @@ fn answered(body: &Value) -> Result<(), String> {
     }
     match body.get("data") {
         Some(Value::Object(fields)) if !fields.is_empty() => {
-            let null: Vec<&String> = fields
-                .iter()
-                .filter(|(_, v)| v.is_null())
-                .map(|(k, _)| k)
-                .collect();
+            let null: Vec<&String> = fields.iter().filter(|(_, v)| v.is_null()).map(|(k, _)| k).collect();
             if null.is_empty() {
                 Ok(())
             } else {
@@ -608,10 +592,7 @@ async fn the_secrets_the_matrix_looks_for_are_what_admins_see() {
     let b = app.dashboard(BOB.external_id, 20).await;
     assert_eq!(b["me"]["externalId"], BOB.external_id, "{b:#}");
     assert_eq!(b["me"]["referralCode"], BOB_CODE, "{b:#}");
-    assert_eq!(
-        b["me"]["referral"]["referrer"]["displayName"], "Sa*** S.",
-        "{b:#}"
-    );
+    assert_eq!(b["me"]["referral"]["referrer"]["displayName"], "Sa*** S.", "{b:#}");
     assert!(leaks(&w, BOB.external_id, &b).is_empty(), "{b:#}");
     assert!(leaks(&w, ALICE.external_id, &a).is_empty(), "{a:#}");
 }
@@ -647,14 +628,12 @@ async fn customers_reach_no_other_account_through_nested_fields_or_lookups() {
         (
             "accounts search",
             &bob,
-            r#"{ accounts(search: "alice", first: 5) { edges { node { externalId email } } } }"#
-                .to_owned(),
+            r#"{ accounts(search: "alice", first: 5) { edges { node { externalId email } } } }"#.to_owned(),
         ),
         (
             "every claim",
             &bob,
-            "{ claims(first: 10) { edges { node { id account { externalId email } } } } }"
-                .to_owned(),
+            "{ claims(first: 10) { edges { node { id account { externalId email } } } } }".to_owned(),
         ),
         (
             "the audit log",
@@ -686,8 +665,7 @@ async fn customers_reach_no_other_account_through_nested_fields_or_lookups() {
         (
             "Participant.account of the referrer's referrer",
             &alice,
-            "{ me { referral { referrer { account { referral { referrer { displayName } } } } } } }"
-                .to_owned(),
+            "{ me { referral { referrer { account { referral { referrer { displayName } } } } } } }".to_owned(),
         ),
         (
             "the billing system's view of a claim",
@@ -701,8 +679,7 @@ async fn customers_reach_no_other_account_through_nested_fields_or_lookups() {
     let before = app.snapshot().await;
     for (what, token, query) in forbidden {
         let body = app.gql(Some(token), &query, json!({})).await;
-        refused_where_asked(&body, "FORBIDDEN")
-            .unwrap_or_else(|why| panic!("{what}: {why}: {body:#}"));
+        refused_where_asked(&body, "FORBIDDEN").unwrap_or_else(|why| panic!("{what}: {why}: {body:#}"));
         for product in [RESIDENTIAL, DATACENTER] {
             assert!(!body.to_string().contains(product), "{what}: {body:#}");
         }
@@ -866,10 +843,7 @@ async fn every_root_query_field_outside_the_customers_own_is_forbidden_to_custom
         "rewardRules",
         "rewardStore",
     ] {
-        assert!(
-            seen.iter().any(|s| s == name),
-            "no root field {name} in {seen:?}"
-        );
+        assert!(seen.iter().any(|s| s == name), "no root field {name} in {seen:?}");
     }
 }
 
@@ -902,9 +876,9 @@ async fn every_root_mutation_field_is_in_the_matrix() {
         .collect();
     assert!(fields.len() >= 16, "{fields:?}");
     for field in &fields {
-        let used = documents.iter().any(|doc| {
-            doc.contains(&format!(" {field}(")) || doc.contains(&format!(" {field} {{"))
-        });
+        let used = documents
+            .iter()
+            .any(|doc| doc.contains(&format!(" {field}(")) || doc.contains(&format!(" {field} {{")));
         assert!(
             used,
             "mutation field {field} is in no built contract operation: the authorization matrix does not cover it"

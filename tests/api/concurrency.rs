@@ -23,20 +23,14 @@ async fn fifty_concurrent_claims_against_a_balance_for_ten_spend_exactly_ten() {
         .collect();
     let bodies = send_concurrently(&app, &app.customer("acct-a"), &query, vars).await;
 
-    let ok: Vec<&Value> = bodies
-        .iter()
-        .filter(|b| succeeded(b, "claimReward"))
-        .collect();
+    let ok: Vec<&Value> = bodies.iter().filter(|b| succeeded(b, "claimReward")).collect();
     let insufficient = bodies
         .iter()
         .filter(|b| error_codes(b) == vec!["INSUFFICIENT_BALANCE".to_owned()])
         .count();
     let other: Vec<&Value> = bodies
         .iter()
-        .filter(|b| {
-            !succeeded(b, "claimReward")
-                && error_codes(b) != vec!["INSUFFICIENT_BALANCE".to_owned()]
-        })
+        .filter(|b| !succeeded(b, "claimReward") && error_codes(b) != vec!["INSUFFICIENT_BALANCE".to_owned()])
         .collect();
     assert!(
         other.is_empty(),
@@ -45,15 +39,9 @@ async fn fifty_concurrent_claims_against_a_balance_for_ten_spend_exactly_ten() {
     assert_eq!(ok.len(), 10, "exactly 10 claims must succeed");
     assert_eq!(insufficient, 40);
     for body in &ok {
-        assert_eq!(
-            body["data"]["claimReward"]["claim"]["points"], "15.00",
-            "{body:#}"
-        );
+        assert_eq!(body["data"]["claimReward"]["claim"]["points"], "15.00", "{body:#}");
     }
-    let mut ids: Vec<&str> = ok
-        .iter()
-        .map(|b| s(b, "/data/claimReward/claim/id"))
-        .collect();
+    let mut ids: Vec<&str> = ok.iter().map(|b| s(b, "/data/claimReward/claim/id")).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 10, "ten distinct claims");
@@ -87,10 +75,7 @@ async fn fifty_concurrent_claims_against_a_balance_for_ten_spend_exactly_ten() {
         )
         .await;
     let history = &history["me"]["rewardHistory"];
-    assert_eq!(
-        history["totalCount"], 11,
-        "one reward and ten claims: {history:#}"
-    );
+    assert_eq!(history["totalCount"], 11, "one reward and ten claims: {history:#}");
     let sum: f64 = history["edges"]
         .as_array()
         .expect("edges")
@@ -118,10 +103,7 @@ async fn twenty_concurrent_first_purchases_pay_one_reward() {
             succeeded(body, "recordPurchase"),
             "every purchase is recorded: {body:#}"
         );
-        assert_eq!(
-            body["data"]["recordPurchase"]["event"]["duplicate"], false,
-            "{body:#}"
-        );
+        assert_eq!(body["data"]["recordPurchase"]["event"]["duplicate"], false, "{body:#}");
     }
     let rewarded: Vec<&Value> = bodies
         .iter()
@@ -132,10 +114,7 @@ async fn twenty_concurrent_first_purchases_pay_one_reward() {
         })
         .collect();
     assert_eq!(rewarded.len(), 1, "exactly one purchase pays");
-    assert_eq!(
-        rewarded[0]["data"]["recordPurchase"]["rewards"][0]["amount"],
-        "150.00"
-    );
+    assert_eq!(rewarded[0]["data"]["recordPurchase"]["rewards"][0]["amount"], "150.00");
     let skipped = bodies
         .iter()
         .filter(|b| b["data"]["recordPurchase"]["decisions"][0]["outcome"] == "SKIPPED")
@@ -186,18 +165,9 @@ async fn twenty_concurrent_deliveries_of_one_event_record_it_once() {
     let first = &bodies[0]["data"]["recordPurchase"];
     for body in &bodies {
         let answer = &body["data"]["recordPurchase"];
-        assert_eq!(
-            answer["event"]["id"], first["event"]["id"],
-            "one event: {body:#}"
-        );
-        assert_eq!(
-            answer["rewards"], first["rewards"],
-            "the same rewards: {body:#}"
-        );
-        assert_eq!(
-            answer["decisions"], first["decisions"],
-            "the same decisions: {body:#}"
-        );
+        assert_eq!(answer["event"]["id"], first["event"]["id"], "one event: {body:#}");
+        assert_eq!(answer["rewards"], first["rewards"], "the same rewards: {body:#}");
+        assert_eq!(answer["decisions"], first["decisions"], "the same decisions: {body:#}");
     }
     assert_eq!(first["rewards"][0]["amount"], "150.00", "{first:#}");
 

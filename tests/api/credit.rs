@@ -10,11 +10,7 @@ async fn alice_earns_credit(app: &TestApp, referrer: &str) {
     let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
     app.register("acct-b", Some("Bob Brown"), Some(&a)).await;
     let paid = app.verify_payment("evt-pm-b", "acct-b").await;
-    assert_eq!(
-        paid["rewards"].as_array().map(Vec::len),
-        Some(2),
-        "{paid:#}"
-    );
+    assert_eq!(paid["rewards"].as_array().map(Vec::len), Some(2), "{paid:#}");
 }
 
 fn answer(applied: &str, remaining: &str, duplicate: bool) -> Value {
@@ -125,10 +121,7 @@ async fn a_replayed_invoice_is_answered_again_and_other_input_for_it_is_a_confli
     assert_eq!(again["duplicate"], true, "{again:#}");
     assert_eq!(app.available_credit("acct-a").await, "10.00");
     assert_eq!(app.ledger_sum("acct-a", "CREDIT").await, 10_000_000);
-    assert_eq!(
-        applied_entries(&app, "acct-a").await,
-        vec!["-5.00", "-10.00"]
-    );
+    assert_eq!(applied_entries(&app, "acct-a").await, vec!["-5.00", "-10.00"]);
 }
 
 #[tokio::test]
@@ -170,10 +163,7 @@ async fn invalid_credit_requests_are_refused() {
     alice_earns_credit(&app, "25").await;
     let before = app.snapshot().await;
 
-    assert_failed(
-        &app.apply_credit_raw("inv-x", "nobody", "10").await,
-        "NOT_FOUND",
-    );
+    assert_failed(&app.apply_credit_raw("inv-x", "nobody", "10").await, "NOT_FOUND");
     for amount in ["-5", "-0.01"] {
         let body = app.apply_credit_raw("inv-y", "acct-a", amount).await;
         assert_failed(&body, "BAD_USER_INPUT");
@@ -182,11 +172,7 @@ async fn invalid_credit_requests_are_refused() {
     for (invoice, amount) in [("inv-zero-1", "0"), ("inv-zero-2", "0.00")] {
         let body = app.apply_credit_raw(invoice, "acct-a", amount).await;
         if error_codes(&body).is_empty() {
-            assert_eq!(
-                body["data"]["applyCredit"],
-                answer("0.00", "25.00", false),
-                "{body:#}"
-            );
+            assert_eq!(body["data"]["applyCredit"], answer("0.00", "25.00", false), "{body:#}");
         } else {
             assert_failed(&body, "BAD_USER_INPUT");
         }

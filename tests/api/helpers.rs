@@ -72,11 +72,7 @@ fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if let Ok(filter) = std::env::var("TEST_LOG") {
-            let filter = if filter == "1" {
-                "info".to_owned()
-            } else {
-                filter
-            };
+            let filter = if filter == "1" { "info".to_owned() } else { filter };
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
                 .with_test_writer()
@@ -163,9 +159,7 @@ fn split_definitions(source: &str) -> Vec<Definition> {
                 let block = chars.get(i..i + 3).is_some_and(|s| s == ['"', '"', '"']);
                 if block {
                     i += 3;
-                    while i < chars.len()
-                        && chars.get(i..i + 3).is_none_or(|s| s != ['"', '"', '"'])
-                    {
+                    while i < chars.len() && chars.get(i..i + 3).is_none_or(|s| s != ['"', '"', '"']) {
                         i += 1;
                     }
                     i += 3;
@@ -188,9 +182,7 @@ fn split_definitions(source: &str) -> Vec<Definition> {
                 depth += 1;
             }
             '}' => {
-                depth = depth
-                    .checked_sub(1)
-                    .expect("unbalanced braces in a contract document");
+                depth = depth.checked_sub(1).expect("unbalanced braces in a contract document");
                 if depth == 0 {
                     let s = start.take().expect("definition start");
                     let text: String = chars[s..=i].iter().collect();
@@ -207,10 +199,7 @@ fn split_definitions(source: &str) -> Vec<Definition> {
 }
 
 fn parse_header(text: String) -> Definition {
-    let header: String = text
-        .chars()
-        .take_while(|c| *c != '{' && *c != '(')
-        .collect();
+    let header: String = text.chars().take_while(|c| *c != '{' && *c != '(').collect();
     let mut words = header.split_whitespace();
     let kind = words.next().unwrap_or_default().to_owned();
     let name = words.next().unwrap_or_default().to_owned();
@@ -240,8 +229,7 @@ fn fragment_spreads(text: &str) -> Vec<String> {
 /// of features that are not built yet.
 pub fn contract_op(file: &str, name: &str) -> String {
     let path = contract_dir().join(format!("{file}.graphql"));
-    let source =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
+    let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
     let defs = split_definitions(&source);
     let op = defs
         .iter()
@@ -307,12 +295,7 @@ impl TestApp {
     }
 
     /// POSTs a GraphQL request; the HTTP status and the whole body.
-    pub async fn gql_raw(
-        &self,
-        token: Option<&str>,
-        query: &str,
-        variables: Value,
-    ) -> (StatusCode, Value) {
+    pub async fn gql_raw(&self, token: Option<&str>, query: &str, variables: Value) -> (StatusCode, Value) {
         post_graphql(&self.client, &self.address, token, query, variables).await
     }
 
@@ -322,24 +305,12 @@ impl TestApp {
     }
 
     /// Runs the contract operation `name` of `file`; the whole response body.
-    pub async fn run(
-        &self,
-        token: Option<&str>,
-        file: &str,
-        name: &str,
-        variables: Value,
-    ) -> Value {
+    pub async fn run(&self, token: Option<&str>, file: &str, name: &str, variables: Value) -> Value {
         self.gql(token, &contract_op(file, name), variables).await
     }
 
     /// Like `run`, but the operation must succeed: returns `data`.
-    pub async fn run_ok(
-        &self,
-        token: Option<&str>,
-        file: &str,
-        name: &str,
-        variables: Value,
-    ) -> Value {
+    pub async fn run_ok(&self, token: Option<&str>, file: &str, name: &str, variables: Value) -> Value {
         let body = self.run(token, file, name, variables.clone()).await;
         data_of(&body, &format!("{file}/{name} with {variables}"))
     }
@@ -416,10 +387,7 @@ pub fn assert_error_code(body: &Value, code: &str) {
     );
     // INTERNAL never carries database text; no other error should either.
     for error in body["errors"].as_array().into_iter().flatten() {
-        let message = error["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let message = error["message"].as_str().unwrap_or_default().to_ascii_lowercase();
         for leak in [
             "sqlx",
             "sqlite",
@@ -454,10 +422,7 @@ pub fn assert_failed(body: &Value, code: &str) {
 /// A well-formed id of the same kind as `id` that names nothing: its trailing digits replaced.
 pub fn unknown_id_like(id: &str) -> String {
     let prefix = id.trim_end_matches(|c: char| c.is_ascii_digit());
-    assert!(
-        prefix.len() < id.len(),
-        "cannot make an unknown id like {id:?}"
-    );
+    assert!(prefix.len() < id.len(), "cannot make an unknown id like {id:?}");
     format!("{prefix}987654")
 }
 
@@ -474,12 +439,7 @@ pub fn s<'a>(value: &'a Value, pointer: &str) -> &'a str {
 
 impl TestApp {
     /// Registers an account through the billing system's RegisterAccount; `registerAccount`.
-    pub async fn register(
-        &self,
-        external_id: &str,
-        display_name: Option<&str>,
-        code: Option<&str>,
-    ) -> Value {
+    pub async fn register(&self, external_id: &str, display_name: Option<&str>, code: Option<&str>) -> Value {
         let mut input = json!({ "externalId": external_id });
         if let Some(name) = display_name {
             input["displayName"] = json!(name);
@@ -499,12 +459,7 @@ impl TestApp {
     }
 
     /// Registers an account and returns its referral code.
-    pub async fn register_code(
-        &self,
-        external_id: &str,
-        display_name: Option<&str>,
-        code: Option<&str>,
-    ) -> String {
+    pub async fn register_code(&self, external_id: &str, display_name: Option<&str>, code: Option<&str>) -> String {
         s(
             &self.register(external_id, display_name, code).await,
             "/account/referralCode",
@@ -513,12 +468,7 @@ impl TestApp {
     }
 
     /// A provider with a redemption rate; returns its id.
-    pub async fn upsert_provider(
-        &self,
-        key: &str,
-        name: &str,
-        redemption_rate: Option<&str>,
-    ) -> String {
+    pub async fn upsert_provider(&self, key: &str, name: &str, redemption_rate: Option<&str>) -> String {
         let mut input = json!({ "key": key, "name": name });
         if let Some(rate) = redemption_rate {
             input["redemptionRate"] = json!(rate);
@@ -542,18 +492,12 @@ impl TestApp {
         category: &str,
         rate: Option<&str>,
     ) -> Value {
-        let mut input =
-            json!({ "key": key, "providerKey": provider_key, "name": name, "category": category });
+        let mut input = json!({ "key": key, "providerKey": provider_key, "name": name, "category": category });
         if let Some(rate) = rate {
             input["productRate"] = json!(rate);
         }
         let data = self
-            .run_ok(
-                Some(&self.admin()),
-                "admin",
-                "UpsertProduct",
-                json!({ "input": input }),
-            )
+            .run_ok(Some(&self.admin()), "admin", "UpsertProduct", json!({ "input": input }))
             .await;
         data["upsertProduct"].clone()
     }
@@ -561,25 +505,11 @@ impl TestApp {
     /// The usual catalog: provider `proxyco` ("ProxyCo", 100 points per GB), a residential
     /// product at 15 points per GB and a datacenter product at 5. Returns the provider's id.
     pub async fn setup_catalog(&self) -> String {
-        let id = self
-            .upsert_provider(PROVIDER, PROVIDER_NAME, Some("100"))
+        let id = self.upsert_provider(PROVIDER, PROVIDER_NAME, Some("100")).await;
+        self.upsert_product(RESIDENTIAL, PROVIDER, "Residential proxies", "residential", Some("15"))
             .await;
-        self.upsert_product(
-            RESIDENTIAL,
-            PROVIDER,
-            "Residential proxies",
-            "residential",
-            Some("15"),
-        )
-        .await;
-        self.upsert_product(
-            DATACENTER,
-            PROVIDER,
-            "Datacenter proxies",
-            "datacenter",
-            Some("5"),
-        )
-        .await;
+        self.upsert_product(DATACENTER, PROVIDER, "Datacenter proxies", "datacenter", Some("5"))
+            .await;
         id
     }
 
@@ -620,13 +550,7 @@ impl TestApp {
     }
 
     /// RecordPurchase as the billing system; the whole response body.
-    pub async fn purchase_raw(
-        &self,
-        event_id: &str,
-        external_id: &str,
-        product_key: &str,
-        gb: &str,
-    ) -> Value {
+    pub async fn purchase_raw(&self, event_id: &str, external_id: &str, product_key: &str, gb: &str) -> Value {
         self.run(
             Some(&self.service()),
             "integration",
@@ -637,16 +561,8 @@ impl TestApp {
     }
 
     /// RecordPurchase that must succeed; `recordPurchase`.
-    pub async fn purchase(
-        &self,
-        event_id: &str,
-        external_id: &str,
-        product_key: &str,
-        gb: &str,
-    ) -> Value {
-        let body = self
-            .purchase_raw(event_id, external_id, product_key, gb)
-            .await;
+    pub async fn purchase(&self, event_id: &str, external_id: &str, product_key: &str, gb: &str) -> Value {
+        let body = self.purchase_raw(event_id, external_id, product_key, gb).await;
         data_of(&body, &format!("RecordPurchase {event_id}"))["recordPurchase"].clone()
     }
 
@@ -665,9 +581,7 @@ impl TestApp {
     /// the Dashboard only, so that a balance check does not depend on the rest of it.
     pub async fn points(&self, external_id: &str) -> (String, String, String) {
         let query = "query Balance { me { points: balance(unit: POINTS) { unit available pending lifetimeEarned } } }";
-        let body = self
-            .gql(Some(&self.customer(external_id)), query, json!({}))
-            .await;
+        let body = self.gql(Some(&self.customer(external_id)), query, json!({})).await;
         let data = data_of(&body, &format!("the POINTS balance of {external_id}"));
         let points = &data["me"]["points"];
         assert_eq!(points["unit"], "POINTS", "{data:#}");
@@ -683,12 +597,7 @@ impl TestApp {
     }
 
     /// ClaimReward as the customer; the whole response body.
-    pub async fn claim_raw(
-        &self,
-        external_id: &str,
-        provider_id: &str,
-        key: Option<&str>,
-    ) -> Value {
+    pub async fn claim_raw(&self, external_id: &str, provider_id: &str, key: Option<&str>) -> Value {
         let mut input = json!({ "providerId": provider_id });
         if let Some(key) = key {
             input["idempotencyKey"] = json!(key);
@@ -708,8 +617,7 @@ impl TestApp {
     }
 
     pub async fn catalog(&self) -> Value {
-        self.run_ok(Some(&self.admin()), "admin", "Catalog", json!({}))
-            .await
+        self.run_ok(Some(&self.admin()), "admin", "Catalog", json!({})).await
     }
 
     pub async fn settings(&self) -> Value {
@@ -720,14 +628,9 @@ impl TestApp {
 
     /// A → B → C: A refers B, B refers C. Returns the codes of A and B.
     pub async fn chain(&self) -> (String, String) {
-        let a = self
-            .register_code("acct-a", Some("Alice Adams"), None)
-            .await;
-        let b = self
-            .register_code("acct-b", Some("Bob Brown"), Some(&a))
-            .await;
-        self.register_code("acct-c", Some("Carol Clark"), Some(&b))
-            .await;
+        let a = self.register_code("acct-a", Some("Alice Adams"), None).await;
+        let b = self.register_code("acct-b", Some("Bob Brown"), Some(&a)).await;
+        self.register_code("acct-c", Some("Carol Clark"), Some(&b)).await;
         (a, b)
     }
 }
@@ -739,13 +642,7 @@ impl TestApp {
 pub const SEEDED_RULE: &str = "Points for a friend's first residential purchase";
 
 /// A reward rule's input with only the required fields; add the others with `input["x"] = ..`.
-pub fn rule_input(
-    name: &str,
-    trigger: &str,
-    beneficiary: &str,
-    unit: &str,
-    calculation: &str,
-) -> Value {
+pub fn rule_input(name: &str, trigger: &str, beneficiary: &str, unit: &str, calculation: &str) -> Value {
     json!({
         "name": name,
         "trigger": trigger,
@@ -884,12 +781,7 @@ pub fn credit_reward(external_id: &str, amount: &str) -> (String, String, String
 
 /// Sends the same query `variables.len()` times at once (each with its own variables) and
 /// returns the bodies in order.
-pub async fn send_concurrently(
-    app: &TestApp,
-    token: &str,
-    query: &str,
-    variables: Vec<Value>,
-) -> Vec<Value> {
+pub async fn send_concurrently(app: &TestApp, token: &str, query: &str, variables: Vec<Value>) -> Vec<Value> {
     let tasks: Vec<_> = variables
         .into_iter()
         .map(|vars| {
@@ -897,11 +789,7 @@ pub async fn send_concurrently(
             let address = app.address.clone();
             let token = token.to_owned();
             let query = query.to_owned();
-            tokio::spawn(async move {
-                post_graphql(&client, &address, Some(&token), &query, vars)
-                    .await
-                    .1
-            })
+            tokio::spawn(async move { post_graphql(&client, &address, Some(&token), &query, vars).await.1 })
         })
         .collect();
     futures::future::join_all(tasks)
@@ -918,13 +806,8 @@ pub fn micros(text: &str) -> i64 {
         None => (false, text),
     };
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    assert!(
-        fraction.len() <= 6 && !whole.is_empty(),
-        "not a decimal: {text:?}"
-    );
-    let whole: i64 = whole
-        .parse()
-        .unwrap_or_else(|e| panic!("not a decimal {text:?}: {e}"));
+    assert!(fraction.len() <= 6 && !whole.is_empty(), "not a decimal: {text:?}");
+    let whole: i64 = whole.parse().unwrap_or_else(|e| panic!("not a decimal {text:?}: {e}"));
     let fraction: i64 = format!("{fraction:0<6}")
         .parse()
         .unwrap_or_else(|e| panic!("not a decimal {text:?}: {e}"));
@@ -1015,12 +898,7 @@ impl TestApp {
 
     /// Program 1 for prepaid newcomers: a TOP_UP_TOTAL_REACHED rule for the referrer and one
     /// for the newcomer. Returns their ids (referrer's, newcomer's).
-    pub async fn prepaid_rules(
-        &self,
-        threshold: &str,
-        referrer: &str,
-        referee: &str,
-    ) -> (String, String) {
+    pub async fn prepaid_rules(&self, threshold: &str, referrer: &str, referee: &str) -> (String, String) {
         let mut r = fixed_credit_rule(
             "Credit for the referrer: friend topped up",
             "TOP_UP_TOTAL_REACHED",
@@ -1088,17 +966,10 @@ impl TestApp {
     /// RecordPaymentMethodVerified that must succeed; `recordPaymentMethodVerified`.
     pub async fn verify_payment(&self, event_id: &str, external_id: &str) -> Value {
         let body = self.verify_payment_raw(event_id, external_id).await;
-        data_of(&body, &format!("RecordPaymentMethodVerified {event_id}"))
-            ["recordPaymentMethodVerified"]
-            .clone()
+        data_of(&body, &format!("RecordPaymentMethodVerified {event_id}"))["recordPaymentMethodVerified"].clone()
     }
 
-    pub fn top_up_input(
-        event_id: &str,
-        external_id: &str,
-        amount: &str,
-        successful: Option<bool>,
-    ) -> Value {
+    pub fn top_up_input(event_id: &str, external_id: &str, amount: &str, successful: Option<bool>) -> Value {
         let mut input = json!({ "eventId": event_id, "externalId": external_id, "amount": amount });
         if let Some(successful) = successful {
             input["successful"] = json!(successful);
@@ -1107,13 +978,7 @@ impl TestApp {
     }
 
     /// RecordTopUp as the billing system; the whole response body.
-    pub async fn top_up_raw(
-        &self,
-        event_id: &str,
-        external_id: &str,
-        amount: &str,
-        successful: Option<bool>,
-    ) -> Value {
+    pub async fn top_up_raw(&self, event_id: &str, external_id: &str, amount: &str, successful: Option<bool>) -> Value {
         self.run(
             Some(&self.service()),
             "integration",
@@ -1124,16 +989,8 @@ impl TestApp {
     }
 
     /// RecordTopUp that must succeed; `recordTopUp`.
-    pub async fn top_up(
-        &self,
-        event_id: &str,
-        external_id: &str,
-        amount: &str,
-        successful: Option<bool>,
-    ) -> Value {
-        let body = self
-            .top_up_raw(event_id, external_id, amount, successful)
-            .await;
+    pub async fn top_up(&self, event_id: &str, external_id: &str, amount: &str, successful: Option<bool>) -> Value {
+        let body = self.top_up_raw(event_id, external_id, amount, successful).await;
         data_of(&body, &format!("RecordTopUp {event_id}"))["recordTopUp"].clone()
     }
 
@@ -1142,9 +999,7 @@ impl TestApp {
         let query = format!(
             "query Balance {{ me {{ b: balance(unit: {unit}) {{ unit available pending lifetimeEarned }} }} }}"
         );
-        let body = self
-            .gql(Some(&self.customer(external_id)), &query, json!({}))
-            .await;
+        let body = self.gql(Some(&self.customer(external_id)), &query, json!({})).await;
         let data = data_of(&body, &format!("the {unit} balance of {external_id}"));
         let balance = &data["me"]["b"];
         assert_eq!(balance["unit"], unit, "{data:#}");
@@ -1169,12 +1024,7 @@ impl TestApp {
     }
 
     /// ApplyCredit as the billing system; the whole response body.
-    pub async fn apply_credit_raw(
-        &self,
-        invoice_id: &str,
-        external_id: &str,
-        amount: &str,
-    ) -> Value {
+    pub async fn apply_credit_raw(&self, invoice_id: &str, external_id: &str, amount: &str) -> Value {
         self.run(
             Some(&self.service()),
             "integration",
@@ -1206,12 +1056,7 @@ impl TestApp {
     /// AccountDetail as an admin; `account` (null when unknown).
     pub async fn account_detail(&self, id: &str) -> Value {
         let data = self
-            .run_ok(
-                Some(&self.admin()),
-                "admin",
-                "AccountDetail",
-                json!({ "id": id }),
-            )
+            .run_ok(Some(&self.admin()), "admin", "AccountDetail", json!({ "id": id }))
             .await;
         data["account"].clone()
     }
@@ -1273,15 +1118,11 @@ impl TestApp {
     pub async fn sql_i64(&self, sql: &str) -> i64 {
         let db = &self.state.db;
         let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                sql.to_owned(),
-            ))
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_owned()))
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .unwrap_or_else(|| panic!("{sql}: no row"));
-        row.try_get_by_index::<i64>(0)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        row.try_get_by_index::<i64>(0).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -1361,8 +1202,7 @@ pub fn instant(value: &Value) -> chrono::DateTime<chrono::Utc> {
 /// (`query`, `mutation`) and name. Fragments are left out.
 pub fn contract_operations(file: &str) -> Vec<(String, String)> {
     let path = contract_dir().join(format!("{file}.graphql"));
-    let source =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
+    let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
     split_definitions(&source)
         .into_iter()
         .filter(|d| d.kind != "fragment")
@@ -1378,10 +1218,7 @@ mod tests {
     fn contract_operations_come_with_their_fragments() {
         let history = contract_op("customer", "HistoryPage");
         assert!(history.starts_with("query HistoryPage("), "{history}");
-        assert!(
-            history.contains("fragment HistoryEntry on LedgerEntry"),
-            "{history}"
-        );
+        assert!(history.contains("fragment HistoryEntry on LedgerEntry"), "{history}");
         assert!(!history.contains("query Dashboard"), "{history}");
         let purchase = contract_op("integration", "RecordPurchase");
         assert!(

@@ -4,13 +4,7 @@
 use crate::helpers::*;
 use serde_json::{Value, json};
 
-fn purchase_vars(
-    event_id: &str,
-    external_id: &str,
-    product: &str,
-    gb: &str,
-    amount: &str,
-) -> Value {
+fn purchase_vars(event_id: &str, external_id: &str, product: &str, gb: &str, amount: &str) -> Value {
     json!({ "input": {
         "eventId": event_id,
         "externalId": external_id,
@@ -61,10 +55,7 @@ async fn a_replayed_purchase_is_answered_again_and_changes_nothing() {
         assert_eq!(again["event"]["id"], first["event"]["id"], "{again:#}");
         assert_eq!(again["event"]["eventId"], "inv-1001", "{again:#}");
         assert_eq!(again["event"]["kind"], "PURCHASE", "{again:#}");
-        assert_eq!(
-            again["event"]["occurredAt"], first["event"]["occurredAt"],
-            "{again:#}"
-        );
+        assert_eq!(again["event"]["occurredAt"], first["event"]["occurredAt"], "{again:#}");
         assert_eq!(
             again["rewards"], first["rewards"],
             "the same rewards are answered: {again:#}"
@@ -115,22 +106,13 @@ async fn an_event_id_reused_with_different_input_is_a_conflict() {
             purchase_vars("inv-1001", "acct-c", RESIDENTIAL, "10", "49.90"),
         ),
     ] {
-        let body = app
-            .run(Some(&service), "integration", "RecordPurchase", vars)
-            .await;
+        let body = app.run(Some(&service), "integration", "RecordPurchase", vars).await;
         assert_failed(&body, "IDEMPOTENCY_CONFLICT");
-        assert_eq!(
-            app.snapshot().await,
-            before,
-            "a conflicting {what} must change nothing"
-        );
+        assert_eq!(app.snapshot().await, before, "a conflicting {what} must change nothing");
     }
     // C's own first purchase, under a fresh eventId, still counts for B.
     let paid = app.purchase("inv-1002", "acct-c", RESIDENTIAL, "2").await;
-    assert_eq!(
-        paid["rewards"][0]["account"]["externalId"], "acct-b",
-        "{paid:#}"
-    );
+    assert_eq!(paid["rewards"][0]["account"]["externalId"], "acct-b", "{paid:#}");
     assert_eq!(paid["rewards"][0]["amount"], "30.00", "{paid:#}");
     assert_eq!(app.available_points("acct-a").await, "150.00");
 }
@@ -166,9 +148,7 @@ async fn a_replayed_claim_answers_the_same_claim_and_debits_once() {
     // The same key for another provider is a conflict.
     let other_id = app.upsert_provider("otherco", "OtherCo", Some("10")).await;
     let before = app.snapshot().await;
-    let conflict = app
-        .claim_raw("acct-a", &other_id, Some("claim-key-1"))
-        .await;
+    let conflict = app.claim_raw("acct-a", &other_id, Some("claim-key-1")).await;
     assert_failed(&conflict, "IDEMPOTENCY_CONFLICT");
     assert_eq!(app.snapshot().await, before);
     assert_eq!(app.available_points("acct-a").await, "50.00");

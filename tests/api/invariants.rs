@@ -7,7 +7,11 @@ use sea_orm::ConnectionTrait;
 
 async fn broken(app: &TestApp) -> Vec<&'static str> {
     let findings = check::run(&app.state.db).await.expect("the checks run");
-    findings.iter().filter(|f| !f.violations.is_empty()).map(|f| f.invariant).collect()
+    findings
+        .iter()
+        .filter(|f| !f.violations.is_empty())
+        .map(|f| f.invariant)
+        .collect()
 }
 
 #[tokio::test]

@@ -5,12 +5,12 @@
 // A failed expectation in a test is a panic with a message: that is what `expect` is for here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-#[path = "../common/mod.rs"]
-mod common;
 mod abuse;
 mod admin;
 mod authz;
 mod cloud_credit;
+#[path = "../common/mod.rs"]
+mod common;
 mod concurrency;
 mod credit;
 mod helpers;

@@ -130,15 +130,8 @@ async fn a_referral_chain_pays_each_referrer_for_its_friends_first_residential_p
     // B sees who referred it (masked) and its own friend C.
     let data = app.dashboard("acct-b", 20).await;
     let me = &data["me"];
-    assert_eq!(
-        me["referral"]["referrer"]["referralCode"],
-        a_code.as_str(),
-        "{me:#}"
-    );
-    assert_eq!(
-        me["referral"]["referrer"]["displayName"], "Al*** A.",
-        "{me:#}"
-    );
+    assert_eq!(me["referral"]["referrer"]["referralCode"], a_code.as_str(), "{me:#}");
+    assert_eq!(me["referral"]["referrer"]["displayName"], "Al*** A.", "{me:#}");
     assert_eq!(me["referralCode"], b_code.as_str(), "{me:#}");
     let friend = &me["referredFriends"]["edges"][0]["node"];
     assert_eq!(friend["referee"]["displayName"], "Ca*** C.", "{me:#}");
@@ -147,11 +140,7 @@ async fn a_referral_chain_pays_each_referrer_for_its_friends_first_residential_p
         json!([{ "unit": "POINTS", "amount": "37.50" }]),
         "{me:#}"
     );
-    assert_eq!(
-        amounts(&me["rewardHistory"]["edges"]),
-        vec!["37.50"],
-        "{me:#}"
-    );
+    assert_eq!(amounts(&me["rewardHistory"]["edges"]), vec!["37.50"], "{me:#}");
 
     // The ledger and the balance rows agree.
     assert_eq!(app.ledger_sum("acct-a", "POINTS").await, 150_000_000);
@@ -177,20 +166,14 @@ async fn only_the_first_purchase_counts_and_only_if_it_is_residential() {
     assert_eq!(second["event"]["duplicate"], false, "{second:#}");
     let decision = &second["decisions"][0];
     assert_eq!(decision["outcome"], "SKIPPED", "{second:#}");
-    assert!(
-        s(decision, "/reason").contains("first purchase"),
-        "{second:#}"
-    );
+    assert!(s(decision, "/reason").contains("first purchase"), "{second:#}");
 
     // D's first purchase is a datacenter product: nothing, and a later residential one is no
     // longer the first purchase.
     let dc = app.purchase("evt-d-1", "acct-d", DATACENTER, "10").await;
     assert_eq!(dc["rewards"], json!([]), "{dc:#}");
     assert_eq!(dc["decisions"][0]["outcome"], "SKIPPED", "{dc:#}");
-    assert!(
-        s(&dc["decisions"][0], "/reason").contains("datacenter"),
-        "{dc:#}"
-    );
+    assert!(s(&dc["decisions"][0], "/reason").contains("datacenter"), "{dc:#}");
     let later = app.purchase("evt-d-2", "acct-d", RESIDENTIAL, "10").await;
     assert_eq!(later["rewards"], json!([]), "{later:#}");
     assert_eq!(later["decisions"][0]["outcome"], "SKIPPED", "{later:#}");
@@ -200,9 +183,7 @@ async fn only_the_first_purchase_counts_and_only_if_it_is_residential() {
     );
 
     // A purchase by an account nobody referred pays nobody.
-    let lone = app
-        .purchase("evt-lone-1", "acct-lone", RESIDENTIAL, "10")
-        .await;
+    let lone = app.purchase("evt-lone-1", "acct-lone", RESIDENTIAL, "10").await;
     assert_eq!(lone["rewards"], json!([]), "{lone:#}");
     assert_eq!(lone["decisions"][0]["outcome"], "SKIPPED", "{lone:#}");
 
@@ -241,27 +222,17 @@ async fn history_and_friends_paginate_with_cursors() {
         ("f-3", "Fay Fox", "3"),
     ] {
         app.register(ext, Some(name), Some(&a)).await;
-        app.purchase(&format!("evt-{ext}"), ext, RESIDENTIAL, gb)
-            .await;
+        app.purchase(&format!("evt-{ext}"), ext, RESIDENTIAL, gb).await;
     }
     let token = app.customer("acct-a");
 
     // History, newest first: 45, 30 | 15.
     let page1 = app
-        .run_ok(
-            Some(&token),
-            "customer",
-            "HistoryPage",
-            json!({ "first": 2 }),
-        )
+        .run_ok(Some(&token), "customer", "HistoryPage", json!({ "first": 2 }))
         .await;
     let history = &page1["me"]["rewardHistory"];
     assert_eq!(history["totalCount"], 3, "{page1:#}");
-    assert_eq!(
-        amounts(&history["edges"]),
-        vec!["45.00", "30.00"],
-        "{page1:#}"
-    );
+    assert_eq!(amounts(&history["edges"]), vec!["45.00", "30.00"], "{page1:#}");
     assert_eq!(history["pageInfo"]["hasNextPage"], true, "{page1:#}");
     let end = s(history, "/pageInfo/endCursor").to_owned();
     assert_eq!(
@@ -308,11 +279,7 @@ async fn history_and_friends_paginate_with_cursors() {
         )
         .await;
     assert_eq!(credit["me"]["rewardHistory"]["totalCount"], 0, "{credit:#}");
-    assert_eq!(
-        credit["me"]["rewardHistory"]["edges"],
-        json!([]),
-        "{credit:#}"
-    );
+    assert_eq!(credit["me"]["rewardHistory"]["edges"], json!([]), "{credit:#}");
     assert_eq!(
         credit["me"]["rewardHistory"]["pageInfo"]["hasNextPage"], false,
         "{credit:#}"
@@ -333,24 +300,12 @@ async fn history_and_friends_paginate_with_cursors() {
 
     // Friends, newest first: Fay, Evan | Dana.
     let page1 = app
-        .run_ok(
-            Some(&token),
-            "customer",
-            "FriendsPage",
-            json!({ "first": 2 }),
-        )
+        .run_ok(Some(&token), "customer", "FriendsPage", json!({ "first": 2 }))
         .await;
     let friends = &page1["me"]["referredFriends"];
     assert_eq!(friends["totalCount"], 3, "{page1:#}");
-    assert_eq!(
-        names(&friends["edges"]),
-        vec!["Fa*** F.", "Ev*** E."],
-        "{page1:#}"
-    );
-    assert_eq!(
-        friends["edges"][0]["node"]["status"], "QUALIFIED",
-        "{page1:#}"
-    );
+    assert_eq!(names(&friends["edges"]), vec!["Fa*** F.", "Ev*** E."], "{page1:#}");
+    assert_eq!(friends["edges"][0]["node"]["status"], "QUALIFIED", "{page1:#}");
     assert_eq!(friends["pageInfo"]["hasNextPage"], true, "{page1:#}");
     let end = s(friends, "/pageInfo/endCursor").to_owned();
     assert_eq!(friends["edges"][1]["cursor"], end.as_str(), "{page1:#}");
@@ -377,11 +332,7 @@ async fn history_and_friends_paginate_with_cursors() {
             json!({ "first": 2, "after": end }),
         )
         .await;
-    assert_eq!(
-        page3["me"]["referredFriends"]["edges"],
-        json!([]),
-        "{page3:#}"
-    );
+    assert_eq!(page3["me"]["referredFriends"]["edges"], json!([]), "{page3:#}");
     assert_eq!(
         page3["me"]["referredFriends"]["pageInfo"]["hasNextPage"], false,
         "{page3:#}"
@@ -397,9 +348,7 @@ async fn claims_cost_the_redemption_rate_and_a_failed_claim_gives_the_points_bac
     let customer = app.customer("acct-a");
     let service = app.service();
 
-    let store = app
-        .run_ok(Some(&customer), "customer", "RewardStore", json!({}))
-        .await;
+    let store = app.run_ok(Some(&customer), "customer", "RewardStore", json!({})).await;
     let store = &store["rewardStore"];
     assert_eq!(store["enabled"], true, "{store:#}");
     assert_eq!(store["gbPerClaim"], 1, "{store:#}");
@@ -407,11 +356,7 @@ async fn claims_cost_the_redemption_rate_and_a_failed_claim_gives_the_points_bac
     assert_eq!(store["balance"]["pending"], "0.00", "{store:#}");
     let offers = store["offers"].as_array().expect("offers");
     assert_eq!(offers.len(), 1, "{store:#}");
-    assert_eq!(
-        offers[0]["provider"]["id"],
-        provider_id.as_str(),
-        "{store:#}"
-    );
+    assert_eq!(offers[0]["provider"]["id"], provider_id.as_str(), "{store:#}");
     assert_eq!(offers[0]["provider"]["key"], PROVIDER, "{store:#}");
     assert_eq!(offers[0]["provider"]["name"], PROVIDER_NAME, "{store:#}");
     assert_eq!(offers[0]["redemptionRate"], "100.00", "{store:#}");
@@ -436,22 +381,12 @@ async fn claims_cost_the_redemption_rate_and_a_failed_claim_gives_the_points_bac
     let refused = app.claim_raw("acct-a", &provider_id, None).await;
     assert_failed(&refused, "INSUFFICIENT_BALANCE");
     assert_eq!(app.available_points("acct-a").await, "50.00");
-    let store = app
-        .run_ok(Some(&customer), "customer", "RewardStore", json!({}))
-        .await;
-    assert_eq!(
-        store["rewardStore"]["offers"][0]["affordable"], false,
-        "{store:#}"
-    );
+    let store = app.run_ok(Some(&customer), "customer", "RewardStore", json!({})).await;
+    assert_eq!(store["rewardStore"]["offers"][0]["affordable"], false, "{store:#}");
 
     // The billing system sees the pending claim and delivers it.
     let pending = app
-        .run_ok(
-            Some(&service),
-            "integration",
-            "PendingClaims",
-            json!({ "first": 10 }),
-        )
+        .run_ok(Some(&service), "integration", "PendingClaims", json!({ "first": 10 }))
         .await;
     let claims = &pending["claims"];
     assert_eq!(claims["totalCount"], 1, "{pending:#}");
@@ -477,12 +412,7 @@ async fn claims_cost_the_redemption_rate_and_a_failed_claim_gives_the_points_bac
         "{done:#}"
     );
     let pending = app
-        .run_ok(
-            Some(&service),
-            "integration",
-            "PendingClaims",
-            json!({ "first": 10 }),
-        )
+        .run_ok(Some(&service), "integration", "PendingClaims", json!({ "first": 10 }))
         .await;
     assert_eq!(pending["claims"]["totalCount"], 0, "{pending:#}");
     assert_eq!(app.available_points("acct-a").await, "50.00");
@@ -496,10 +426,7 @@ async fn claims_cost_the_redemption_rate_and_a_failed_claim_gives_the_points_bac
             json!({ "input": { "claimId": claim1_id, "status": "COMPLETED" } }),
         )
         .await;
-    assert_eq!(
-        again["completeClaim"]["claim"]["status"], "COMPLETED",
-        "{again:#}"
-    );
+    assert_eq!(again["completeClaim"]["claim"]["status"], "COMPLETED", "{again:#}");
     let flip = app
         .run(
             Some(&service),
@@ -536,12 +463,7 @@ async fn claims_cost_the_redemption_rate_and_a_failed_claim_gives_the_points_bac
     );
 
     let mine = app
-        .run_ok(
-            Some(&customer),
-            "customer",
-            "MyClaims",
-            json!({ "first": 10 }),
-        )
+        .run_ok(Some(&customer), "customer", "MyClaims", json!({ "first": 10 }))
         .await;
     let claims = &mine["me"]["claims"];
     assert_eq!(claims["totalCount"], 2, "{mine:#}");
@@ -567,12 +489,7 @@ async fn claims_cost_the_redemption_rate_and_a_failed_claim_gives_the_points_bac
     assert_eq!(claims["edges"][0]["node"]["gb"], 1, "{mine:#}");
 
     let history = app
-        .run_ok(
-            Some(&customer),
-            "customer",
-            "HistoryPage",
-            json!({ "first": 10 }),
-        )
+        .run_ok(Some(&customer), "customer", "HistoryPage", json!({ "first": 10 }))
         .await;
     let edges = &history["me"]["rewardHistory"]["edges"];
     assert_eq!(
@@ -600,22 +517,14 @@ async fn gb_per_claim_multiplies_the_cost_of_a_claim() {
     assert_eq!(settings["gbPerClaim"], 2, "{settings:#}");
 
     let store = app
-        .run_ok(
-            Some(&app.customer("acct-a")),
-            "customer",
-            "RewardStore",
-            json!({}),
-        )
+        .run_ok(Some(&app.customer("acct-a")), "customer", "RewardStore", json!({}))
         .await;
     assert_eq!(store["rewardStore"]["gbPerClaim"], 2, "{store:#}");
     assert_eq!(
         store["rewardStore"]["offers"][0]["redemptionRate"], "60.00",
         "{store:#}"
     );
-    assert_eq!(
-        store["rewardStore"]["offers"][0]["affordable"], true,
-        "{store:#}"
-    );
+    assert_eq!(store["rewardStore"]["offers"][0]["affordable"], true, "{store:#}");
 
     let claimed = app.claim("acct-a", &provider_id, None).await;
     assert_eq!(claimed["claim"]["gb"], 2, "{claimed:#}");
@@ -640,9 +549,7 @@ async fn registration_records_why_a_referral_code_was_rejected() {
     );
 
     // An unknown code: the account is created, the attempt recorded as rejected.
-    let x = app
-        .register("acct-x", Some("Xavier Xu"), Some("NOSUCH0CODE"))
-        .await;
+    let x = app.register("acct-x", Some("Xavier Xu"), Some("NOSUCH0CODE")).await;
     assert_eq!(x["account"]["externalId"], "acct-x", "{x:#}");
     assert_eq!(x["referral"]["status"], "REJECTED", "{x:#}");
     assert_eq!(x["referral"]["rejectionReason"], "UNKNOWN_CODE", "{x:#}");
@@ -656,22 +563,13 @@ async fn registration_records_why_a_referral_code_was_rejected() {
     assert_eq!(own["account"]["id"], before["account"]["id"], "{own:#}");
     assert_eq!(own["account"]["referralCode"], a.as_str(), "{own:#}");
     assert_eq!(own["referral"]["status"], "REJECTED", "{own:#}");
-    assert_eq!(
-        own["referral"]["rejectionReason"], "SELF_REFERRAL",
-        "{own:#}"
-    );
+    assert_eq!(own["referral"]["rejectionReason"], "SELF_REFERRAL", "{own:#}");
 
     // Codes are case-insensitive.
-    let b = app
-        .register("acct-b", Some("Bob Brown"), Some(&a.to_lowercase()))
-        .await;
+    let b = app.register("acct-b", Some("Bob Brown"), Some(&a.to_lowercase())).await;
     assert_eq!(b["referral"]["status"], "PENDING", "{b:#}");
     assert!(b["referral"]["rejectionReason"].is_null(), "{b:#}");
-    assert_eq!(
-        b["referral"]["referrer"]["referralCode"],
-        a.as_str(),
-        "{b:#}"
-    );
+    assert_eq!(b["referral"]["referrer"]["referralCode"], a.as_str(), "{b:#}");
     let b_id = s(&b, "/account/id").to_owned();
     let b_referral = s(&b, "/referral/id").to_owned();
 
@@ -693,10 +591,7 @@ async fn registration_records_why_a_referral_code_was_rejected() {
     let other = app.register("acct-b", None, Some(&c)).await;
     assert_eq!(other["account"]["id"], b_id.as_str(), "{other:#}");
     assert_eq!(other["referral"]["status"], "REJECTED", "{other:#}");
-    assert_eq!(
-        other["referral"]["rejectionReason"], "ALREADY_REFERRED",
-        "{other:#}"
-    );
+    assert_eq!(other["referral"]["rejectionReason"], "ALREADY_REFERRED", "{other:#}");
     let dash = app.dashboard("acct-b", 5).await;
     assert_eq!(
         dash["me"]["referral"]["referrer"]["referralCode"],
@@ -708,10 +603,7 @@ async fn registration_records_why_a_referral_code_was_rejected() {
     app.set_enabled(false).await;
     let e = app.register("acct-e", Some("Eve Evans"), Some(&a)).await;
     assert_eq!(e["referral"]["status"], "REJECTED", "{e:#}");
-    assert_eq!(
-        e["referral"]["rejectionReason"], "PROGRAM_DISABLED",
-        "{e:#}"
-    );
+    assert_eq!(e["referral"]["rejectionReason"], "PROGRAM_DISABLED", "{e:#}");
     app.set_enabled(true).await;
 
     // Only the accepted referral is A's friend; B's first purchase pays A, not C.
@@ -726,10 +618,7 @@ async fn registration_records_why_a_referral_code_was_rejected() {
     assert_eq!(dash["me"]["referredFriends"]["totalCount"], 0, "{dash:#}");
     app.setup_catalog().await;
     let paid = app.purchase("evt-b-1", "acct-b", RESIDENTIAL, "4").await;
-    assert_eq!(
-        paid["rewards"][0]["account"]["externalId"], "acct-a",
-        "{paid:#}"
-    );
+    assert_eq!(paid["rewards"][0]["account"]["externalId"], "acct-a", "{paid:#}");
     assert_eq!(paid["rewards"][0]["amount"], "60.00", "{paid:#}");
     assert_eq!(app.available_points("acct-c").await, "0.00");
     assert_eq!(app.count("accounts").await, 5);
@@ -757,18 +646,10 @@ async fn a_switched_off_program_pays_nothing_and_refuses_claims_but_still_reads(
     assert_eq!(dash["me"]["points"]["available"], "150.00", "{dash:#}");
     assert_eq!(dash["me"]["rewardHistory"]["totalCount"], 1, "{dash:#}");
     let store = app
-        .run_ok(
-            Some(&app.customer("acct-a")),
-            "customer",
-            "RewardStore",
-            json!({}),
-        )
+        .run_ok(Some(&app.customer("acct-a")), "customer", "RewardStore", json!({}))
         .await;
     assert_eq!(store["rewardStore"]["enabled"], false, "{store:#}");
-    assert_eq!(
-        store["rewardStore"]["balance"]["available"], "150.00",
-        "{store:#}"
-    );
+    assert_eq!(store["rewardStore"]["balance"]["available"], "150.00", "{store:#}");
 
     // Back on: claims work again.
     app.set_enabled(true).await;
@@ -804,12 +685,7 @@ async fn program_settings_are_read_and_changed_by_admins() {
     );
     let customer = app.customer("acct-a");
     let link = app
-        .run_ok(
-            Some(&customer),
-            "customer",
-            "GenerateReferralLink",
-            json!({}),
-        )
+        .run_ok(Some(&customer), "customer", "GenerateReferralLink", json!({}))
         .await;
     assert_eq!(
         link["generateReferralLink"],
@@ -830,12 +706,7 @@ async fn program_settings_are_read_and_changed_by_admins() {
     assert_eq!(dash["me"]["referralLink"], new_link.as_str(), "{dash:#}");
     assert_eq!(dash["program"]["currency"], "EUR", "{dash:#}");
     let link = app
-        .run_ok(
-            Some(&customer),
-            "customer",
-            "GenerateReferralLink",
-            json!({}),
-        )
+        .run_ok(Some(&customer), "customer", "GenerateReferralLink", json!({}))
         .await;
     assert_eq!(
         link["generateReferralLink"],

@@ -34,9 +34,7 @@ async fn run_cli(app: &TestApp, args: &[&str]) -> String {
 fn the_rule<'a>(rules: &'a [Value], trigger: &str, beneficiary: &str) -> &'a Value {
     let matching: Vec<&Value> = rules
         .iter()
-        .filter(|r| {
-            r["enabled"] == true && r["trigger"] == trigger && r["beneficiary"] == beneficiary
-        })
+        .filter(|r| r["enabled"] == true && r["trigger"] == trigger && r["beneficiary"] == beneficiary)
         .collect();
     assert_eq!(
         matching.len(),
@@ -63,11 +61,7 @@ async fn the_cloud_credit_preset_runs_program_one() {
             values.push(s(rule, "/value").to_owned());
         }
     }
-    let threshold = s(
-        the_rule(&rules, "TOP_UP_TOTAL_REACHED", "REFERRER"),
-        "/threshold",
-    )
-    .to_owned();
+    let threshold = s(the_rule(&rules, "TOP_UP_TOTAL_REACHED", "REFERRER"), "/threshold").to_owned();
     assert_eq!(
         the_rule(&rules, "TOP_UP_TOTAL_REACHED", "REFEREE")["threshold"],
         threshold.as_str()
@@ -79,15 +73,10 @@ async fn the_cloud_credit_preset_runs_program_one() {
 
     // A postpaid friend qualifies by a verified payment method, a prepaid one by top-ups.
     let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
-    app.register_scheme("acct-b", "Bob Brown", Some(&a), "POSTPAID")
-        .await;
-    app.register_scheme("acct-c", "Carol Clark", Some(&a), "PREPAID")
-        .await;
+    app.register_scheme("acct-b", "Bob Brown", Some(&a), "POSTPAID").await;
+    app.register_scheme("acct-c", "Carol Clark", Some(&a), "PREPAID").await;
     let b = app.verify_payment("evt-pm-b", "acct-b").await;
-    let mut expected = vec![
-        credit_reward("acct-a", &values[0]),
-        credit_reward("acct-b", &values[1]),
-    ];
+    let mut expected = vec![credit_reward("acct-a", &values[0]), credit_reward("acct-b", &values[1])];
     expected.sort();
     assert_eq!(rewards_of(&b), expected, "{b:#}");
     let top_up = if micros(&threshold) == 0 {
@@ -96,10 +85,7 @@ async fn the_cloud_credit_preset_runs_program_one() {
         threshold.clone()
     };
     let c = app.top_up("evt-tu-c", "acct-c", &top_up, None).await;
-    let mut expected = vec![
-        credit_reward("acct-a", &values[2]),
-        credit_reward("acct-c", &values[3]),
-    ];
+    let mut expected = vec![credit_reward("acct-a", &values[2]), credit_reward("acct-c", &values[3])];
     expected.sort();
     assert_eq!(rewards_of(&c), expected, "{c:#}");
     assert_eq!(
@@ -120,21 +106,13 @@ async fn the_points_store_preset_keeps_one_first_purchase_rule() {
     let rule = the_rule(&rules, "FIRST_PURCHASE", "REFERRER");
     assert_eq!(rule["calculation"], "PRODUCT_RATE", "{rule:#}");
     assert_eq!(rule["unit"], "POINTS", "{rule:#}");
-    assert_eq!(
-        rule["productCategories"],
-        json!(["residential"]),
-        "{rule:#}"
-    );
+    assert_eq!(rule["productCategories"], json!(["residential"]), "{rule:#}");
     assert_eq!(rules.len(), before.len(), "{rules:#?}");
 
     app.setup_catalog().await;
     app.chain().await;
     let paid = app.purchase("evt-b-1", "acct-b", RESIDENTIAL, "10").await;
-    assert_eq!(
-        paid["rewards"].as_array().map(Vec::len),
-        Some(1),
-        "{paid:#}"
-    );
+    assert_eq!(paid["rewards"].as_array().map(Vec::len), Some(1), "{paid:#}");
     assert_eq!(paid["rewards"][0]["amount"], "150.00", "{paid:#}");
     assert_eq!(app.available_points("acct-a").await, "150.00");
 }

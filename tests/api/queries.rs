@@ -29,8 +29,7 @@ async fn the_dashboard_runs_no_more_statements_for_thirty_friends_than_for_one()
         let ext = format!("friend-{i:02}");
         app.register(&ext, Some(&format!("Friend Number{i:02}")), Some(&a))
             .await;
-        app.purchase(&format!("evt-{ext}"), &ext, RESIDENTIAL, "1")
-            .await;
+        app.purchase(&format!("evt-{ext}"), &ext, RESIDENTIAL, "1").await;
     }
     let token = app.customer("acct-a");
     let dashboard = app.op("customer", "Dashboard");
@@ -59,10 +58,7 @@ async fn the_dashboard_runs_no_more_statements_for_thirty_friends_than_for_one()
     assert_eq!(me["rewardHistory"]["totalCount"], 30, "{large:#}");
     let friends = me["referredFriends"]["edges"].as_array().expect("friends");
     assert_eq!(friends.len(), 30, "{large:#}");
-    assert_eq!(
-        me["referredFriends"]["pageInfo"]["hasNextPage"], false,
-        "{large:#}"
-    );
+    assert_eq!(me["referredFriends"]["pageInfo"]["hasNextPage"], false, "{large:#}");
     for friend in friends {
         assert_eq!(friend["node"]["status"], "QUALIFIED", "{friend:#}");
         assert_eq!(
@@ -74,10 +70,7 @@ async fn the_dashboard_runs_no_more_statements_for_thirty_friends_than_for_one()
             s(friend, "/node/referee/displayName").starts_with("Fr*** N"),
             "{friend:#}"
         );
-        assert!(
-            friend["node"]["referee"]["firstPurchaseAt"].is_string(),
-            "{friend:#}"
-        );
+        assert!(friend["node"]["referee"]["firstPurchaseAt"].is_string(), "{friend:#}");
     }
     assert_eq!(
         me["rewardHistory"]["edges"].as_array().map(Vec::len),
@@ -86,10 +79,7 @@ async fn the_dashboard_runs_no_more_statements_for_thirty_friends_than_for_one()
     );
 
     // ...and the cost does not depend on how many.
-    assert!(
-        one > 0,
-        "the statement counter must count the dashboard's statements"
-    );
+    assert!(one > 0, "the statement counter must count the dashboard's statements");
     // Fewer, if anything: a first page that holds every row needs no count.
     assert!(
         thirty <= one,
@@ -116,11 +106,7 @@ async fn claim_lists_run_no_more_statements_for_ten_claims_than_for_one() {
     app.chain().await;
     app.purchase("evt-b-1", "acct-b", RESIDENTIAL, "10").await; // A: 150 points = 10 claims
     for i in 0..10 {
-        let provider = if i % 2 == 0 {
-            &first_provider
-        } else {
-            &second_provider
-        };
+        let provider = if i % 2 == 0 { &first_provider } else { &second_provider };
         app.claim("acct-a", provider, None).await;
     }
     assert_eq!(app.available_points("acct-a").await, "0.00");
@@ -155,10 +141,7 @@ async fn claim_lists_run_no_more_statements_for_ten_claims_than_for_one() {
         providers.contains(&"OtherCo") && providers.contains(&PROVIDER_NAME),
         "{body:#}"
     );
-    assert!(
-        ten <= one,
-        "MyClaims ran {one} statements for 1 claim and {ten} for 10"
-    );
+    assert!(ten <= one, "MyClaims ran {one} statements for 1 claim and {ten} for 10");
 }
 
 #[tokio::test]
@@ -195,10 +178,7 @@ async fn get_graphql_does_not_run_mutations() {
         .header("Accept", "application/json")
         .query(&[
             ("query", app.op("admin", "UpdateProgramSettings")),
-            (
-                "variables",
-                json!({ "input": { "enabled": false } }).to_string(),
-            ),
+            ("variables", json!({ "input": { "enabled": false } }).to_string()),
         ])
         .send()
         .await
@@ -207,14 +187,11 @@ async fn get_graphql_does_not_run_mutations() {
     let text = response.text().await.expect("body");
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     assert!(
-        body.pointer("/data/updateProgramSettings")
-            .is_none_or(Value::is_null),
+        body.pointer("/data/updateProgramSettings").is_none_or(Value::is_null),
         "a mutation ran over GET: {status} {text}"
     );
     assert!(
-        status == StatusCode::METHOD_NOT_ALLOWED
-            || status.is_client_error()
-            || !error_codes(&body).is_empty(),
+        status == StatusCode::METHOD_NOT_ALLOWED || status.is_client_error() || !error_codes(&body).is_empty(),
         "a mutation over GET must be refused: {status} {text}"
     );
     assert_eq!(

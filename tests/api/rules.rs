@@ -25,12 +25,7 @@ async fn the_seeded_rule_is_listed_and_rules_are_created_and_changed_through_the
     assert_eq!(without_id(seeded), expected, "{seeded:#}");
 
     // A rule with only what is required: the defaults are filled in.
-    let postpaid_input = fixed_credit_rule(
-        "Credit for the referrer",
-        "PAYMENT_METHOD_VERIFIED",
-        "REFERRER",
-        "25",
-    );
+    let postpaid_input = fixed_credit_rule("Credit for the referrer", "PAYMENT_METHOD_VERIFIED", "REFERRER", "25");
     let postpaid = app.create_rule(postpaid_input.clone()).await;
     let mut expected_postpaid = rule_with_defaults(&postpaid_input);
     expected_postpaid["value"] = json!("25.00");
@@ -92,11 +87,7 @@ async fn the_seeded_rule_is_listed_and_rules_are_created_and_changed_through_the
             .cloned()
             .unwrap_or_else(|| panic!("rule {id} is not listed: {rules:#?}"))
     };
-    assert_eq!(
-        listed(&postpaid_id),
-        postpaid,
-        "the list shows what was created"
-    );
+    assert_eq!(listed(&postpaid_id), postpaid, "the list shows what was created");
     assert_eq!(listed(&top_up_id), top_up, "disabled rules are listed too");
     assert_eq!(listed(s(seeded, "/id")), *seeded);
 
@@ -116,10 +107,7 @@ async fn the_seeded_rule_is_listed_and_rules_are_created_and_changed_through_the
     assert_eq!(without_id(&changed), expected_changed, "{changed:#}");
     let rules = app.rules().await;
     assert_eq!(rules.len(), 6, "an update creates no rule: {rules:#?}");
-    let listed: Vec<&Value> = rules
-        .iter()
-        .filter(|r| r["id"] == postpaid_id.as_str())
-        .collect();
+    let listed: Vec<&Value> = rules.iter().filter(|r| r["id"] == postpaid_id.as_str()).collect();
     assert_eq!(listed, vec![&changed], "{rules:#?}");
 
     // Options left out of an update go back to their defaults.
@@ -132,18 +120,14 @@ async fn the_seeded_rule_is_listed_and_rules_are_created_and_changed_through_the
     let mut plain_with_threshold = plain.clone();
     plain_with_threshold["threshold"] = json!("10.00");
     plain_with_threshold["enabled"] = json!(true);
-    let reset = app
-        .update_rule(&top_up_id, plain_with_threshold.clone())
-        .await;
+    let reset = app.update_rule(&top_up_id, plain_with_threshold.clone()).await;
     let mut expected_reset = rule_with_defaults(&plain_with_threshold);
     expected_reset["value"] = json!("7.50");
     assert_eq!(without_id(&reset), expected_reset, "{reset:#}");
 
     // An unknown rule is not found, and nothing changes.
     let before = app.rules().await;
-    let body = app
-        .update_rule_raw(&unknown_id_like(&postpaid_id), changed_input)
-        .await;
+    let body = app.update_rule_raw(&unknown_id_like(&postpaid_id), changed_input).await;
     assert_failed(&body, "NOT_FOUND");
     assert_eq!(app.rules().await, before);
 }
@@ -151,12 +135,7 @@ async fn the_seeded_rule_is_listed_and_rules_are_created_and_changed_through_the
 #[tokio::test]
 async fn invalid_rules_and_options_that_are_not_built_are_refused() {
     let app = spawn_app().await;
-    let valid = fixed_credit_rule(
-        "Credit for the referrer",
-        "PAYMENT_METHOD_VERIFIED",
-        "REFERRER",
-        "10",
-    );
+    let valid = fixed_credit_rule("Credit for the referrer", "PAYMENT_METHOD_VERIFIED", "REFERRER", "10");
     let existing = app.create_rule(valid.clone()).await;
     let existing_id = s(&existing, "/id").to_owned();
 
@@ -170,37 +149,19 @@ async fn invalid_rules_and_options_that_are_not_built_are_refused() {
     let mut top_up = fixed_credit_rule("Top-up", "TOP_UP_TOTAL_REACHED", "REFERRER", "10");
     top_up["threshold"] = json!("10");
     let rate = {
-        let mut rate = rule_input(
-            "Rate",
-            "FIRST_PURCHASE",
-            "REFERRER",
-            "POINTS",
-            "PRODUCT_RATE",
-        );
+        let mut rate = rule_input("Rate", "FIRST_PURCHASE", "REFERRER", "POINTS", "PRODUCT_RATE");
         rate["productCategories"] = json!(["residential"]);
         rate
     };
     let cases = [
-        (
-            "FIXED without a value",
-            with(&valid, json!({ "value": null })),
-        ),
+        ("FIXED without a value", with(&valid, json!({ "value": null }))),
         ("FIXED with value 0", with(&valid, json!({ "value": "0" }))),
-        (
-            "FIXED with a negative value",
-            with(&valid, json!({ "value": "-5" })),
-        ),
+        ("FIXED with a negative value", with(&valid, json!({ "value": "-5" }))),
         (
             "PRODUCT_RATE with another trigger",
-            with(
-                &valid,
-                json!({ "calculation": "PRODUCT_RATE", "value": null }),
-            ),
+            with(&valid, json!({ "calculation": "PRODUCT_RATE", "value": null })),
         ),
-        (
-            "PRODUCT_RATE with a value",
-            with(&rate, json!({ "value": "5" })),
-        ),
+        ("PRODUCT_RATE with a value", with(&rate, json!({ "value": "5" }))),
         (
             "a threshold on a payment-method rule",
             with(&valid, json!({ "threshold": "10" })),
@@ -209,10 +170,7 @@ async fn invalid_rules_and_options_that_are_not_built_are_refused() {
             "a top-up rule without a threshold",
             with(&top_up, json!({ "threshold": null })),
         ),
-        (
-            "a negative threshold",
-            with(&top_up, json!({ "threshold": "-1" })),
-        ),
+        ("a negative threshold", with(&top_up, json!({ "threshold": "-1" }))),
         (
             "product categories on a payment-method rule",
             with(&valid, json!({ "productCategories": ["residential"] })),
@@ -224,31 +182,16 @@ async fn invalid_rules_and_options_that_are_not_built_are_refused() {
         ("unit CASH", with(&valid, json!({ "unit": "CASH" }))),
         ("invoiceNumber", with(&valid, json!({ "invoiceNumber": 1 }))),
         ("windowDays", with(&valid, json!({ "windowDays": 30 }))),
-        (
-            "maxOccurrences",
-            with(&valid, json!({ "maxOccurrences": 3 })),
-        ),
-        (
-            "capPerReferral",
-            with(&valid, json!({ "capPerReferral": "50" })),
-        ),
+        ("maxOccurrences", with(&valid, json!({ "maxOccurrences": 3 }))),
+        ("capPerReferral", with(&valid, json!({ "capPerReferral": "50" }))),
         ("holdDays", with(&valid, json!({ "holdDays": 30 }))),
-        (
-            "expiresAfterDays",
-            with(&valid, json!({ "expiresAfterDays": 180 })),
-        ),
+        ("expiresAfterDays", with(&valid, json!({ "expiresAfterDays": 180 }))),
         (
             "redeemableCategories",
             with(&valid, json!({ "redeemableCategories": ["compute"] })),
         ),
-        (
-            "minActiveReferrals",
-            with(&valid, json!({ "minActiveReferrals": 2 })),
-        ),
-        (
-            "affiliatesOnly",
-            with(&valid, json!({ "affiliatesOnly": true })),
-        ),
+        ("minActiveReferrals", with(&valid, json!({ "minActiveReferrals": 2 }))),
+        ("affiliatesOnly", with(&valid, json!({ "affiliatesOnly": true }))),
     ];
 
     let rules_before = app.rules().await;
@@ -257,9 +200,7 @@ async fn invalid_rules_and_options_that_are_not_built_are_refused() {
         let body = app.create_rule_raw(input.clone()).await;
         assert_failed(&body, "BAD_USER_INPUT");
         assert!(
-            body["errors"][0]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
+            body["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{what}: the refusal says why: {body:#}"
         );
         let body = app.update_rule_raw(&existing_id, input.clone()).await;
@@ -315,16 +256,8 @@ async fn a_disabled_rule_pays_nothing_and_is_left_out_of_the_decisions() {
     let mut expected_ids = vec![referee_rule.clone(), seeded_id.clone()];
     expected_ids.sort();
     assert_eq!(decided_rule_ids(&paid), expected_ids, "{paid:#}");
-    assert_eq!(
-        decision_for(&paid, &referee_rule)["outcome"],
-        "REWARDED",
-        "{paid:#}"
-    );
-    assert_eq!(
-        decision_for(&paid, &seeded_id)["outcome"],
-        "SKIPPED",
-        "{paid:#}"
-    );
+    assert_eq!(decision_for(&paid, &referee_rule)["outcome"], "REWARDED", "{paid:#}");
+    assert_eq!(decision_for(&paid, &seeded_id)["outcome"], "SKIPPED", "{paid:#}");
     assert_eq!(
         app.credit("acct-a").await,
         ("0.00".into(), "0.00".into(), "0.00".into())
@@ -336,13 +269,7 @@ async fn a_disabled_rule_pays_nothing_and_is_left_out_of_the_decisions() {
 
     // The seeded rule switched off: a first residential purchase pays nothing.
     app.setup_catalog().await;
-    let mut seeded_off = rule_input(
-        SEEDED_RULE,
-        "FIRST_PURCHASE",
-        "REFERRER",
-        "POINTS",
-        "PRODUCT_RATE",
-    );
+    let mut seeded_off = rule_input(SEEDED_RULE, "FIRST_PURCHASE", "REFERRER", "POINTS", "PRODUCT_RATE");
     seeded_off["productCategories"] = json!(["residential"]);
     seeded_off["enabled"] = json!(false);
     app.update_rule(&seeded_id, seeded_off).await;
@@ -350,16 +277,8 @@ async fn a_disabled_rule_pays_nothing_and_is_left_out_of_the_decisions() {
     assert_eq!(bought["rewards"], json!([]), "{bought:#}");
     assert!(!has_decision(&bought, &seeded_id), "{bought:#}");
     assert!(!has_decision(&bought, &referrer_rule), "{bought:#}");
-    assert_eq!(
-        decided_rule_ids(&bought),
-        vec![referee_rule.clone()],
-        "{bought:#}"
-    );
-    assert_eq!(
-        decision_for(&bought, &referee_rule)["outcome"],
-        "SKIPPED",
-        "{bought:#}"
-    );
+    assert_eq!(decided_rule_ids(&bought), vec![referee_rule.clone()], "{bought:#}");
+    assert_eq!(decision_for(&bought, &referee_rule)["outcome"], "SKIPPED", "{bought:#}");
     assert_eq!(app.available_points("acct-a").await, "0.00");
 
     // With every rule off, an event is recorded with no decision at all.
@@ -398,11 +317,7 @@ async fn a_rule_edit_leaves_what_it_already_paid_untouched() {
     app.register("acct-c", Some("Carol Clark"), Some(&a)).await;
 
     let first = app.verify_payment("evt-pm-b", "acct-b").await;
-    assert_eq!(
-        rewards_of(&first),
-        vec![credit_reward("acct-a", "10.00")],
-        "{first:#}"
-    );
+    assert_eq!(rewards_of(&first), vec![credit_reward("acct-a", "10.00")], "{first:#}");
     let history_before = app.history("acct-a").await;
     assert_eq!(history_before.len(), 1, "{history_before:#?}");
 
@@ -434,20 +349,12 @@ async fn a_rule_edit_leaves_what_it_already_paid_untouched() {
         .iter()
         .find(|f| f["referee"]["displayName"] == "Bo*** B.")
         .expect("B is A's friend");
-    assert_eq!(
-        b["earned"],
-        json!([{ "unit": "CREDIT", "amount": "10.00" }]),
-        "{b:#}"
-    );
+    assert_eq!(b["earned"], json!([{ "unit": "CREDIT", "amount": "10.00" }]), "{b:#}");
 
     // B's second verification does not top up the difference.
     let again = app.verify_payment("evt-pm-b-2", "acct-b").await;
     assert_eq!(again["rewards"], json!([]), "{again:#}");
-    assert_eq!(
-        decision_for(&again, &rule_id)["outcome"],
-        "SKIPPED",
-        "{again:#}"
-    );
+    assert_eq!(decision_for(&again, &rule_id)["outcome"], "SKIPPED", "{again:#}");
 
     // A new qualification is paid at the new value.
     let second = app.verify_payment("evt-pm-c", "acct-c").await;
@@ -510,16 +417,8 @@ async fn a_rule_pays_once_per_referral_unless_it_is_recurring() {
         ],
         "{first:#}"
     );
-    assert_eq!(
-        decision_for(&first, &once)["outcome"],
-        "REWARDED",
-        "{first:#}"
-    );
-    assert_eq!(
-        decision_for(&first, &recurring)["outcome"],
-        "REWARDED",
-        "{first:#}"
-    );
+    assert_eq!(decision_for(&first, &once)["outcome"], "REWARDED", "{first:#}");
+    assert_eq!(decision_for(&first, &recurring)["outcome"], "REWARDED", "{first:#}");
 
     for event_id in ["evt-2", "evt-3"] {
         let later = app.verify_payment(event_id, "acct-b").await;
@@ -540,11 +439,7 @@ async fn a_rule_pays_once_per_referral_unless_it_is_recurring() {
             s(skipped, "/reason").to_lowercase().contains("already"),
             "the reason says it was paid already: {later:#}"
         );
-        assert_eq!(
-            decision_for(&later, &recurring)["outcome"],
-            "REWARDED",
-            "{later:#}"
-        );
+        assert_eq!(decision_for(&later, &recurring)["outcome"], "REWARDED", "{later:#}");
     }
     // A replayed event is not a new occurrence.
     let replay = app.verify_payment("evt-3", "acct-b").await;
@@ -567,20 +462,10 @@ async fn a_rule_pays_once_per_referral_unless_it_is_recurring() {
 #[tokio::test]
 async fn account_groups_limit_a_rule_to_referees_of_those_groups() {
     let app = spawn_app().await;
-    let mut business = fixed_credit_rule(
-        "Business referral",
-        "PAYMENT_METHOD_VERIFIED",
-        "REFERRER",
-        "20",
-    );
+    let mut business = fixed_credit_rule("Business referral", "PAYMENT_METHOD_VERIFIED", "REFERRER", "20");
     business["accountGroups"] = json!(["business"]);
     let business = app.create_rule_id(business).await;
-    let mut residential = fixed_credit_rule(
-        "Residential referral",
-        "PAYMENT_METHOD_VERIFIED",
-        "REFERRER",
-        "5",
-    );
+    let mut residential = fixed_credit_rule("Residential referral", "PAYMENT_METHOD_VERIFIED", "REFERRER", "5");
     residential["accountGroups"] = json!(["residential"]);
     let residential = app.create_rule_id(residential).await;
 
@@ -595,45 +480,26 @@ async fn account_groups_limit_a_rule_to_referees_of_those_groups() {
             input["group"] = json!(group);
         }
         let registered = app.register_with(input).await;
-        assert_eq!(
-            registered["referral"]["status"], "PENDING",
-            "{registered:#}"
-        );
+        assert_eq!(registered["referral"]["status"], "PENDING", "{registered:#}");
     }
 
     let b = app.verify_payment("evt-pm-b", "acct-b").await;
-    assert_eq!(
-        rewards_of(&b),
-        vec![credit_reward("acct-a", "20.00")],
-        "{b:#}"
-    );
+    assert_eq!(rewards_of(&b), vec![credit_reward("acct-a", "20.00")], "{b:#}");
     assert_eq!(decision_for(&b, &business)["outcome"], "REWARDED", "{b:#}");
     let skipped = decision_for(&b, &residential);
     assert_eq!(skipped["outcome"], "SKIPPED", "{b:#}");
     assert!(!s(skipped, "/reason").is_empty(), "{b:#}");
 
     let c = app.verify_payment("evt-pm-c", "acct-c").await;
-    assert_eq!(
-        rewards_of(&c),
-        vec![credit_reward("acct-a", "5.00")],
-        "{c:#}"
-    );
+    assert_eq!(rewards_of(&c), vec![credit_reward("acct-a", "5.00")], "{c:#}");
     assert_eq!(decision_for(&c, &business)["outcome"], "SKIPPED", "{c:#}");
-    assert_eq!(
-        decision_for(&c, &residential)["outcome"],
-        "REWARDED",
-        "{c:#}"
-    );
+    assert_eq!(decision_for(&c, &residential)["outcome"], "REWARDED", "{c:#}");
 
     // An account in no group matches neither.
     let d = app.verify_payment("evt-pm-d", "acct-d").await;
     assert_eq!(d["rewards"], json!([]), "{d:#}");
     assert_eq!(decision_for(&d, &business)["outcome"], "SKIPPED", "{d:#}");
-    assert_eq!(
-        decision_for(&d, &residential)["outcome"],
-        "SKIPPED",
-        "{d:#}"
-    );
+    assert_eq!(decision_for(&d, &residential)["outcome"], "SKIPPED", "{d:#}");
 
     assert_eq!(
         app.credit("acct-a").await,
@@ -687,11 +553,7 @@ async fn product_categories_limit_a_first_purchase_rule() {
 
     // C's first purchase is datacenter: the other way round.
     let c = app.purchase("evt-c-1", "acct-c", DATACENTER, "4").await;
-    assert_eq!(
-        rewards_of(&c),
-        vec![credit_reward("acct-c", "5.00")],
-        "{c:#}"
-    );
+    assert_eq!(rewards_of(&c), vec![credit_reward("acct-c", "5.00")], "{c:#}");
     assert_eq!(decision_for(&c, &seeded_id)["outcome"], "SKIPPED", "{c:#}");
     assert!(
         s(decision_for(&c, &seeded_id), "/reason").contains("datacenter"),
@@ -701,13 +563,7 @@ async fn product_categories_limit_a_first_purchase_rule() {
 
     // The seeded rule widened to datacenter products: D's first datacenter purchase pays A
     // 5 points per GB, and what B's purchase paid stays.
-    let mut widened = rule_input(
-        SEEDED_RULE,
-        "FIRST_PURCHASE",
-        "REFERRER",
-        "POINTS",
-        "PRODUCT_RATE",
-    );
+    let mut widened = rule_input(SEEDED_RULE, "FIRST_PURCHASE", "REFERRER", "POINTS", "PRODUCT_RATE");
     widened["productCategories"] = json!(["residential", "datacenter"]);
     let widened = app.update_rule(&seeded_id, widened).await;
     let mut categories: Vec<&str> = widened["productCategories"]
@@ -762,11 +618,7 @@ async fn program_three_is_paid_through_the_seeded_rule_with_a_description_of_the
     // The friend's second purchase is not its first.
     let second = app.purchase("evt-b-2", "acct-b", RESIDENTIAL, "10").await;
     assert_eq!(second["rewards"], json!([]), "{second:#}");
-    assert_eq!(
-        decision_for(&second, &seeded_id)["outcome"],
-        "SKIPPED",
-        "{second:#}"
-    );
+    assert_eq!(decision_for(&second, &seeded_id)["outcome"], "SKIPPED", "{second:#}");
     assert!(
         s(decision_for(&second, &seeded_id), "/reason").contains("first purchase"),
         "{second:#}"
@@ -777,10 +629,7 @@ async fn program_three_is_paid_through_the_seeded_rule_with_a_description_of_the
     assert_eq!(history.len(), 1, "{history:#?}");
     let description = s(&history[0], "/description");
     assert!(description.contains("Bo*** B."), "{description}");
-    assert!(
-        description.to_lowercase().contains("purchase"),
-        "{description}"
-    );
+    assert!(description.to_lowercase().contains("purchase"), "{description}");
     assert!(!description.contains("Bob Brown"), "{description}");
 
     // A product rate changed later pays the new rate on the next first purchase.
@@ -810,11 +659,7 @@ async fn a_signup_rule_pays_when_an_accepted_referral_is_created() {
         ))
         .await;
     let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
-    assert_eq!(
-        app.available_credit("acct-a").await,
-        "0.00",
-        "no referral, no bonus"
-    );
+    assert_eq!(app.available_credit("acct-a").await, "0.00", "no referral, no bonus");
 
     let b = app.register("acct-b", Some("Bob Brown"), Some(&a)).await;
     assert_eq!(b["referral"]["status"], "PENDING", "{b:#}");
@@ -838,17 +683,12 @@ async fn a_signup_rule_pays_when_an_accepted_referral_is_created() {
     // Registering again pays nothing more; rejected codes and no code pay nothing.
     app.register("acct-b", Some("Bob Brown"), Some(&a)).await;
     app.register("acct-b", None, None).await;
-    let x = app
-        .register("acct-x", Some("Xavier Xu"), Some("NOSUCHCODE"))
-        .await;
+    let x = app.register("acct-x", Some("Xavier Xu"), Some("NOSUCHCODE")).await;
     assert_eq!(x["referral"]["status"], "REJECTED", "{x:#}");
     app.register("acct-y", Some("Yves Young"), None).await;
     app.set_enabled(false).await;
     let z = app.register("acct-z", Some("Zoe Zane"), Some(&a)).await;
-    assert_eq!(
-        z["referral"]["rejectionReason"], "PROGRAM_DISABLED",
-        "{z:#}"
-    );
+    assert_eq!(z["referral"]["rejectionReason"], "PROGRAM_DISABLED", "{z:#}");
     app.set_enabled(true).await;
     for ext in ["acct-x", "acct-y", "acct-z"] {
         assert_eq!(app.available_credit(ext).await, "0.00", "{ext}");
@@ -858,21 +698,12 @@ async fn a_signup_rule_pays_when_an_accepted_referral_is_created() {
     assert_eq!(app.count("ledger_entries").await, 1);
 
     // A signup rule does not decide other events.
-    let mut pm = fixed_credit_rule(
-        "Credit for the referrer",
-        "PAYMENT_METHOD_VERIFIED",
-        "REFERRER",
-        "10",
-    );
+    let mut pm = fixed_credit_rule("Credit for the referrer", "PAYMENT_METHOD_VERIFIED", "REFERRER", "10");
     pm["enabled"] = json!(true);
     app.create_rule(pm).await;
     let verified = app.verify_payment("evt-pm-b", "acct-b").await;
     // Every enabled rule is decided, whatever its trigger.
-    assert_eq!(
-        decision_for(&verified, &bonus)["outcome"],
-        "SKIPPED",
-        "{verified:#}"
-    );
+    assert_eq!(decision_for(&verified, &bonus)["outcome"], "SKIPPED", "{verified:#}");
     assert_eq!(
         rewards_of(&verified),
         vec![credit_reward("acct-a", "10.00")],

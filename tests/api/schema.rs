@@ -21,9 +21,7 @@ fn the_checked_in_schema_matches_the_code() {
             .find(|(_, (a, b))| a != b)
             .map(|(i, (a, b))| format!("line {}: checked in {a:?}, built {b:?}", i + 1))
             .unwrap_or_else(|| "one is a prefix of the other".to_owned());
-        panic!(
-            "schema.graphql is out of date ({first_difference}); export the schema again and commit it"
-        );
+        panic!("schema.graphql is out of date ({first_difference}); export the schema again and commit it");
     }
 }
 

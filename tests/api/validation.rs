@@ -9,11 +9,7 @@ use std::time::Duration;
 /// What an admin's refused change must leave as it was: the catalog, the settings and every
 /// table.
 async fn state_of(app: &TestApp) -> (Value, Value, Vec<(String, i64)>) {
-    (
-        app.catalog().await,
-        app.settings().await,
-        app.snapshot().await,
-    )
+    (app.catalog().await, app.settings().await, app.snapshot().await)
 }
 
 #[tokio::test]
@@ -53,9 +49,7 @@ async fn zero_and_negative_rates_are_refused() {
             ),
         ];
         for (op, input) in cases {
-            let body = app
-                .run(Some(&admin), "admin", op, json!({ "input": input }))
-                .await;
+            let body = app.run(Some(&admin), "admin", op, json!({ "input": input })).await;
             assert_failed(&body, "BAD_USER_INPUT");
         }
         assert_eq!(
@@ -74,20 +68,13 @@ async fn zero_and_negative_quantities_are_refused() {
     let before = app.snapshot().await;
 
     for gb in ["0", "-1", "-0.5"] {
-        let body = app
-            .purchase_raw(&format!("evt-{gb}"), "acct-b", RESIDENTIAL, gb)
-            .await;
+        let body = app.purchase_raw(&format!("evt-{gb}"), "acct-b", RESIDENTIAL, gb).await;
         assert_failed(&body, "BAD_USER_INPUT");
     }
     let mut negative_amount = TestApp::purchase_input("evt-neg", "acct-b", RESIDENTIAL, "1");
     negative_amount["input"]["amount"] = json!("-10");
     let body = app
-        .run(
-            Some(&app.service()),
-            "integration",
-            "RecordPurchase",
-            negative_amount,
-        )
+        .run(Some(&app.service()), "integration", "RecordPurchase", negative_amount)
         .await;
     assert_failed(&body, "BAD_USER_INPUT");
     assert_eq!(app.snapshot().await, before);
@@ -145,14 +132,10 @@ async fn unknown_providers_products_accounts_and_claims_are_not_found() {
     ];
     for (file, op, input) in cases {
         let token = if file == "admin" { &admin } else { &service };
-        let body = app
-            .run(Some(token), file, op, json!({ "input": input }))
-            .await;
+        let body = app.run(Some(token), file, op, json!({ "input": input })).await;
         assert_failed(&body, "NOT_FOUND");
     }
-    let body = app
-        .claim_raw("acct-a", &unknown_id_like(&provider_id), None)
-        .await;
+    let body = app.claim_raw("acct-a", &unknown_id_like(&provider_id), None).await;
     assert_failed(&body, "NOT_FOUND");
     assert_eq!(state_of(&app).await, before);
     assert_eq!(app.available_points("acct-a").await, "50.00");
@@ -214,9 +197,7 @@ async fn decimals_that_are_not_exact_numbers_are_refused() {
     .await;
 
     // Six places are kept exactly: 15 × 0.123456 = 1.85184.
-    let paid = app
-        .purchase("evt-exact", "acct-b", RESIDENTIAL, "0.123456")
-        .await;
+    let paid = app.purchase("evt-exact", "acct-b", RESIDENTIAL, "0.123456").await;
     assert_eq!(paid["rewards"][0]["amount"], "1.85184", "{paid:#}");
 }
 
@@ -229,11 +210,7 @@ async fn overlong_strings_are_refused() {
     let before = state_of(&app).await;
 
     let cases = [
-        (
-            "integration",
-            "RegisterAccount",
-            json!({ "externalId": long }),
-        ),
+        ("integration", "RegisterAccount", json!({ "externalId": long })),
         (
             "integration",
             "RegisterAccount",
@@ -261,14 +238,8 @@ async fn overlong_strings_are_refused() {
         ),
     ];
     for (file, op, input) in cases {
-        let token = if file == "admin" {
-            app.admin()
-        } else {
-            app.service()
-        };
-        let body = app
-            .run(Some(&token), file, op, json!({ "input": input }))
-            .await;
+        let token = if file == "admin" { app.admin() } else { app.service() };
+        let body = app.run(Some(&token), file, op, json!({ "input": input })).await;
         assert_failed(&body, "BAD_USER_INPUT");
     }
     let claim = app.claim_raw("acct-a", &provider_id, Some(&long)).await;
@@ -356,14 +327,9 @@ async fn requests_without_a_token_are_unauthenticated() {
         assert_failed(&body, "UNAUTHENTICATED");
     }
     // The dashboard's `me` needs a customer; the program's public part may still answer.
-    let body = app
-        .run(None, "customer", "Dashboard", json!({ "first": 5 }))
-        .await;
+    let body = app.run(None, "customer", "Dashboard", json!({ "first": 5 })).await;
     assert_error_code(&body, "UNAUTHENTICATED");
-    assert!(
-        body.pointer("/data/me").is_none_or(Value::is_null),
-        "{body:#}"
-    );
+    assert!(body.pointer("/data/me").is_none_or(Value::is_null), "{body:#}");
     assert_eq!(state_of(&app).await, before);
 }
 
@@ -390,8 +356,7 @@ async fn invalid_tokens_fail_the_whole_request_with_401() {
     let expired = sign(claims(JWT_ISSUER, JWT_AUDIENCE, now - 3600));
     let wrong_audience = sign(claims(JWT_ISSUER, "someone-else", now + 3600));
     let wrong_issuer = sign(claims("someone-else", JWT_AUDIENCE, now + 3600));
-    let no_expiry =
-        sign(json!({ "sub": "admin-1", "role": "admin", "iss": JWT_ISSUER, "aud": JWT_AUDIENCE }));
+    let no_expiry = sign(json!({ "sub": "admin-1", "role": "admin", "iss": JWT_ISSUER, "aud": JWT_AUDIENCE }));
     // alg "none": header {"alg":"none","typ":"JWT"}, the valid token's claims, no signature.
     let valid = app.admin();
     let payload = valid.split('.').nth(1).expect("payload");
@@ -508,10 +473,7 @@ async fn roles_are_enforced() {
             "SetProductRate",
             json!({ "input": { "productKey": RESIDENTIAL, "productRate": "1000" } }),
         ),
-        (
-            "UpdateProgramSettings",
-            json!({ "input": { "enabled": false } }),
-        ),
+        ("UpdateProgramSettings", json!({ "input": { "enabled": false } })),
     ];
     for (op, vars) in service_cases {
         let body = app.run(Some(&service), "admin", op, vars).await;
@@ -523,12 +485,7 @@ async fn roles_are_enforced() {
     // An admin token may run integration operations.
     let admin = app.admin();
     let pending = app
-        .run_ok(
-            Some(&admin),
-            "integration",
-            "PendingClaims",
-            json!({ "first": 10 }),
-        )
+        .run_ok(Some(&admin), "integration", "PendingClaims", json!({ "first": 10 }))
         .await;
     assert_eq!(pending["claims"]["totalCount"], 1, "{pending:#}");
     let paid = app
@@ -539,10 +496,7 @@ async fn roles_are_enforced() {
             TestApp::purchase_input("evt-c-1", "acct-c", RESIDENTIAL, "1"),
         )
         .await;
-    assert_eq!(
-        paid["recordPurchase"]["rewards"][0]["amount"], "15.00",
-        "{paid:#}"
-    );
+    assert_eq!(paid["recordPurchase"]["rewards"][0]["amount"], "15.00", "{paid:#}");
 }
 
 #[tokio::test]
@@ -561,27 +515,17 @@ async fn page_sizes_over_one_hundred_are_refused() {
                 .await;
             assert_error_code(&body, "BAD_USER_INPUT");
             assert!(
-                body.pointer("/data/me/referredFriends")
-                    .is_none_or(Value::is_null),
+                body.pointer("/data/me/referredFriends").is_none_or(Value::is_null),
                 "{body:#}"
             );
             assert!(
-                body.pointer("/data/me/rewardHistory")
-                    .is_none_or(Value::is_null),
+                body.pointer("/data/me/rewardHistory").is_none_or(Value::is_null),
                 "{body:#}"
             );
-            assert!(
-                body.pointer("/data/me/claims").is_none_or(Value::is_null),
-                "{body:#}"
-            );
+            assert!(body.pointer("/data/me/claims").is_none_or(Value::is_null), "{body:#}");
         }
         let body = app
-            .run(
-                Some(&customer),
-                "customer",
-                "Dashboard",
-                json!({ "first": first }),
-            )
+            .run(Some(&customer), "customer", "Dashboard", json!({ "first": first }))
             .await;
         assert_error_code(&body, "BAD_USER_INPUT");
         let body = app
@@ -596,21 +540,11 @@ async fn page_sizes_over_one_hundred_are_refused() {
     }
     // 100 is allowed.
     let data = app
-        .run_ok(
-            Some(&customer),
-            "customer",
-            "HistoryPage",
-            json!({ "first": 100 }),
-        )
+        .run_ok(Some(&customer), "customer", "HistoryPage", json!({ "first": 100 }))
         .await;
     assert_eq!(data["me"]["rewardHistory"]["totalCount"], 1, "{data:#}");
     let data = app
-        .run_ok(
-            Some(&customer),
-            "customer",
-            "FriendsPage",
-            json!({ "first": 100 }),
-        )
+        .run_ok(Some(&customer), "customer", "FriendsPage", json!({ "first": 100 }))
         .await;
     assert_eq!(data["me"]["referredFriends"]["totalCount"], 1, "{data:#}");
 }
@@ -652,9 +586,7 @@ async fn customers_never_see_another_accounts_details() {
     // A asks for its friend's full account: refused, and nothing of it is shown.
     let query = "query { me { referredFriends(first: 5) { edges { node { referee { displayName \
                  account { externalId email displayName } } } } } } }";
-    let body = app
-        .gql(Some(&app.customer("acct-a")), query, json!({}))
-        .await;
+    let body = app.gql(Some(&app.customer("acct-a")), query, json!({})).await;
     assert_error_code(&body, "FORBIDDEN");
     let text = body.to_string();
     for secret in ["acct-b", "bob@example.com", "Bob Brown"] {
@@ -662,11 +594,8 @@ async fn customers_never_see_another_accounts_details() {
     }
 
     // B asks for its referrer's full account: the same.
-    let query =
-        "query { me { referral { referrer { displayName account { externalId email } } } } }";
-    let body = app
-        .gql(Some(&app.customer("acct-b")), query, json!({}))
-        .await;
+    let query = "query { me { referral { referrer { displayName account { externalId email } } } } }";
+    let body = app.gql(Some(&app.customer("acct-b")), query, json!({})).await;
     assert_error_code(&body, "FORBIDDEN");
     let text = body.to_string();
     for secret in ["acct-a", "Alice Adams"] {
@@ -676,16 +605,11 @@ async fn customers_never_see_another_accounts_details() {
     // The dashboards show masked names only.
     let text = app.dashboard("acct-a", 5).await.to_string();
     assert!(
-        text.contains("Bo*** B.")
-            && !text.contains("Bob Brown")
-            && !text.contains("bob@example.com"),
+        text.contains("Bo*** B.") && !text.contains("Bob Brown") && !text.contains("bob@example.com"),
         "{text}"
     );
     let text = app.dashboard("acct-b", 5).await.to_string();
-    assert!(
-        text.contains("Al*** A.") && !text.contains("Alice Adams"),
-        "{text}"
-    );
+    assert!(text.contains("Al*** A.") && !text.contains("Alice Adams"), "{text}");
 
     // A token for an account the billing system has not registered sees no account.
     let data = app.dashboard("acct-unregistered", 5).await;

@@ -51,20 +51,24 @@ impl TestDb {
         // The SQLite file, the servers' logs and their working directory.
         let dir = temp_dir("rs-process-");
         match fresh_postgres_database().await {
-            Some(url) => TestDb { url, postgres: true, dir },
+            Some(url) => TestDb {
+                url,
+                postgres: true,
+                dir,
+            },
             None => {
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                TestDb { url, postgres: false, dir }
+                TestDb {
+                    url,
+                    postgres: false,
+                    dir,
+                }
             }
         }
     }
 
     pub fn backend(&self) -> &'static str {
-        if self.postgres {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        }
+        if self.postgres { "PostgreSQL" } else { "SQLite" }
     }
 
     /// A connection of the test's own, for SQL the API does not offer.
@@ -130,10 +134,7 @@ impl TestDb {
             "`referral-server check` reports a violation:\n{stdout}"
         );
         let ok_lines = stdout.lines().filter(|l| l.starts_with("ok ")).count();
-        assert!(
-            ok_lines >= 9,
-            "`referral-server check` checked too little:\n{stdout}"
-        );
+        assert!(ok_lines >= 9, "`referral-server check` checked too little:\n{stdout}");
         stdout
     }
 }
@@ -141,23 +142,15 @@ impl TestDb {
 /// One integer from SQL that runs unchanged on SQLite and PostgreSQL.
 pub async fn sql_i64(db: &DatabaseConnection, sql: &str) -> i64 {
     let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            sql.to_owned(),
-        ))
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_owned()))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .unwrap_or_else(|| panic!("{sql}: no row"));
-    row.try_get_by_index::<i64>(0)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    row.try_get_by_index::<i64>(0).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 pub async fn count(db: &DatabaseConnection, table_and_filter: &str) -> i64 {
-    sql_i64(
-        db,
-        &format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table_and_filter}"),
-    )
-    .await
+    sql_i64(db, &format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table_and_filter}")).await
 }
 
 /// The account's balance row of one unit: (available, lifetime earned), in millionths.
@@ -173,7 +166,9 @@ pub async fn balance_row(db: &DatabaseConnection, external_id: &str, unit: &str)
     .await;
     let lifetime = sql_i64(
         db,
-        &format!("SELECT CAST(lifetime_earned AS BIGINT) FROM balances WHERE unit = '{unit}' AND account_id = {account}"),
+        &format!(
+            "SELECT CAST(lifetime_earned AS BIGINT) FROM balances WHERE unit = '{unit}' AND account_id = {account}"
+        ),
     )
     .await;
     (available, lifetime)
@@ -203,19 +198,13 @@ impl Server {
     /// Starts a server on the database and waits until `GET /healthz` answers 200 (at most
     /// 20 s). A port taken between choosing and binding it is retried with another one.
     pub async fn start(db: &TestDb, name: &str) -> Server {
-        Server::start_together(db, &[name])
-            .await
-            .pop()
-            .expect("one server")
+        Server::start_together(db, &[name]).await.pop().expect("one server")
     }
 
     /// Starts servers at the same moment (all processes first, then waits for each), e.g. to
     /// see them race to migrate a fresh database.
     pub async fn start_together(db: &TestDb, names: &[&str]) -> Vec<Server> {
-        let mut servers: Vec<Server> = names
-            .iter()
-            .map(|name| Server::spawn(db, name, 1))
-            .collect();
+        let mut servers: Vec<Server> = names.iter().map(|name| Server::spawn(db, name, 1)).collect();
         for server in &mut servers {
             let mut attempt = 1;
             while !server.wait_healthy(attempt < 3).await {
@@ -229,8 +218,7 @@ impl Server {
     fn spawn(db: &TestDb, name: &str, attempt: u32) -> Server {
         let port = free_port();
         let log = db.dir.path().join(format!("{name}-{attempt}.log"));
-        let log_file =
-            std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {log:?}: {e}"));
+        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {log:?}: {e}"));
         let child = db
             .command()
             .arg("serve")
@@ -263,10 +251,7 @@ impl Server {
                 if log.contains("binding") && may_retry {
                     return false;
                 }
-                panic!(
-                    "server {} exited at start with {status}; its log:\n{log}",
-                    self.name
-                );
+                panic!("server {} exited at start with {status}; its log:\n{log}", self.name);
             }
             let health = client.get(format!("{}/healthz", self.base)).send().await;
             if let Ok(response) = health
@@ -317,11 +302,7 @@ impl Server {
             .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
-        assert!(
-            status.success(),
-            "kill -TERM {} failed: {status}",
-            self.pid()
-        );
+        assert!(status.success(), "kill -TERM {} failed: {status}", self.pid());
     }
 
     /// Waits for the process to exit, at most `timeout`.
@@ -355,11 +336,7 @@ impl Drop for Server {
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!(
-                "---- log of server {} (last {} lines) ----",
-                self.name,
-                tail.len()
-            );
+            eprintln!("---- log of server {} (last {} lines) ----", self.name, tail.len());
             for line in tail.iter().rev() {
                 eprintln!("{line}");
             }
@@ -413,13 +390,7 @@ pub async fn post(
 }
 
 /// Sends an operation that must succeed; its `data`.
-pub async fn run_ok(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    query: &str,
-    variables: Value,
-) -> Value {
+pub async fn run_ok(client: &reqwest::Client, base: &str, token: &str, query: &str, variables: Value) -> Value {
     let (status, body) = post(client, base, token, query, &variables)
         .await
         .unwrap_or_else(|e| panic!("POST {base}/graphql failed: {e}"));
@@ -446,12 +417,8 @@ pub fn data_of(body: &Value, what: &str) -> Value {
 /// Whether a response is a success: data with the field, and no errors.
 pub fn succeeded(body: &Value, field: &str) -> bool {
     error_codes(body).is_empty()
-        && body
-            .get("errors")
-            .is_none_or(|e| e.is_null() || e == &json!([]))
-        && body
-            .pointer(&format!("/data/{field}"))
-            .is_some_and(Value::is_object)
+        && body.get("errors").is_none_or(|e| e.is_null() || e == &json!([]))
+        && body.pointer(&format!("/data/{field}")).is_some_and(Value::is_object)
 }
 
 /// The `extensions.code` of every error of a response.
@@ -500,8 +467,7 @@ pub fn contract_op(file: &str, name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/contract")
         .join(format!("{file}.graphql"));
-    let source =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
+    let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
     // Comments out (the operations hold no strings, so `#` always starts one).
     let source: String = source
         .lines()
@@ -509,8 +475,7 @@ pub fn contract_op(file: &str, name: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n");
     let mut out = vec![
-        definition(&source, &["query", "mutation"], name)
-            .unwrap_or_else(|| panic!("no operation {name} in {path:?}")),
+        definition(&source, &["query", "mutation"], name).unwrap_or_else(|| panic!("no operation {name} in {path:?}")),
     ];
     let mut seen: Vec<String> = Vec::new();
     let mut i = 0;
@@ -632,11 +597,7 @@ impl Api {
                 json!({ "input": { "key": key, "providerKey": PROVIDER, "name": key, "category": category, "productRate": rate } }),
             )
             .await;
-            assert_eq!(
-                data["upsertProduct"]["productRate"],
-                format!("{rate}.00"),
-                "{data:#}"
-            );
+            assert_eq!(data["upsertProduct"]["productRate"], format!("{rate}.00"), "{data:#}");
         }
         s(&data, "/upsertProvider/id").to_owned()
     }
@@ -658,10 +619,7 @@ impl Api {
     pub async fn register_code(&self, external_id: &str, code: Option<&str>) -> String {
         let registered = self.register(external_id, code).await;
         if let Some(code) = code {
-            assert_eq!(
-                registered["referral"]["status"], "PENDING",
-                "{registered:#}"
-            );
+            assert_eq!(registered["referral"]["status"], "PENDING", "{registered:#}");
             assert_eq!(
                 registered["referral"]["referrer"]["referralCode"], code,
                 "{registered:#}"
@@ -671,13 +629,7 @@ impl Api {
     }
 
     /// RecordPurchase as the billing system that must succeed; `recordPurchase`.
-    pub async fn purchase(
-        &self,
-        event_id: &str,
-        external_id: &str,
-        product: &str,
-        gb: &str,
-    ) -> Value {
+    pub async fn purchase(&self, event_id: &str, external_id: &str, product: &str, gb: &str) -> Value {
         let data = run_ok(
             &self.client,
             &self.base,
@@ -691,8 +643,7 @@ impl Api {
 }
 
 pub fn register_vars(external_id: &str, code: Option<&str>) -> Value {
-    let mut input =
-        json!({ "externalId": external_id, "displayName": format!("Name {external_id}") });
+    let mut input = json!({ "externalId": external_id, "displayName": format!("Name {external_id}") });
     if let Some(code) = code {
         input["referralCode"] = json!(code);
     }
@@ -708,11 +659,7 @@ pub fn claim_vars(provider_id: &str, key: &str) -> Value {
 }
 
 /// The customer's POINTS balance as its Dashboard shows it: (available, pending, lifetimeEarned).
-pub async fn points(
-    client: &reqwest::Client,
-    base: &str,
-    customer_token: &str,
-) -> (String, String, String) {
+pub async fn points(client: &reqwest::Client, base: &str, customer_token: &str) -> (String, String, String) {
     let data = run_ok(
         client,
         base,
@@ -764,11 +711,7 @@ pub fn decimal(micros: i64) -> String {
         micros >= 0 && micros % 10_000 == 0,
         "not a two-decimal amount: {micros}"
     );
-    format!(
-        "{}.{:02}",
-        micros / 1_000_000,
-        (micros % 1_000_000) / 10_000
-    )
+    format!("{}.{:02}", micros / 1_000_000, (micros % 1_000_000) / 10_000)
 }
 
 /// The contract's test of the harness itself.
@@ -779,10 +722,7 @@ mod tests {
     #[test]
     fn contract_operations_come_with_their_fragments() {
         let purchase = contract_op("integration", "RecordPurchase");
-        assert!(
-            purchase.starts_with("mutation RecordPurchase("),
-            "{purchase}"
-        );
+        assert!(purchase.starts_with("mutation RecordPurchase("), "{purchase}");
         assert!(
             purchase.contains("fragment EventResult on RecordEventPayload"),
             "{purchase}"
@@ -793,10 +733,7 @@ mod tests {
             dashboard.contains("fragment HistoryEntry on LedgerEntry"),
             "{dashboard}"
         );
-        assert_eq!(
-            dashboard.matches('{').count(),
-            dashboard.matches('}').count()
-        );
+        assert_eq!(dashboard.matches('{').count(), dashboard.matches('}').count());
         let register = contract_op("integration", "RegisterAccount");
         assert!(!register.contains("fragment"), "{register}");
     }

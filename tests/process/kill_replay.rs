@@ -57,11 +57,7 @@ fn purchases_of(i: usize) -> [(String, &'static str, String); 3] {
 
 /// What referee `i` earns its referrer, in millionths.
 fn reward_for(i: usize) -> i64 {
-    if i % 5 == 4 {
-        0
-    } else {
-        15_000_000 * (i as i64 % 3 + 1)
-    }
+    if i % 5 == 4 { 0 } else { 15_000_000 * (i as i64 % 3 + 1) }
 }
 
 /// Sends a task's requests in order; stops at the first transport error. Returns
@@ -79,15 +75,7 @@ async fn run_task(
     for index in indices {
         let request = &requests[index];
         sent.fetch_add(1, Ordering::SeqCst);
-        match post(
-            &client,
-            &base,
-            &request.token,
-            &request.query,
-            &request.vars,
-        )
-        .await
-        {
+        match post(&client, &base, &request.token, &request.query, &request.vars).await {
             Ok((status, body)) => answers.push((index, status, body)),
             Err(error) => return (answers, Some((index, error, killed.load(Ordering::SeqCst)))),
         }
@@ -103,9 +91,7 @@ fn valid(request: &Request, status: u16, body: &Value) -> bool {
         Kind::Purchase => "recordPurchase",
         Kind::Claim => "claimReward",
     };
-    status == 200
-        && (succeeded(body, field)
-            || (request.kind == Kind::Claim && is_insufficient_balance(body)))
+    status == 200 && (succeeded(body, field) || (request.kind == Kind::Claim && is_insufficient_balance(body)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -124,15 +110,9 @@ async fn kill_minus_9_then_replay() {
     }
     for j in 0..CLAIMANTS {
         let code = api.register_code(&format!("kr-claimant-{j}"), None).await;
-        api.register_code(&format!("kr-friend-{j}"), Some(&code))
-            .await;
+        api.register_code(&format!("kr-friend-{j}"), Some(&code)).await;
         let funded = api
-            .purchase(
-                &format!("kr-fund-{j}"),
-                &format!("kr-friend-{j}"),
-                RESIDENTIAL,
-                "7",
-            )
+            .purchase(&format!("kr-fund-{j}"), &format!("kr-friend-{j}"), RESIDENTIAL, "7")
             .await;
         assert_eq!(
             rewards_of(&funded),
@@ -253,10 +233,7 @@ async fn kill_minus_9_then_replay() {
         }
         stopped.extend(error);
     }
-    let before_kill: Vec<_> = stopped
-        .iter()
-        .filter(|(_, _, after_kill)| !after_kill)
-        .collect();
+    let before_kill: Vec<_> = stopped.iter().filter(|(_, _, after_kill)| !after_kill).collect();
     assert!(
         before_kill.is_empty(),
         "requests failed before the kill: {before_kill:#?}"
@@ -304,10 +281,7 @@ async fn kill_minus_9_then_replay() {
     let mut run2: Vec<Option<(u16, Value)>> = vec![None; requests.len()];
     for handle in handles {
         let (answers, error) = handle.await.expect("replay task panicked");
-        assert!(
-            error.is_none(),
-            "a replayed request got no answer: {error:?}"
-        );
+        assert!(error.is_none(), "a replayed request got no answer: {error:?}");
         for (index, status, body) in answers {
             run2[index] = Some((status, body));
         }
@@ -334,8 +308,7 @@ async fn kill_minus_9_then_replay() {
                     "{body:#}"
                 );
                 assert_eq!(
-                    registered["referral"]["referrer"]["referralCode"],
-                    request.vars["input"]["referralCode"],
+                    registered["referral"]["referrer"]["referralCode"], request.vars["input"]["referralCode"],
                     "{body:#}"
                 );
                 let status = s(registered, "/referral/status");
@@ -360,11 +333,7 @@ async fn kill_minus_9_then_replay() {
             }
             Kind::Purchase => {
                 let payload = &body["data"]["recordPurchase"];
-                assert_eq!(
-                    payload["event"]["eventId"],
-                    request.label.as_str(),
-                    "{body:#}"
-                );
+                assert_eq!(payload["event"]["eventId"], request.label.as_str(), "{body:#}");
                 if let Some(earlier) = earlier {
                     let before = &earlier["data"]["recordPurchase"];
                     assert_eq!(
@@ -412,8 +381,7 @@ async fn kill_minus_9_then_replay() {
                         request.label
                     );
                     assert_eq!(
-                        body["data"]["claimReward"]["claim"]["id"],
-                        earlier["data"]["claimReward"]["claim"]["id"],
+                        body["data"]["claimReward"]["claim"]["id"], earlier["data"]["claimReward"]["claim"]["id"],
                         "{}: the replay answers the first claim",
                         request.label
                     );
@@ -462,10 +430,7 @@ async fn kill_minus_9_then_replay() {
     // Balances, through the new server and in the database.
     let client = client(true);
     for k in 0..REFERRERS {
-        let expected: i64 = (0..REFEREES)
-            .filter(|i| i % REFERRERS == k)
-            .map(reward_for)
-            .sum();
+        let expected: i64 = (0..REFEREES).filter(|i| i % REFERRERS == k).map(reward_for).sum();
         let external_id = format!("kr-referrer-{k}");
         let token = db.token("customer", &external_id);
         assert_eq!(
@@ -504,10 +469,7 @@ async fn kill_minus_9_then_replay() {
         count(&conn, "ledger_entries WHERE kind = 'REWARD'").await,
         CLAIMANTS as i64 + rewarded
     );
-    assert_eq!(
-        count(&conn, "claims").await,
-        (CLAIMANTS * AFFORDABLE_CLAIMS) as i64
-    );
+    assert_eq!(count(&conn, "claims").await, (CLAIMANTS * AFFORDABLE_CLAIMS) as i64);
     assert_eq!(
         count(&conn, "ledger_entries WHERE kind = 'CLAIM'").await,
         (CLAIMANTS * AFFORDABLE_CLAIMS) as i64

@@ -65,11 +65,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
     let handles: Vec<_> = batch
         .iter()
         .map(|(label, query, vars)| {
-            let (client, base, token) = (
-                fresh_connections.clone(),
-                server.base.clone(),
-                api.service.clone(),
-            );
+            let (client, base, token) = (fresh_connections.clone(), server.base.clone(), api.service.clone());
             let (label, query, vars) = (label.clone(), query.clone(), vars.clone());
             tokio::spawn(async move { (label, post(&client, &base, &token, &query, &vars).await) })
         })
@@ -110,13 +106,10 @@ async fn sigterm_lets_requests_in_flight_finish() {
     for handle in handles {
         let (label, answer) = tokio::time::timeout(Duration::from_secs(20), handle)
             .await
-            .unwrap_or_else(|_| {
-                panic!("a request did not finish within 20 s of the lock's release")
-            })
+            .unwrap_or_else(|_| panic!("a request did not finish within 20 s of the lock's release"))
             .expect("request task panicked");
-        let (status, body) = answer.unwrap_or_else(|e| {
-            panic!("{label}: accepted before SIGTERM, but no complete answer: {e}")
-        });
+        let (status, body) =
+            answer.unwrap_or_else(|e| panic!("{label}: accepted before SIGTERM, but no complete answer: {e}"));
         assert_eq!(status, 200, "{label}: HTTP {status}: {body:#}");
         answers.push((label, body));
     }
@@ -129,11 +122,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
         Some(0),
         "the server's exit status after SIGTERM: {status}"
     );
-    eprintln!(
-        "[{}] exited {:?} after SIGTERM",
-        db.backend(),
-        signalled.elapsed()
-    );
+    eprintln!("[{}] exited {:?} after SIGTERM", db.backend(), signalled.elapsed());
     assert!(
         connection_refused(server.port),
         "a connection was accepted after the server exited"
@@ -155,11 +144,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
         } else {
             assert!(succeeded(body, "registerAccount"), "{label}: {body:#}");
             let registered = &body["data"]["registerAccount"];
-            assert_eq!(
-                registered["account"]["externalId"],
-                label.as_str(),
-                "{body:#}"
-            );
+            assert_eq!(registered["account"]["externalId"], label.as_str(), "{body:#}");
             assert_eq!(registered["referral"]["status"], "PENDING", "{body:#}");
             assert_eq!(
                 registered["referral"]["referrer"]["referralCode"],
@@ -177,14 +162,8 @@ async fn sigterm_lets_requests_in_flight_finish() {
         count(&conn, "referrals WHERE status <> 'REJECTED'").await,
         1 + REGISTRATIONS as i64
     );
-    assert_eq!(
-        count(&conn, "ledger_entries WHERE kind = 'REWARD'").await,
-        1
-    );
-    assert_eq!(
-        balance_row(&conn, "st-a", "POINTS").await,
-        (15_000_000, 15_000_000)
-    );
+    assert_eq!(count(&conn, "ledger_entries WHERE kind = 'REWARD'").await, 1);
+    assert_eq!(balance_row(&conn, "st-a", "POINTS").await, (15_000_000, 15_000_000));
     conn.close().await.ok();
     db.assert_check_passes();
     drop(api);

@@ -22,11 +22,7 @@ async fn two_servers_one_database() {
     api.register_code("acct-b", Some(&code_a)).await;
     api.register_code("acct-c", Some(&code_a)).await;
     let first = api.purchase("setup-b-1", "acct-b", RESIDENTIAL, "10").await;
-    assert_eq!(
-        rewards_of(&first),
-        vec![points_reward("acct-a", "150.00")],
-        "{first:#}"
-    );
+    assert_eq!(rewards_of(&first), vec![points_reward("acct-a", "150.00")], "{first:#}");
 
     let customer_a = db.token("customer", "acct-a");
     assert_eq!(
@@ -84,27 +80,20 @@ async fn two_servers_one_database() {
     let mut answers = Vec::new();
     for task in futures::future::join_all(tasks).await {
         let (kind, server, answer) = task.expect("request task panicked");
-        let (status, body) = answer
-            .unwrap_or_else(|e| panic!("a {kind:?} request to server {server} got no answer: {e}"));
-        assert_eq!(
-            status, 200,
-            "{kind:?} via server {server}: HTTP {status}: {body:#}"
-        );
+        let (status, body) =
+            answer.unwrap_or_else(|e| panic!("a {kind:?} request to server {server} got no answer: {e}"));
+        assert_eq!(status, 200, "{kind:?} via server {server}: HTTP {status}: {body:#}");
         answers.push((kind, server, body));
     }
 
     // Claims: exactly 10 succeed, the other 30 are INSUFFICIENT_BALANCE.
-    let claims: Vec<&(Kind, usize, Value)> =
-        answers.iter().filter(|a| a.0 == Kind::Claim).collect();
+    let claims: Vec<&(Kind, usize, Value)> = answers.iter().filter(|a| a.0 == Kind::Claim).collect();
     let ok: Vec<&Value> = claims
         .iter()
         .map(|a| &a.2)
         .filter(|b| succeeded(b, "claimReward"))
         .collect();
-    let refused = claims
-        .iter()
-        .filter(|a| is_insufficient_balance(&a.2))
-        .count();
+    let refused = claims.iter().filter(|a| is_insufficient_balance(&a.2)).count();
     let other: Vec<_> = claims
         .iter()
         .filter(|a| !succeeded(&a.2, "claimReward") && !is_insufficient_balance(&a.2))
@@ -118,21 +107,14 @@ async fn two_servers_one_database() {
         (10, 30),
         "exactly 10 claims succeed across both servers"
     );
-    let mut claim_ids: Vec<&str> = ok
-        .iter()
-        .map(|b| s(b, "/data/claimReward/claim/id"))
-        .collect();
+    let mut claim_ids: Vec<&str> = ok.iter().map(|b| s(b, "/data/claimReward/claim/id")).collect();
     claim_ids.sort_unstable();
     claim_ids.dedup();
     assert_eq!(claim_ids.len(), 10, "ten distinct claims");
     for body in &ok {
         let claim = &body["data"]["claimReward"]["claim"];
         assert_eq!(
-            (
-                claim["points"].as_str(),
-                claim["gb"].as_i64(),
-                claim["status"].as_str()
-            ),
+            (claim["points"].as_str(), claim["gb"].as_i64(), claim["status"].as_str()),
             (Some("15.00"), Some(1), Some("PENDING")),
             "{body:#}"
         );
@@ -177,10 +159,7 @@ async fn two_servers_one_database() {
         .map(|a| &a.2)
         .collect();
     for body in &deliveries {
-        assert!(
-            succeeded(body, "recordPurchase"),
-            "a delivery of c-first: {body:#}"
-        );
+        assert!(succeeded(body, "recordPurchase"), "a delivery of c-first: {body:#}");
     }
     let originals: Vec<&&Value> = deliveries
         .iter()
@@ -203,14 +182,8 @@ async fn two_servers_one_database() {
     );
     for body in &deliveries {
         let payload = &body["data"]["recordPurchase"];
-        assert_eq!(
-            payload["event"]["id"], original["event"]["id"],
-            "one event: {body:#}"
-        );
-        assert_eq!(
-            payload["rewards"], original["rewards"],
-            "the same rewards: {body:#}"
-        );
+        assert_eq!(payload["event"]["id"], original["event"]["id"], "one event: {body:#}");
+        assert_eq!(payload["rewards"], original["rewards"], "the same rewards: {body:#}");
         assert_eq!(
             payload["decisions"], original["decisions"],
             "the same decisions: {body:#}"
@@ -226,10 +199,7 @@ async fn two_servers_one_database() {
         );
     }
     let conn = db.connect().await;
-    assert_eq!(
-        balance_row(&conn, "acct-a", "POINTS").await,
-        (5_000_000, 155_000_000)
-    );
+    assert_eq!(balance_row(&conn, "acct-a", "POINTS").await, (5_000_000, 155_000_000));
     assert_eq!(
         count(&conn, "events").await,
         1 + 20 + 1,
@@ -242,10 +212,7 @@ async fn two_servers_one_database() {
         "B's and C's first purchases"
     );
     assert_eq!(count(&conn, "claims").await, 10);
-    assert_eq!(
-        count(&conn, "ledger_entries WHERE kind = 'CLAIM'").await,
-        10
-    );
+    assert_eq!(count(&conn, "ledger_entries WHERE kind = 'CLAIM'").await, 10);
     assert_eq!(
         sql_i64(&conn, "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_entries WHERE account_id = (SELECT id FROM accounts WHERE external_id = 'acct-a')").await,
         5_000_000,
@@ -279,9 +246,7 @@ async fn two_servers_start_together_on_a_fresh_database() {
         let via_right = Api::new(&db, right);
         via_right.setup_catalog("15").await;
         via_right.register_code("together-b", Some(&code)).await;
-        let paid = api
-            .purchase("together-1", "together-b", RESIDENTIAL, "2")
-            .await;
+        let paid = api.purchase("together-1", "together-b", RESIDENTIAL, "2").await;
         assert_eq!(
             rewards_of(&paid),
             vec![points_reward("together-a", "30.00")],
