@@ -330,10 +330,10 @@ async fn run(args: Args) -> Result<()> {
     let service = mint("service", "billing")?;
     write(&out.join("tokens-service.txt"), &service)?;
 
-    // The contract's documents.
+    // The operation documents the clients send (operations/).
     let contract = std::env::var("CONTRACT_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("../shared/contract"));
+        .unwrap_or_else(|_| root.join("operations"));
     let customer_doc = std::fs::read_to_string(contract.join("customer.graphql"))
         .with_context(|| format!("reading {}", contract.join("customer.graphql").display()))?;
     let integration_doc = std::fs::read_to_string(contract.join("integration.graphql"))

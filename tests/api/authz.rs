@@ -2,7 +2,7 @@
 //! by every kind of caller (no token, customer A, customer B, admin, billing system), and the
 //! nested paths by which a customer might reach another account.
 //!
-//! The rules (../shared/contract/README.md, src/auth.rs): customer operations are for customers,
+//! The rules (operations/README.md, src/auth.rs): customer operations are for customers,
 //! each about itself only; admin operations need `admin`; integration operations need `service`,
 //! and an admin may run them too. No token: UNAUTHENTICATED; the wrong role: FORBIDDEN, with no
 //! data and nothing changed.

@@ -120,10 +120,10 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The contract's documents
+// The operation documents the clients send (operations/, a copy of the contract's and more)
 
 fn contract_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/contract")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("operations")
 }
 
 /// One top-level definition of a GraphQL document.
@@ -224,7 +224,7 @@ fn fragment_spreads(text: &str) -> Vec<String> {
     names
 }
 
-/// The text of the operation `name` from `../shared/contract/{file}.graphql`, with the
+/// The text of the operation `name` from `operations/{file}.graphql`, with the
 /// fragments it uses, transitively. A whole file would not validate: it also holds operations
 /// of features that are not built yet.
 pub fn contract_op(file: &str, name: &str) -> String {
@@ -1198,7 +1198,7 @@ pub fn instant(value: &Value) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
-/// Every operation of `../shared/contract/{file}.graphql`, in the file's order: its kind
+/// Every operation of `operations/{file}.graphql`, in the file's order: its kind
 /// (`query`, `mutation`) and name. Fragments are left out.
 pub fn contract_operations(file: &str) -> Vec<(String, String)> {
     let path = contract_dir().join(format!("{file}.graphql"));

@@ -460,12 +460,12 @@ pub fn s<'a>(value: &'a Value, pointer: &str) -> &'a str {
 // ---------------------------------------------------------------------------------------------
 // The contract's documents
 
-/// The text of operation `name` of `../shared/contract/{file}.graphql` with the fragments it
+/// The text of operation `name` of `operations/{file}.graphql` with the fragments it
 /// spreads, transitively (a whole file would not do: it holds operations of features the
 /// server does not have yet).
 pub fn contract_op(file: &str, name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/contract")
+        .join("operations")
         .join(format!("{file}.graphql"));
     let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path:?}: {e}"));
     // Comments out (the operations hold no strings, so `#` always starts one).
