@@ -32,6 +32,10 @@ pub struct ConfigArgs {
     /// Referral-code lookups one client may make per minute (a guessing guard).
     #[arg(long, env = "CODE_LOOKUPS_PER_MINUTE", default_value_t = 600, global = true)]
     pub code_lookups_per_minute: u32,
+    /// Origins of browser apps allowed to call the API from another origin, comma-separated
+    /// (`https://app.example.com,https://admin.example.com`). Empty: same-origin only.
+    #[arg(long, env = "CORS_ORIGINS", default_value = "", global = true)]
+    pub cors_origins: String,
     /// Answer introspection queries (turn off in production if the schema is private).
     #[arg(long, env = "INTROSPECTION", default_value_t = true, global = true,
           action = clap::ArgAction::Set)]
@@ -48,6 +52,8 @@ pub struct Config {
     pub public_url: String,
     pub introspection: bool,
     pub code_lookups_per_minute: u32,
+    /// Origins allowed cross-origin (scheme://host[:port], no trailing slash); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +66,8 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("CODE_LOOKUPS_PER_MINUTE must be at least 1")]
     ZeroRate,
+    #[error("CORS_ORIGINS must list origins such as https://app.example.com (got {0:?})")]
+    CorsOrigin(String),
     #[error("JWT_ISSUER and JWT_AUDIENCE must not be empty")]
     EmptyClaim,
     #[error("could not read or write {path}: {source}")]
@@ -84,6 +92,7 @@ impl ConfigArgs {
             public_url: self.public_url.trim_end_matches('/').to_owned(),
             introspection: self.introspection,
             code_lookups_per_minute: self.code_lookups_per_minute,
+            cors_origins: parse_origins(&self.cors_origins)?,
         };
         config.validate()?;
         Ok((config, generated))
@@ -105,11 +114,44 @@ impl Config {
         if self.code_lookups_per_minute == 0 {
             return Err(ConfigError::ZeroRate);
         }
+        if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::CorsOrigin(bad.clone()));
+        }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
             return Err(ConfigError::EmptyClaim);
         }
         Ok(())
     }
+}
+
+/// `a, b,` → `[a, b]`; each one must be an origin (checked by `validate`).
+fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let origins: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| o.trim_end_matches('/').to_owned())
+        .collect();
+    match origins.iter().find(|o| !is_origin(o)) {
+        Some(bad) => Err(ConfigError::CorsOrigin(bad.clone())),
+        None => Ok(origins),
+    }
+}
+
+/// An origin as browsers send it: `http(s)://host[:port]`, nothing after the authority. `*` is
+/// not accepted: an API that takes bearer tokens names the apps it trusts.
+fn is_origin(origin: &str) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        && axum::http::HeaderValue::from_str(origin).is_ok()
 }
 
 fn load_or_create_local_secret() -> Result<String, ConfigError> {
@@ -127,4 +169,30 @@ fn load_or_create_local_secret() -> Result<String, ConfigError> {
     let secret = crate::auth::random_secret();
     std::fs::write(&path, &secret).map_err(io_err)?;
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_origins;
+
+    #[test]
+    fn cors_origins_are_a_comma_list_of_origins() {
+        assert_eq!(parse_origins("").ok(), Some(vec![]));
+        assert_eq!(
+            parse_origins(" https://app.example.com, http://localhost:5173/ ,").ok(),
+            Some(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:5173".to_owned()
+            ])
+        );
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://",
+            "ftp://x.org",
+        ] {
+            assert!(parse_origins(bad).is_err(), "{bad} accepted");
+        }
+    }
 }

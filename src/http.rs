@@ -10,13 +10,16 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -25,6 +28,9 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Operations one batched request may carry.
 pub const MAX_BATCH: usize = 5;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a browser may reuse a preflight's answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+const REQUEST_ID_HEADER: &str = "x-request-id";
 
 #[derive(Clone)]
 struct HttpState {
@@ -34,7 +40,13 @@ struct HttpState {
 
 pub fn build_app(state: AppState) -> Router {
     let schema = build_schema(state.config.introspection);
-    Router::new()
+    let origins: Vec<HeaderValue> = state
+        .config
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         // The GraphQL extractor streams the body, which axum's DefaultBodyLimit does not see:
@@ -46,8 +58,73 @@ pub fn build_app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(TraceLayer::new_for_http())
-        .with_state(HttpState { app: state, schema })
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outside the trace layer, so that the request's span carries its id; the id goes back
+        // in the response, for a client to quote.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(HttpState { app: state, schema });
+    if origins.is_empty() {
+        return router;
+    }
+    // Outermost: a preflight is answered before anything else looks at the request.
+    let listed: Arc<[HeaderValue]> = origins.clone().into();
+    router
+        .layer(cors(origins))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            only_for_listed_origins(listed.clone(), request, next)
+        }))
+}
+
+/// Browser apps on the configured origins may call the API (CORS_ORIGINS; without origins there
+/// is no layer at all, and browsers keep to the same-origin policy). Tokens travel in
+/// `Authorization`, never in cookies, so credentials stay off.
+fn cors(origins: Vec<HeaderValue>) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER)])
+        .max_age(CORS_MAX_AGE)
+}
+
+/// tower-http leaves out only `Access-Control-Allow-Origin` for an origin it does not allow,
+/// and still describes the methods and headers it would allow: an origin that is not listed
+/// gets no CORS header at all, so it learns nothing of the API's CORS policy.
+async fn only_for_listed_origins(
+    listed: Arc<[HeaderValue]>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin_listed = request
+        .headers()
+        .get(header::ORIGIN)
+        .is_some_and(|o| listed.contains(o));
+    let mut response = next.run(request).await;
+    if !origin_listed {
+        let cors_headers: Vec<HeaderName> = response
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("access-control-"))
+            .cloned()
+            .collect();
+        for name in cors_headers {
+            response.headers_mut().remove(name);
+        }
+    }
+    response
+}
+
+/// One span per request at INFO, with the request's id, so that every line logged while
+/// serving it (a JSON log's `spans`) can be traced back to it. The path only: a GET's query
+/// string may hold a whole document.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
 }
 
 /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.

@@ -4,12 +4,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use referral_server::auth::{JwtKeys, Role};
 use referral_server::config::{ConfigArgs, LOCAL_SECRET_FILE};
+use referral_server::logging::{self, LogFormat};
 use referral_server::service::{check, presets};
 use referral_server::{AppState, build_app, db, graphql, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tracing_subscriber::EnvFilter;
 
 // A GraphQL request allocates many small, short-lived objects across threads; glibc's malloc
 // spent a fifth of the server's CPU on them under load (BENCHMARKS.md).
@@ -25,6 +25,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Log lines as text (coloured only on a terminal) or as one JSON object a line.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,11 +67,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -165,8 +165,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(bind_addr)
                 .await
                 .with_context(|| format!("binding {bind_addr}"))?;
+            // The bound address, not the configured one: port 0 picks a free port.
+            let local = listener.local_addr().unwrap_or(bind_addr);
             tracing::info!(
-                "serving on http://{bind_addr}: GraphiQL at http://{bind_addr}/graphql; \
+                "serving on http://{local}: GraphiQL at http://{local}/graphql; \
                  a token: `referral-server token --role admin`"
             );
             serve(listener, build_app(state)).await.context("serving")?;

@@ -12,6 +12,7 @@ mod cloud_credit;
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrency;
+mod cors;
 mod credit;
 mod helpers;
 mod idempotency;

@@ -17,5 +17,6 @@
 mod common;
 mod harness;
 mod kill_replay;
+mod logs;
 mod sigterm;
 mod two_servers;
