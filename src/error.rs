@@ -14,6 +14,7 @@ pub enum AppError {
     BadInput(String),
     ProgramDisabled,
     InsufficientBalance(String),
+    ClaimLimit(String),
     CodeTaken(String),
     IdempotencyConflict(String),
     RateLimited(String),
@@ -31,6 +32,7 @@ impl AppError {
             AppError::BadInput(_) => "BAD_USER_INPUT",
             AppError::ProgramDisabled => "PROGRAM_DISABLED",
             AppError::InsufficientBalance(_) => "INSUFFICIENT_BALANCE",
+            AppError::ClaimLimit(_) => "CLAIM_LIMIT",
             AppError::CodeTaken(_) => "CODE_TAKEN",
             AppError::IdempotencyConflict(_) => "IDEMPOTENCY_CONFLICT",
             AppError::RateLimited(_) => "RATE_LIMITED",
@@ -46,6 +48,7 @@ impl AppError {
             | AppError::NotFound(m)
             | AppError::BadInput(m)
             | AppError::InsufficientBalance(m)
+            | AppError::ClaimLimit(m)
             | AppError::CodeTaken(m)
             | AppError::IdempotencyConflict(m)
             | AppError::RateLimited(m) => m.clone(),

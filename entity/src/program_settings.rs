@@ -13,6 +13,10 @@ pub struct Model {
     pub gb_per_claim: i32,
     pub minimum_withdrawal: i64,
     pub require_verified_payment_for_link: bool,
+    /// Claims one account may have waiting for delivery at once; `None`: no limit.
+    pub max_pending_claims: Option<i32>,
+    /// Claims one account may make in 24 hours; `None`: no limit.
+    pub max_claims_per_day: Option<i32>,
     pub updated_at: DateTimeUtc,
 }
 

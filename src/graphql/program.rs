@@ -5,7 +5,7 @@ use crate::graphql::context::{program_settings, state, viewer};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Program, ProgramSettings};
 use crate::service::settings::{self, SettingsPatch};
-use async_graphql::{Context, InputObject, Object, Result};
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result};
 
 #[derive(Default)]
 pub struct ProgramQuery;
@@ -35,6 +35,19 @@ pub struct ProgramSettingsInput {
     pub gb_per_claim: Option<i32>,
     pub minimum_withdrawal: Option<Decimal>,
     pub require_verified_payment_for_link: Option<bool>,
+    /// Claims one account may have waiting for delivery at once; null: no limit.
+    pub max_pending_claims: MaybeUndefined<i32>,
+    /// Claims one account may make in any 24 hours; null: no limit.
+    pub max_claims_per_day: MaybeUndefined<i32>,
+}
+
+/// Left out: unchanged; null: cleared; a value: set.
+fn change<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(value) => Some(Some(value)),
+    }
 }
 
 #[derive(Default)]
@@ -53,6 +66,8 @@ impl ProgramMutation {
             cookie_days: input.cookie_days,
             minimum_withdrawal: input.minimum_withdrawal.map(|d| d.0),
             require_verified_payment_for_link: input.require_verified_payment_for_link,
+            max_pending_claims: change(input.max_pending_claims),
+            max_claims_per_day: change(input.max_claims_per_day),
         };
         let updated = settings::update(&state(ctx).db, &viewer(ctx).actor(), patch).await?;
         Ok(updated.into())

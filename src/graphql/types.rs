@@ -657,6 +657,12 @@ pub struct ProgramSettings {
     #[graphql(skip)]
     pub minimum_withdrawal_micros: i64,
     pub require_verified_payment_for_link: bool,
+    /// Claims one account may have waiting for delivery at once; null: no limit. Beyond it a
+    /// claim is refused with CLAIM_LIMIT.
+    pub max_pending_claims: Option<i32>,
+    /// Claims one account may make in any 24 hours; null: no limit. Beyond it a claim is
+    /// refused with CLAIM_LIMIT.
+    pub max_claims_per_day: Option<i32>,
 }
 
 #[ComplexObject]
@@ -677,6 +683,8 @@ impl From<program_settings::Model> for ProgramSettings {
             gb_per_claim: row.gb_per_claim,
             minimum_withdrawal_micros: row.minimum_withdrawal,
             require_verified_payment_for_link: row.require_verified_payment_for_link,
+            max_pending_claims: row.max_pending_claims,
+            max_claims_per_day: row.max_claims_per_day,
         }
     }
 }

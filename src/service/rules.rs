@@ -86,15 +86,21 @@ struct ValidRule {
 }
 
 fn validate(input: RuleInput) -> AppResult<ValidRule> {
+    // Options this server does not run yet are refused when set, never stored and ignored. A
+    // form sends back what it read, so the neutral value of each (null, an empty list, no
+    // hold, no minimum, false) is taken as "not set".
     let not_built = [
         ("invoiceNumber", input.invoice_number.is_some()),
         ("windowDays", input.window_days.is_some()),
         ("maxOccurrences", input.max_occurrences.is_some()),
         ("capPerReferral", input.cap_per_referral.is_some()),
-        ("holdDays", input.hold_days.is_some()),
+        ("holdDays", input.hold_days.is_some_and(|days| days != 0)),
         ("expiresAfterDays", input.expires_after_days.is_some()),
-        ("redeemableCategories", input.redeemable_categories.is_some()),
-        ("minActiveReferrals", input.min_active_referrals.is_some()),
+        (
+            "redeemableCategories",
+            input.redeemable_categories.as_ref().is_some_and(|c| !c.is_empty()),
+        ),
+        ("minActiveReferrals", input.min_active_referrals.is_some_and(|n| n != 0)),
         ("affiliatesOnly", input.affiliates_only == Some(true)),
     ];
     if let Some((field, _)) = not_built.iter().find(|(_, set)| *set) {
@@ -141,7 +147,8 @@ fn validate(input: RuleInput) -> AppResult<ValidRule> {
         }
         (_, None) => None,
     };
-    if input.product_categories.is_some() && trigger != RuleTrigger::FirstPurchase {
+    let product_categories = input.product_categories.filter(|c| !c.is_empty());
+    if product_categories.is_some() && trigger != RuleTrigger::FirstPurchase {
         return Err(AppError::bad_input(
             "productCategories applies to FIRST_PURCHASE rules only",
         ));
@@ -156,19 +163,17 @@ fn validate(input: RuleInput) -> AppResult<ValidRule> {
         value,
         threshold,
         recurring: input.recurring.unwrap_or(false),
-        product_categories: condition_list("productCategories", input.product_categories)?,
+        product_categories: condition_list("productCategories", product_categories)?,
         account_groups: condition_list("accountGroups", input.account_groups)?,
     })
 }
 
-/// A list condition stored as a JSON array of lower-case keys; absent: no condition.
+/// A list condition stored as a JSON array of lower-case keys; absent or empty (what a form
+/// with nothing picked sends): no condition.
 fn condition_list(field: &str, values: Option<Vec<String>>) -> AppResult<Option<String>> {
-    let Some(values) = values else { return Ok(None) };
-    if values.is_empty() {
-        return Err(AppError::bad_input(format!(
-            "{field} must name at least one value, or be left out"
-        )));
-    }
+    let Some(values) = values.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
     if values.len() > MAX_CONDITION_VALUES {
         return Err(AppError::bad_input(format!(
             "{field} may name at most {MAX_CONDITION_VALUES} values"

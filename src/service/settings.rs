@@ -9,6 +9,8 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait
 
 pub const SETTINGS_ID: i32 = 1;
 pub const MAX_GB_PER_CLAIM: i32 = 1000;
+/// The largest claim limit an admin may set (either of them).
+pub const MAX_CLAIM_LIMIT: i32 = 10_000;
 
 pub async fn get(db: &impl ConnectionTrait) -> AppResult<program_settings::Model> {
     program_settings::Entity::find_by_id(SETTINGS_ID)
@@ -28,6 +30,10 @@ pub struct SettingsPatch {
     pub cookie_days: Option<i32>,
     pub minimum_withdrawal: Option<Amount>,
     pub require_verified_payment_for_link: Option<bool>,
+    /// `Some(None)` removes the limit.
+    pub max_pending_claims: Option<Option<i32>>,
+    /// `Some(None)` removes the limit.
+    pub max_claims_per_day: Option<Option<i32>>,
 }
 
 pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) -> AppResult<program_settings::Model> {
@@ -60,6 +66,19 @@ pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) 
         )));
     }
 
+    for (name, limit) in [
+        ("maxPendingClaims", patch.max_pending_claims),
+        ("maxClaimsPerDay", patch.max_claims_per_day),
+    ] {
+        if let Some(Some(limit)) = limit
+            && !(1..=MAX_CLAIM_LIMIT).contains(&limit)
+        {
+            return Err(AppError::bad_input(format!(
+                "{name} must be between 1 and {MAX_CLAIM_LIMIT}, or null for no limit"
+            )));
+        }
+    }
+
     let txn = begin_write(db).await?;
     let before = get(&txn).await?;
     let mut row = before.clone().into_active_model();
@@ -74,6 +93,12 @@ pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) 
     }
     if let Some(gb) = patch.gb_per_claim {
         row.gb_per_claim = Set(gb);
+    }
+    if let Some(limit) = patch.max_pending_claims {
+        row.max_pending_claims = Set(limit);
+    }
+    if let Some(limit) = patch.max_claims_per_day {
+        row.max_claims_per_day = Set(limit);
     }
     row.updated_at = Set(chrono::Utc::now());
     let after = row.update(&txn).await?;

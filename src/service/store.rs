@@ -11,7 +11,9 @@ use chrono::Utc;
 use entity::enums::{ClaimStatus, EntryKind, Unit};
 use entity::{balance, claim, ledger_entry, provider};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set,
+};
 use serde_json::json;
 
 pub struct Offer {
@@ -71,7 +73,7 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
     let cost = rate
         .checked_mul_int(i64::from(gb))
         .ok_or_else(|| AppError::bad_input("the claim's cost is too large"))?;
-    let hash = request_hash(&json!({ "providerId": provider.id, "gb": gb }));
+    let hash = claim_fingerprint(provider.id);
 
     let insert = claim::Entity::insert(claim::ActiveModel {
         account_id: Set(account.id),
@@ -96,7 +98,7 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
     let Some(claim) = inserted(insert)? else {
         // The same idempotency key again (perhaps concurrently): answer the first claim.
         txn.rollback().await?;
-        return replay_claim(db, account.id, key.as_deref().unwrap_or_default(), &hash).await;
+        return replay_claim(db, account.id, key.as_deref().unwrap_or_default(), provider.id).await;
     };
     let description = format!("Reward claim: {gb} GB of {} data", provider.name);
     ledger::debit(
@@ -109,6 +111,7 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
         Some(claim.id),
     )
     .await?;
+    enforce_claim_limits(&txn, &program, account.id).await?;
     let balance = ledger::balance(&txn, account.id, Unit::Points).await?;
     txn.commit().await?;
     tracing::info!(claim = claim.id, account = account.id, points = %cost, "reward claimed");
@@ -119,14 +122,68 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
     })
 }
 
-async fn replay_claim(db: &impl ConnectionTrait, account_id: i64, key: &str, hash: &str) -> AppResult<Claimed> {
+/// What identifies a claim request for its idempotency key: what the client sent, and nothing
+/// the server decides. A retry after an admin changed `gbPerClaim` is the same request, and
+/// answers the first claim.
+fn claim_fingerprint(provider_id: i64) -> String {
+    request_hash(&json!({ "providerId": provider_id }))
+}
+
+/// Claims recorded before the fingerprint left out `gbPerClaim` hashed the GB in as well; a
+/// retry of one of those (same provider) still matches.
+fn legacy_claim_fingerprint(provider_id: i64, gb: i32) -> String {
+    request_hash(&json!({ "providerId": provider_id, "gb": gb }))
+}
+
+/// The program's claim limits (settings, unset by default), checked after this claim's debit:
+/// the debit's conditional update locks the account's points balance until commit, so a
+/// concurrent claim of the same account waits there, and its counts, which start after this
+/// transaction committed, include this claim. Exact under READ COMMITTED; SQLite serializes
+/// writers anyway. Refused: the whole transaction rolls back, the debit with it.
+async fn enforce_claim_limits(
+    txn: &impl ConnectionTrait,
+    program: &entity::program_settings::Model,
+    account_id: i64,
+) -> AppResult<()> {
+    if let Some(limit) = program.max_pending_claims {
+        let pending = claim::Entity::find()
+            .filter(claim::Column::AccountId.eq(account_id))
+            .filter(claim::Column::Status.eq(ClaimStatus::Pending))
+            .count(txn)
+            .await?;
+        if pending > limit as u64 {
+            return Err(AppError::ClaimLimit(format!(
+                "at most {limit} claims may wait for delivery at once; wait until one is delivered"
+            )));
+        }
+    }
+    if let Some(limit) = program.max_claims_per_day {
+        let since = Utc::now() - chrono::Duration::hours(24);
+        let today = claim::Entity::find()
+            .filter(claim::Column::AccountId.eq(account_id))
+            .filter(claim::Column::CreatedAt.gt(since))
+            .count(txn)
+            .await?;
+        if today > limit as u64 {
+            return Err(AppError::ClaimLimit(format!(
+                "at most {limit} claims may be made in 24 hours; try again later"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn replay_claim(db: &impl ConnectionTrait, account_id: i64, key: &str, provider_id: i64) -> AppResult<Claimed> {
     let claim = claim::Entity::find()
         .filter(claim::Column::AccountId.eq(account_id))
         .filter(claim::Column::IdempotencyKey.eq(key))
         .one(db)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("claim conflicted but was not found")))?;
-    if claim.request_hash.as_deref() != Some(hash) {
+    let stored = claim.request_hash.as_deref();
+    let same = stored == Some(claim_fingerprint(provider_id).as_str())
+        || stored == Some(legacy_claim_fingerprint(provider_id, claim.gb).as_str());
+    if !same {
         return Err(AppError::IdempotencyConflict(format!(
             "idempotencyKey {key:?} was already used for a different claim"
         )));
@@ -167,9 +224,10 @@ pub async fn complete(
         return if claim.status == outcome {
             Ok(claim)
         } else {
-            Err(AppError::bad_input(
-                format!("the claim is already {:?}", claim.status).to_uppercase(),
-            ))
+            Err(AppError::bad_input(format!(
+                "the claim is already {}",
+                claim.status.to_value()
+            )))
         };
     }
     if outcome == ClaimStatus::Failed {

@@ -20,6 +20,7 @@ mod invariants;
 mod points_store;
 mod presets;
 mod queries;
+mod round_trips;
 mod rules;
 mod schema;
 mod validation;
