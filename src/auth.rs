@@ -210,6 +210,8 @@ mod tests {
             public_url: "http://localhost".into(),
             introspection: true,
             code_lookups_per_minute: 60,
+            link_clicks_per_minute: 60,
+            trust_forwarded_for: false,
         }
     }
 

@@ -2,7 +2,8 @@
 
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
-use std::{net::SocketAddr, path::PathBuf};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
 /// Where a generated secret is kept for local use, in the working directory.
 pub const LOCAL_SECRET_FILE: &str = ".jwt-secret";
@@ -26,12 +27,21 @@ pub struct ConfigArgs {
     /// Expected `aud` claim.
     #[arg(long, env = "JWT_AUDIENCE", default_value = "referral-api", global = true)]
     pub jwt_audience: String,
-    /// Base URL of referral links (`{publicUrl}` in the link template).
-    #[arg(long, env = "PUBLIC_URL", default_value = "http://127.0.0.1:8080", global = true)]
-    pub public_url: String,
+    /// Base URL of referral links (`{publicUrl}` in the link template) and of the built-in
+    /// landing page. Default: what BIND_ADDR serves, `http://127.0.0.1:PORT`.
+    #[arg(long, env = "PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// Referral-code lookups one client may make per minute (a guessing guard).
     #[arg(long, env = "CODE_LOOKUPS_PER_MINUTE", default_value_t = 600, global = true)]
     pub code_lookups_per_minute: u32,
+    /// Requests to referral links (`/r/{code}`) one client address may make per minute.
+    #[arg(long, env = "LINK_CLICKS_PER_MINUTE", default_value_t = 120, global = true)]
+    pub link_clicks_per_minute: u32,
+    /// Take the client address of referral-link visits from the last `X-Forwarded-For` entry
+    /// (set it only behind a reverse proxy that appends it; anyone can send the header).
+    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, global = true,
+          action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
     /// Answer introspection queries (turn off in production if the schema is private).
     #[arg(long, env = "INTROSPECTION", default_value_t = true, global = true,
           action = clap::ArgAction::Set)]
@@ -48,6 +58,8 @@ pub struct Config {
     pub public_url: String,
     pub introspection: bool,
     pub code_lookups_per_minute: u32,
+    pub link_clicks_per_minute: u32,
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +70,7 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("PUBLIC_URL must be an http(s) URL (got {0:?})")]
     PublicUrl(String),
-    #[error("CODE_LOOKUPS_PER_MINUTE must be at least 1")]
+    #[error("CODE_LOOKUPS_PER_MINUTE and LINK_CLICKS_PER_MINUTE must be at least 1")]
     ZeroRate,
     #[error("JWT_ISSUER and JWT_AUDIENCE must not be empty")]
     EmptyClaim,
@@ -81,9 +93,15 @@ impl ConfigArgs {
             jwt_secret: SecretString::from(secret),
             jwt_issuer: self.jwt_issuer,
             jwt_audience: self.jwt_audience,
-            public_url: self.public_url.trim_end_matches('/').to_owned(),
+            public_url: self
+                .public_url
+                .unwrap_or_else(|| served_url(self.bind_addr))
+                .trim_end_matches('/')
+                .to_owned(),
             introspection: self.introspection,
             code_lookups_per_minute: self.code_lookups_per_minute,
+            link_clicks_per_minute: self.link_clicks_per_minute,
+            trust_forwarded_for: self.trust_forwarded_for,
         };
         config.validate()?;
         Ok((config, generated))
@@ -102,7 +120,7 @@ impl Config {
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
             return Err(ConfigError::PublicUrl(self.public_url.clone()));
         }
-        if self.code_lookups_per_minute == 0 {
+        if self.code_lookups_per_minute == 0 || self.link_clicks_per_minute == 0 {
             return Err(ConfigError::ZeroRate);
         }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
@@ -110,6 +128,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The URL a browser on this machine reaches the server at when it listens on `bind`: an
+/// address that means "every interface" is reached through loopback.
+fn served_url(bind: SocketAddr) -> String {
+    let ip = match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, bind.port()))
 }
 
 fn load_or_create_local_secret() -> Result<String, ConfigError> {
@@ -127,4 +156,45 @@ fn load_or_create_local_secret() -> Result<String, ConfigError> {
     let secret = crate::auth::random_secret();
     std::fs::write(&path, &secret).map_err(io_err)?;
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["test", "--jwt-secret", "0123456789abcdef0123456789abcdef"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
+        cli.config.into_config(false).unwrap_or_else(|e| panic!("{e}")).0
+    }
+
+    #[test]
+    fn the_served_url_is_reached_through_loopback_for_any_interface() {
+        let url = |bind: &str| served_url(bind.parse().unwrap_or_else(|e| panic!("{bind}: {e}")));
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000");
+        assert_eq!(url("10.1.2.3:81"), "http://10.1.2.3:81");
+    }
+
+    #[test]
+    fn the_public_url_follows_the_bind_address_unless_set() {
+        let set = config(&["--bind-addr", "0.0.0.0:9000", "--public-url", "https://r.example.com/"]);
+        assert_eq!(set.public_url, "https://r.example.com");
+        // The default applies only when the environment of the test run does not set it.
+        if std::env::var_os("PUBLIC_URL").is_none() {
+            assert_eq!(
+                config(&["--bind-addr", "0.0.0.0:9000"]).public_url,
+                "http://127.0.0.1:9000"
+            );
+        }
+    }
 }

@@ -63,6 +63,8 @@ pub fn test_config(database_url: String) -> Config {
         introspection: true,
         // High enough for every test but the one about the limit.
         code_lookups_per_minute: 100_000,
+        link_clicks_per_minute: 100_000,
+        trust_forwarded_for: false,
     }
 }
 
