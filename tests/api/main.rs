@@ -16,6 +16,7 @@ mod credit;
 mod helpers;
 mod idempotency;
 mod invariants;
+mod link;
 mod points_store;
 mod presets;
 mod queries;
