@@ -211,6 +211,8 @@ mod tests {
             introspection: true,
             code_lookups_per_minute: 60,
             cors_origins: Vec::new(),
+            link_clicks_per_minute: 60,
+            trust_forwarded_for: false,
         }
     }
 

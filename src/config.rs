@@ -2,7 +2,8 @@
 
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
-use std::{net::SocketAddr, path::PathBuf};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
 /// Where a generated secret is kept for local use, in the working directory.
 pub const LOCAL_SECRET_FILE: &str = ".jwt-secret";
@@ -26,9 +27,10 @@ pub struct ConfigArgs {
     /// Expected `aud` claim.
     #[arg(long, env = "JWT_AUDIENCE", default_value = "referral-api", global = true)]
     pub jwt_audience: String,
-    /// Base URL of referral links (`{publicUrl}` in the link template).
-    #[arg(long, env = "PUBLIC_URL", default_value = "http://127.0.0.1:8080", global = true)]
-    pub public_url: String,
+    /// Base URL of referral links (`{publicUrl}` in the link template) and of the built-in
+    /// landing page. Default: what BIND_ADDR serves, `http://127.0.0.1:PORT`.
+    #[arg(long, env = "PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// Referral-code lookups one client may make per minute (a guessing guard).
     #[arg(long, env = "CODE_LOOKUPS_PER_MINUTE", default_value_t = 600, global = true)]
     pub code_lookups_per_minute: u32,
@@ -36,6 +38,14 @@ pub struct ConfigArgs {
     /// (`https://app.example.com,https://admin.example.com`). Empty: same-origin only.
     #[arg(long, env = "CORS_ORIGINS", default_value = "", global = true)]
     pub cors_origins: String,
+    /// Requests to referral links (`/r/{code}`) one client address may make per minute.
+    #[arg(long, env = "LINK_CLICKS_PER_MINUTE", default_value_t = 120, global = true)]
+    pub link_clicks_per_minute: u32,
+    /// Take the client address of referral-link visits from the last `X-Forwarded-For` entry
+    /// (set it only behind a reverse proxy that appends it; anyone can send the header).
+    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, global = true,
+          action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
     /// Answer introspection queries (turn off in production if the schema is private).
     #[arg(long, env = "INTROSPECTION", default_value_t = true, global = true,
           action = clap::ArgAction::Set)]
@@ -54,6 +64,8 @@ pub struct Config {
     pub code_lookups_per_minute: u32,
     /// Origins allowed cross-origin (scheme://host[:port], no trailing slash); empty: none.
     pub cors_origins: Vec<String>,
+    pub link_clicks_per_minute: u32,
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +76,7 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("PUBLIC_URL must be an http(s) URL (got {0:?})")]
     PublicUrl(String),
-    #[error("CODE_LOOKUPS_PER_MINUTE must be at least 1")]
+    #[error("CODE_LOOKUPS_PER_MINUTE and LINK_CLICKS_PER_MINUTE must be at least 1")]
     ZeroRate,
     #[error("CORS_ORIGINS must list origins such as https://app.example.com (got {0:?})")]
     CorsOrigin(String),
@@ -89,10 +101,16 @@ impl ConfigArgs {
             jwt_secret: SecretString::from(secret),
             jwt_issuer: self.jwt_issuer,
             jwt_audience: self.jwt_audience,
-            public_url: self.public_url.trim_end_matches('/').to_owned(),
+            public_url: self
+                .public_url
+                .unwrap_or_else(|| served_url(self.bind_addr))
+                .trim_end_matches('/')
+                .to_owned(),
             introspection: self.introspection,
             code_lookups_per_minute: self.code_lookups_per_minute,
             cors_origins: parse_origins(&self.cors_origins)?,
+            link_clicks_per_minute: self.link_clicks_per_minute,
+            trust_forwarded_for: self.trust_forwarded_for,
         };
         config.validate()?;
         Ok((config, generated))
@@ -111,7 +129,7 @@ impl Config {
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
             return Err(ConfigError::PublicUrl(self.public_url.clone()));
         }
-        if self.code_lookups_per_minute == 0 {
+        if self.code_lookups_per_minute == 0 || self.link_clicks_per_minute == 0 {
             return Err(ConfigError::ZeroRate);
         }
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
@@ -154,6 +172,17 @@ fn is_origin(origin: &str) -> bool {
         && axum::http::HeaderValue::from_str(origin).is_ok()
 }
 
+/// The URL a browser on this machine reaches the server at when it listens on `bind`: an
+/// address that means "every interface" is reached through loopback.
+fn served_url(bind: SocketAddr) -> String {
+    let ip = match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, bind.port()))
+}
+
 fn load_or_create_local_secret() -> Result<String, ConfigError> {
     let path = PathBuf::from(LOCAL_SECRET_FILE);
     let io_err = |source| ConfigError::SecretFile {
@@ -173,8 +202,6 @@ fn load_or_create_local_secret() -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_origins;
-
     #[test]
     fn cors_origins_are_a_comma_list_of_origins() {
         assert_eq!(parse_origins("").ok(), Some(vec![]));
@@ -193,6 +220,44 @@ mod tests {
             "ftp://x.org",
         ] {
             assert!(parse_origins(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["test", "--jwt-secret", "0123456789abcdef0123456789abcdef"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
+        cli.config.into_config(false).unwrap_or_else(|e| panic!("{e}")).0
+    }
+
+    #[test]
+    fn the_served_url_is_reached_through_loopback_for_any_interface() {
+        let url = |bind: &str| served_url(bind.parse().unwrap_or_else(|e| panic!("{bind}: {e}")));
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000");
+        assert_eq!(url("10.1.2.3:81"), "http://10.1.2.3:81");
+    }
+
+    #[test]
+    fn the_public_url_follows_the_bind_address_unless_set() {
+        let set = config(&["--bind-addr", "0.0.0.0:9000", "--public-url", "https://r.example.com/"]);
+        assert_eq!(set.public_url, "https://r.example.com");
+        // The default applies only when the environment of the test run does not set it.
+        if std::env::var_os("PUBLIC_URL").is_none() {
+            assert_eq!(
+                config(&["--bind-addr", "0.0.0.0:9000"]).public_url,
+                "http://127.0.0.1:9000"
+            );
         }
     }
 }

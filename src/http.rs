@@ -1,4 +1,5 @@
-//! The HTTP surface: `/graphql` (POST and GET, GraphiQL for browsers), `/healthz`.
+//! The HTTP surface: `/graphql` (POST and GET, GraphiQL for browsers), `/healthz`, and the
+//! referral link's routes (`crate::link`).
 
 use crate::auth::Viewer;
 use crate::error::AppError;
@@ -49,6 +50,7 @@ pub fn build_app(state: AppState) -> Router {
     let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
+        .merge(crate::link::routes(state.clone()))
         // The GraphQL extractor streams the body, which axum's DefaultBodyLimit does not see:
         // the limit has to wrap the body itself.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -127,11 +129,15 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
 }
 
-/// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+/// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish. Each request knows
+/// its TCP peer (referral links count clicks and limit requests per client address).
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
 }
 
 async fn shutdown_signal() {

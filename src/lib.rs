@@ -9,6 +9,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod limits;
+pub mod link;
 pub mod logging;
 pub mod service;
 pub mod state;

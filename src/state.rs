@@ -31,7 +31,7 @@ impl AppState {
         let (db, statements) = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         let keys = JwtKeys::new(&config);
-        let limits = Limits::new(config.code_lookups_per_minute);
+        let limits = Limits::new(config.code_lookups_per_minute).with_link_clicks(config.link_clicks_per_minute);
         Ok(AppState(Arc::new(Inner {
             db,
             config,

@@ -6,6 +6,7 @@ pub mod account;
 pub mod audit_log;
 pub mod balance;
 pub mod claim;
+pub mod click;
 pub mod credit_application;
 pub mod enums;
 pub mod event;

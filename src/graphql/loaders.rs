@@ -2,6 +2,7 @@
 //! page size. The keys are newtypes so one loader serves every relation.
 
 use crate::amount::Amount;
+use crate::service::clicks::{self, ReferralStats};
 use crate::service::{accounts, catalog, ledger, rules};
 use async_graphql::dataloader::Loader;
 use entity::enums::Unit;
@@ -30,6 +31,8 @@ pub struct ProviderById(pub i64);
 pub struct ProductsOf(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RuleById(pub i64);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReferralStatsOf(pub i64);
 
 fn rekey<K: Eq + std::hash::Hash, V>(map: HashMap<i64, V>, key: impl Fn(i64) -> K) -> HashMap<K, V> {
     map.into_iter().map(|(id, value)| (key(id), value)).collect()
@@ -102,5 +105,14 @@ impl Loader<RuleById> for DbLoader {
     async fn load(&self, keys: &[RuleById]) -> LoadResult<RuleById, reward_rule::Model> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         Ok(rekey(rules::by_ids(&self.db, &ids).await?, RuleById))
+    }
+}
+
+impl Loader<ReferralStatsOf> for DbLoader {
+    type Value = ReferralStats;
+    type Error = async_graphql::Error;
+    async fn load(&self, keys: &[ReferralStatsOf]) -> LoadResult<ReferralStatsOf, ReferralStats> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(rekey(clicks::stats_of(&self.db, &ids).await?, ReferralStatsOf))
     }
 }

@@ -24,16 +24,22 @@ impl ProgramQuery {
     }
 }
 
-/// Settings to change; a field left out keeps its value.
+/// Settings to change; a field left out keeps its value. The whole form read through
+/// `programSettings` may be sent back: values equal to the current ones change nothing.
 #[derive(InputObject)]
 pub struct ProgramSettingsInput {
     pub enabled: Option<bool>,
     pub currency: Option<String>,
     pub referral_link_template: Option<String>,
-    pub landing_url: Option<String>,
+    /// Where referral links land (an absolute http(s) URL), with `ref=CODE` added; null or
+    /// blank clears it, and links land on the server's built-in page.
+    pub landing_url: MaybeUndefined<String>,
+    /// Days the referral cookie lives, 1 to 365.
     pub cookie_days: Option<i32>,
     pub gb_per_claim: Option<i32>,
+    /// Not built yet: only its current value (0) is accepted.
     pub minimum_withdrawal: Option<Decimal>,
+    /// Not built yet: only its current value (false) is accepted.
     pub require_verified_payment_for_link: Option<bool>,
     /// Claims one account may have waiting for delivery at once; null: no limit.
     pub max_pending_claims: MaybeUndefined<i32>,
@@ -62,7 +68,7 @@ impl ProgramMutation {
             currency: input.currency,
             referral_link_template: input.referral_link_template,
             gb_per_claim: input.gb_per_claim,
-            landing_url: input.landing_url,
+            landing_url: input.landing_url.into(),
             cookie_days: input.cookie_days,
             minimum_withdrawal: input.minimum_withdrawal.map(|d| d.0),
             require_verified_payment_for_link: input.require_verified_payment_for_link,

@@ -185,6 +185,21 @@ impl Account {
         Ok(connection(page, |e| e.id, LedgerEntry))
     }
 
+    /// Clicks on its referral link (one per visitor a day), friends who signed up with its
+    /// code (accepted referrals), and how many of them qualified.
+    async fn referral_stats(&self, ctx: &Context<'_>) -> Result<ReferralStats> {
+        ensure_can_read(ctx, &self.0)?;
+        let stats = loader(ctx)
+            .load_one(ReferralStatsOf(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(ReferralStats {
+            clicks: stats.clicks,
+            signups: stats.signups,
+            qualified: stats.qualified,
+        })
+    }
+
     /// This account's reward claims, newest first.
     async fn claims(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<Page1<Claim>> {
         ensure_can_read(ctx, &self.0)?;
@@ -687,6 +702,13 @@ impl From<program_settings::Model> for ProgramSettings {
             max_claims_per_day: row.max_claims_per_day,
         }
     }
+}
+
+#[derive(SimpleObject)]
+pub struct ReferralStats {
+    pub clicks: i64,
+    pub signups: i64,
+    pub qualified: i64,
 }
 
 #[derive(SimpleObject)]

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod catalog;
 pub mod check;
+pub mod clicks;
 pub mod codes;
 pub mod credit;
 pub mod events;

@@ -11,6 +11,9 @@ pub const SETTINGS_ID: i32 = 1;
 pub const MAX_GB_PER_CLAIM: i32 = 1000;
 /// The largest claim limit an admin may set (either of them).
 pub const MAX_CLAIM_LIMIT: i32 = 10_000;
+/// How long the referral cookie may live, in days.
+pub const COOKIE_DAYS: std::ops::RangeInclusive<i32> = 1..=365;
+const MAX_LANDING_URL: usize = 500;
 
 pub async fn get(db: &impl ConnectionTrait) -> AppResult<program_settings::Model> {
     program_settings::Entity::find_by_id(SETTINGS_ID)
@@ -26,7 +29,8 @@ pub struct SettingsPatch {
     pub currency: Option<String>,
     pub referral_link_template: Option<String>,
     pub gb_per_claim: Option<i32>,
-    pub landing_url: Option<String>,
+    /// `Some(None)` (or a blank text) clears it: links land on the built-in page again.
+    pub landing_url: Option<Option<String>>,
     pub cookie_days: Option<i32>,
     pub minimum_withdrawal: Option<Amount>,
     pub require_verified_payment_for_link: Option<bool>,
@@ -36,22 +40,9 @@ pub struct SettingsPatch {
     pub max_claims_per_day: Option<Option<i32>>,
 }
 
+/// Applies the patch in one transaction. A patch that changes nothing (an admin console
+/// sending back the form it read) succeeds without writing or auditing anything.
 pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) -> AppResult<program_settings::Model> {
-    // Settings whose behaviour is not built yet are refused, never stored and ignored.
-    let unsupported = [
-        ("landingUrl", patch.landing_url.is_some()),
-        ("cookieDays", patch.cookie_days.is_some()),
-        ("minimumWithdrawal", patch.minimum_withdrawal.is_some()),
-        (
-            "requireVerifiedPaymentForLink",
-            patch.require_verified_payment_for_link.is_some(),
-        ),
-    ];
-    if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(AppError::bad_input(format!(
-            "{name} is not supported by this server yet"
-        )));
-    }
     let currency = patch.currency.as_deref().map(parse_currency).transpose()?;
     let template = patch
         .referral_link_template
@@ -63,6 +54,19 @@ pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) 
     {
         return Err(AppError::bad_input(format!(
             "gbPerClaim must be between 1 and {MAX_GB_PER_CLAIM}"
+        )));
+    }
+    let landing_url = patch
+        .landing_url
+        .map(|url| url.as_deref().map(parse_landing_url).transpose().map(Option::flatten))
+        .transpose()?;
+    if let Some(days) = patch.cookie_days
+        && !COOKIE_DAYS.contains(&days)
+    {
+        return Err(AppError::bad_input(format!(
+            "cookieDays must be between {} and {}",
+            COOKIE_DAYS.start(),
+            COOKIE_DAYS.end()
         )));
     }
 
@@ -81,25 +85,57 @@ pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) 
 
     let txn = begin_write(db).await?;
     let before = get(&txn).await?;
-    let mut row = before.clone().into_active_model();
+    // Settings whose behaviour is not built yet are refused, never stored and ignored; sending
+    // back the value they have (their default) changes nothing and is accepted.
+    let unsupported = [
+        (
+            "minimumWithdrawal",
+            patch
+                .minimum_withdrawal
+                .is_some_and(|m| m.micros() != before.minimum_withdrawal),
+        ),
+        (
+            "requireVerifiedPaymentForLink",
+            patch
+                .require_verified_payment_for_link
+                .is_some_and(|r| r != before.require_verified_payment_for_link),
+        ),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, changed)| *changed) {
+        return Err(AppError::bad_input(format!(
+            "{name} is not supported by this server yet"
+        )));
+    }
+    let mut wanted = before.clone();
     if let Some(enabled) = patch.enabled {
-        row.enabled = Set(enabled);
+        wanted.enabled = enabled;
     }
     if let Some(currency) = currency {
-        row.currency = Set(currency);
+        wanted.currency = currency;
     }
     if let Some(template) = template {
-        row.referral_link_template = Set(template);
+        wanted.referral_link_template = template;
     }
     if let Some(gb) = patch.gb_per_claim {
-        row.gb_per_claim = Set(gb);
+        wanted.gb_per_claim = gb;
     }
     if let Some(limit) = patch.max_pending_claims {
-        row.max_pending_claims = Set(limit);
+        wanted.max_pending_claims = limit;
     }
     if let Some(limit) = patch.max_claims_per_day {
-        row.max_claims_per_day = Set(limit);
+        wanted.max_claims_per_day = limit;
     }
+    if let Some(landing_url) = landing_url {
+        wanted.landing_url = landing_url;
+    }
+    if let Some(days) = patch.cookie_days {
+        wanted.cookie_days = days;
+    }
+    if wanted == before {
+        txn.rollback().await?;
+        return Ok(before);
+    }
+    let mut row = wanted.into_active_model().reset_all();
     row.updated_at = Set(chrono::Utc::now());
     let after = row.update(&txn).await?;
     audit::record(
@@ -113,6 +149,31 @@ pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) 
     .await?;
     txn.commit().await?;
     Ok(after)
+}
+
+/// Where referral links land: an absolute http(s) URL with a host and no credentials. A blank
+/// text means none (the built-in page).
+pub fn parse_landing_url(input: &str) -> AppResult<Option<String>> {
+    let input = input.trim();
+    if input.is_empty() {
+        return Ok(None);
+    }
+    if input.chars().count() > MAX_LANDING_URL {
+        return Err(AppError::bad_input(format!(
+            "landingUrl must be at most {MAX_LANDING_URL} characters"
+        )));
+    }
+    let url = url::Url::parse(input)
+        .map_err(|_| AppError::bad_input("landingUrl must be an absolute http:// or https:// URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(AppError::bad_input(
+            "landingUrl must be an absolute http:// or https:// URL",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(AppError::bad_input("landingUrl must not hold a user name or password"));
+    }
+    Ok(Some(url.to_string()))
 }
 
 fn parse_currency(input: &str) -> AppResult<String> {
@@ -156,6 +217,31 @@ mod tests {
         assert!(parse_link_template("{publicUrl}/r/{code}").is_ok());
         assert!(parse_link_template("https://example.com/join").is_err());
         assert!(parse_link_template("javascript:{code}").is_err());
+    }
+
+    #[test]
+    fn landing_urls_are_absolute_web_addresses() {
+        assert_eq!(
+            parse_landing_url(" https://shop.example.com/signup?plan=pro ").ok(),
+            Some(Some("https://shop.example.com/signup?plan=pro".to_owned()))
+        );
+        // Normalized, so what is stored is what the redirect builds on.
+        assert_eq!(
+            parse_landing_url("HTTP://Shop.Example.com").ok(),
+            Some(Some("http://shop.example.com/".to_owned()))
+        );
+        assert_eq!(parse_landing_url("  ").ok(), Some(None));
+        for bad in [
+            "/signup",
+            "shop.example.com",
+            "javascript:alert(1)",
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "data:text/html,hi",
+        ] {
+            assert!(parse_landing_url(bad).is_err(), "{bad}");
+        }
+        assert!(parse_landing_url(&format!("https://example.com/{}", "a".repeat(500))).is_err());
     }
 
     #[test]

@@ -256,7 +256,7 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         // customer
         "Dashboard" => json!({ "first": 20 }),
         "FriendsPage" | "HistoryPage" | "MyClaims" => json!({ "first": 20 }),
-        "GenerateReferralLink" | "RewardStore" => json!({}),
+        "GenerateReferralLink" | "RewardStore" | "ReferralStats" => json!({}),
         "ClaimReward" => json!({ "input": { "providerId": w.provider_id } }),
         // admin
         "ProgramSettings" | "Catalog" | "RewardRules" => json!({}),

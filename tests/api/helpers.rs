@@ -64,6 +64,8 @@ pub fn test_config(database_url: String) -> Config {
         // High enough for every test but the one about the limit.
         code_lookups_per_minute: 100_000,
         cors_origins: Vec::new(),
+        link_clicks_per_minute: 100_000,
+        trust_forwarded_for: false,
     }
 }
 

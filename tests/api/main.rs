@@ -17,6 +17,7 @@ mod credit;
 mod helpers;
 mod idempotency;
 mod invariants;
+mod link;
 mod points_store;
 mod presets;
 mod queries;

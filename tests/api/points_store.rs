@@ -716,19 +716,23 @@ async fn program_settings_are_read_and_changed_by_admins() {
     let settings = app.settings().await;
     assert_eq!(settings["referralLinkTemplate"], template, "{settings:#}");
 
-    // Refused: a template without {code}, settings that are not built yet, a bad gbPerClaim.
+    // Refused: a template without {code}, settings that are not built yet, a bad gbPerClaim,
+    // landing URLs that are not absolute web addresses, cookies out of range.
     let before = app.settings().await;
     for input in [
         json!({ "referralLinkTemplate": "https://shop.example.com/join" }),
         json!({ "referralLinkTemplate": "javascript:alert({code})" }),
-        json!({ "landingUrl": "https://shop.example.com/signup" }),
-        json!({ "cookieDays": 7 }),
+        json!({ "landingUrl": "/signup" }),
+        json!({ "landingUrl": "javascript:alert(1)" }),
+        json!({ "cookieDays": 0 }),
+        json!({ "cookieDays": 366 }),
         json!({ "minimumWithdrawal": "10" }),
         json!({ "requireVerifiedPaymentForLink": true }),
         json!({ "gbPerClaim": 0 }),
         json!({ "currency": "EURO" }),
         // One refused field refuses the whole change.
-        json!({ "enabled": false, "cookieDays": 7 }),
+        json!({ "enabled": false, "minimumWithdrawal": "10" }),
+        json!({ "enabled": false, "cookieDays": 0 }),
     ] {
         let body = app
             .run(
