@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261123_000002_rules_and_credit;
 mod m20261123_000003_open_lots_index;
+mod m20261201_000001_referral_integrity;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_rules_and_credit::Migration),
             Box::new(m20261123_000003_open_lots_index::Migration),
+            Box::new(m20261201_000001_referral_integrity::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod ledger;
 pub mod page;
 pub mod presets;
+pub mod referrals;
 pub mod rules;
 pub mod settings;
 pub mod store;
