@@ -15,6 +15,7 @@ mod concurrency;
 mod credit;
 mod helpers;
 mod idempotency;
+mod integrity;
 mod invariants;
 mod points_store;
 mod presets;
