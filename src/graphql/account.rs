@@ -4,8 +4,9 @@ use crate::auth::RoleGuard;
 use crate::graphql::context::{program_settings, state, viewer};
 use crate::graphql::enums::BillingScheme;
 use crate::graphql::types::{Account, Referral};
-use crate::service::accounts::{self, Registration};
+use crate::service::accounts;
 use crate::service::settings::referral_link;
+use crate::service::signup::{self, Registration};
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 
 #[derive(Default)]
@@ -64,7 +65,7 @@ impl AccountMutation {
     /// newcomers are referred.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn register_account(&self, ctx: &Context<'_>, input: RegisterAccountInput) -> Result<RegisterAccountPayload> {
-        let registered = accounts::register(
+        let registered = signup::register(
             &state(ctx).db,
             &state(ctx).limits,
             Registration {

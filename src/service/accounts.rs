@@ -1,15 +1,11 @@
-//! Accounts: registration (attribution itself is `referrals`), lookups, masked names, and the
-//! lists an account's dashboard shows.
+//! Accounts: creating one (the sign-up flow is `signup`), lookups, masked names, and the lists
+//! an account's dashboard shows.
 
 use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
-use crate::limits::{Limits, client_key};
+use crate::service::audit;
 use crate::service::codes::ReferralCode;
-use crate::service::events;
 use crate::service::page::{self, Page, PageRequest};
-use crate::service::referrals::{self, LookupQuota};
-use crate::service::rules::EventFacts;
-use crate::service::{audit, key_text, optional_text, required_text};
 use entity::enums::{AccountStatus, BillingScheme, ReferralStatus, Unit};
 use entity::{account, balance, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
@@ -18,106 +14,21 @@ use sea_orm::{
     QueryFilter, Set, SqlErr,
 };
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 /// Tries at generating a code that is not taken yet; with 31⁸ codes a second try is rare.
 const CODE_ATTEMPTS: usize = 8;
 
-#[derive(Debug)]
-pub struct Registration {
-    pub external_id: String,
+/// What registration records about a new account.
+pub struct Profile {
     pub display_name: Option<String>,
     pub email: Option<String>,
-    pub referral_code: Option<String>,
-    /// POSTPAID when not given.
-    pub billing_scheme: Option<BillingScheme>,
-    /// An account group such as `business`; rules may be limited to groups.
     pub group: Option<String>,
-    /// The end user's IP address, as the billing system saw it: unknown codes are counted
-    /// against it (else against `caller`).
-    pub client_address: Option<String>,
-    /// Who sends the registration (the audit log's actor form).
-    pub caller: String,
-}
-
-#[derive(Debug)]
-pub struct Registered {
-    pub account: account::Model,
-    pub referral: Option<referral::Model>,
-}
-
-/// Registers an account, or answers again for one that exists (registration is idempotent).
-/// With a referral code, a new account is attributed to the code's owner, or the attempt is
-/// recorded as rejected with its reason; an existing account is never attributed (see
-/// `referrals::attribute_existing`). An account is attributed at most once: a unique index
-/// allows one referral that is not rejected per referee.
-pub async fn register(db: &DatabaseConnection, limits: &Limits, input: Registration) -> AppResult<Registered> {
-    let external_id = required_text("externalId", &input.external_id, 128)?;
-    let display_name = optional_text("displayName", input.display_name.as_deref(), 200)?;
-    let email = optional_text("email", input.email.as_deref(), 320)?;
-    if email.as_deref().is_some_and(|e| !e.contains('@')) {
-        return Err(AppError::bad_input("email is not an email address"));
-    }
-    let group = input
-        .group
-        .as_deref()
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(|g| key_text("group", g))
-        .transpose()?;
-    let client_address = optional_text("clientAddress", input.client_address.as_deref(), 64)?
-        .map(|address| {
-            address
-                .parse::<IpAddr>()
-                .map_err(|_| AppError::bad_input("clientAddress is not an IP address"))
-        })
-        .transpose()?;
-    let quota = LookupQuota {
-        limits,
-        client: client_key(client_address, &input.caller),
-    };
-    let profile = Profile {
-        display_name,
-        email,
-        group,
-        billing_scheme: input.billing_scheme.unwrap_or(BillingScheme::Postpaid),
-    };
-    let code = match input.referral_code.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(code) => Some(ReferralCode::parse(code)?),
-    };
-
-    let txn = begin_write(db).await?;
-    let (account, created) = match find_by_external_id(&txn, &external_id).await? {
-        Some(existing) => (existing, false),
-        None => insert_account(&txn, &external_id, profile).await?,
-    };
-    let referral = match code {
-        None => accepted_referral_of(&txn, account.id).await?,
-        Some(code) if created => {
-            let referral = referrals::attribute_new(&txn, &account, &code, &quota).await?;
-            if referral.status != ReferralStatus::Rejected {
-                events::apply_rules(&txn, &account, None, &EventFacts::Signup, None).await?;
-            }
-            Some(referral)
-        }
-        Some(code) => Some(referrals::attribute_existing(&txn, &account, &code).await?),
-    };
-    txn.commit().await?;
-    Ok(Registered { account, referral })
-}
-
-/// What registration records about a new account.
-struct Profile {
-    display_name: Option<String>,
-    email: Option<String>,
-    group: Option<String>,
-    billing_scheme: BillingScheme,
+    pub billing_scheme: BillingScheme,
 }
 
 /// The new account and `true`, or, when a concurrent registration of the same externalId won,
 /// that account and `false`.
-async fn insert_account(
+pub async fn insert_account(
     txn: &impl ConnectionTrait,
     external_id: &str,
     profile: Profile,

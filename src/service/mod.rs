@@ -14,6 +14,7 @@ pub mod presets;
 pub mod referrals;
 pub mod rules;
 pub mod settings;
+pub mod signup;
 pub mod store;
 
 use crate::error::AppError;

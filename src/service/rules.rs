@@ -575,7 +575,9 @@ mod tests {
             };
             let base = facts(EventFacts::PaymentMethodVerified);
             assert!(paid(evaluate(&rule, &base)).is_some());
-            let mut referral = base.referral.expect("a referral");
+            let Some(mut referral) = base.referral else {
+                panic!("the facts have a referral")
+            };
             referral.referrer_disqualified = true;
             let f = Facts {
                 referral: Some(referral),
