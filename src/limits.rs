@@ -1,9 +1,9 @@
 //! Per-client rate limits, kept in memory by each instance. Referral codes are not guessable
-//! (31⁸ of them), and this keeps it so: a client may look up only so many codes a minute.
+//! (31⁸ of them), and this keeps it so: a client may look up only so many UNKNOWN codes a
+//! minute. Valid codes are never counted, so no volume of real sign-ups is ever limited.
 //! Referral links (`/r/{code}`) answer whether a code exists too, so they have a quota of their
 //! own, per client address.
 
-use crate::error::AppError;
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
@@ -14,7 +14,7 @@ use std::time::Duration;
 const FORGET_IDLE_ABOVE: usize = 10_000;
 
 pub struct Limits {
-    code_lookups: DefaultKeyedRateLimiter<String>,
+    unknown_codes: DefaultKeyedRateLimiter<String>,
     link_clicks: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -26,10 +26,10 @@ fn per_minute(rate: u32) -> DefaultKeyedRateLimiter<IpAddr> {
 }
 
 impl Limits {
-    pub fn new(code_lookups_per_minute: u32) -> Self {
-        let rate = NonZeroU32::new(code_lookups_per_minute).unwrap_or(NonZeroU32::MIN);
+    pub fn new(unknown_codes_per_minute: u32) -> Self {
+        let rate = NonZeroU32::new(unknown_codes_per_minute).unwrap_or(NonZeroU32::MIN);
         Limits {
-            code_lookups: RateLimiter::keyed(Quota::per_minute(rate)),
+            unknown_codes: RateLimiter::keyed(Quota::per_minute(rate)),
             link_clicks: per_minute(DEFAULT_LINK_CLICKS_PER_MINUTE),
         }
     }
@@ -51,18 +51,28 @@ impl Limits {
             .map_err(|not_until| not_until.wait_time_from(self.link_clicks.clock().now()))
     }
 
-    /// Counts one code lookup by `client`; `RATE_LIMITED` past the quota.
-    pub fn code_lookup(&self, client: &str) -> Result<(), AppError> {
+    /// Counts one lookup of a code that turned out unknown, by `client` (see `client_key`);
+    /// false past the quota.
+    pub fn unknown_code(&self, client: &str) -> bool {
         // Forget idle clients once the table grows, so it stays as small as the active set.
-        if self.code_lookups.len() > FORGET_IDLE_ABOVE {
-            self.code_lookups.retain_recent();
+        if self.unknown_codes.len() > FORGET_IDLE_ABOVE {
+            self.unknown_codes.retain_recent();
         }
-        if self.code_lookups.check_key(&client.to_owned()).is_ok() {
-            return Ok(());
+        self.unknown_codes.check_key(&client.to_owned()).is_ok()
+    }
+}
+
+/// Whom a lookup is counted against: the end user's address when the caller passes it, else the
+/// caller itself. An IPv6 address counts by its /64, the block one subscriber usually gets, so
+/// that walking through a block's addresses does not multiply the quota.
+pub fn client_key(client_address: Option<IpAddr>, caller: &str) -> String {
+    match client_address.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(ip)) => format!("ip:{ip}"),
+        Some(IpAddr::V6(ip)) => {
+            let s = ip.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
-        Err(AppError::RateLimited(
-            "too many referral-code lookups; try again in a minute".into(),
-        ))
+        None => format!("caller:{caller}"),
     }
 }
 
@@ -74,10 +84,26 @@ mod tests {
     fn each_client_has_its_own_quota() {
         let limits = Limits::new(3);
         for _ in 0..3 {
-            assert!(limits.code_lookup("a").is_ok());
+            assert!(limits.unknown_code("a"));
         }
-        assert!(matches!(limits.code_lookup("a"), Err(AppError::RateLimited(_))));
-        assert!(limits.code_lookup("b").is_ok());
+        assert!(!limits.unknown_code("a"));
+        assert!(limits.unknown_code("b"));
+    }
+
+    #[test]
+    fn clients_are_their_address_or_else_the_caller() {
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(client_key(ip("203.0.113.7"), "svc"), "ip:203.0.113.7");
+        assert_eq!(client_key(ip("::ffff:203.0.113.7"), "svc"), "ip:203.0.113.7");
+        assert_eq!(client_key(None, "service:billing"), "caller:service:billing");
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa::1"), "svc"),
+            client_key(ip("2001:db8:1:2:bbbb::9"), "svc")
+        );
+        assert_ne!(
+            client_key(ip("2001:db8:1:2::1"), "svc"),
+            client_key(ip("2001:db8:1:3::1"), "svc")
+        );
     }
 
     #[test]
@@ -93,7 +119,7 @@ mod tests {
             "{wait:?}"
         );
         assert!(limits.link_click(b).is_ok());
-        // The code-lookup quota is separate.
-        assert!(limits.code_lookup("a").is_ok());
+        // The unknown-code quota is separate.
+        assert!(limits.unknown_code("a"));
     }
 }

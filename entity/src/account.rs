@@ -19,6 +19,9 @@ pub struct Model {
     /// Sum of this account's successful top-ups, in millionths.
     pub top_up_total: i64,
     pub payment_method_verified_at: Option<DateTimeUtc>,
+    /// Set while an admin has disqualified the account: it neither refers nor is rewarded.
+    pub disqualified_at: Option<DateTimeUtc>,
+    pub disqualification_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -39,11 +39,18 @@ text_enum!(RejectionReason {
     UnknownCode,
     SelfReferral,
     AlreadyReferred,
-    ProgramDisabled
+    ProgramDisabled,
+    // A code given for an account that already existed: only newcomers are referred.
+    ExistingAccount,
+    // An unknown code beyond the client's quota of unknown-code lookups.
+    RateLimited,
+    // The code's owner is disqualified and can no longer refer.
+    ReferrerDisqualified
 });
 text_enum!(
-    /// How the referee came with the code: typed at sign-up, or through a referral link.
-    ReferralSource { Code, Link }
+    /// How the referee came with the code: typed at sign-up, through a referral link, or
+    /// attached by an admin.
+    ReferralSource { Code, Link, Admin }
 );
 text_enum!(ClaimStatus {
     Pending,

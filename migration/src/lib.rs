@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261123_000002_rules_and_credit;
 mod m20261123_000003_open_lots_index;
+mod m20261201_000001_referral_integrity;
 mod m20261201_000002_link_clicks;
 mod m20261201_000003_claim_limits;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_rules_and_credit::Migration),
             Box::new(m20261123_000003_open_lots_index::Migration),
+            Box::new(m20261201_000001_referral_integrity::Migration),
             Box::new(m20261201_000002_link_clicks::Migration),
             Box::new(m20261201_000003_claim_limits::Migration),
         ]

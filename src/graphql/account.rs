@@ -4,8 +4,9 @@ use crate::auth::RoleGuard;
 use crate::graphql::context::{program_settings, state, viewer};
 use crate::graphql::enums::BillingScheme;
 use crate::graphql::types::{Account, Referral};
-use crate::service::accounts::{self, Registration};
+use crate::service::accounts;
 use crate::service::settings::referral_link;
+use crate::service::signup::{self, Registration};
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 
 #[derive(Default)]
@@ -35,6 +36,9 @@ pub struct RegisterAccountInput {
     pub billing_scheme: Option<BillingScheme>,
     /// An account group such as `business`; rules may be limited to groups.
     pub group: Option<String>,
+    /// The end user's IP address, as the billing system saw the sign-up. Lookups of unknown
+    /// codes are limited per address (else per caller); valid codes never are.
+    pub client_address: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -56,18 +60,14 @@ pub struct AccountMutation;
 #[Object]
 impl AccountMutation {
     /// Registers an account at sign-up. Registering the same externalId again answers the
-    /// existing account and changes nothing but a first attribution.
+    /// existing account and changes nothing: a retry with the same code answers the first
+    /// attribution again, another code is recorded as rejected (`EXISTING_ACCOUNT`), since only
+    /// newcomers are referred.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn register_account(&self, ctx: &Context<'_>, input: RegisterAccountInput) -> Result<RegisterAccountPayload> {
-        if input
-            .referral_code
-            .as_deref()
-            .is_some_and(|code| !code.trim().is_empty())
-        {
-            state(ctx).limits.code_lookup(&viewer(ctx).actor())?;
-        }
-        let registered = accounts::register(
+        let registered = signup::register(
             &state(ctx).db,
+            &state(ctx).limits,
             Registration {
                 external_id: input.external_id,
                 display_name: input.display_name,
@@ -75,6 +75,8 @@ impl AccountMutation {
                 referral_code: input.referral_code,
                 billing_scheme: input.billing_scheme.map(Into::into),
                 group: input.group,
+                client_address: input.client_address,
+                caller: viewer(ctx).actor(),
             },
         )
         .await?;

@@ -3,9 +3,9 @@
 use crate::auth::RoleGuard;
 use crate::graphql::context::{state, viewer};
 use crate::graphql::ids::{Kind, from_id};
-use crate::graphql::types::{Account, AuditEntry, Page1, connection, page_request};
-use crate::service::{accounts, audit};
-use async_graphql::{Context, ID, InputObject, Object, Result};
+use crate::graphql::types::{Account, AuditEntry, LedgerEntry, Page1, Referral, connection, page_request};
+use crate::service::{accounts, audit, referrals};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
 #[derive(Default)]
 pub struct AdminQuery;
@@ -53,6 +53,45 @@ pub struct SetReferralCodeInput {
     pub code: String,
 }
 
+#[derive(InputObject)]
+pub struct AssignReferrerInput {
+    /// The account to attach a referrer to; it must have no accepted referral.
+    pub account_id: ID,
+    /// The account that becomes its referrer.
+    pub referrer_account_id: ID,
+    /// Why, for the audit log (at most 500 characters).
+    pub reason: String,
+}
+
+#[derive(SimpleObject)]
+pub struct AssignReferrerPayload {
+    /// The account, whose `referral` is now the new one.
+    pub account: Account,
+    /// The new referral: PENDING, source ADMIN.
+    pub referral: Referral,
+}
+
+#[derive(InputObject)]
+pub struct DisqualifyAccountInput {
+    pub account_id: ID,
+    /// Why, for the account's record and the audit log (at most 500 characters).
+    pub reason: String,
+}
+
+#[derive(SimpleObject)]
+pub struct DisqualifyAccountPayload {
+    pub account: Account,
+    /// The account's pending entries that this disqualification voided.
+    pub voided_entries: Vec<LedgerEntry>,
+}
+
+#[derive(InputObject)]
+pub struct ReinstateAccountInput {
+    pub account_id: ID,
+    /// Why, for the audit log.
+    pub reason: Option<String>,
+}
+
 #[derive(Default)]
 pub struct AdminMutation;
 
@@ -63,6 +102,53 @@ impl AdminMutation {
     async fn set_referral_code(&self, ctx: &Context<'_>, input: SetReferralCodeInput) -> Result<Account> {
         let id = from_id(Kind::Account, &input.account_id)?;
         let account = accounts::set_referral_code(&state(ctx).db, &viewer(ctx).actor(), id, &input.code).await?;
+        Ok(Account(account))
+    }
+
+    /// Attaches a referrer to an account on purpose. Refused (BAD_USER_INPUT): self-referral,
+    /// an account that already has an accepted referral, a disqualified account on either
+    /// side, and any assignment that would close a cycle of referrals. Pays no SIGNUP rule;
+    /// later events pay as for any referral. Audited with the reason.
+    #[graphql(guard = "RoleGuard::ADMIN")]
+    async fn assign_referrer(&self, ctx: &Context<'_>, input: AssignReferrerInput) -> Result<AssignReferrerPayload> {
+        let account_id = from_id(Kind::Account, &input.account_id)?;
+        let referrer_id = from_id(Kind::Account, &input.referrer_account_id)?;
+        let (account, referral) = referrals::assign_referrer(
+            &state(ctx).db,
+            &viewer(ctx).actor(),
+            account_id,
+            referrer_id,
+            &input.reason,
+        )
+        .await?;
+        Ok(AssignReferrerPayload {
+            account: Account(account),
+            referral: Referral(referral),
+        })
+    }
+
+    /// Disqualifies an account: its code is rejected (`REFERRER_DISQUALIFIED`), no rule
+    /// rewards it or its referrals, and its pending entries are voided (posted ones stay).
+    /// Audited. Again on a disqualified account: answered as it is, nothing changed.
+    #[graphql(guard = "RoleGuard::ADMIN")]
+    async fn disqualify_account(
+        &self,
+        ctx: &Context<'_>,
+        input: DisqualifyAccountInput,
+    ) -> Result<DisqualifyAccountPayload> {
+        let id = from_id(Kind::Account, &input.account_id)?;
+        let (account, voided) = referrals::disqualify(&state(ctx).db, &viewer(ctx).actor(), id, &input.reason).await?;
+        Ok(DisqualifyAccountPayload {
+            account: Account(account),
+            voided_entries: voided.into_iter().map(LedgerEntry).collect(),
+        })
+    }
+
+    /// Lifts a disqualification; voided entries stay voided. Audited.
+    #[graphql(guard = "RoleGuard::ADMIN")]
+    async fn reinstate_account(&self, ctx: &Context<'_>, input: ReinstateAccountInput) -> Result<Account> {
+        let id = from_id(Kind::Account, &input.account_id)?;
+        let account = referrals::reinstate(&state(ctx).db, &viewer(ctx).actor(), id, input.reason.as_deref()).await?;
         Ok(Account(account))
     }
 }

@@ -53,6 +53,12 @@ pub enum RejectionReason {
     SelfReferral,
     AlreadyReferred,
     ProgramDisabled,
+    /// The account existed already: only newcomers are referred by a code.
+    ExistingAccount,
+    /// An unknown code, past the client's quota of unknown codes a minute.
+    RateLimited,
+    /// The code's owner is disqualified and can no longer refer.
+    ReferrerDisqualified,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -60,6 +66,8 @@ pub enum RejectionReason {
 pub enum ReferralSource {
     Code,
     Link,
+    /// Attached by an admin (`assignReferrer`).
+    Admin,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

@@ -128,6 +128,19 @@ impl Account {
         self.0.billing_scheme.into()
     }
 
+    /// When an admin disqualified the account (it neither refers nor is rewarded); null when
+    /// it is not disqualified. Staff only.
+    #[graphql(guard = "RoleGuard::STAFF")]
+    async fn disqualified_at(&self) -> Option<DateTime<Utc>> {
+        self.0.disqualified_at
+    }
+
+    /// Why the account is disqualified. Staff only.
+    #[graphql(guard = "RoleGuard::STAFF")]
+    async fn disqualification_reason(&self) -> Option<&str> {
+        self.0.disqualification_reason.as_deref()
+    }
+
     /// The referral code this account signed up with, when its referral was accepted.
     async fn signed_up_with_code(&self, ctx: &Context<'_>) -> Result<Option<String>> {
         let referral = loader(ctx).load_one(ReferralOfReferee(self.0.id)).await?;

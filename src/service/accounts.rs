@@ -1,14 +1,12 @@
-//! Accounts and attribution: registration with a referral code, lookups, masked names, and the
-//! lists an account's dashboard shows.
+//! Accounts: creating one (the sign-up flow is `signup`), lookups, masked names, and the lists
+//! an account's dashboard shows.
 
 use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
+use crate::service::audit;
 use crate::service::codes::ReferralCode;
-use crate::service::events;
 use crate::service::page::{self, Page, PageRequest};
-use crate::service::rules::EventFacts;
-use crate::service::{audit, key_text, optional_text, required_text, settings};
-use entity::enums::{AccountStatus, BillingScheme, ReferralSource, ReferralStatus, RejectionReason, Unit};
+use entity::enums::{AccountStatus, BillingScheme, ReferralStatus, Unit};
 use entity::{account, balance, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
 use sea_orm::{
@@ -20,84 +18,21 @@ use std::collections::HashMap;
 /// Tries at generating a code that is not taken yet; with 31⁸ codes a second try is rare.
 const CODE_ATTEMPTS: usize = 8;
 
-#[derive(Debug)]
-pub struct Registration {
-    pub external_id: String,
+/// What registration records about a new account.
+pub struct Profile {
     pub display_name: Option<String>,
     pub email: Option<String>,
-    pub referral_code: Option<String>,
-    /// POSTPAID when not given.
-    pub billing_scheme: Option<BillingScheme>,
-    /// An account group such as `business`; rules may be limited to groups.
     pub group: Option<String>,
+    pub billing_scheme: BillingScheme,
 }
 
-#[derive(Debug)]
-pub struct Registered {
-    pub account: account::Model,
-    pub referral: Option<referral::Model>,
-}
-
-/// Registers an account, or answers again for one that exists (registration is idempotent).
-/// With a referral code, the account is attributed to the code's owner, or the attempt is
-/// recorded as rejected with its reason. An account is attributed at most once: a unique index
-/// allows one referral that is not rejected per referee.
-pub async fn register(db: &DatabaseConnection, input: Registration) -> AppResult<Registered> {
-    let external_id = required_text("externalId", &input.external_id, 128)?;
-    let display_name = optional_text("displayName", input.display_name.as_deref(), 200)?;
-    let email = optional_text("email", input.email.as_deref(), 320)?;
-    if email.as_deref().is_some_and(|e| !e.contains('@')) {
-        return Err(AppError::bad_input("email is not an email address"));
-    }
-    let group = input
-        .group
-        .as_deref()
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(|g| key_text("group", g))
-        .transpose()?;
-    let profile = Profile {
-        display_name,
-        email,
-        group,
-        billing_scheme: input.billing_scheme.unwrap_or(BillingScheme::Postpaid),
-    };
-    let code = match input.referral_code.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(code) => Some(ReferralCode::parse(code)?),
-    };
-
-    let txn = begin_write(db).await?;
-    let account = match find_by_external_id(&txn, &external_id).await? {
-        Some(existing) => existing,
-        None => insert_account(&txn, &external_id, profile).await?,
-    };
-    let accepted = accepted_referral_of(&txn, account.id).await?;
-    let referral = match code {
-        None => accepted,
-        Some(code) => {
-            let referral = attribute(&txn, &account, accepted.clone(), code).await?;
-            let newly_accepted =
-                referral.status != ReferralStatus::Rejected && accepted.as_ref().map(|a| a.id) != Some(referral.id);
-            if newly_accepted {
-                events::apply_rules(&txn, &account, None, &EventFacts::Signup, None).await?;
-            }
-            Some(referral)
-        }
-    };
-    txn.commit().await?;
-    Ok(Registered { account, referral })
-}
-
-/// What registration records about a new account.
-struct Profile {
-    display_name: Option<String>,
-    email: Option<String>,
-    group: Option<String>,
-    billing_scheme: BillingScheme,
-}
-
-async fn insert_account(txn: &impl ConnectionTrait, external_id: &str, profile: Profile) -> AppResult<account::Model> {
+/// The new account and `true`, or, when a concurrent registration of the same externalId won,
+/// that account and `false`.
+pub async fn insert_account(
+    txn: &impl ConnectionTrait,
+    external_id: &str,
+    profile: Profile,
+) -> AppResult<(account::Model, bool)> {
     for _ in 0..CODE_ATTEMPTS {
         let row = account::ActiveModel {
             external_id: Set(external_id.to_owned()),
@@ -111,6 +46,8 @@ async fn insert_account(txn: &impl ConnectionTrait, external_id: &str, profile: 
             status: Set(AccountStatus::Active),
             first_purchase_at: Set(None),
             created_at: Set(chrono::Utc::now()),
+            disqualified_at: Set(None),
+            disqualification_reason: Set(None),
             ..Default::default()
         };
         // No conflict target: whichever unique index refuses the row (the code, or the
@@ -122,10 +59,10 @@ async fn insert_account(txn: &impl ConnectionTrait, external_id: &str, profile: 
             .await;
         if let Some(account) = inserted(insert)? {
             create_balances(txn, account.id).await?;
-            return Ok(account);
+            return Ok((account, true));
         }
         if let Some(existing) = find_by_external_id(txn, external_id).await? {
-            return Ok(existing);
+            return Ok((existing, false));
         }
     }
     Err(AppError::internal(anyhow::anyhow!(
@@ -144,92 +81,6 @@ async fn create_balances(txn: &impl ConnectionTrait, account_id: i64) -> AppResu
     });
     balance::Entity::insert_many(rows).exec_without_returning(txn).await?;
     Ok(())
-}
-
-async fn attribute(
-    txn: &impl ConnectionTrait,
-    account: &account::Model,
-    accepted: Option<referral::Model>,
-    code: ReferralCode,
-) -> AppResult<referral::Model> {
-    let referrer = find_by_code(txn, &code).await?;
-    let rejection = match (&accepted, &referrer) {
-        (Some(existing), _) if existing.code_used.as_deref() == Some(code.as_str()) => {
-            return Ok(existing.clone());
-        }
-        (Some(_), _) => Some(RejectionReason::AlreadyReferred),
-        (None, None) => Some(RejectionReason::UnknownCode),
-        (None, Some(referrer)) if referrer.id == account.id => Some(RejectionReason::SelfReferral),
-        (None, Some(_)) if !settings::get(txn).await?.enabled => Some(RejectionReason::ProgramDisabled),
-        (None, Some(_)) => None,
-    };
-    let referrer_id = referrer.as_ref().map(|r| r.id).filter(|id| *id != account.id);
-    match rejection {
-        Some(reason) => record_rejection(txn, account.id, referrer_id, &code, reason).await,
-        None => {
-            let row = new_referral(account.id, referrer_id, &code, ReferralStatus::Pending, None);
-            let insert = referral::Entity::insert(row)
-                .on_conflict(OnConflict::new().do_nothing().to_owned())
-                .try_insert()
-                .exec_with_returning(txn)
-                .await;
-            match inserted(insert)? {
-                Some(referral) => Ok(referral),
-                // Attributed concurrently by another request: answer with what won.
-                None => accepted_referral_of(txn, account.id)
-                    .await?
-                    .ok_or_else(|| AppError::internal(anyhow::anyhow!("referral insert conflicted but none found"))),
-            }
-        }
-    }
-}
-
-/// A rejected attempt is kept for the record; the same attempt again answers the same row (a
-/// partial unique index keeps one row per referee, code and reason, even under races).
-async fn record_rejection(
-    txn: &impl ConnectionTrait,
-    referee_id: i64,
-    referrer_id: Option<i64>,
-    code: &ReferralCode,
-    reason: RejectionReason,
-) -> AppResult<referral::Model> {
-    let row = new_referral(referee_id, referrer_id, code, ReferralStatus::Rejected, Some(reason));
-    let insert = referral::Entity::insert(row)
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .try_insert()
-        .exec_with_returning(txn)
-        .await;
-    if let Some(rejected) = inserted(insert)? {
-        return Ok(rejected);
-    }
-    referral::Entity::find()
-        .filter(referral::Column::RefereeId.eq(referee_id))
-        .filter(referral::Column::Status.eq(ReferralStatus::Rejected))
-        .filter(referral::Column::CodeUsed.eq(code.as_str()))
-        .filter(referral::Column::RejectionReason.eq(reason))
-        .one(txn)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("rejected referral conflicted but was not found")))
-}
-
-fn new_referral(
-    referee_id: i64,
-    referrer_id: Option<i64>,
-    code: &ReferralCode,
-    status: ReferralStatus,
-    rejection_reason: Option<RejectionReason>,
-) -> referral::ActiveModel {
-    referral::ActiveModel {
-        referee_id: Set(referee_id),
-        referrer_id: Set(referrer_id),
-        status: Set(status),
-        rejection_reason: Set(rejection_reason),
-        code_used: Set(Some(code.as_str().to_owned())),
-        source: Set(ReferralSource::Code),
-        created_at: Set(chrono::Utc::now()),
-        qualified_at: Set(None),
-        ..Default::default()
-    }
 }
 
 pub async fn find_by_external_id(db: &impl ConnectionTrait, external_id: &str) -> AppResult<Option<account::Model>> {

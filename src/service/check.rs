@@ -46,6 +46,15 @@ const CHECKS: &[(&str, &str)] = &[
          HAVING b.lifetime_earned <> COALESCE(SUM(e.amount), 0)",
     ),
     (
+        "each balance's pending equals the sum of its pending entries",
+        "SELECT 'account ' || b.account_id || ' ' || b.unit || ': pending ' || b.pending \
+         || ', entries ' || COALESCE(SUM(e.amount), 0) \
+         FROM balances b LEFT JOIN ledger_entries e \
+           ON e.account_id = b.account_id AND e.unit = b.unit AND e.status = 'PENDING' \
+         GROUP BY b.account_id, b.unit, b.pending \
+         HAVING b.pending <> COALESCE(SUM(e.amount), 0)",
+    ),
+    (
         "no balance is negative",
         "SELECT 'account ' || account_id || ' ' || unit || ': available ' || available \
          || ', pending ' || pending FROM balances WHERE available < 0 OR pending < 0",

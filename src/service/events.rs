@@ -210,6 +210,11 @@ pub async fn apply_rules(
                 referral_id: r.id,
                 referrer_id,
                 referee_id: r.referee_id,
+                // The flags as this transaction reads them: an event that commits while an
+                // admin disqualifies one side is ordered before the disqualification (what
+                // it posted stays, as posted rewards do).
+                referrer_disqualified: referrer.as_ref().is_some_and(|a| a.disqualified_at.is_some()),
+                referee_disqualified: account.disqualified_at.is_some(),
             })
         }),
         account_group: account.account_group.as_deref(),

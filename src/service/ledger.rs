@@ -225,6 +225,37 @@ pub async fn refund_debit(
     )
 }
 
+/// Voids every pending entry of an account and takes them out of its balances' `pending`, in
+/// the caller's transaction. The conditional update decides which entries this call voided, so
+/// an entry that something else posts or voids concurrently is counted by exactly one of them.
+pub async fn void_pending(db: &impl ConnectionTrait, account_id: i64) -> AppResult<Vec<ledger_entry::Model>> {
+    let voided = ledger_entry::Entity::update_many()
+        .col_expr(ledger_entry::Column::Status, Expr::value(EntryStatus::Voided))
+        .filter(ledger_entry::Column::AccountId.eq(account_id))
+        .filter(ledger_entry::Column::Status.eq(EntryStatus::Pending))
+        .exec_with_returning(db)
+        .await?;
+    let mut per_unit: HashMap<Unit, i64> = HashMap::new();
+    for entry in &voided {
+        *per_unit.entry(entry.unit).or_default() += entry.amount;
+    }
+    for (unit, amount) in per_unit {
+        let lowered = balance::Entity::update_many()
+            .col_expr(
+                balance::Column::Pending,
+                Expr::col(balance::Column::Pending).sub(amount),
+            )
+            .filter(balance::Column::AccountId.eq(account_id))
+            .filter(balance::Column::Unit.eq(unit))
+            .exec(db)
+            .await?;
+        expect_one_row(lowered.rows_affected, "balance row")?;
+    }
+    let mut voided = voided;
+    voided.sort_by_key(|e| e.id);
+    Ok(voided)
+}
+
 /// A posted entry that no event or rule caused (and, as built here, no lot).
 fn posted_entry(
     account_id: i64,

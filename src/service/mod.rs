@@ -12,8 +12,10 @@ pub mod events;
 pub mod ledger;
 pub mod page;
 pub mod presets;
+pub mod referrals;
 pub mod rules;
 pub mod settings;
+pub mod signup;
 pub mod store;
 
 use crate::error::AppError;

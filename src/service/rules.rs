@@ -287,6 +287,10 @@ pub struct ReferralFacts {
     pub referral_id: i64,
     pub referrer_id: i64,
     pub referee_id: i64,
+    /// A disqualified account on either side stops the referral paying anyone: its rewards
+    /// would reach the fraud an admin stopped, through one side or the other.
+    pub referrer_disqualified: bool,
+    pub referee_disqualified: bool,
 }
 
 /// What the event itself established.
@@ -359,6 +363,12 @@ pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
     let Some(referral) = facts.referral else {
         return skip("account has no referrer".into());
     };
+    if referral.referrer_disqualified {
+        return skip("the referrer is disqualified".into());
+    }
+    if referral.referee_disqualified {
+        return skip("the referred account is disqualified".into());
+    }
     if let Some(groups) = list_of(rule.account_groups.as_deref())
         && !facts.account_group.is_some_and(|g| groups.iter().any(|x| x == g))
     {
@@ -526,6 +536,8 @@ mod tests {
                 referral_id: 7,
                 referrer_id: 1,
                 referee_id: 2,
+                referrer_disqualified: false,
+                referee_disqualified: false,
             }),
             account_group: None,
             billing_scheme: BillingScheme::Postpaid,
@@ -555,6 +567,45 @@ mod tests {
             Verdict::Skip { reason } => reason,
             Verdict::Pay { .. } => "PAID".into(),
         }
+    }
+
+    #[test]
+    fn a_disqualified_side_stops_the_referral_paying_anyone() {
+        let rule = rule(RuleTrigger::PaymentMethodVerified, Calculation::Fixed, Some(5_000_000));
+        let mut both = Vec::new();
+        for beneficiary in [Beneficiary::Referrer, Beneficiary::Referee] {
+            let rule = reward_rule::Model {
+                beneficiary,
+                ..rule.clone()
+            };
+            let base = facts(EventFacts::PaymentMethodVerified);
+            assert!(paid(evaluate(&rule, &base)).is_some());
+            let Some(mut referral) = base.referral else {
+                panic!("the facts have a referral")
+            };
+            referral.referrer_disqualified = true;
+            let f = Facts {
+                referral: Some(referral),
+                ..base.clone()
+            };
+            both.push(reason(evaluate(&rule, &f)));
+            referral.referrer_disqualified = false;
+            referral.referee_disqualified = true;
+            let f = Facts {
+                referral: Some(referral),
+                ..base.clone()
+            };
+            both.push(reason(evaluate(&rule, &f)));
+        }
+        assert_eq!(
+            both,
+            [
+                "the referrer is disqualified",
+                "the referred account is disqualified",
+                "the referrer is disqualified",
+                "the referred account is disqualified"
+            ]
+        );
     }
 
     #[test]

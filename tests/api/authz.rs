@@ -105,6 +105,7 @@ struct World {
     alice_id: String,
     bob_id: String,
     rita_id: String,
+    sam_id: String,
     alice_claim: String,
     bob_claim: String,
     rule_id: String,
@@ -211,6 +212,7 @@ async fn world(app: &TestApp) -> World {
         alice_id,
         bob_id,
         rita_id: s(&rita, "/account/id").to_owned(),
+        sam_id: s(&sam, "/account/id").to_owned(),
         alice_claim: s(&alice_claim, "/claim/id").to_owned(),
         bob_claim: s(&bob_claim, "/claim/id").to_owned(),
         rule_id,
@@ -298,6 +300,17 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         }
         "SetReferralCode" => json!({ "input": { "accountId": w.alice_id, "code": "STOLEN42" } }),
         "AuditLog" => json!({ "first": 20 }),
+        // Rita and Sam have no referrer. Allowed: Bob refers Rita (Bob's chain is Sam, no
+        // cycle); hostile: Alice becomes Sam's referrer.
+        "AssignReferrer" if allowed => json!({ "input": {
+            "accountId": w.rita_id, "referrerAccountId": w.bob_id, "reason": "support ticket 1" } }),
+        "AssignReferrer" => json!({ "input": {
+            "accountId": w.sam_id, "referrerAccountId": w.alice_id, "reason": format!("by {who}") } }),
+        // Refused callers run first: the hostile disqualification finds Sam not disqualified,
+        // the hostile reinstatement finds Rita disqualified by the admin's row before it.
+        "DisqualifyAccount" if allowed => json!({ "input": { "accountId": w.rita_id, "reason": "matrix" } }),
+        "DisqualifyAccount" => json!({ "input": { "accountId": w.sam_id, "reason": format!("by {who}") } }),
+        "ReinstateAccount" => json!({ "input": { "accountId": w.rita_id, "reason": format!("by {who}") } }),
         // integration
         "RegisterAccount" => json!({ "input": {
             "externalId": format!("cust-new-{who}"), "referralCode": ALICE_CODE } }),
@@ -557,6 +570,13 @@ async fn every_contract_operation_answers_exactly_the_roles_it_is_for() {
     let alice = app.account_detail(&w.alice_id).await;
     assert_eq!(alice["referralCode"], ALICE_CODE, "{alice:#}");
     assert_eq!(app.count("accounts").await, 8, "6 people and 2 new ones");
+    let admin_acts = "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log \
+         WHERE action IN ('ASSIGN_REFERRER', 'DISQUALIFY_ACCOUNT', 'REINSTATE_ACCOUNT')";
+    assert_eq!(
+        app.sql_i64(admin_acts).await,
+        3,
+        "Bob referred Rita; Rita disqualified, reinstated"
+    );
 }
 
 /// The data the matrix hides from customers is really there for admins: the leak checks look

@@ -1183,6 +1183,16 @@ impl TestApp {
                 .await,
         ));
         out.push((
+            "sum(balances.pending)".to_owned(),
+            self.sql_i64("SELECT CAST(COALESCE(SUM(pending), 0) AS BIGINT) FROM balances")
+                .await,
+        ));
+        out.push((
+            "disqualified accounts".to_owned(),
+            self.sql_i64("SELECT CAST(COUNT(*) AS BIGINT) FROM accounts WHERE disqualified_at IS NOT NULL")
+                .await,
+        ));
+        out.push((
             "pending claims".to_owned(),
             self.sql_i64("SELECT CAST(COUNT(*) AS BIGINT) FROM claims WHERE status = 'PENDING'")
                 .await,

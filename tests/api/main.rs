@@ -16,6 +16,7 @@ mod cors;
 mod credit;
 mod helpers;
 mod idempotency;
+mod integrity;
 mod invariants;
 mod link;
 mod points_store;

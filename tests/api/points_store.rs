@@ -555,7 +555,7 @@ async fn registration_records_why_a_referral_code_was_rejected() {
     assert_eq!(x["referral"]["rejectionReason"], "UNKNOWN_CODE", "{x:#}");
     assert!(x["referral"]["referrer"].is_null(), "{x:#}");
 
-    // An existing account re-registering with its own code.
+    // An existing account re-registering with its own code: only newcomers are referred.
     let before = app.register("acct-a", None, None).await;
     let own = app
         .register("acct-a", Some("Alice Adams"), Some(&a.to_lowercase()))
@@ -563,7 +563,7 @@ async fn registration_records_why_a_referral_code_was_rejected() {
     assert_eq!(own["account"]["id"], before["account"]["id"], "{own:#}");
     assert_eq!(own["account"]["referralCode"], a.as_str(), "{own:#}");
     assert_eq!(own["referral"]["status"], "REJECTED", "{own:#}");
-    assert_eq!(own["referral"]["rejectionReason"], "SELF_REFERRAL", "{own:#}");
+    assert_eq!(own["referral"]["rejectionReason"], "EXISTING_ACCOUNT", "{own:#}");
 
     // Codes are case-insensitive.
     let b = app.register("acct-b", Some("Bob Brown"), Some(&a.to_lowercase())).await;
@@ -586,12 +586,12 @@ async fn registration_records_why_a_referral_code_was_rejected() {
     );
     assert_eq!(plain["referral"]["id"], b_referral.as_str(), "{plain:#}");
 
-    // B was referred already: another code is rejected, and A stays B's referrer.
+    // B exists (and was referred already): another code is rejected, and A stays B's referrer.
     let c = app.register_code("acct-c", Some("Carol Clark"), None).await;
     let other = app.register("acct-b", None, Some(&c)).await;
     assert_eq!(other["account"]["id"], b_id.as_str(), "{other:#}");
     assert_eq!(other["referral"]["status"], "REJECTED", "{other:#}");
-    assert_eq!(other["referral"]["rejectionReason"], "ALREADY_REFERRED", "{other:#}");
+    assert_eq!(other["referral"]["rejectionReason"], "EXISTING_ACCOUNT", "{other:#}");
     let dash = app.dashboard("acct-b", 5).await;
     assert_eq!(
         dash["me"]["referral"]["referrer"]["referralCode"],

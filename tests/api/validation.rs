@@ -617,27 +617,36 @@ async fn customers_never_see_another_accounts_details() {
 }
 
 #[tokio::test]
-async fn referral_code_lookups_beyond_the_rate_limit_are_refused() {
+async fn unknown_codes_beyond_the_rate_limit_are_registered_as_rate_limited() {
     let app = spawn_app_with(|config| config.code_lookups_per_minute = 3).await;
     let code = app.register_code("owner", Some("Owner"), None).await;
 
-    // Registrations without a code look nothing up and are never limited.
+    // Registrations without a code look nothing up, and valid codes are never counted.
     for i in 0..5 {
         app.register(&format!("plain-{i}"), None, None).await;
-    }
-    for i in 0..3 {
         let payload = app.register(&format!("friend-{i}"), None, Some(&code)).await;
         assert_eq!(s(&payload, "/referral/status"), "PENDING", "{payload}");
     }
-    let before = app.snapshot().await;
-    let body = app
-        .run(
-            Some(&app.service()),
-            "integration",
-            "RegisterAccount",
-            json!({ "input": { "externalId": "friend-3", "referralCode": code } }),
-        )
-        .await;
-    assert_failed(&body, "RATE_LIMITED");
-    assert_eq!(app.snapshot().await, before, "a refused lookup changes nothing");
+    for i in 0..3 {
+        let payload = app
+            .register(&format!("guess-{i}"), None, Some(&format!("NOSUCH0{i}")))
+            .await;
+        assert_eq!(s(&payload, "/referral/rejectionReason"), "UNKNOWN_CODE", "{payload}");
+    }
+    // The fourth unknown code of the minute: the account is registered all the same, and the
+    // attempt is recorded with the code it came with.
+    let accounts = app.count("accounts").await;
+    let limited = app.register("guess-3", None, Some("NOSUCH03")).await;
+    assert_eq!(s(&limited, "/account/externalId"), "guess-3", "{limited}");
+    assert_eq!(s(&limited, "/referral/status"), "REJECTED", "{limited}");
+    assert_eq!(s(&limited, "/referral/rejectionReason"), "RATE_LIMITED", "{limited}");
+    assert_eq!(app.count("accounts").await, accounts + 1);
+    assert_eq!(
+        app.sql_i64("SELECT CAST(COUNT(*) AS BIGINT) FROM referrals WHERE code_used = 'NOSUCH03'")
+            .await,
+        1
+    );
+    // A valid code from the same caller is still accepted.
+    let payload = app.register("friend-late", None, Some(&code)).await;
+    assert_eq!(s(&payload, "/referral/status"), "PENDING", "{payload}");
 }

@@ -1,0 +1,379 @@
+//! Referrals: attribution at registration, and their integrity. Only a newcomer is referred by
+//! a code; an admin may attach a referrer on purpose, never closing a cycle; a disqualified
+//! account neither refers nor is rewarded. Every accepted referral is unique per referee (a
+//! partial unique index); a rejected attempt is kept for the record, once per (referee, code,
+//! reason).
+
+use crate::db::{begin_write, inserted};
+use crate::error::{AppError, AppResult};
+use crate::limits::Limits;
+use crate::service::accounts::{self, accepted_referral_of};
+use crate::service::codes::ReferralCode;
+use crate::service::{audit, ledger, optional_text, required_text, settings};
+use chrono::Utc;
+use entity::enums::{ReferralSource, ReferralStatus, RejectionReason};
+use entity::{account, ledger_entry, referral};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+use serde_json::json;
+use std::collections::HashSet;
+
+/// Links of a referrer chain an assignment walks before giving up. Chains are a handful of links
+/// in practice; the bound keeps one admin request from walking an unbounded one.
+pub const MAX_CHAIN: usize = 1_000;
+
+/// Serializes referrer assignments on PostgreSQL (a transaction-scoped advisory lock; SQLite's
+/// `BEGIN IMMEDIATE` serializes all writers already). Two assignments that each add one link of
+/// a cycle share no row: A→B and C→D close A→B→C→D→A without touching the same account, so row
+/// locks on the two accounts of each would not order them. Assignments are rare admin acts;
+/// one at a time costs nothing. Registration never needs it: it refers only an account created
+/// in its own transaction, which no one can have as a referrer yet, so it cannot close a cycle.
+const ASSIGN_LOCK: i64 = 0x7265_6665_7272_0001;
+
+/// Where an unknown code is counted: the limits and the client's key (`limits::client_key`).
+pub struct LookupQuota<'a> {
+    pub limits: &'a Limits,
+    pub client: String,
+}
+
+/// Attributes an account created in this very transaction to the owner of `code`, or records
+/// why not.
+pub async fn attribute_new(
+    txn: &impl ConnectionTrait,
+    account: &account::Model,
+    code: &ReferralCode,
+    quota: &LookupQuota<'_>,
+) -> AppResult<referral::Model> {
+    let referrer = accounts::find_by_code(txn, code).await?;
+    let rejection = match &referrer {
+        // Only unknown codes are counted, after the lookup: a valid code is never refused for
+        // volume, whoever sends it and however many. Past the quota the attempt is recorded as
+        // RATE_LIMITED instead of UNKNOWN_CODE, with the code kept, and the account is
+        // registered all the same. A guesser learns nothing it would not have learnt anyway:
+        // both answers say "not a valid code", and a hit is answered as any valid code must be.
+        // What the limit gives is a signal per client address (a burst of unknown codes from
+        // one address is a guesser, and the billing system can throttle or challenge it) and
+        // a record an admin can search, while each guess still costs the guesser a sign-up.
+        None if quota.limits.unknown_code(&quota.client) => Some(RejectionReason::UnknownCode),
+        None => Some(RejectionReason::RateLimited),
+        Some(referrer) if referrer.id == account.id => Some(RejectionReason::SelfReferral),
+        Some(_) if !settings::get(txn).await?.enabled => Some(RejectionReason::ProgramDisabled),
+        Some(referrer) if referrer.disqualified_at.is_some() => Some(RejectionReason::ReferrerDisqualified),
+        Some(_) => None,
+    };
+    let referrer_id = referrer.as_ref().map(|r| r.id).filter(|id| *id != account.id);
+    match rejection {
+        Some(reason) => record_rejection(txn, account.id, referrer_id, code, reason).await,
+        None => {
+            let row = new_referral(
+                account.id,
+                referrer_id,
+                Some(code),
+                ReferralStatus::Pending,
+                None,
+                ReferralSource::Code,
+            );
+            let insert = referral::Entity::insert(row)
+                .on_conflict(OnConflict::new().do_nothing().to_owned())
+                .try_insert()
+                .exec_with_returning(txn)
+                .await;
+            match inserted(insert)? {
+                Some(referral) => Ok(referral),
+                None => accepted_referral_of(txn, account.id)
+                    .await?
+                    .ok_or_else(|| AppError::internal(anyhow::anyhow!("referral insert conflicted but none found"))),
+            }
+        }
+    }
+}
+
+/// A code given for an account that already exists. A retry of the registration that created
+/// the account (the same code) answers that registration's attribution again, whatever it was;
+/// any other code is rejected as `EXISTING_ACCOUNT` and changes nothing: an existing customer
+/// is never paid for as a newcomer, and two accounts cannot refer each other by registering
+/// again with each other's code. The code is not looked up (so not counted either): the answer
+/// is the same whether it exists or not.
+pub async fn attribute_existing(
+    txn: &impl ConnectionTrait,
+    account: &account::Model,
+    code: &ReferralCode,
+) -> AppResult<referral::Model> {
+    // Every attempt on an existing account is EXISTING_ACCOUNT since this rule exists, so any
+    // other attempt with this code is the creating registration's (or a record from before).
+    let first = referral::Entity::find()
+        .filter(referral::Column::RefereeId.eq(account.id))
+        .filter(referral::Column::CodeUsed.eq(code.as_str()))
+        .filter(
+            Condition::any()
+                .add(referral::Column::RejectionReason.is_null())
+                .add(referral::Column::RejectionReason.ne(RejectionReason::ExistingAccount)),
+        )
+        // The accepted one first (its rejection reason is NULL), then the oldest.
+        .order_by_asc(Expr::col(referral::Column::RejectionReason).is_not_null())
+        .order_by_asc(referral::Column::Id)
+        .one(txn)
+        .await?;
+    match first {
+        Some(first) => Ok(first),
+        None => record_rejection(txn, account.id, None, code, RejectionReason::ExistingAccount).await,
+    }
+}
+
+/// A rejected attempt is kept for the record; the same attempt again answers the same row (a
+/// partial unique index keeps one row per referee, code and reason, even under races).
+async fn record_rejection(
+    txn: &impl ConnectionTrait,
+    referee_id: i64,
+    referrer_id: Option<i64>,
+    code: &ReferralCode,
+    reason: RejectionReason,
+) -> AppResult<referral::Model> {
+    let row = new_referral(
+        referee_id,
+        referrer_id,
+        Some(code),
+        ReferralStatus::Rejected,
+        Some(reason),
+        ReferralSource::Code,
+    );
+    let insert = referral::Entity::insert(row)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .try_insert()
+        .exec_with_returning(txn)
+        .await;
+    if let Some(rejected) = inserted(insert)? {
+        return Ok(rejected);
+    }
+    referral::Entity::find()
+        .filter(referral::Column::RefereeId.eq(referee_id))
+        .filter(referral::Column::Status.eq(ReferralStatus::Rejected))
+        .filter(referral::Column::CodeUsed.eq(code.as_str()))
+        .filter(referral::Column::RejectionReason.eq(reason))
+        .one(txn)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("rejected referral conflicted but was not found")))
+}
+
+fn new_referral(
+    referee_id: i64,
+    referrer_id: Option<i64>,
+    code: Option<&ReferralCode>,
+    status: ReferralStatus,
+    rejection_reason: Option<RejectionReason>,
+    source: ReferralSource,
+) -> referral::ActiveModel {
+    referral::ActiveModel {
+        referee_id: Set(referee_id),
+        referrer_id: Set(referrer_id),
+        status: Set(status),
+        rejection_reason: Set(rejection_reason),
+        code_used: Set(code.map(|c| c.as_str().to_owned())),
+        source: Set(source),
+        created_at: Set(Utc::now()),
+        qualified_at: Set(None),
+        ..Default::default()
+    }
+}
+
+/// Attaches a referrer to an account on an admin's decision. Refused: self-referral, an account
+/// that already has an accepted referral, a disqualified account on either side, and a referrer
+/// whose own chain of referrers leads back to the account (a cycle of any length). Pays no
+/// SIGNUP rule: sign-up is long past; later events pay as for any referral.
+pub async fn assign_referrer(
+    db: &DatabaseConnection,
+    actor: &str,
+    account_id: i64,
+    referrer_id: i64,
+    reason: &str,
+) -> AppResult<(account::Model, referral::Model)> {
+    let reason = required_text("reason", reason, 500)?;
+    if account_id == referrer_id {
+        return Err(AppError::bad_input("an account cannot be its own referrer"));
+    }
+    let txn = begin_write(db).await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({ASSIGN_LOCK})"))
+            .await?;
+    }
+    let account = accounts::find(&txn, account_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such account"))?;
+    let referrer = accounts::find(&txn, referrer_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such referrer account"))?;
+    if account.disqualified_at.is_some() {
+        return Err(AppError::bad_input(format!(
+            "account {} is disqualified and cannot be referred",
+            account.external_id
+        )));
+    }
+    if referrer.disqualified_at.is_some() {
+        return Err(AppError::bad_input(format!(
+            "account {} is disqualified and cannot refer",
+            referrer.external_id
+        )));
+    }
+    let already = || {
+        AppError::bad_input(format!(
+            "account {} already has a referrer; only an account without one can be assigned one",
+            account.external_id
+        ))
+    };
+    if accepted_referral_of(&txn, account.id).await?.is_some() {
+        return Err(already());
+    }
+    if let Some(chain) = chain_back_to(&txn, referrer.id, account.id).await? {
+        let names = accounts::by_ids(&txn, &chain).await?;
+        let path: Vec<&str> = std::iter::once(account.id)
+            .chain(chain.iter().copied())
+            .map(|id| names.get(&id).map_or("?", |a| a.external_id.as_str()))
+            .collect();
+        return Err(AppError::bad_input(format!(
+            "assigning {} as the referrer of {} would close a referral cycle ({})",
+            referrer.external_id,
+            account.external_id,
+            path.join(" → ")
+        )));
+    }
+    let row = new_referral(
+        account.id,
+        Some(referrer.id),
+        None,
+        ReferralStatus::Pending,
+        None,
+        ReferralSource::Admin,
+    );
+    let insert = referral::Entity::insert(row)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .try_insert()
+        .exec_with_returning(&txn)
+        .await;
+    let referral = inserted(insert)?.ok_or_else(already)?;
+    audit::record(
+        &txn,
+        actor,
+        "ASSIGN_REFERRER",
+        &format!("account:{}", account.external_id),
+        json!({ "referrer": null }),
+        json!({ "referrer": referrer.external_id, "referralId": referral.id, "reason": reason }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((account, referral))
+}
+
+/// Walks the referrers of `start` upwards. `Some(chain)`: the chain from `start` up to and
+/// including `target` (so a new link target → start would close a cycle); `None`: the chain
+/// ends without meeting `target`. Longer than `MAX_CHAIN` is refused rather than guessed.
+async fn chain_back_to(db: &impl ConnectionTrait, start: i64, target: i64) -> AppResult<Option<Vec<i64>>> {
+    let mut chain = vec![start];
+    let mut seen = HashSet::from([start]);
+    let mut current = start;
+    for _ in 0..MAX_CHAIN {
+        let Some(next) = accepted_referral_of(db, current).await?.and_then(|r| r.referrer_id) else {
+            return Ok(None);
+        };
+        chain.push(next);
+        if next == target {
+            return Ok(Some(chain));
+        }
+        // A loop that does not pass through `target` (recorded before cycles were refused):
+        // the new link would not add one.
+        if !seen.insert(next) {
+            return Ok(None);
+        }
+        current = next;
+    }
+    Err(AppError::bad_input(format!(
+        "the referrer's chain of referrers is longer than {MAX_CHAIN} links; not assigned"
+    )))
+}
+
+/// Disqualifies an account: it no longer refers (its code is rejected) and no rule rewards it
+/// or its referrals; what it has pending in the ledger is voided, posted rewards stay.
+/// Disqualifying a disqualified account again changes nothing and answers it as it is.
+pub async fn disqualify(
+    db: &DatabaseConnection,
+    actor: &str,
+    account_id: i64,
+    reason: &str,
+) -> AppResult<(account::Model, Vec<ledger_entry::Model>)> {
+    let reason = required_text("reason", reason, 500)?;
+    let txn = begin_write(db).await?;
+    let now = Utc::now();
+    // Conditional: of concurrent disqualifications, one changes the row and voids.
+    let updated = account::Entity::update_many()
+        .col_expr(account::Column::DisqualifiedAt, Expr::value(now))
+        .col_expr(account::Column::DisqualificationReason, Expr::value(reason.clone()))
+        .filter(account::Column::Id.eq(account_id))
+        .filter(account::Column::DisqualifiedAt.is_null())
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(account) = updated.into_iter().next() else {
+        let account = accounts::find(&txn, account_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("no such account"))?;
+        return Ok((account, Vec::new()));
+    };
+    let voided = ledger::void_pending(&txn, account.id).await?;
+    audit::record(
+        &txn,
+        actor,
+        "DISQUALIFY_ACCOUNT",
+        &format!("account:{}", account.external_id),
+        json!({ "disqualifiedAt": null }),
+        json!({
+            "disqualifiedAt": now,
+            "reason": reason,
+            "voidedEntries": voided.iter().map(|e| e.id).collect::<Vec<_>>(),
+        }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((account, voided))
+}
+
+/// Lifts a disqualification. What was voided stays voided; what happens from now on counts
+/// again. Reinstating an account that is not disqualified changes nothing.
+pub async fn reinstate(
+    db: &DatabaseConnection,
+    actor: &str,
+    account_id: i64,
+    reason: Option<&str>,
+) -> AppResult<account::Model> {
+    let reason = optional_text("reason", reason, 500)?;
+    let txn = begin_write(db).await?;
+    let before = accounts::find(&txn, account_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such account"))?;
+    let updated = account::Entity::update_many()
+        .col_expr(
+            account::Column::DisqualifiedAt,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(
+            account::Column::DisqualificationReason,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(account::Column::Id.eq(account_id))
+        .filter(account::Column::DisqualifiedAt.is_not_null())
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(after) = updated.into_iter().next() else {
+        return Ok(before);
+    };
+    audit::record(
+        &txn,
+        actor,
+        "REINSTATE_ACCOUNT",
+        &format!("account:{}", after.external_id),
+        json!({ "disqualifiedAt": before.disqualified_at, "disqualificationReason": before.disqualification_reason }),
+        json!({ "disqualifiedAt": null, "reason": reason }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(after)
+}
