@@ -116,9 +116,8 @@ impl JwtKeys {
     /// The viewer of a request: anonymous without a header, `Rejected` (never anonymous) with
     /// one that is not a valid bearer token of ours.
     pub fn viewer_of_request(&self, header: Option<&str>) -> Viewer {
-        self.viewer_from_header(header).unwrap_or_else(|err| Viewer::Rejected {
-            reason: err.message(),
-        })
+        self.viewer_from_header(header)
+            .unwrap_or_else(|err| Viewer::Rejected { reason: err.message() })
     }
 
     /// Reads an `Authorization` header value. No header: anonymous. A header that is not a

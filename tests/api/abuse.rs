@@ -331,7 +331,9 @@ async fn a_batch_is_held_to_one_cost_limit_for_all_its_operations() {
     let body = Value::Array((0..MAX_BATCH).map(|_| json!({ "query": heavy })).collect());
     let (status, body) = post_json(&app, Some(&alice), &body).await;
     assert_eq!(status, StatusCode::OK, "{body:#}");
-    let answers = body.as_array().unwrap_or_else(|| panic!("not a batch answer: {body:#}"));
+    let answers = body
+        .as_array()
+        .unwrap_or_else(|| panic!("not a batch answer: {body:#}"));
     assert_eq!(answers.len(), MAX_BATCH);
     for answer in answers {
         assert_limit(answer, "ten operations of 500 fields", "too complex");
@@ -351,8 +353,12 @@ async fn a_batch_is_held_to_one_cost_limit_for_all_its_operations() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    assert!(7 * 13 + 2 * 400 <= MAX_BATCH_COMPLEXITY && 7 * 13 + 3 * 400 > MAX_BATCH_COMPLEXITY);
-    batch.extend([json!({ "query": costly }), json!({ "query": costly }), json!({ "query": costly })]);
+    const { assert!(7 * 13 + 2 * 400 <= MAX_BATCH_COMPLEXITY && 7 * 13 + 3 * 400 > MAX_BATCH_COMPLEXITY) };
+    batch.extend([
+        json!({ "query": costly }),
+        json!({ "query": costly }),
+        json!({ "query": costly }),
+    ]);
     assert_eq!(batch.len(), MAX_BATCH);
     let before = app.snapshot().await;
     let (status, body) = post_json(&app, Some(&service), &Value::Array(batch.clone())).await;
@@ -373,7 +379,10 @@ async fn a_batch_is_held_to_one_cost_limit_for_all_its_operations() {
     // Fragments count each time they are spread: a batch cannot hide its cost in them.
     let fragment = format!(
         "query Q {{ me {{ ...F ...F }} }} fragment F on Account {{ {} }}",
-        (0..240).map(|i| format!("a{i}: referralCode")).collect::<Vec<_>>().join(" ")
+        (0..240)
+            .map(|i| format!("a{i}: referralCode"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let body = Value::Array((0..3).map(|_| json!({ "query": fragment })).collect());
     let (_, body) = post_json(&app, Some(&alice), &body).await;

@@ -58,7 +58,12 @@ async fn a_claim_answers_the_same_balance_object_that_the_screens_show() {
 
     // Bob's balance is another object.
     let bob = app
-        .run_ok(Some(&app.customer("acct-b")), "customer", "RewardStoreScreen", json!({}))
+        .run_ok(
+            Some(&app.customer("acct-b")),
+            "customer",
+            "RewardStoreScreen",
+            json!({}),
+        )
         .await;
     assert_ne!(s(&bob, "/rewardStore/balance/id"), balance_id, "{bob:#}");
 }
@@ -116,7 +121,11 @@ async fn a_guarded_field_is_null_with_its_error_at_its_path() {
     );
     let referrer = &body["data"]["me"]["referral"]["referrer"];
     assert_eq!(referrer["displayName"], "Al*** A.", "{body:#}");
-    assert_eq!(referrer.get("account"), Some(&Value::Null), "the key stays, null: {body:#}");
+    assert_eq!(
+        referrer.get("account"),
+        Some(&Value::Null),
+        "the key stays, null: {body:#}"
+    );
     assert_eq!(body["data"]["me"]["externalId"], "acct-b", "{body:#}");
 
     // Provider.products through the store: the same.
@@ -133,12 +142,20 @@ async fn a_guarded_field_is_null_with_its_error_at_its_path() {
     assert_eq!(provider.get("products"), Some(&Value::Null), "{body:#}");
 
     // A non-null field that fails nulls its nearest nullable parent: here, at the root, `data`.
-    let body = app.gql(Some(&bob), "{ me { externalId } programSettings { enabled } }", json!({})).await;
+    let body = app
+        .gql(
+            Some(&bob),
+            "{ me { externalId } programSettings { enabled } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(body.get("data"), Some(&Value::Null), "{body:#}");
     assert_eq!(error_codes(&body), ["FORBIDDEN"], "{body:#}");
     assert_eq!(body["errors"][0]["path"], json!(["programSettings"]), "{body:#}");
     // Without a token: `me` (nullable) is null with its error, `program` (non-null) nulls data.
-    let body = app.gql(None, "{ me { externalId } program { enabled } }", json!({})).await;
+    let body = app
+        .gql(None, "{ me { externalId } program { enabled } }", json!({}))
+        .await;
     assert_eq!(body.get("data"), Some(&Value::Null), "{body:#}");
     assert_eq!(error_codes(&body), ["UNAUTHENTICATED", "UNAUTHENTICATED"], "{body:#}");
     let body = app.gql(None, "{ me { externalId } }", json!({})).await;
@@ -159,7 +176,11 @@ async fn a_guarded_field_is_null_with_its_error_at_its_path() {
         data["accounts"]["edges"][0]["node"]["referral"]["referrer"]["account"]["externalId"],
         "acct-a"
     );
-    assert_eq!(data["providers"][0]["products"].as_array().map(Vec::len), Some(2), "{data:#}");
+    assert_eq!(
+        data["providers"][0]["products"].as_array().map(Vec::len),
+        Some(2),
+        "{data:#}"
+    );
 }
 
 fn sha256(text: &str) -> String {
@@ -230,7 +251,12 @@ async fn automatic_persisted_queries_work_as_apollo_sends_them() {
     )
     .await;
     assert_failed(&body, "BAD_USER_INPUT");
-    let (_, body) = post(&app, &alice, &json!({ "extensions": persisted(&sha256("something else")) })).await;
+    let (_, body) = post(
+        &app,
+        &alice,
+        &json!({ "extensions": persisted(&sha256("something else")) }),
+    )
+    .await;
     assert_eq!(error_codes(&body), ["PERSISTED_QUERY_NOT_FOUND"], "{body:#}");
 
     // A persisted mutation is not run by GET, hash or not.
@@ -295,7 +321,11 @@ async fn a_missing_an_expired_and_a_malformed_token_get_the_same_answer() {
         for (file, op, vars) in [
             ("customer", "Dashboard", json!({ "first": 5 })),
             ("customer", "ClaimReward", json!({ "input": { "providerId": "prv_1" } })),
-            ("admin", "UpdateProgramSettings", json!({ "input": { "enabled": false } })),
+            (
+                "admin",
+                "UpdateProgramSettings",
+                json!({ "input": { "enabled": false } }),
+            ),
         ] {
             let mut request = app
                 .client
