@@ -21,10 +21,14 @@ pub enum Role {
     Service,
 }
 
-/// Who is asking. `Anonymous` when no token was sent.
+/// Who is asking. `Anonymous` when no token was sent; `Rejected` when one was sent that is not
+/// valid (expired, malformed, signed by another key): it is not anonymous, and every field that
+/// needs a viewer answers `UNAUTHENTICATED` with the reason, as for a missing token, so a client
+/// handles the three the same way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Viewer {
     Anonymous,
+    Rejected { reason: String },
     Customer { external_id: String },
     Admin { subject: String },
     Service { subject: String },
@@ -43,7 +47,7 @@ impl Viewer {
     /// The name written to the audit log.
     pub fn actor(&self) -> String {
         match self {
-            Viewer::Anonymous => "anonymous".to_owned(),
+            Viewer::Anonymous | Viewer::Rejected { .. } => "anonymous".to_owned(),
             Viewer::Customer { external_id } => format!("customer:{external_id}"),
             Viewer::Admin { subject } => format!("admin:{subject}"),
             Viewer::Service { subject } => format!("service:{subject}"),
@@ -54,6 +58,7 @@ impl Viewer {
         match self {
             Viewer::Customer { external_id } => Ok(external_id),
             Viewer::Anonymous => Err(AppError::Unauthenticated("a customer token is required".into())),
+            Viewer::Rejected { reason } => Err(AppError::Unauthenticated(reason.clone())),
             _ => Err(AppError::Forbidden("this operation is for customers".into())),
         }
     }
@@ -108,8 +113,15 @@ impl JwtKeys {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(AppError::internal)
     }
 
+    /// The viewer of a request: anonymous without a header, `Rejected` (never anonymous) with
+    /// one that is not a valid bearer token of ours.
+    pub fn viewer_of_request(&self, header: Option<&str>) -> Viewer {
+        self.viewer_from_header(header)
+            .unwrap_or_else(|err| Viewer::Rejected { reason: err.message() })
+    }
+
     /// Reads an `Authorization` header value. No header: anonymous. A header that is not a
-    /// valid bearer token of ours is refused outright rather than treated as anonymous.
+    /// valid bearer token of ours is an error rather than anonymous.
     pub fn viewer_from_header(&self, header: Option<&str>) -> Result<Viewer, AppError> {
         let Some(header) = header else {
             return Ok(Viewer::Anonymous);
@@ -183,6 +195,7 @@ impl Guard for RoleGuard {
             Viewer::Anonymous => {
                 return Err(AppError::Unauthenticated("a bearer token is required".into()).into());
             }
+            Viewer::Rejected { reason } => return Err(AppError::Unauthenticated(reason.clone()).into()),
             Viewer::Customer { .. } => self.customer,
             Viewer::Admin { .. } => self.admin,
             Viewer::Service { .. } => self.service,
@@ -231,5 +244,10 @@ mod tests {
         assert!(other.viewer_from_header(header.as_deref()).is_err());
         assert_eq!(keys.viewer_from_header(None).ok(), Some(Viewer::Anonymous));
         assert!(keys.viewer_from_header(Some("Basic abc")).is_err());
+        assert!(matches!(
+            keys.viewer_of_request(Some("Bearer not-a-jwt")),
+            Viewer::Rejected { .. }
+        ));
+        assert_eq!(keys.viewer_of_request(None), Viewer::Anonymous);
     }
 }

@@ -1,13 +1,13 @@
 //! The HTTP surface: `/graphql` (POST and GET, GraphiQL for browsers), `/healthz`, and the
 //! referral link's routes (`crate::link`).
 
-use crate::auth::Viewer;
 use crate::error::AppError;
 use crate::graphql::context::request_data;
-use crate::graphql::{AppSchema, build_schema};
+use crate::graphql::{AppSchema, MAX_COMPLEXITY, PersistedQueries, build_schema_with};
 use crate::state::AppState;
-use async_graphql::BatchRequest;
 use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::State;
@@ -26,8 +26,12 @@ use tower_http::trace::TraceLayer;
 
 /// Requests larger than this are refused before they are parsed.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Operations one batched request may carry.
-pub const MAX_BATCH: usize = 5;
+/// Operations one batched request may carry: Apollo's BatchHttpLink sends up to 10.
+pub const MAX_BATCH: usize = 10;
+/// Fields a whole batch may select (each operation is also held to `MAX_COMPLEXITY`): twice
+/// one operation's limit, so ten of the dashboard's largest operations (about 70 fields each)
+/// fit, and a batch costs at most what two of the costliest single requests do.
+pub const MAX_BATCH_COMPLEXITY: usize = 2 * MAX_COMPLEXITY;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a browser may reuse a preflight's answer.
 const CORS_MAX_AGE: Duration = Duration::from_secs(600);
@@ -37,10 +41,12 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 struct HttpState {
     app: AppState,
     schema: AppSchema,
+    persisted: PersistedQueries,
 }
 
 pub fn build_app(state: AppState) -> Router {
-    let schema = build_schema(state.config.introspection);
+    let persisted = PersistedQueries::new();
+    let schema = build_schema_with(state.config.introspection, &persisted);
     let origins: Vec<HeaderValue> = state
         .config
         .cors_origins
@@ -65,7 +71,11 @@ pub fn build_app(state: AppState) -> Router {
         // in the response, for a client to quote.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(HttpState { app: state, schema });
+        .with_state(HttpState {
+            app: state,
+            schema,
+            persisted,
+        });
     if origins.is_empty() {
         return router;
     }
@@ -220,11 +230,14 @@ async fn graphql_get(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
-    let has_query = uri.query().is_some_and(|q| q.contains("query="));
+    // A persisted query's hash alone (Apollo's `extensions`) stands for the query.
+    let has_query = uri
+        .query()
+        .is_some_and(|q| q.contains("query=") || q.contains("extensions="));
     match request {
         Ok(request) if has_query => {
             let batch = request.into_inner();
-            if batch.iter().any(is_mutation) {
+            if any_mutation(&state.persisted, &batch).await {
                 let err = AppError::bad_input("mutations are sent with POST");
                 return error_response(StatusCode::METHOD_NOT_ALLOWED, &err);
             }
@@ -238,34 +251,134 @@ async fn graphql_get(
     }
 }
 
-/// Whether the operation a request would run is a mutation (GET may only run queries). A
-/// document that does not parse is left to the executor, which reports it.
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
+/// Whether an operation of the batch is a mutation (GET may only run queries), the persisted
+/// document of a hash-only request included. A document that does not parse, or a hash the
+/// server does not know, is left to the executor, which reports it.
+async fn any_mutation(persisted: &PersistedQueries, batch: &BatchRequest) -> bool {
+    use async_graphql::parser::types::OperationType;
+    let requests = match batch {
+        BatchRequest::Single(request) => std::slice::from_ref(request),
+        BatchRequest::Batch(requests) => requests.as_slice(),
     };
-    let operation = match (&document.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
+    for request in requests {
+        let Some(document) = persisted.document_of(request).await else {
+            continue;
+        };
+        let operations = operations_run(&document, request.operation_name.as_deref());
+        if operations.iter().any(|op| op.ty == OperationType::Mutation) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The operation a request names (or the document's only one); all of them when it names
+/// none of several, which the executor then refuses.
+fn operations_run<'a>(
+    document: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Vec<&'a async_graphql::parser::types::OperationDefinition> {
+    match (&document.operations, name) {
+        (DocumentOperations::Single(op), _) => vec![&op.node],
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node).into_iter().collect(),
+        (DocumentOperations::Multiple(ops), None) => ops.values().map(|op| &op.node).collect(),
+    }
+}
+
+/// Refuses a batch of more than `MAX_BATCH` operations outright (400), and one whose
+/// operations together select more than `MAX_BATCH_COMPLEXITY` fields with the error a single
+/// operation over its limit gets, once per operation, before any of them runs.
+async fn refuse_batch(state: &HttpState, headers: &HeaderMap, batch: &BatchRequest) -> Option<Response> {
+    let BatchRequest::Batch(requests) = batch else {
+        return None;
     };
-    operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
+    if requests.len() > MAX_BATCH {
+        let err = AppError::bad_input(format!("a batch may hold at most {MAX_BATCH} operations"));
+        return Some(error_response(StatusCode::BAD_REQUEST, &err));
+    }
+    let mut fields = 0;
+    for request in requests {
+        if let Some(document) = state.persisted.document_of(request).await {
+            let budget = MAX_BATCH_COMPLEXITY.saturating_sub(fields);
+            for operation in operations_run(&document, request.operation_name.as_deref()) {
+                fields += count_fields(&document, &operation.selection_set.node, budget, &mut Vec::new());
+            }
+        }
+        if fields > MAX_BATCH_COMPLEXITY {
+            let message = format!("Query is too complex: the batch selects more than {MAX_BATCH_COMPLEXITY} fields");
+            let answer = || {
+                let mut error = ServerError::new(message.clone(), None);
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", "BAD_USER_INPUT");
+                async_graphql::Response::from_errors(vec![error])
+            };
+            let answers = BatchResponse::Batch(requests.iter().map(|_| answer()).collect());
+            let mut response = GraphQLResponse::from(answers).into_response();
+            if !prefers_graphql_response_json(headers) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            return Some(response);
+        }
+    }
+    None
+}
+
+/// The fields a selection selects, each fragment counted every time it is spread, `@skip` and
+/// `@include` ignored, `__typename` free: never less than async-graphql's complexity. Stops
+/// counting past `budget`, and at a fragment that spreads itself (the executor refuses those),
+/// so hostile documents cost little to count.
+fn count_fields<'a>(
+    document: &'a ExecutableDocument,
+    selection_set: &'a SelectionSet,
+    budget: usize,
+    spreading: &mut Vec<&'a str>,
+) -> usize {
+    let mut fields = 0;
+    for selection in &selection_set.items {
+        if fields > budget {
+            break;
+        }
+        let left = budget - fields;
+        fields += match &selection.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                let own = usize::from(field.name.node.as_str() != "__typename");
+                own + count_fields(document, &field.selection_set.node, left, spreading)
+            }
+            Selection::InlineFragment(fragment) => {
+                count_fields(document, &fragment.node.selection_set.node, left, spreading)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                match document.fragments.get(&spread.node.fragment_name.node) {
+                    Some(fragment) if !spreading.contains(&name) => {
+                        spreading.push(name);
+                        let n = count_fields(document, &fragment.node.selection_set.node, left, spreading);
+                        spreading.pop();
+                        n
+                    }
+                    _ => 0,
+                }
+            }
+        };
+    }
+    fields
 }
 
 async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default());
-    let viewer: Viewer = match state.app.keys.viewer_from_header(authorization) {
-        Ok(viewer) => viewer,
-        Err(err) => return error_response(StatusCode::UNAUTHORIZED, &err),
-    };
-    if let BatchRequest::Batch(requests) = &batch
-        && requests.len() > MAX_BATCH
-    {
-        let err = AppError::bad_input(format!("a batch may hold at most {MAX_BATCH} operations"));
-        return error_response(StatusCode::BAD_REQUEST, &err);
+    // A token that is not valid is not refused here with a 401 but answered like a missing
+    // one: every field that needs a viewer is UNAUTHENTICATED, which clients' GraphQL error
+    // handling sees (src/auth.rs: Viewer::Rejected).
+    let viewer = state.app.keys.viewer_of_request(authorization);
+    if let Some(refusal) = refuse_batch(state, headers, &batch).await {
+        return refusal;
     }
     // Each operation gets its own data, so loaders and caches never outlive one operation.
     for request in batch.iter_mut() {

@@ -37,6 +37,36 @@ pub fn to_id(kind: Kind, id: i64) -> ID {
     ID(format!("{}_{id}", kind.prefix()))
 }
 
+/// A balance, one per account and unit: `bal_12_points`. Only the account itself and staff
+/// read a balance, so the account's number in it tells no one anything new.
+pub fn balance_id(account_id: i64, unit: entity::enums::Unit) -> ID {
+    use entity::enums::Unit;
+    let unit = match unit {
+        Unit::Points => "points",
+        Unit::Credit => "credit",
+        Unit::Cash => "cash",
+    };
+    ID(format!("bal_{account_id}_{unit}"))
+}
+
+/// Which side of a referral a participant is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Referrer,
+    Referee,
+}
+
+/// One side of a referral: `par_7_referrer`, `par_7_referee`. Keyed on the referral, which the
+/// viewer already sees, never on the account: a customer must not learn another account's id.
+/// The same person on two referrals is two cached objects, each of one referral's screen.
+pub fn participant_id(referral_id: i64, side: Side) -> ID {
+    let side = match side {
+        Side::Referrer => "referrer",
+        Side::Referee => "referee",
+    };
+    ID(format!("par_{referral_id}_{side}"))
+}
+
 pub fn from_id(kind: Kind, id: &ID) -> Result<i64, AppError> {
     id.strip_prefix(kind.prefix())
         .and_then(|rest| rest.strip_prefix('_'))
@@ -57,5 +87,17 @@ mod tests {
         assert!(from_id(Kind::Provider, &id).is_err());
         assert!(from_id(Kind::Claim, &ID("clm_x".into())).is_err());
         assert!(from_id(Kind::Claim, &ID("clm_-1".into())).is_err());
+    }
+
+    #[test]
+    fn compound_ids_name_their_parts_and_are_no_other_kind() {
+        let balance = balance_id(12, entity::enums::Unit::Points);
+        assert_eq!(balance.as_str(), "bal_12_points");
+        assert_ne!(balance, balance_id(12, entity::enums::Unit::Credit));
+        assert!(from_id(Kind::Account, &balance).is_err());
+        let referee = participant_id(7, Side::Referee);
+        assert_eq!(referee.as_str(), "par_7_referee");
+        assert_ne!(referee, participant_id(7, Side::Referrer));
+        assert!(from_id(Kind::Referral, &referee).is_err());
     }
 }

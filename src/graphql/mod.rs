@@ -16,9 +16,15 @@ pub mod scalars;
 pub mod store;
 pub mod types;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
-use async_graphql::{EmptySubscription, MergedObject, Response, Schema, SchemaBuilder};
-use std::sync::Arc;
+use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, CacheStorage, LruCacheStorage};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest, NextResolve, ResolveInfo,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{
+    EmptySubscription, MergedObject, Request, Response, Schema, SchemaBuilder, ServerError, ServerResult, Value,
+};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Deepest selection accepted. The deepest contract operation needs 6; the standard
 /// introspection query that GraphiQL and code generators send needs 13.
@@ -26,6 +32,15 @@ pub const MAX_DEPTH: usize = 15;
 /// Most fields one operation may select (each field costs 1); the largest contract operation
 /// selects about 70.
 pub const MAX_COMPLEXITY: usize = 500;
+/// Documents the automatic-persisted-query cache keeps (least recently used out first): the
+/// clients' documents number about 40; the bound keeps hostile hashes from growing memory.
+pub const PERSISTED_QUERIES: usize = 1_000;
+/// The largest document that may be persisted (the largest client document is about 1.5 KiB);
+/// with `PERSISTED_QUERIES` it bounds the cache to a few megabytes of text.
+pub const MAX_PERSISTED_QUERY_BYTES: usize = 8 * 1024;
+/// The code Apollo Client looks for before it sends the document with its hash. It is a
+/// protocol answer, not one of the contract's operation error codes.
+pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
 
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(
@@ -51,18 +66,28 @@ pub struct MutationRoot(
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+fn builder(persisted: &PersistedQueries) -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
     Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(20)
         .extension(ErrorCodes)
+        .extension(NullPropagation)
+        // Before the persisted queries: a document too large to keep is refused, not stored.
+        .extension(PersistedQuerySize)
+        .extension(ApolloPersistedQueries::new(persisted.0.clone()))
 }
 
 /// The schema, with no database: everything a request needs comes with the request's data.
 pub fn build_schema(introspection: bool) -> AppSchema {
-    let builder = builder();
+    build_schema_with(introspection, &PersistedQueries::new())
+}
+
+/// The schema, keeping automatic persisted queries in `persisted` (which the HTTP layer reads
+/// too, to know what a hash-only GET would run).
+pub fn build_schema_with(introspection: bool, persisted: &PersistedQueries) -> AppSchema {
+    let builder = builder(persisted);
     if introspection {
         builder.finish()
     } else {
@@ -92,9 +117,149 @@ impl Extension for ErrorCodes {
         for error in &mut response.errors {
             let extensions = error.extensions.get_or_insert_with(Default::default);
             if extensions.get("code").is_none() {
-                extensions.set("code", "BAD_USER_INPUT");
+                // async-graphql answers an unknown hash with this message and no code.
+                let code = if error.message == "PersistedQueryNotFound" {
+                    PERSISTED_QUERY_NOT_FOUND
+                } else {
+                    "BAD_USER_INPUT"
+                };
+                extensions.set("code", code);
             }
         }
         response
+    }
+}
+
+/// The documents clients registered with Apollo's automatic persisted queries, by SHA-256:
+/// a bounded LRU shared by the schema and the HTTP layer.
+#[derive(Clone)]
+pub struct PersistedQueries(LruCacheStorage);
+
+impl Default for PersistedQueries {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PersistedQueries {
+    pub fn new() -> Self {
+        PersistedQueries(LruCacheStorage::new(PERSISTED_QUERIES))
+    }
+
+    /// The document a request would run: its own query, or, for a hash-only request, the one
+    /// persisted under that hash. None when there is none or it does not parse.
+    pub async fn document_of(&self, request: &Request) -> Option<ExecutableDocument> {
+        if !request.query.is_empty() {
+            return async_graphql::parser::parse_query(&request.query).ok();
+        }
+        let async_graphql::Value::Object(persisted) = request.extensions.get("persistedQuery")? else {
+            return None;
+        };
+        let async_graphql::Value::String(hash) = persisted.get("sha256Hash")? else {
+            return None;
+        };
+        self.0.get(hash.clone()).await
+    }
+}
+
+/// Refuses to persist a document larger than `MAX_PERSISTED_QUERY_BYTES`, so that the cache's
+/// bound in entries is a bound in memory too. Such a document is still run when sent without
+/// the `persistedQuery` extension.
+struct PersistedQuerySize;
+
+impl ExtensionFactory for PersistedQuerySize {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PersistedQuerySize)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for PersistedQuerySize {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if request.extensions.contains_key("persistedQuery") && request.query.len() > MAX_PERSISTED_QUERY_BYTES {
+            return Err(ServerError::new(
+                format!(
+                    "a persisted query may be at most {} KiB; send it without persistedQuery",
+                    MAX_PERSISTED_QUERY_BYTES / 1024
+                ),
+                None,
+            ));
+        }
+        next.run(ctx, request).await
+    }
+}
+
+/// Null propagation as the GraphQL spec has it. async-graphql 7 leaves out the key of any field
+/// whose resolver fails, nullable or not, so a client's cache finds a field missing. Here a
+/// nullable field that fails is answered `null` with its error; a non-null one makes its
+/// nearest nullable ancestor `null` (and `data` itself when there is none), its error kept.
+/// List items count as non-null: every list of objects in the schema is `[T!]`.
+struct NullPropagation;
+
+impl ExtensionFactory for NullPropagation {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(NullPropagating::default())
+    }
+}
+
+/// One request's state (extensions are created per request).
+#[derive(Default)]
+struct NullPropagating {
+    /// Errors of nullable fields answered `null`, added to the response at the end.
+    errors: Mutex<Vec<ServerError>>,
+    /// Paths of non-null fields that failed, or hold one that failed, not yet absorbed by a
+    /// nullable ancestor.
+    failed: Mutex<Vec<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl Extension for NullPropagating {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        let errors = std::mem::take(&mut *self.errors.lock().unwrap_or_else(PoisonError::into_inner));
+        response.errors.extend(errors);
+        if !self.failed.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+            response.data = Value::Null;
+        }
+        response
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let nullable = !info.return_type.ends_with('!');
+        let path_node = info.path_node;
+        let result = next.run(ctx, info).await;
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut path = None;
+        let mut failed_below = false;
+        if !failed.is_empty() || (result.is_err() && !nullable) {
+            let here = path_node.to_string_vec();
+            let before = failed.len();
+            failed.retain(|p| !(p.len() > here.len() && p.starts_with(&here)));
+            failed_below = failed.len() != before;
+            path = Some(here);
+        }
+        match result {
+            Err(error) if nullable => {
+                self.errors.lock().unwrap_or_else(PoisonError::into_inner).push(error);
+                Ok(None)
+            }
+            Ok(_) if failed_below && nullable => Ok(None),
+            result => {
+                if result.is_err() || failed_below {
+                    failed.extend(path);
+                }
+                result
+            }
+        }
     }
 }

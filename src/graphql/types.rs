@@ -5,7 +5,7 @@ use crate::auth::{RoleGuard, Viewer};
 use crate::error::AppError;
 use crate::graphql::context::{loader, program_settings, state, viewer};
 use crate::graphql::enums::*;
-use crate::graphql::ids::{Kind, to_id};
+use crate::graphql::ids::{Kind, Side, balance_id, participant_id, to_id};
 use crate::graphql::loaders::*;
 use crate::graphql::scalars::Decimal;
 use crate::service::accounts::mask_name;
@@ -222,14 +222,23 @@ impl Account {
 }
 
 /// One side of a referral, as the viewer may see it.
-pub struct Participant(pub account::Model);
+pub struct Participant {
+    pub account: account::Model,
+    pub referral_id: i64,
+    pub side: Side,
+}
 
 #[Object]
 impl Participant {
+    /// This side of this referral (`par_7_referee`): stable, and never the account's id.
+    async fn id(&self) -> ID {
+        participant_id(self.referral_id, self.side)
+    }
+
     /// Masked ("Jo*** S.") for customers other than the person.
     async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
-        let name = self.0.display_name.as_deref()?;
-        Some(if is_self_or_staff(ctx, &self.0) {
+        let name = self.account.display_name.as_deref()?;
+        Some(if is_self_or_staff(ctx, &self.account) {
             name.to_owned()
         } else {
             mask_name(name)
@@ -237,25 +246,26 @@ impl Participant {
     }
 
     async fn referral_code(&self) -> &str {
-        &self.0.referral_code
+        &self.account.referral_code
     }
 
     async fn joined_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.account.created_at
     }
 
     async fn account_status(&self) -> AccountStatus {
-        self.0.status.into()
+        self.account.status.into()
     }
 
     async fn first_purchase_at(&self) -> Option<DateTime<Utc>> {
-        self.0.first_purchase_at
+        self.account.first_purchase_at
     }
 
-    /// The full account: for admins and the billing system only.
+    /// The full account: for admins and the billing system only (null, with a FORBIDDEN
+    /// error at its path, for customers).
     #[graphql(guard = "RoleGuard::STAFF")]
-    async fn account(&self) -> Account {
-        Account(self.0.clone())
+    async fn account(&self) -> Option<Account> {
+        Some(Account(self.account.clone()))
     }
 }
 
@@ -291,14 +301,21 @@ impl Referral {
         let Some(referrer_id) = self.0.referrer_id else {
             return Ok(None);
         };
-        Ok(loader(ctx).load_one(AccountById(referrer_id)).await?.map(Participant))
+        let referrer = loader(ctx).load_one(AccountById(referrer_id)).await?;
+        Ok(referrer.map(|account| Participant {
+            account,
+            referral_id: self.0.id,
+            side: Side::Referrer,
+        }))
     }
 
     async fn referee(&self, ctx: &Context<'_>) -> Result<Participant> {
         let referee = loader(ctx).load_one(AccountById(self.0.referee_id)).await?;
-        Ok(Participant(
-            referee.ok_or_else(|| AppError::not_found("referee not found"))?,
-        ))
+        Ok(Participant {
+            account: referee.ok_or_else(|| AppError::not_found("referee not found"))?,
+            referral_id: self.0.id,
+            side: Side::Referee,
+        })
     }
 
     /// What the referrer earned through this referral, per unit.
@@ -330,6 +347,12 @@ pub struct Balance(pub balance::Model);
 
 #[Object]
 impl Balance {
+    /// The account's balance of this unit (`bal_12_points`): the same object wherever it is
+    /// shown, so a claim's answer updates every screen that shows it.
+    async fn id(&self) -> ID {
+        balance_id(self.0.account_id, self.0.unit)
+    }
+
     async fn unit(&self) -> RewardUnit {
         self.0.unit.into()
     }
@@ -420,10 +443,12 @@ impl Provider {
         self.0.redemption_rate.map(Decimal::micros)
     }
 
+    /// For admins and the billing system (null, with a FORBIDDEN error at its path, for
+    /// customers, who reach providers through the reward store).
     #[graphql(guard = "RoleGuard::STAFF")]
-    async fn products(&self, ctx: &Context<'_>) -> Result<Vec<Product>> {
+    async fn products(&self, ctx: &Context<'_>) -> Result<Option<Vec<Product>>> {
         let products = loader(ctx).load_one(ProductsOf(self.0.id)).await?.unwrap_or_default();
-        Ok(products.into_iter().map(Product).collect())
+        Ok(Some(products.into_iter().map(Product).collect()))
     }
 }
 

@@ -258,8 +258,11 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         // customer
         "Dashboard" => json!({ "first": 20 }),
         "FriendsPage" | "HistoryPage" | "MyClaims" => json!({ "first": 20 }),
-        "GenerateReferralLink" | "RewardStore" | "ReferralStats" => json!({}),
-        "ClaimReward" => json!({ "input": { "providerId": w.provider_id } }),
+        "GenerateReferralLink" | "RewardStore" | "RewardStoreScreen" | "ReferralStats" => json!({}),
+        // The same key for both: the second answers the first claim again and spends nothing.
+        "ClaimReward" | "ClaimRewardAndBalance" => {
+            json!({ "input": { "providerId": w.provider_id, "idempotencyKey": format!("matrix-{who}") } })
+        }
         // admin
         "ProgramSettings" | "Catalog" | "RewardRules" => json!({}),
         "UpdateProgramSettings" if allowed => json!({ "input": { "currency": "EUR" } }),

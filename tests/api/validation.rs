@@ -334,7 +334,7 @@ async fn requests_without_a_token_are_unauthenticated() {
 }
 
 #[tokio::test]
-async fn invalid_tokens_fail_the_whole_request_with_401() {
+async fn invalid_tokens_fail_the_whole_request_as_unauthenticated() {
     let app = spawn_app().await;
     app.setup_catalog().await;
     let before = state_of(&app).await;
@@ -382,7 +382,8 @@ async fn invalid_tokens_fail_the_whole_request_with_401() {
             .send()
             .await
             .expect("POST /graphql");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what} token");
+        // The answer a missing token gets: a GraphQL error, which clients' error handling sees.
+        assert_eq!(response.status(), StatusCode::OK, "{what} token");
         let body: Value = response.json().await.expect("JSON body");
         assert_failed(&body, "UNAUTHENTICATED");
         assert_eq!(
