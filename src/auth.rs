@@ -210,6 +210,7 @@ mod tests {
             public_url: "http://localhost".into(),
             introspection: true,
             code_lookups_per_minute: 60,
+            request_timeout: Duration::from_secs(30),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
 use std::{net::SocketAddr, path::PathBuf};
 
 /// Where a generated secret is kept for local use, in the working directory.
@@ -36,6 +37,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "INTROSPECTION", default_value_t = true, global = true,
           action = clap::ArgAction::Set)]
     pub introspection: bool,
+    /// How long a request may take before the client is answered 408 (e.g. 30s, 500ms). A write
+    /// it started still runs to its commit or rollback.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration,
+          global = true)]
+    pub request_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +54,7 @@ pub struct Config {
     pub public_url: String,
     pub introspection: bool,
     pub code_lookups_per_minute: u32,
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +67,8 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("CODE_LOOKUPS_PER_MINUTE must be at least 1")]
     ZeroRate,
+    #[error("REQUEST_TIMEOUT must be longer than zero")]
+    ZeroTimeout,
     #[error("JWT_ISSUER and JWT_AUDIENCE must not be empty")]
     EmptyClaim,
     #[error("could not read or write {path}: {source}")]
@@ -84,6 +93,7 @@ impl ConfigArgs {
             public_url: self.public_url.trim_end_matches('/').to_owned(),
             introspection: self.introspection,
             code_lookups_per_minute: self.code_lookups_per_minute,
+            request_timeout: self.request_timeout,
         };
         config.validate()?;
         Ok((config, generated))
@@ -104,6 +114,9 @@ impl Config {
         }
         if self.code_lookups_per_minute == 0 {
             return Err(ConfigError::ZeroRate);
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
         }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
             return Err(ConfigError::EmptyClaim);

@@ -15,7 +15,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use std::time::Duration;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -24,7 +23,6 @@ use tower_http::trace::TraceLayer;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Operations one batched request may carry.
 pub const MAX_BATCH: usize = 5;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 struct HttpState {
@@ -34,6 +32,7 @@ struct HttpState {
 
 pub fn build_app(state: AppState) -> Router {
     let schema = build_schema(state.config.introspection);
+    let request_timeout = state.config.request_timeout;
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
@@ -44,7 +43,7 @@ pub fn build_app(state: AppState) -> Router {
         .layer(axum::middleware::map_response(payload_too_large_as_json))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            request_timeout,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(HttpState { app: state, schema })

@@ -63,6 +63,7 @@ pub fn test_config(database_url: String) -> Config {
         introspection: true,
         // High enough for every test but the one about the limit.
         code_lookups_per_minute: 100_000,
+        request_timeout: std::time::Duration::from_secs(30),
     }
 }
 
