@@ -187,7 +187,14 @@ async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest
     for request in batch.iter_mut() {
         request.data = request_data(&state.app, viewer.clone());
     }
-    let mut response = GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response();
+    // The operations run to their end even if the client hangs up or the timeout fires.
+    let schema = state.schema.clone();
+    let Ok(batch_response) = crate::detach::run_to_completion(async move { schema.execute_batch(batch).await }).await
+    else {
+        let err = AppError::Internal(anyhow::anyhow!("the request's work panicked"));
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, &err);
+    };
+    let mut response = GraphQLResponse::from(batch_response).into_response();
     // async-graphql-axum always labels the body application/graphql-response+json; a client
     // that accepts only application/json MUST get application/json (GraphQL over HTTP).
     if !prefers_graphql_response_json(headers) {

@@ -16,6 +16,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod disconnects;
 mod kill_replay;
 mod sigterm;
 mod two_servers;
