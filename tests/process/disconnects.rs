@@ -20,12 +20,11 @@ use tokio::net::TcpStream;
 const REQUESTS: usize = 2_000;
 const REFEREES: usize = 200;
 const CLIENTS: usize = 48;
-/// Short enough that requests queued behind others time out in the middle of their work.
-const STORM_TIMEOUT: &str = "15ms";
-/// Concurrent plain reads after the storm: more than the pool holds (16 on PostgreSQL, 8 on
-/// SQLite), so every pooled connection serves some.
-const READS: usize = 48;
-const READ_ROUNDS: usize = 6;
+/// Plain reads after the storm, a few at a time: the pool hands out its idle connections
+/// oldest first, so a Dashboard's several statements each, 48 times over, pass through every
+/// pooled connection (16 on PostgreSQL, 8 on SQLite) many times.
+const READS: usize = 4;
+const READ_ROUNDS: usize = 12;
 /// What a cut-off request must never leave in a log.
 const NESTED: &str = "already a transaction in progress";
 const ABORTED: &str = "current transaction is aborted";
@@ -70,7 +69,7 @@ async fn send(port: u16, request: &[u8], head_len: usize, cut: Cut) -> Option<(u
             tokio::time::sleep(Duration::from_micros(wait_us)).await;
             if reset {
                 // SO_LINGER 0: the close sends RST instead of FIN.
-                let _ = stream.set_linger(Some(Duration::ZERO));
+                let _ = stream.set_zero_linger();
             }
             drop(stream);
             None
@@ -90,7 +89,10 @@ async fn send(port: u16, request: &[u8], head_len: usize, cut: Cut) -> Option<(u
                 .ok()?;
             let text = String::from_utf8_lossy(&answer).into_owned();
             let status = text.split(' ').nth(1)?.parse().ok()?;
-            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+            let body = text
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_owned())
+                .unwrap_or_default();
             Some((status, body))
         }
     }
@@ -161,10 +163,27 @@ async fn clients_that_hang_up_leave_nothing_behind() {
     let code = api.register_code("dc-claimant", None).await;
     api.register_code("dc-friend", Some(&code)).await;
     let funded = api.purchase("dc-fund", "dc-friend", RESIDENTIAL, "100").await;
-    assert_eq!(rewards_of(&funded), vec![points_reward("dc-claimant", "1500.00")], "{funded:#}");
+    assert_eq!(
+        rewards_of(&funded),
+        vec![points_reward("dc-claimant", "1500.00")],
+        "{funded:#}"
+    );
     for i in 0..REFEREES {
         api.register_code(&referee(i), Some(&code)).await;
     }
+    // The request timeout of the storm: three times what a purchase takes alone here (a debug
+    // build on a busy machine is slow), so that a request alone passes and requests queued
+    // behind others time out in the middle of their work.
+    api.register_code("dc-timer", None).await;
+    let mut took = Vec::new();
+    for n in 0..15 {
+        let one = Instant::now();
+        api.purchase(&format!("dc-time-{n}"), "dc-timer", DATACENTER, "1").await;
+        took.push(one.elapsed());
+    }
+    took.sort();
+    let storm_timeout = (took[took.len() / 2] * 3).clamp(Duration::from_millis(5), Duration::from_millis(500));
+    let storm_timeout = format!("{}ms", storm_timeout.as_millis());
     drop(setup);
     let claimant = db.token("customer", "dc-claimant");
 
@@ -173,8 +192,8 @@ async fn clients_that_hang_up_leave_nothing_behind() {
         &db,
         "storm",
         &[
-            ("REQUEST_TIMEOUT", STORM_TIMEOUT),
-            ("RUST_LOG", "warn,sqlx::postgres::notice=warn"),
+            ("REQUEST_TIMEOUT", &storm_timeout),
+            ("RUST_LOG", "info,sqlx::postgres::notice=warn"),
         ],
     )
     .await;
@@ -215,7 +234,9 @@ async fn clients_that_hang_up_leave_nothing_behind() {
                 let mut answers = Vec::new();
                 loop {
                     let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((bytes, head_len, cut)) = requests.get(n) else { break };
+                    let Some((bytes, head_len, cut)) = requests.get(n) else {
+                        break;
+                    };
                     if let Some(answer) = send(port, bytes, *head_len, *cut).await {
                         answers.push(answer);
                     }
@@ -262,33 +283,40 @@ async fn clients_that_hang_up_leave_nothing_behind() {
         }
     }
     eprintln!(
-        "disconnects on {}: {REQUESTS} requests in {storm:?}; {} answers read: {ok} ok, {timed_out} timed out, {} bad",
+        "disconnects on {}: REQUEST_TIMEOUT={storm_timeout}; {REQUESTS} requests in {storm:?}; {} answers \
+         read: {ok} ok, {timed_out} timed out, {} bad",
         db.backend(),
         answered.len(),
         bad.len()
     );
 
-    // What the cut-off requests started has finished (the server lets it run on): wait until no
-    // connection of this database is busy, at most 10 s.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // What the cut-off requests started runs on after they are gone: wait until the server has
+    // been idle for a while (on PostgreSQL: no connection of this database active or inside a
+    // transaction three looks in a row; what stays inside one is left behind), at most 60 s.
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut left_in_transaction = Vec::new();
-    if let Some(observer) = &observer {
-        loop {
+    let mut quiet = 0;
+    while quiet < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(observer) = &observer {
             let seen = backends(observer).await;
             pids.lock().expect("pids").extend(seen.iter().map(|(pid, _)| *pid));
-            let active = seen.iter().filter(|(_, state)| state == "active").count();
+            let active = seen
+                .iter()
+                .any(|(_, state)| state == "active" || state.starts_with("idle in transaction"));
             left_in_transaction = seen
                 .into_iter()
                 .filter(|(_, state)| state.starts_with("idle in transaction"))
                 .collect();
-            if active == 0 || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            quiet = if active { 0 } else { quiet + 1 };
+        } else {
+            // SQLite: the log stops growing.
+            let before = server.log().len();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            quiet = if server.log().len() == before { quiet + 1 } else { 0 };
         }
-    } else {
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let drained = storm_started.elapsed();
     if let Some(sampler) = sampler {
         sampler.abort();
     }
@@ -304,13 +332,13 @@ async fn clients_that_hang_up_leave_nothing_behind() {
                 let (client, base, token, query) =
                     (client.clone(), server.base.clone(), claimant.clone(), dashboard.clone());
                 tokio::spawn(async move {
-                    for _ in 0..50 {
+                    for attempt in 0..20 {
                         match post(&client, &base, &token, &query, &json!({ "first": 1 })).await {
-                            Ok((408, _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+                            Ok((408, _)) => tokio::time::sleep(Duration::from_millis(7 * attempt)).await,
                             other => return other,
                         }
                     }
-                    Err("still 408 after 50 tries".to_owned())
+                    Err("still 408 after 20 tries".to_owned())
                 })
             })
             .collect();
@@ -337,7 +365,7 @@ async fn clients_that_hang_up_leave_nothing_behind() {
         .filter(|line| pid_of_log_line(line).is_some_and(|pid| ours.contains(&pid)))
         .collect();
     eprintln!(
-        "disconnects on {}: left in a transaction {}, failed reads {} of {}, server log: {nested_in_log} \
+        "disconnects on {}: quiet {drained:?} after the storm began; left in a transaction {}, failed reads {} of {}, server log: {nested_in_log} \
          \"{NESTED}\", {aborted_in_log} \"{ABORTED}\"; PostgreSQL log ({} files): {} such lines of this \
          database's {} processes ({} of any)",
         db.backend(),
@@ -359,15 +387,17 @@ async fn clients_that_hang_up_leave_nothing_behind() {
         "plain reads failed after the storm: {:#?}",
         &failed_reads[..failed_reads.len().min(5)]
     );
-    assert!(bad.is_empty(), "answers that are errors of the server: {:#?}", &bad[..bad.len().min(5)]);
+    assert!(
+        bad.is_empty(),
+        "answers that are errors of the server: {:#?}",
+        &bad[..bad.len().min(5)]
+    );
     assert_eq!(
         (nested_in_log, aborted_in_log),
         (0, 0),
         "the server's log shows a transaction begun inside another one or an aborted one"
     );
     assert!(pg_ours.is_empty(), "PostgreSQL's log: {pg_ours:#?}");
-    // The storm did something: some requests were answered, some timed out.
-    assert!(ok > 0, "no request of the storm succeeded");
 
     // The ledger is whole, and the Dashboard agrees with it.
     db.assert_check_passes();
@@ -380,8 +410,15 @@ async fn clients_that_hang_up_leave_nothing_behind() {
     )
     .await;
     assert_eq!(available, lifetime - claimed, "available = earned - claimed");
+    // The storm did something although its clients heard little of it.
+    let recorded = count(&conn, "events WHERE event_id LIKE 'dc-buy-%'").await;
+    eprintln!(
+        "disconnects on {}: {recorded} purchases of the storm recorded",
+        db.backend()
+    );
+    assert!(recorded > 0, "no purchase of the storm was recorded");
     assert!(
-        started.elapsed() < Duration::from_secs(90),
+        started.elapsed() < Duration::from_secs(180),
         "the test took {:?}",
         started.elapsed()
     );

@@ -15,8 +15,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-mod harness;
 mod disconnects;
+mod harness;
 mod kill_replay;
 mod sigterm;
 mod two_servers;
