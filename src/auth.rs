@@ -226,6 +226,7 @@ mod tests {
             cors_origins: Vec::new(),
             link_clicks_per_minute: 60,
             trust_forwarded_for: false,
+            request_timeout: Duration::from_secs(30),
         }
     }
 

@@ -4,6 +4,7 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where a generated secret is kept for local use, in the working directory.
 pub const LOCAL_SECRET_FILE: &str = ".jwt-secret";
@@ -50,6 +51,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "INTROSPECTION", default_value_t = true, global = true,
           action = clap::ArgAction::Set)]
     pub introspection: bool,
+    /// How long a request may take before the client is answered 408 (e.g. 30s, 500ms). A write
+    /// it started still runs to its commit or rollback.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration,
+          global = true)]
+    pub request_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +72,7 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub link_clicks_per_minute: u32,
     pub trust_forwarded_for: bool,
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +87,8 @@ pub enum ConfigError {
     ZeroRate,
     #[error("CORS_ORIGINS must list origins such as https://app.example.com (got {0:?})")]
     CorsOrigin(String),
+    #[error("REQUEST_TIMEOUT must be longer than zero")]
+    ZeroTimeout,
     #[error("JWT_ISSUER and JWT_AUDIENCE must not be empty")]
     EmptyClaim,
     #[error("could not read or write {path}: {source}")]
@@ -111,6 +120,7 @@ impl ConfigArgs {
             cors_origins: parse_origins(&self.cors_origins)?,
             link_clicks_per_minute: self.link_clicks_per_minute,
             trust_forwarded_for: self.trust_forwarded_for,
+            request_timeout: self.request_timeout,
         };
         config.validate()?;
         Ok((config, generated))
@@ -134,6 +144,9 @@ impl Config {
         }
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::CorsOrigin(bad.clone()));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
         }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
             return Err(ConfigError::EmptyClaim);

@@ -32,7 +32,6 @@ pub const MAX_BATCH: usize = 10;
 /// one operation's limit, so ten of the dashboard's largest operations (about 70 fields each)
 /// fit, and a batch costs at most what two of the costliest single requests do.
 pub const MAX_BATCH_COMPLEXITY: usize = 2 * MAX_COMPLEXITY;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a browser may reuse a preflight's answer.
 const CORS_MAX_AGE: Duration = Duration::from_secs(600);
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -53,6 +52,7 @@ pub fn build_app(state: AppState) -> Router {
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
+    let request_timeout = state.config.request_timeout;
     let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
@@ -64,7 +64,7 @@ pub fn build_app(state: AppState) -> Router {
         .layer(axum::middleware::map_response(payload_too_large_as_json))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            request_timeout,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // Outside the trace layer, so that the request's span carries its id; the id goes back
@@ -384,7 +384,14 @@ async fn execute(state: &HttpState, headers: &HeaderMap, mut batch: BatchRequest
     for request in batch.iter_mut() {
         request.data = request_data(&state.app, viewer.clone());
     }
-    let mut response = GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response();
+    // The operations run to their end even if the client hangs up or the timeout fires.
+    let schema = state.schema.clone();
+    let Ok(batch_response) = crate::detach::run_to_completion(async move { schema.execute_batch(batch).await }).await
+    else {
+        let err = AppError::Internal(anyhow::anyhow!("the request's work panicked"));
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, &err);
+    };
+    let mut response = GraphQLResponse::from(batch_response).into_response();
     // async-graphql-axum always labels the body application/graphql-response+json; a client
     // that accepts only application/json MUST get application/json (GraphQL over HTTP).
     if !prefers_graphql_response_json(headers) {

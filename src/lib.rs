@@ -5,6 +5,7 @@ pub mod amount;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod detach;
 pub mod error;
 pub mod graphql;
 pub mod http;

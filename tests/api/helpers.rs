@@ -66,6 +66,7 @@ pub fn test_config(database_url: String) -> Config {
         cors_origins: Vec::new(),
         link_clicks_per_minute: 100_000,
         trust_forwarded_for: false,
+        request_timeout: std::time::Duration::from_secs(30),
     }
 }
 

@@ -28,6 +28,7 @@ const CONFIG_VARS: &[&str] = &[
     "JWT_AUDIENCE",
     "PUBLIC_URL",
     "INTROSPECTION",
+    "REQUEST_TIMEOUT",
     "RUST_LOG",
 ];
 
@@ -204,18 +205,29 @@ impl Server {
     /// Starts servers at the same moment (all processes first, then waits for each), e.g. to
     /// see them race to migrate a fresh database.
     pub async fn start_together(db: &TestDb, names: &[&str]) -> Vec<Server> {
-        let mut servers: Vec<Server> = names.iter().map(|name| Server::spawn(db, name, 1)).collect();
+        let mut servers: Vec<Server> = names.iter().map(|name| Server::spawn(db, name, 1, &[])).collect();
         for server in &mut servers {
             let mut attempt = 1;
             while !server.wait_healthy(attempt < 3).await {
                 attempt += 1;
-                *server = Server::spawn(db, &server.name.clone(), attempt);
+                *server = Server::spawn(db, &server.name.clone(), attempt, &[]);
             }
         }
         servers
     }
 
-    fn spawn(db: &TestDb, name: &str, attempt: u32) -> Server {
+    /// Starts a server with more environment variables (e.g. `REQUEST_TIMEOUT`, `RUST_LOG`).
+    pub async fn start_with_env(db: &TestDb, name: &str, env: &[(&str, &str)]) -> Server {
+        let mut attempt = 1;
+        let mut server = Server::spawn(db, name, attempt, env);
+        while !server.wait_healthy(attempt < 3).await {
+            attempt += 1;
+            server = Server::spawn(db, name, attempt, env);
+        }
+        server
+    }
+
+    fn spawn(db: &TestDb, name: &str, attempt: u32, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let log = db.dir.path().join(format!("{name}-{attempt}.log"));
         let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {log:?}: {e}"));
@@ -223,6 +235,7 @@ impl Server {
             .command()
             .arg("serve")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

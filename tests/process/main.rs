@@ -15,6 +15,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod disconnects;
 mod harness;
 mod kill_replay;
 mod logs;
