@@ -1,7 +1,6 @@
 //! Connecting to the database, and the one way the services open a write transaction.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
@@ -34,10 +33,7 @@ pub async fn connect(url: &str) -> Result<(DatabaseConnection, StatementCounter)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30));
-    if !sqlite {
-        // The check before each checkout (below) proves the connection alive: no ping too.
-        options.test_before_acquire(false);
-    }
+    // The check before each checkout proves the connection alive: no ping too.
     guard_pooled_connections(&mut options);
     if sqlite {
         // WAL lets readers run beside the writer; the busy timeout makes writers queue for the
@@ -64,55 +60,69 @@ pub async fn connect(url: &str) -> Result<(DatabaseConnection, StatementCounter)
 /// PostgreSQL: sqlx 0.9.0 counts a transaction only once its `BEGIN` has answered, so a future
 /// dropped while `BEGIN` is in flight returns the connection to the pool inside a transaction
 /// no one owns; the next borrower's statements run in it, and after an error every statement
-/// on it fails. sqlx keeps the server's transaction status to itself, but `begin_with` reports
-/// it: a statement that is not a `BEGIN` "begins" a transaction only when the connection is
-/// already inside one. So instead of sqlx's ping before each checkout (one round trip), the
-/// check sends `SELECT 1` that way (the same one round trip, and it proves the connection alive
-/// just as well). A connection inside a transaction is rolled back and closed; one inside an
-/// aborted transaction is closed; the pool opens new ones.
-///
-/// SQLite: sqlx rolls back a `BEGIN` whose caller went away (its worker thread sees the answer
-/// refused) and a dropped transaction's rollback runs before anything sent after it, so the
-/// count of open transactions it keeps matches the database once the checkout's ping has run;
-/// checking that count costs nothing. (The database's own flag, `sqlite3_get_autocommit`, is
-/// out of reach without `unsafe`.)
+/// on it fails. SQLite: a `BEGIN` that sqlx did not send itself (a raw statement) stays open on
+/// the connection in the same way. sqlx keeps the database's own transaction status to itself,
+/// but `begin_with` reports it on both: a statement that is not a `BEGIN` "begins" a
+/// transaction only when the connection is already inside one. So instead of sqlx's ping
+/// before each checkout (one round trip), the check sends `SELECT 1` that way (the same one
+/// round trip, and it proves the connection alive just as well). A connection inside a
+/// transaction is rolled back and closed; one inside an aborted transaction is closed; the
+/// pool opens new ones.
 fn guard_pooled_connections(options: &mut ConnectOptions) {
+    options.test_before_acquire(false);
     options.map_sqlx_postgres_before_acquire(|conn, _| Box::pin(postgres_outside_transaction(conn)));
-    options.map_sqlx_sqlite_before_acquire(|conn, _| {
-        use sea_orm::sqlx::Connection;
-        let inside = conn.is_in_transaction();
-        if inside {
-            tracing::warn!("a pooled SQLite connection was inside a transaction: closing it");
-        }
-        Box::pin(std::future::ready(Ok(!inside)))
-    });
+    options.map_sqlx_sqlite_before_acquire(|conn, _| Box::pin(sqlite_outside_transaction(conn)));
 }
 
-/// Whether a pooled PostgreSQL connection may be handed out: `Ok(false)` closes it.
-async fn postgres_outside_transaction(conn: &mut PgConnection) -> Result<bool, sea_orm::sqlx::Error> {
-    use sea_orm::sqlx::{Connection, Error};
-    if conn.is_in_transaction() {
-        tracing::warn!("a pooled PostgreSQL connection still counts an open transaction: closing it");
-        return Ok(false);
-    }
-    match conn.begin_with("SELECT 1").await {
-        // Not inside a transaction: the usual answer.
-        Err(Error::BeginFailed) => Ok(true),
-        Ok(leaked) => {
-            tracing::warn!(
-                "a pooled PostgreSQL connection was inside a transaction it did not open \
-                 (a request was cut off during BEGIN): rolling it back and closing the connection"
-            );
-            leaked.rollback().await?;
-            Ok(false)
+/// Whether a pooled connection may be handed out: `Ok(false)` closes it. A macro rather than a
+/// generic function: `begin_with` is not callable through the `Connection` bound here (its
+/// statement type's lifetime is not general enough), so each database gets its own copy.
+macro_rules! outside_transaction {
+    ($name:ident, $connection:ty, $database:literal) => {
+        async fn $name(conn: &mut $connection) -> Result<bool, sea_orm::sqlx::Error> {
+            use sea_orm::sqlx::{Connection, Error};
+            if conn.is_in_transaction() {
+                tracing::warn!(
+                    database = $database,
+                    "a pooled connection still counts an open transaction: closing it"
+                );
+                return Ok(false);
+            }
+            match conn.begin_with("SELECT 1").await {
+                // Not inside a transaction: the usual answer.
+                Err(Error::BeginFailed) => Ok(true),
+                Ok(leaked) => {
+                    tracing::warn!(
+                        database = $database,
+                        "a pooled connection was inside a transaction it did not open (a request cut \
+                         off during BEGIN): rolling it back and closing the connection"
+                    );
+                    leaked.rollback().await?;
+                    Ok(false)
+                }
+                Err(Error::Database(err)) if err.code().as_deref() == Some(IN_FAILED_TRANSACTION) => {
+                    tracing::warn!(
+                        database = $database,
+                        "a pooled connection was inside an aborted transaction: closing it"
+                    );
+                    Ok(false)
+                }
+                Err(err) => Err(err),
+            }
         }
-        Err(Error::Database(err)) if err.code().as_deref() == Some(IN_FAILED_TRANSACTION) => {
-            tracing::warn!("a pooled PostgreSQL connection was inside an aborted transaction: closing it");
-            Ok(false)
-        }
-        Err(err) => Err(err),
-    }
+    };
 }
+
+outside_transaction!(
+    postgres_outside_transaction,
+    sea_orm::sqlx::postgres::PgConnection,
+    "PostgreSQL"
+);
+outside_transaction!(
+    sqlite_outside_transaction,
+    sea_orm::sqlx::sqlite::SqliteConnection,
+    "SQLite"
+);
 
 /// SQLSTATE 25P02, "current transaction is aborted, commands ignored until end of transaction
 /// block".

@@ -21,6 +21,7 @@ mod integrity;
 mod invariants;
 mod link;
 mod points_store;
+mod pool;
 mod presets;
 mod queries;
 mod round_trips;
