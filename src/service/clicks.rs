@@ -94,7 +94,10 @@ pub struct Followed {
 pub async fn follow(db: &impl ConnectionTrait, raw_code: &str, visit: Option<Visit<'_>>) -> AppResult<Followed> {
     let settings = settings::get(db).await?;
     let account = match ReferralCode::parse(raw_code) {
-        Ok(code) if settings.enabled => accounts::find_by_code(db, &code).await?,
+        // A disqualified account can no longer refer: its link leads nowhere, like an unknown code.
+        Ok(code) if settings.enabled => accounts::find_by_code(db, &code)
+            .await?
+            .filter(|account| account.disqualified_at.is_none()),
         _ => None,
     };
     let counted = match (&account, visit) {

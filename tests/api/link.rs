@@ -399,3 +399,28 @@ async fn the_settings_form_read_by_the_console_can_be_sent_back_unchanged() {
     assert_eq!(answer.location, Some(format!("{PUBLIC_URL}/welcome?ref={code}")));
     assert!(cookie_parts(&answer).iter().any(|p| p == "Max-Age=1209600"));
 }
+
+#[tokio::test]
+async fn a_disqualified_account_s_link_leads_nowhere_until_it_is_reinstated() {
+    let app = spawn_app().await;
+    let registered = app.register("acct-a", None, None).await;
+    let (id, code) = (s(&registered, "/account/id"), s(&registered, "/account/referralCode"));
+    let admin = app.admin();
+    let input = json!({ "input": { "accountId": id, "reason": "fraud review" } });
+    app.run_ok(Some(&admin), "admin", "DisqualifyAccount", input.clone())
+        .await;
+    let answer = get(&app, &format!("/r/{code}"), FIREFOX).await;
+    assert_eq!(
+        answer.location.as_deref(),
+        Some(format!("{PUBLIC_URL}/welcome").as_str())
+    );
+    assert!(answer.set_cookie.is_empty(), "{:?}", answer.set_cookie);
+    assert_eq!(clicks(&app).await, 0);
+    app.run_ok(Some(&admin), "admin", "ReinstateAccount", input).await;
+    let answer = get(&app, &format!("/r/{code}"), FIREFOX).await;
+    assert_eq!(
+        answer.location.as_deref(),
+        Some(format!("{PUBLIC_URL}/welcome?ref={code}").as_str())
+    );
+    assert_eq!(clicks(&app).await, 1);
+}
