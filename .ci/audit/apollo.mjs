@@ -145,6 +145,7 @@ const variables = {
     GenerateReferralLink: () => ({}),
     ClaimReward: () => ({ input: { providerId: seed.provider, idempotencyKey: 'apollo-claim-1' } }),
     ClaimRewardAndBalance: () => ({ input: { providerId: seed.provider, idempotencyKey: 'apollo-claim-2' } }),
+    ReferralStats: () => ({}),
   },
   admin: {
     ProgramSettings: () => ({}),
@@ -168,6 +169,11 @@ const variables = {
       input: { name: 'Apollo sign-up credit', enabled: false, trigger: 'SIGNUP', beneficiary: 'REFEREE', unit: 'CREDIT', calculation: 'FIXED', value: '2' },
     }),
     SetReferralCode: () => ({ input: { accountId: state.newAccountId, code: 'APOLLO2026' } }),
+    AssignReferrer: () => ({
+      input: { accountId: seed.loneAccountId, referrerAccountId: seed.accountId, reason: 'Apollo check: referred by phone' },
+    }),
+    DisqualifyAccount: () => ({ input: { accountId: seed.loneAccountId, reason: 'Apollo check' } }),
+    ReinstateAccount: () => ({ input: { accountId: seed.loneAccountId, reason: 'Apollo check' } }),
   },
   integration: {
     RegisterAccount: () => ({ input: { externalId: 'apollo-carol', displayName: 'Carol Cole', referralCode: seed.referralCode } }),
@@ -186,6 +192,7 @@ const mutationOrder = [
   'GenerateReferralLink', 'ClaimReward', 'ClaimRewardAndBalance', 'CompleteClaim',
   'UpdateProgramSettings', 'UpsertProvider', 'UpsertProduct', 'SetProductRate', 'SetRedemptionRate',
   'CreateRewardRule', 'UpdateRewardRule', 'SetReferralCode',
+  'AssignReferrer', 'DisqualifyAccount', 'ReinstateAccount',
 ];
 const remember = (name, data) => {
   if (!data) return;
@@ -341,7 +348,7 @@ for (const line of logged) {
   const type = line.match(/objects of type (\w+) have an ID/)?.[1];
   if (type && typesWithId.has(type)) {
     console.log(`  GAP   a cache warning about ${type}, whose id these documents do not select: ${withoutId(type).join(', ')} ` +
-      `(not a failure: the contract's documents select it once it has one)`);
+      `(not a failure: these documents are the contract's, unchanged; the warning goes once they select the id)`);
   } else {
     fail(`Apollo logged: ${line}`);
   }
