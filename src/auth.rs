@@ -5,7 +5,6 @@ use crate::config::Config;
 use crate::error::AppError;
 use async_graphql::{Context, Guard};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::{Rng, distr::Alphanumeric};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -142,15 +141,6 @@ impl JwtKeys {
             Role::Service => Viewer::Service { subject: sub },
         })
     }
-}
-
-/// A random secret for local use when JWT_SECRET is not set.
-pub fn random_secret() -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(48)
-        .map(char::from)
-        .collect()
 }
 
 /// Lets a field through only for the listed kinds of viewer. Admins may do everything the

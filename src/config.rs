@@ -196,6 +196,16 @@ fn served_url(bind: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, bind.port()))
 }
 
+/// A random secret for local use when JWT_SECRET is not set.
+fn random_secret() -> String {
+    use rand::{Rng, distr::Alphanumeric};
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect()
+}
+
 fn load_or_create_local_secret() -> Result<String, ConfigError> {
     let path = PathBuf::from(LOCAL_SECRET_FILE);
     let io_err = |source| ConfigError::SecretFile {
@@ -208,7 +218,7 @@ fn load_or_create_local_secret() -> Result<String, ConfigError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(io_err(err)),
     }
-    let secret = crate::auth::random_secret();
+    let secret = random_secret();
     std::fs::write(&path, &secret).map_err(io_err)?;
     Ok(secret)
 }

@@ -5,9 +5,9 @@
 //! What counts, and for whom, is `service::clicks`; this module reads the request (client
 //! address, user agent, method), applies the per-address quota, and writes the response.
 
-use crate::AppState;
 use crate::service::clicks::{self, Followed, Visit};
 use crate::service::codes::ReferralCode;
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
