@@ -75,12 +75,7 @@ pub async fn attribute_new(
                 None,
                 ReferralSource::Code,
             );
-            let insert = referral::Entity::insert(row)
-                .on_conflict(OnConflict::new().do_nothing().to_owned())
-                .try_insert()
-                .exec_with_returning(txn)
-                .await;
-            match inserted(insert)? {
+            match insert_unless_refused(txn, row).await? {
                 Some(referral) => Ok(referral),
                 None => accepted_referral_of(txn, account.id)
                     .await?
@@ -139,12 +134,7 @@ async fn record_rejection(
         Some(reason),
         ReferralSource::Code,
     );
-    let insert = referral::Entity::insert(row)
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .try_insert()
-        .exec_with_returning(txn)
-        .await;
-    if let Some(rejected) = inserted(insert)? {
+    if let Some(rejected) = insert_unless_refused(txn, row).await? {
         return Ok(rejected);
     }
     referral::Entity::find()
@@ -155,6 +145,20 @@ async fn record_rejection(
         .one(txn)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("rejected referral conflicted but was not found")))
+}
+
+/// Inserts a referral, or `None` when a unique index refuses it (one accepted referral per
+/// referee; one rejected attempt per referee, code and reason), also under concurrent requests.
+async fn insert_unless_refused(
+    txn: &impl ConnectionTrait,
+    row: referral::ActiveModel,
+) -> AppResult<Option<referral::Model>> {
+    let insert = referral::Entity::insert(row)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .try_insert()
+        .exec_with_returning(txn)
+        .await;
+    Ok(inserted(insert)?)
 }
 
 fn new_referral(
@@ -246,12 +250,7 @@ pub async fn assign_referrer(
         None,
         ReferralSource::Admin,
     );
-    let insert = referral::Entity::insert(row)
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .try_insert()
-        .exec_with_returning(&txn)
-        .await;
-    let referral = inserted(insert)?.ok_or_else(already)?;
+    let referral = insert_unless_refused(&txn, row).await?.ok_or_else(already)?;
     audit::record(
         &txn,
         actor,
