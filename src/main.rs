@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preset { name } => {
             let (config, _) = cli.config.into_config(true)?;
             let state = AppState::connect(config).await.context("connecting to the database")?;
-            let done = presets::apply(&state.db, &name)
+            let done = presets::apply(&state.db, &name, state.clock.now())
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message()))?;
             for line in done {

@@ -1,6 +1,7 @@
 //! The state every request shares: cheap to clone.
 
 use crate::auth::JwtKeys;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::limits::Limits;
@@ -16,6 +17,8 @@ pub struct Inner {
     pub keys: JwtKeys,
     pub statements: StatementCounter,
     pub limits: Limits,
+    /// The one time source: services take `now` from it through their callers.
+    pub clock: Clock,
 }
 
 impl std::ops::Deref for AppState {
@@ -38,6 +41,7 @@ impl AppState {
             keys,
             statements,
             limits,
+            clock: Clock::system(),
         })))
     }
 }

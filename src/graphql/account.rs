@@ -1,7 +1,7 @@
 //! Accounts: the customer's own (`me`), registration by the billing system, referral links.
 
 use crate::auth::RoleGuard;
-use crate::graphql::context::{program_settings, state, viewer};
+use crate::graphql::context::{now, program_settings, state, viewer};
 use crate::graphql::enums::BillingScheme;
 use crate::graphql::types::{Account, Referral};
 use crate::service::accounts;
@@ -78,6 +78,7 @@ impl AccountMutation {
                 client_address: input.client_address,
                 caller: viewer(ctx).actor(),
             },
+            now(ctx),
         )
         .await?;
         Ok(RegisterAccountPayload {

@@ -1,7 +1,7 @@
 //! Account administration and the audit log (admin).
 
 use crate::auth::RoleGuard;
-use crate::graphql::context::{state, viewer};
+use crate::graphql::context::{now, state, viewer};
 use crate::graphql::ids::{Kind, from_id};
 use crate::graphql::types::{Account, AuditEntry, LedgerEntry, Page1, Referral, connection, page_request};
 use crate::service::{accounts, audit, referrals};
@@ -101,7 +101,8 @@ impl AdminMutation {
     #[graphql(guard = "RoleGuard::ADMIN")]
     async fn set_referral_code(&self, ctx: &Context<'_>, input: SetReferralCodeInput) -> Result<Account> {
         let id = from_id(Kind::Account, &input.account_id)?;
-        let account = accounts::set_referral_code(&state(ctx).db, &viewer(ctx).actor(), id, &input.code).await?;
+        let account =
+            accounts::set_referral_code(&state(ctx).db, &viewer(ctx).actor(), id, &input.code, now(ctx)).await?;
         Ok(Account(account))
     }
 
@@ -119,6 +120,7 @@ impl AdminMutation {
             account_id,
             referrer_id,
             &input.reason,
+            now(ctx),
         )
         .await?;
         Ok(AssignReferrerPayload {
@@ -137,7 +139,8 @@ impl AdminMutation {
         input: DisqualifyAccountInput,
     ) -> Result<DisqualifyAccountPayload> {
         let id = from_id(Kind::Account, &input.account_id)?;
-        let (account, voided) = referrals::disqualify(&state(ctx).db, &viewer(ctx).actor(), id, &input.reason).await?;
+        let (account, voided) =
+            referrals::disqualify(&state(ctx).db, &viewer(ctx).actor(), id, &input.reason, now(ctx)).await?;
         Ok(DisqualifyAccountPayload {
             account: Account(account),
             voided_entries: voided.into_iter().map(LedgerEntry).collect(),
@@ -148,7 +151,14 @@ impl AdminMutation {
     #[graphql(guard = "RoleGuard::ADMIN")]
     async fn reinstate_account(&self, ctx: &Context<'_>, input: ReinstateAccountInput) -> Result<Account> {
         let id = from_id(Kind::Account, &input.account_id)?;
-        let account = referrals::reinstate(&state(ctx).db, &viewer(ctx).actor(), id, input.reason.as_deref()).await?;
+        let account = referrals::reinstate(
+            &state(ctx).db,
+            &viewer(ctx).actor(),
+            id,
+            input.reason.as_deref(),
+            now(ctx),
+        )
+        .await?;
         Ok(Account(account))
     }
 }

@@ -1,7 +1,7 @@
 //! Providers, products and their rates (admin).
 
 use crate::auth::RoleGuard;
-use crate::graphql::context::{state, viewer};
+use crate::graphql::context::{now, state, viewer};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Product, Provider};
 use crate::service::catalog::{self, ProductInput, ProviderInput};
@@ -67,7 +67,7 @@ impl CatalogMutation {
             redemption_rate: input.redemption_rate.map(|d| d.0),
         };
         Ok(Provider(
-            catalog::upsert_provider(&state(ctx).db, &viewer(ctx).actor(), input).await?,
+            catalog::upsert_provider(&state(ctx).db, &viewer(ctx).actor(), input, now(ctx)).await?,
         ))
     }
 
@@ -81,23 +81,35 @@ impl CatalogMutation {
             product_rate: input.product_rate.map(|d| d.0),
         };
         Ok(Product(
-            catalog::upsert_product(&state(ctx).db, &viewer(ctx).actor(), input).await?,
+            catalog::upsert_product(&state(ctx).db, &viewer(ctx).actor(), input, now(ctx)).await?,
         ))
     }
 
     #[graphql(guard = "RoleGuard::ADMIN")]
     async fn set_product_rate(&self, ctx: &Context<'_>, input: SetProductRateInput) -> Result<Product> {
         let actor = viewer(ctx).actor();
-        let product =
-            catalog::set_product_rate(&state(ctx).db, &actor, &input.product_key, input.product_rate.0).await?;
+        let product = catalog::set_product_rate(
+            &state(ctx).db,
+            &actor,
+            &input.product_key,
+            input.product_rate.0,
+            now(ctx),
+        )
+        .await?;
         Ok(Product(product))
     }
 
     #[graphql(guard = "RoleGuard::ADMIN")]
     async fn set_redemption_rate(&self, ctx: &Context<'_>, input: SetRedemptionRateInput) -> Result<Provider> {
         let actor = viewer(ctx).actor();
-        let provider =
-            catalog::set_redemption_rate(&state(ctx).db, &actor, &input.provider_key, input.redemption_rate.0).await?;
+        let provider = catalog::set_redemption_rate(
+            &state(ctx).db,
+            &actor,
+            &input.provider_key,
+            input.redemption_rate.0,
+            now(ctx),
+        )
+        .await?;
         Ok(Provider(provider))
     }
 }

@@ -20,6 +20,11 @@ pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<AppState>()
 }
 
+/// The time this request acts at, from the application's clock.
+pub fn now(ctx: &Context<'_>) -> chrono::DateTime<chrono::Utc> {
+    state(ctx).clock.now()
+}
+
 pub fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
     ctx.data_unchecked::<Viewer>()
 }

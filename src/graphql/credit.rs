@@ -1,7 +1,7 @@
 //! Credit applied to invoices (billing system).
 
 use crate::auth::RoleGuard;
-use crate::graphql::context::state;
+use crate::graphql::context::{now, state};
 use crate::graphql::scalars::Decimal;
 use crate::service::credit::{self, ApplyCredit};
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
@@ -37,7 +37,7 @@ impl CreditMutation {
             external_id: input.external_id,
             amount: input.amount.0,
         };
-        let done = credit::apply(&state(ctx).db, request).await?;
+        let done = credit::apply(&state(ctx).db, request, now(ctx)).await?;
         Ok(ApplyCreditPayload {
             applied: done.applied.into(),
             remaining: done.remaining.into(),

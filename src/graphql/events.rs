@@ -1,7 +1,7 @@
 //! Facts from the billing system.
 
 use crate::auth::RoleGuard;
-use crate::graphql::context::state;
+use crate::graphql::context::{now, state};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Event, LedgerEntry, RuleDecision};
 use crate::service::events::{self, EventInput, EventOutcome, Fact};
@@ -65,7 +65,7 @@ impl From<EventOutcome> for RecordEventPayload {
 pub struct EventMutation;
 
 async fn record(ctx: &Context<'_>, input: EventInput) -> Result<RecordEventPayload> {
-    Ok(events::record(&state(ctx).db, input).await?.into())
+    Ok(events::record(&state(ctx).db, input, now(ctx)).await?.into())
 }
 
 #[Object]

@@ -1,7 +1,7 @@
 //! The program's switch and settings.
 
 use crate::auth::RoleGuard;
-use crate::graphql::context::{program_settings, state, viewer};
+use crate::graphql::context::{now, program_settings, state, viewer};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Program, ProgramSettings};
 use crate::service::settings::{self, SettingsPatch};
@@ -75,7 +75,7 @@ impl ProgramMutation {
             max_pending_claims: change(input.max_pending_claims),
             max_claims_per_day: change(input.max_claims_per_day),
         };
-        let updated = settings::update(&state(ctx).db, &viewer(ctx).actor(), patch).await?;
+        let updated = settings::update(&state(ctx).db, &viewer(ctx).actor(), patch, now(ctx)).await?;
         Ok(updated.into())
     }
 }

@@ -1,7 +1,7 @@
 //! Reward rules (admin).
 
 use crate::auth::RoleGuard;
-use crate::graphql::context::{state, viewer};
+use crate::graphql::context::{now, state, viewer};
 use crate::graphql::enums::{Beneficiary, Calculation, RewardUnit, RuleTrigger};
 use crate::graphql::ids::{Kind, from_id};
 use crate::graphql::scalars::Decimal;
@@ -89,7 +89,7 @@ pub struct RuleMutation;
 impl RuleMutation {
     #[graphql(guard = "RoleGuard::ADMIN")]
     async fn create_reward_rule(&self, ctx: &Context<'_>, input: RewardRuleInput) -> Result<RewardRule> {
-        let rule = rules::create(&state(ctx).db, &viewer(ctx).actor(), input.into()).await?;
+        let rule = rules::create(&state(ctx).db, &viewer(ctx).actor(), input.into(), now(ctx)).await?;
         Ok(RewardRule(rule))
     }
 
@@ -97,7 +97,7 @@ impl RuleMutation {
     #[graphql(guard = "RoleGuard::ADMIN")]
     async fn update_reward_rule(&self, ctx: &Context<'_>, id: ID, input: RewardRuleInput) -> Result<RewardRule> {
         let id = from_id(Kind::Rule, &id)?;
-        let rule = rules::update(&state(ctx).db, &viewer(ctx).actor(), id, input.into()).await?;
+        let rule = rules::update(&state(ctx).db, &viewer(ctx).actor(), id, input.into(), now(ctx)).await?;
         Ok(RewardRule(rule))
     }
 }

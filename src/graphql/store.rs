@@ -2,7 +2,7 @@
 
 use crate::amount::Amount;
 use crate::auth::RoleGuard;
-use crate::graphql::context::{loader, program_settings, state, viewer};
+use crate::graphql::context::{loader, now, program_settings, state, viewer};
 use crate::graphql::enums::{ClaimOutcome, ClaimStatus};
 use crate::graphql::ids::{Kind, from_id};
 use crate::graphql::loaders::BalancesOf;
@@ -145,7 +145,7 @@ impl StoreMutation {
             provider_id: from_id(Kind::Provider, &input.provider_id)?,
             idempotency_key: input.idempotency_key,
         };
-        let claimed = store::claim(&state(ctx).db, request).await?;
+        let claimed = store::claim(&state(ctx).db, request, now(ctx)).await?;
         Ok(ClaimRewardPayload {
             claim: Claim(claimed.claim),
             balance: Balance(claimed.balance),
@@ -157,7 +157,14 @@ impl StoreMutation {
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn complete_claim(&self, ctx: &Context<'_>, input: CompleteClaimInput) -> Result<CompleteClaimPayload> {
         let claim_id = from_id(Kind::Claim, &input.claim_id)?;
-        let claim = store::complete(&state(ctx).db, &viewer(ctx).actor(), claim_id, input.status.into()).await?;
+        let claim = store::complete(
+            &state(ctx).db,
+            &viewer(ctx).actor(),
+            claim_id,
+            input.status.into(),
+            now(ctx),
+        )
+        .await?;
         Ok(CompleteClaimPayload { claim: Claim(claim) })
     }
 }

@@ -32,6 +32,7 @@ pub async fn insert_account(
     txn: &impl ConnectionTrait,
     external_id: &str,
     profile: Profile,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<(account::Model, bool)> {
     for _ in 0..CODE_ATTEMPTS {
         let row = account::ActiveModel {
@@ -45,7 +46,7 @@ pub async fn insert_account(
             referral_code: Set(ReferralCode::generate().into_string()),
             status: Set(AccountStatus::Active),
             first_purchase_at: Set(None),
-            created_at: Set(chrono::Utc::now()),
+            created_at: Set(now),
             disqualified_at: Set(None),
             disqualification_reason: Set(None),
             ..Default::default()
@@ -196,6 +197,7 @@ pub async fn set_referral_code(
     actor: &str,
     account_id: i64,
     code: &str,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<account::Model> {
     let code = ReferralCode::parse(code)?;
     let txn = begin_write(db).await?;
@@ -223,6 +225,7 @@ pub async fn set_referral_code(
         &format!("account:{}", after.external_id),
         serde_json::json!({ "referralCode": before.referral_code }),
         serde_json::json!({ "referralCode": after.referral_code }),
+        now,
     )
     .await?;
     txn.commit().await?;

@@ -13,13 +13,14 @@ pub async fn record(
     target: &str,
     before: serde_json::Value,
     after: serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<()> {
     audit_log::ActiveModel {
         actor: Set(actor.to_owned()),
         action: Set(action.to_owned()),
         target: Set(target.to_owned()),
         details: Set(json!({ "before": before, "after": after }).to_string()),
-        created_at: Set(chrono::Utc::now()),
+        created_at: Set(now),
         ..Default::default()
     }
     .insert(db)

@@ -32,14 +32,18 @@ pub struct ProviderInput {
 
 /// Creates a provider, or updates the one with this key. One statement (`INSERT … ON CONFLICT
 /// (key) DO UPDATE`), so two admins racing on a new key cannot collide.
-pub async fn upsert_provider(db: &DatabaseConnection, actor: &str, input: ProviderInput) -> AppResult<provider::Model> {
+pub async fn upsert_provider(
+    db: &DatabaseConnection,
+    actor: &str,
+    input: ProviderInput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<provider::Model> {
     let key = key_text("key", &input.key)?;
     let name = required_text("name", &input.name, 200)?;
     let rate = input
         .redemption_rate
         .map(|r| positive_rate("redemptionRate", r))
         .transpose()?;
-    let now = chrono::Utc::now();
     let mut update = vec![provider::Column::Name, provider::Column::UpdatedAt];
     if rate.is_some() {
         update.push(provider::Column::RedemptionRate);
@@ -68,6 +72,7 @@ pub async fn upsert_provider(db: &DatabaseConnection, actor: &str, input: Provid
         &format!("provider:{key}"),
         json(&before),
         json(&after),
+        now,
     )
     .await?;
     txn.commit().await?;
@@ -82,7 +87,12 @@ pub struct ProductInput {
     pub product_rate: Option<Amount>,
 }
 
-pub async fn upsert_product(db: &DatabaseConnection, actor: &str, input: ProductInput) -> AppResult<product::Model> {
+pub async fn upsert_product(
+    db: &DatabaseConnection,
+    actor: &str,
+    input: ProductInput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<product::Model> {
     let key = key_text("key", &input.key)?;
     let provider_key = key_text("providerKey", &input.provider_key)?;
     let name = required_text("name", &input.name, 200)?;
@@ -91,7 +101,6 @@ pub async fn upsert_product(db: &DatabaseConnection, actor: &str, input: Product
         .product_rate
         .map(|r| positive_rate("productRate", r))
         .transpose()?;
-    let now = chrono::Utc::now();
     let mut update = vec![
         product::Column::ProviderId,
         product::Column::Name,
@@ -128,6 +137,7 @@ pub async fn upsert_product(db: &DatabaseConnection, actor: &str, input: Product
         &format!("product:{key}"),
         json(&before),
         json(&after),
+        now,
     )
     .await?;
     txn.commit().await?;
@@ -139,6 +149,7 @@ pub async fn set_product_rate(
     actor: &str,
     key: &str,
     rate: Amount,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<product::Model> {
     let key = key_text("productKey", key)?;
     let rate = positive_rate("productRate", rate)?;
@@ -146,7 +157,7 @@ pub async fn set_product_rate(
     let before = get_product(&txn, &key).await?;
     let mut row = before.clone().into_active_model();
     row.product_rate = Set(Some(rate));
-    row.updated_at = Set(chrono::Utc::now());
+    row.updated_at = Set(now);
     let after = row.update(&txn).await?;
     audit::record(
         &txn,
@@ -155,6 +166,7 @@ pub async fn set_product_rate(
         &format!("product:{key}"),
         json(&before),
         json(&after),
+        now,
     )
     .await?;
     txn.commit().await?;
@@ -166,6 +178,7 @@ pub async fn set_redemption_rate(
     actor: &str,
     key: &str,
     rate: Amount,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<provider::Model> {
     let key = key_text("providerKey", key)?;
     let rate = positive_rate("redemptionRate", rate)?;
@@ -173,7 +186,7 @@ pub async fn set_redemption_rate(
     let before = get_provider(&txn, &key).await?;
     let mut row = before.clone().into_active_model();
     row.redemption_rate = Set(Some(rate));
-    row.updated_at = Set(chrono::Utc::now());
+    row.updated_at = Set(now);
     let after = row.update(&txn).await?;
     audit::record(
         &txn,
@@ -182,6 +195,7 @@ pub async fn set_redemption_rate(
         &format!("provider:{key}"),
         json(&before),
         json(&after),
+        now,
     )
     .await?;
     txn.commit().await?;

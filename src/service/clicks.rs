@@ -9,7 +9,7 @@ use crate::db::inserted;
 use crate::error::AppResult;
 use crate::service::codes::ReferralCode;
 use crate::service::{accounts, settings};
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use entity::enums::ReferralStatus;
 use entity::{click, referral};
 use sea_orm::sea_query::{Expr, Func, OnConflict};
@@ -91,7 +91,12 @@ pub struct Followed {
 /// Follows the link of `raw_code` (any case): finds its account and, for a `visit` that may
 /// count, records the visitor's click of the day unless it is already there.
 #[tracing::instrument(skip(db, visit))]
-pub async fn follow(db: &impl ConnectionTrait, raw_code: &str, visit: Option<Visit<'_>>) -> AppResult<Followed> {
+pub async fn follow(
+    db: &impl ConnectionTrait,
+    raw_code: &str,
+    visit: Option<Visit<'_>>,
+    now: DateTime<Utc>,
+) -> AppResult<Followed> {
     let settings = settings::get(db).await?;
     let account = match ReferralCode::parse(raw_code) {
         // A disqualified account can no longer refer: its link leads nowhere, like an unknown code.
@@ -102,7 +107,6 @@ pub async fn follow(db: &impl ConnectionTrait, raw_code: &str, visit: Option<Vis
     };
     let counted = match (&account, visit) {
         (Some(account), Some(visit)) => {
-            let now = Utc::now();
             let day = now.date_naive();
             let row = click::ActiveModel {
                 account_id: Set(account.id),

@@ -25,7 +25,11 @@ pub struct CreditApplied {
     pub duplicate: bool,
 }
 
-pub async fn apply(db: &DatabaseConnection, input: ApplyCredit) -> AppResult<CreditApplied> {
+pub async fn apply(
+    db: &DatabaseConnection,
+    input: ApplyCredit,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<CreditApplied> {
     let invoice_id = required_text("invoiceId", &input.invoice_id, 128)?;
     let external_id = required_text("externalId", &input.external_id, 128)?;
     if !input.amount.is_positive() {
@@ -53,7 +57,7 @@ pub async fn apply(db: &DatabaseConnection, input: ApplyCredit) -> AppResult<Cre
         requested: Set(input.amount.micros()),
         applied: Set(applied.micros()),
         entry_id: Set(None),
-        created_at: Set(chrono::Utc::now()),
+        created_at: Set(now),
         ..Default::default()
     })
     .on_conflict(
@@ -81,6 +85,7 @@ pub async fn apply(db: &DatabaseConnection, input: ApplyCredit) -> AppResult<Cre
             EntryKind::CreditApplied,
             description,
             None,
+            now,
         )
         .await?;
         credit_application::Entity::update_many()

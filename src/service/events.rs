@@ -5,13 +5,11 @@
 use crate::amount::Amount;
 use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
-use crate::service::accounts::{self, mask_name};
-use crate::service::ledger::{self, NewCredit};
-use crate::service::rules::{self, Decision, EventFacts, Facts, Outcome, ReferralFacts, Verdict};
-use crate::service::{catalog, key_text, request_hash, required_text, settings};
+use crate::service::rules::{self, Decision, EventFacts};
+use crate::service::{accounts, catalog, key_text, ledger, request_hash, required_text, rewards};
 use chrono::{DateTime, Utc};
-use entity::enums::{Beneficiary, EntryKind, EventKind, ReferralStatus, RuleTrigger};
-use entity::{account, event, ledger_entry, product, referral};
+use entity::enums::EventKind;
+use entity::{account, event, ledger_entry};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set,
@@ -107,7 +105,11 @@ impl Fact {
     }
 }
 
-pub async fn record(db: &DatabaseConnection, input: EventInput) -> AppResult<EventOutcome> {
+pub async fn record(
+    db: &DatabaseConnection,
+    input: EventInput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<EventOutcome> {
     let event_id = required_text("eventId", &input.event_id, 128)?;
     let external_id = required_text("externalId", &input.external_id, 128)?;
     let (fact, detail) = input.fact.canonical()?;
@@ -130,7 +132,7 @@ pub async fn record(db: &DatabaseConnection, input: EventInput) -> AppResult<Eve
         Fact::Purchase { product_key, .. } => Some(catalog::get_product(&txn, product_key).await?),
         _ => None,
     };
-    let occurred_at = input.occurred_at.unwrap_or_else(Utc::now);
+    let occurred_at = input.occurred_at.unwrap_or(now);
     let insert = event::Entity::insert(event::ActiveModel {
         event_id: Set(event_id.clone()),
         kind: Set(kind),
@@ -139,7 +141,7 @@ pub async fn record(db: &DatabaseConnection, input: EventInput) -> AppResult<Eve
         payload: Set(canonical.to_string()),
         decisions: Set("[]".into()),
         occurred_at: Set(occurred_at),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
         ..Default::default()
     })
     .on_conflict(OnConflict::column(event::Column::EventId).do_nothing().to_owned())
@@ -172,7 +174,16 @@ pub async fn record(db: &DatabaseConnection, input: EventInput) -> AppResult<Eve
             EventFacts::PaymentMethodVerified
         }
     };
-    let (rewards, decisions) = apply_rules(&txn, &account, Some(event.id), &event_facts, product.as_ref()).await?;
+    let (rewards, decisions) = rewards::apply(
+        &txn,
+        &account,
+        Some(event.id),
+        &event_facts,
+        product.as_ref(),
+        &rules::enabled_rules(&txn).await?,
+        now,
+    )
+    .await?;
 
     let mut row = event.into_active_model();
     row.decisions = Set(serde_json::to_string(&decisions).map_err(AppError::internal)?);
@@ -185,117 +196,6 @@ pub async fn record(db: &DatabaseConnection, input: EventInput) -> AppResult<Eve
         rewards,
         decisions,
     })
-}
-
-/// Evaluates every enabled rule against what an event established and pays what they decide,
-/// in the caller's transaction. A reward paid for a referral (sign-up bonuses aside) qualifies
-/// it. Also used at registration, for SIGNUP rules.
-pub async fn apply_rules(
-    txn: &impl ConnectionTrait,
-    account: &account::Model,
-    event_id: Option<i64>,
-    event_facts: &EventFacts<'_>,
-    product: Option<&product::Model>,
-) -> AppResult<(Vec<ledger_entry::Model>, Vec<Decision>)> {
-    let referral = accounts::accepted_referral_of(txn, account.id).await?;
-    let referrer = match referral.as_ref().and_then(|r| r.referrer_id) {
-        Some(id) => accounts::by_ids(txn, &[id]).await?.remove(&id),
-        None => None,
-    };
-    let program = settings::get(txn).await?;
-    let facts = Facts {
-        program_enabled: program.enabled,
-        referral: referral.as_ref().and_then(|r| {
-            r.referrer_id.map(|referrer_id| ReferralFacts {
-                referral_id: r.id,
-                referrer_id,
-                referee_id: r.referee_id,
-                // The flags as this transaction reads them: an event that commits while an
-                // admin disqualifies one side is ordered before the disqualification (what
-                // it posted stays, as posted rewards do).
-                referrer_disqualified: referrer.as_ref().is_some_and(|a| a.disqualified_at.is_some()),
-                referee_disqualified: account.disqualified_at.is_some(),
-            })
-        }),
-        account_group: account.account_group.as_deref(),
-        billing_scheme: account.billing_scheme,
-        event: event_facts.clone(),
-    };
-
-    let mut rewards = Vec::new();
-    let mut decisions = Vec::new();
-    let mut qualifies = false;
-    for rule in rules::enabled_rules(txn).await? {
-        let (outcome, reason) = match rules::evaluate(&rule, &facts) {
-            Verdict::Skip { reason } => (Outcome::Skipped, reason),
-            Verdict::Pay {
-                account_id,
-                referral_id,
-                unit,
-                amount,
-                reason,
-            } => {
-                let credit = NewCredit {
-                    account_id,
-                    unit,
-                    amount,
-                    kind: EntryKind::Reward,
-                    description: describe(rule.beneficiary, event_facts, account, referrer.as_ref(), product),
-                    event_id,
-                    referral_id: Some(referral_id),
-                    rule_id: Some(rule.id),
-                    // Once per referral, or once per event for a recurring rule.
-                    occurrence: Some(if rule.recurring { event_id.unwrap_or(0) } else { 1 }),
-                    rule_snapshot: Some(rules::json(&rule).to_string()),
-                };
-                match ledger::post_credit(txn, credit).await? {
-                    Some(entry) => {
-                        rewards.push(entry);
-                        qualifies |= rule.trigger != RuleTrigger::Signup;
-                        (Outcome::Rewarded, reason)
-                    }
-                    None => (Outcome::Skipped, rules::already_paid_reason(&rule)),
-                }
-            }
-        };
-        decisions.push(Decision {
-            rule_id: rule.id,
-            rule_name: rule.name.clone(),
-            outcome,
-            reason,
-        });
-    }
-    if let (true, Some(referral)) = (qualifies, &referral) {
-        qualify(txn, referral).await?;
-    }
-    Ok((rewards, decisions))
-}
-
-/// "Referral reward: Jo*** S. verified a payment method", or, for the newcomer,
-/// "Referral reward: you verified a payment method (invited by Al*** S.)".
-fn describe(
-    beneficiary: Beneficiary,
-    facts: &EventFacts<'_>,
-    referee: &account::Model,
-    referrer: Option<&account::Model>,
-    product: Option<&product::Model>,
-) -> String {
-    let action = match facts {
-        EventFacts::Signup => "signed up with a referral code".to_owned(),
-        EventFacts::PaymentMethodVerified => "verified a payment method".to_owned(),
-        EventFacts::TopUp { total, .. } => format!("topped up to a total of {total}"),
-        EventFacts::Purchase { quantity_gb, .. } => match product {
-            Some(product) => format!("made a first purchase ({quantity_gb} GB of {})", product.name),
-            None => "made a first purchase".to_owned(),
-        },
-    };
-    match beneficiary {
-        Beneficiary::Referrer => format!("Referral reward: {} {action}", display_name(referee)),
-        Beneficiary::Referee => {
-            let inviter = referrer.map(display_name).unwrap_or_else(|| "a friend".to_owned());
-            format!("Referral reward: you {action} (invited by {inviter})")
-        }
-    }
 }
 
 /// Marks the account's first purchase. A conditional update: of concurrent purchases, exactly
@@ -345,17 +245,6 @@ async fn add_top_up(
     Ok(Amount::from_micros(total))
 }
 
-async fn qualify(db: &impl ConnectionTrait, referral: &referral::Model) -> AppResult<()> {
-    referral::Entity::update_many()
-        .col_expr(referral::Column::Status, Expr::value(ReferralStatus::Qualified))
-        .col_expr(referral::Column::QualifiedAt, Expr::value(Utc::now()))
-        .filter(referral::Column::Id.eq(referral.id))
-        .filter(referral::Column::Status.eq(ReferralStatus::Pending))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
 async fn find_event(db: &impl ConnectionTrait, event_id: &str) -> AppResult<Option<event::Model>> {
     Ok(event::Entity::find()
         .filter(event::Column::EventId.eq(event_id))
@@ -379,12 +268,4 @@ async fn replay(db: &impl ConnectionTrait, event: event::Model, hash: &str) -> A
         rewards,
         decisions,
     })
-}
-
-fn display_name(account: &account::Model) -> String {
-    account
-        .display_name
-        .as_deref()
-        .map(mask_name)
-        .unwrap_or_else(|| "a friend".to_owned())
 }

@@ -37,7 +37,11 @@ pub struct NewCredit {
 /// Posts a reward (or any credit) as a lot and raises the balance. Returns `None`, writing
 /// nothing, when the same (rule, referral, occurrence) was already paid: the unique index
 /// decides, so concurrent events cannot both pay.
-pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppResult<Option<ledger_entry::Model>> {
+pub async fn post_credit(
+    db: &impl ConnectionTrait,
+    credit: NewCredit,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Option<ledger_entry::Model>> {
     if !credit.amount.is_positive() {
         return Err(AppError::internal(anyhow::anyhow!(
             "credit of {} is not positive",
@@ -59,6 +63,7 @@ pub async fn post_credit(db: &impl ConnectionTrait, credit: NewCredit) -> AppRes
             credit.kind,
             credit.description,
             None,
+            now,
         )
     };
     let insert = ledger_entry::Entity::insert(row)
@@ -105,6 +110,7 @@ pub async fn debit(
     kind: EntryKind,
     description: String,
     claim_id: Option<i64>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<ledger_entry::Model> {
     let cost = amount.micros();
     if cost <= 0 {
@@ -126,7 +132,7 @@ pub async fn debit(
             unit_word(unit)
         )));
     }
-    let entry = posted_entry(account_id, unit, -cost, kind, description, claim_id)
+    let entry = posted_entry(account_id, unit, -cost, kind, description, claim_id, now)
         .insert(db)
         .await?;
     consume_lots(db, &entry, cost).await?;
@@ -199,6 +205,7 @@ pub async fn refund_debit(
     debit: &ledger_entry::Model,
     kind: EntryKind,
     description: String,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<ledger_entry::Model> {
     let allocations = lot_allocation::Entity::find()
         .filter(lot_allocation::Column::DebitEntryId.eq(debit.id))
@@ -218,11 +225,17 @@ pub async fn refund_debit(
         .exec(db)
         .await?;
     expect_one_row(raised.rows_affected, "balance row")?;
-    Ok(
-        posted_entry(debit.account_id, debit.unit, amount, kind, description, debit.claim_id)
-            .insert(db)
-            .await?,
+    Ok(posted_entry(
+        debit.account_id,
+        debit.unit,
+        amount,
+        kind,
+        description,
+        debit.claim_id,
+        now,
     )
+    .insert(db)
+    .await?)
 }
 
 /// Voids every pending entry of an account and takes them out of its balances' `pending`, in
@@ -264,6 +277,7 @@ fn posted_entry(
     kind: EntryKind,
     description: String,
     claim_id: Option<i64>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> ledger_entry::ActiveModel {
     ledger_entry::ActiveModel {
         account_id: Set(account_id),
@@ -281,7 +295,7 @@ fn posted_entry(
         claim_id: Set(claim_id),
         available_at: Set(None),
         expires_at: Set(None),
-        created_at: Set(chrono::Utc::now()),
+        created_at: Set(now),
         ..Default::default()
     }
 }
@@ -393,4 +407,29 @@ fn truncate(mut text: String) -> String {
         text.truncate(index);
     }
     text
+}
+
+/// What to take back of one reward entry, and why.
+#[derive(Debug, Clone)]
+pub struct TakeBack<'a> {
+    pub entry: &'a ledger_entry::Model,
+    /// How much of the entry's amount to take back (all of it, or a refund's share).
+    pub amount: Amount,
+    pub description: String,
+    /// The event that takes it back (a refund, a correction), so its replays find the entries.
+    pub event_id: Option<i64>,
+}
+
+/// Takes back (part of) a reward: a pending one is voided (reduced, for a part), a posted one
+/// is reversed by a negative `REVERSAL` entry; what the balance cannot cover becomes debt.
+/// Returns the entries written or changed, for the caller's answer.
+pub async fn take_back(
+    _db: &impl ConnectionTrait,
+    take: TakeBack<'_>,
+    _now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Vec<ledger_entry::Model>> {
+    Err(AppError::internal(anyhow::anyhow!(
+        "taking back entry {} is not built yet",
+        take.entry.id
+    )))
 }

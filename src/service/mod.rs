@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod page;
 pub mod presets;
 pub mod referrals;
+pub mod rewards;
 pub mod rules;
 pub mod settings;
 pub mod signup;

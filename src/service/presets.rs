@@ -75,7 +75,7 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
 }
 
 /// Applies a preset; returns one line per change, for the command to print.
-pub async fn apply(db: &DatabaseConnection, name: &str) -> AppResult<Vec<String>> {
+pub async fn apply(db: &DatabaseConnection, name: &str, now: chrono::DateTime<chrono::Utc>) -> AppResult<Vec<String>> {
     let wanted = preset_rules(name)?;
     let mut done = Vec::new();
     if !settings::get(db).await?.enabled {
@@ -86,6 +86,7 @@ pub async fn apply(db: &DatabaseConnection, name: &str) -> AppResult<Vec<String>
                 enabled: Some(true),
                 ..Default::default()
             },
+            now,
         )
         .await?;
         done.push("program enabled".to_owned());
@@ -96,11 +97,11 @@ pub async fn apply(db: &DatabaseConnection, name: &str) -> AppResult<Vec<String>
         match existing.iter().find(|r| r.name == rule_name) {
             Some(rule) if !rules::would_change(rule, input.clone())? => {}
             Some(rule) => {
-                rules::update(db, ACTOR, rule.id, input).await?;
+                rules::update(db, ACTOR, rule.id, input, now).await?;
                 done.push(format!("rule updated: {rule_name}"));
             }
             None => {
-                rules::create(db, ACTOR, input).await?;
+                rules::create(db, ACTOR, input, now).await?;
                 done.push(format!("rule created: {rule_name}"));
             }
         }

@@ -45,6 +45,7 @@ pub async fn attribute_new(
     account: &account::Model,
     code: &ReferralCode,
     quota: &LookupQuota<'_>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<referral::Model> {
     let referrer = accounts::find_by_code(txn, code).await?;
     let rejection = match &referrer {
@@ -65,7 +66,7 @@ pub async fn attribute_new(
     };
     let referrer_id = referrer.as_ref().map(|r| r.id).filter(|id| *id != account.id);
     match rejection {
-        Some(reason) => record_rejection(txn, account.id, referrer_id, code, reason).await,
+        Some(reason) => record_rejection(txn, account.id, referrer_id, code, reason, now).await,
         None => {
             let row = new_referral(
                 account.id,
@@ -74,6 +75,7 @@ pub async fn attribute_new(
                 ReferralStatus::Pending,
                 None,
                 ReferralSource::Code,
+                now,
             );
             match insert_unless_refused(txn, row).await? {
                 Some(referral) => Ok(referral),
@@ -95,6 +97,7 @@ pub async fn attribute_existing(
     txn: &impl ConnectionTrait,
     account: &account::Model,
     code: &ReferralCode,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<referral::Model> {
     // Every attempt on an existing account is EXISTING_ACCOUNT since this rule exists, so any
     // other attempt with this code is the creating registration's (or a record from before).
@@ -113,7 +116,7 @@ pub async fn attribute_existing(
         .await?;
     match first {
         Some(first) => Ok(first),
-        None => record_rejection(txn, account.id, None, code, RejectionReason::ExistingAccount).await,
+        None => record_rejection(txn, account.id, None, code, RejectionReason::ExistingAccount, now).await,
     }
 }
 
@@ -125,6 +128,7 @@ async fn record_rejection(
     referrer_id: Option<i64>,
     code: &ReferralCode,
     reason: RejectionReason,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<referral::Model> {
     let row = new_referral(
         referee_id,
@@ -133,6 +137,7 @@ async fn record_rejection(
         ReferralStatus::Rejected,
         Some(reason),
         ReferralSource::Code,
+        now,
     );
     if let Some(rejected) = insert_unless_refused(txn, row).await? {
         return Ok(rejected);
@@ -168,6 +173,7 @@ fn new_referral(
     status: ReferralStatus,
     rejection_reason: Option<RejectionReason>,
     source: ReferralSource,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> referral::ActiveModel {
     referral::ActiveModel {
         referee_id: Set(referee_id),
@@ -176,7 +182,7 @@ fn new_referral(
         rejection_reason: Set(rejection_reason),
         code_used: Set(code.map(|c| c.as_str().to_owned())),
         source: Set(source),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
         qualified_at: Set(None),
         ..Default::default()
     }
@@ -192,6 +198,7 @@ pub async fn assign_referrer(
     account_id: i64,
     referrer_id: i64,
     reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<(account::Model, referral::Model)> {
     let reason = required_text("reason", reason, 500)?;
     if account_id == referrer_id {
@@ -249,6 +256,7 @@ pub async fn assign_referrer(
         ReferralStatus::Pending,
         None,
         ReferralSource::Admin,
+        now,
     );
     let referral = insert_unless_refused(&txn, row).await?.ok_or_else(already)?;
     audit::record(
@@ -258,6 +266,7 @@ pub async fn assign_referrer(
         &format!("account:{}", account.external_id),
         json!({ "referrer": null }),
         json!({ "referrer": referrer.external_id, "referralId": referral.id, "reason": reason }),
+        now,
     )
     .await?;
     txn.commit().await?;
@@ -299,10 +308,10 @@ pub async fn disqualify(
     actor: &str,
     account_id: i64,
     reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<(account::Model, Vec<ledger_entry::Model>)> {
     let reason = required_text("reason", reason, 500)?;
     let txn = begin_write(db).await?;
-    let now = Utc::now();
     // Conditional: of concurrent disqualifications, one changes the row and voids.
     let updated = account::Entity::update_many()
         .col_expr(account::Column::DisqualifiedAt, Expr::value(now))
@@ -329,6 +338,7 @@ pub async fn disqualify(
             "reason": reason,
             "voidedEntries": voided.iter().map(|e| e.id).collect::<Vec<_>>(),
         }),
+        now,
     )
     .await?;
     txn.commit().await?;
@@ -342,6 +352,7 @@ pub async fn reinstate(
     actor: &str,
     account_id: i64,
     reason: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<account::Model> {
     let reason = optional_text("reason", reason, 500)?;
     let txn = begin_write(db).await?;
@@ -371,6 +382,7 @@ pub async fn reinstate(
         &format!("account:{}", after.external_id),
         json!({ "disqualifiedAt": before.disqualified_at, "disqualificationReason": before.disqualification_reason }),
         json!({ "disqualifiedAt": null, "reason": reason }),
+        now,
     )
     .await?;
     txn.commit().await?;

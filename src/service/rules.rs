@@ -11,7 +11,7 @@ use entity::enums::{Beneficiary, BillingScheme, Calculation, RuleTrigger, Unit};
 use entity::reward_rule;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, Set,
+    QueryFilter, QueryOrder, Set, TryIntoModel,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -42,6 +42,21 @@ pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+/// A rule as the engine evaluates it.
+pub type Rule = reward_rule::Model;
+
+/// A rule an admin has written but not saved (for the simulator): validated as `create` would,
+/// never stored.
+pub fn draft(input: RuleInput, now: chrono::DateTime<chrono::Utc>) -> AppResult<Rule> {
+    let mut row = reward_rule::ActiveModel {
+        id: Set(0),
+        created_at: Set(now),
+        ..Default::default()
+    };
+    assign(&mut row, validate(input)?, now);
+    row.try_into_model().map_err(AppError::internal)
 }
 
 /// A rule as an admin writes it. The options after `account_groups` are part of the API but
@@ -188,7 +203,12 @@ fn condition_list(field: &str, values: Option<Vec<String>>) -> AppResult<Option<
     serde_json::to_string(&keys).map(Some).map_err(AppError::internal)
 }
 
-pub async fn create(db: &DatabaseConnection, actor: &str, input: RuleInput) -> AppResult<reward_rule::Model> {
+pub async fn create(
+    db: &DatabaseConnection,
+    actor: &str,
+    input: RuleInput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<reward_rule::Model> {
     let rule = validate(input)?;
     let txn = begin_write(db).await?;
     if reward_rule::Entity::find().count(&txn).await? >= MAX_RULES {
@@ -196,7 +216,6 @@ pub async fn create(db: &DatabaseConnection, actor: &str, input: RuleInput) -> A
             "a program may have at most {MAX_RULES} rules"
         )));
     }
-    let now = chrono::Utc::now();
     let mut row = reward_rule::ActiveModel {
         created_at: Set(now),
         ..Default::default()
@@ -210,6 +229,7 @@ pub async fn create(db: &DatabaseConnection, actor: &str, input: RuleInput) -> A
         &format!("rule:{}", created.id),
         serde_json::Value::Null,
         json(&created),
+        now,
     )
     .await?;
     txn.commit().await?;
@@ -218,7 +238,13 @@ pub async fn create(db: &DatabaseConnection, actor: &str, input: RuleInput) -> A
 
 /// Replaces a rule's definition. What it already paid stays as it was: each ledger entry keeps
 /// its amount and the rule's values at the time.
-pub async fn update(db: &DatabaseConnection, actor: &str, id: i64, input: RuleInput) -> AppResult<reward_rule::Model> {
+pub async fn update(
+    db: &DatabaseConnection,
+    actor: &str,
+    id: i64,
+    input: RuleInput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<reward_rule::Model> {
     let rule = validate(input)?;
     let txn = begin_write(db).await?;
     let before = reward_rule::Entity::find_by_id(id)
@@ -226,7 +252,7 @@ pub async fn update(db: &DatabaseConnection, actor: &str, id: i64, input: RuleIn
         .await?
         .ok_or_else(|| AppError::not_found("no such reward rule"))?;
     let mut row = before.clone().into_active_model();
-    assign(&mut row, rule, chrono::Utc::now());
+    assign(&mut row, rule, now);
     let after = row.update(&txn).await?;
     audit::record(
         &txn,
@@ -235,6 +261,7 @@ pub async fn update(db: &DatabaseConnection, actor: &str, id: i64, input: RuleIn
         &format!("rule:{id}"),
         json(&before),
         json(&after),
+        now,
     )
     .await?;
     txn.commit().await?;

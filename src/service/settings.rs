@@ -42,7 +42,12 @@ pub struct SettingsPatch {
 
 /// Applies the patch in one transaction. A patch that changes nothing (an admin console
 /// sending back the form it read) succeeds without writing or auditing anything.
-pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) -> AppResult<program_settings::Model> {
+pub async fn update(
+    db: &DatabaseConnection,
+    actor: &str,
+    patch: SettingsPatch,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<program_settings::Model> {
     let currency = patch.currency.as_deref().map(parse_currency).transpose()?;
     let template = patch
         .referral_link_template
@@ -136,7 +141,7 @@ pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) 
         return Ok(before);
     }
     let mut row = wanted.into_active_model().reset_all();
-    row.updated_at = Set(chrono::Utc::now());
+    row.updated_at = Set(now);
     let after = row.update(&txn).await?;
     audit::record(
         &txn,
@@ -145,6 +150,7 @@ pub async fn update(db: &DatabaseConnection, actor: &str, patch: SettingsPatch) 
         "program",
         serde_json::to_value(&before).unwrap_or_default(),
         serde_json::to_value(&after).unwrap_or_default(),
+        now,
     )
     .await?;
     txn.commit().await?;

@@ -1,16 +1,16 @@
 //! The sign-up flow: registration by the billing system creates the account (or answers again
 //! for one that exists), attributes a newcomer's code, and pays SIGNUP rules, in one
 //! transaction. It calls down to the records (`accounts`, `referrals`) and the engine
-//! (`events::apply_rules`); nothing below calls it.
+//! (`rewards::apply`); nothing below calls it.
 
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::limits::{Limits, client_key};
 use crate::service::accounts::{self, Profile};
 use crate::service::codes::ReferralCode;
-use crate::service::events;
 use crate::service::referrals::{self, LookupQuota};
-use crate::service::rules::EventFacts;
+use crate::service::rewards;
+use crate::service::rules::{self, EventFacts};
 use crate::service::{key_text, optional_text, required_text};
 use entity::enums::{BillingScheme, ReferralStatus};
 use entity::{account, referral};
@@ -45,7 +45,12 @@ pub struct Registered {
 /// recorded as rejected with its reason; an existing account is never attributed (see
 /// `referrals::attribute_existing`). An account is attributed at most once: a unique index
 /// allows one referral that is not rejected per referee.
-pub async fn register(db: &DatabaseConnection, limits: &Limits, input: Registration) -> AppResult<Registered> {
+pub async fn register(
+    db: &DatabaseConnection,
+    limits: &Limits,
+    input: Registration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Registered> {
     let external_id = required_text("externalId", &input.external_id, 128)?;
     let display_name = optional_text("displayName", input.display_name.as_deref(), 200)?;
     let email = optional_text("email", input.email.as_deref(), 320)?;
@@ -84,18 +89,27 @@ pub async fn register(db: &DatabaseConnection, limits: &Limits, input: Registrat
     let txn = begin_write(db).await?;
     let (account, created) = match accounts::find_by_external_id(&txn, &external_id).await? {
         Some(existing) => (existing, false),
-        None => accounts::insert_account(&txn, &external_id, profile).await?,
+        None => accounts::insert_account(&txn, &external_id, profile, now).await?,
     };
     let referral = match code {
         None => accounts::accepted_referral_of(&txn, account.id).await?,
         Some(code) if created => {
-            let referral = referrals::attribute_new(&txn, &account, &code, &quota).await?;
+            let referral = referrals::attribute_new(&txn, &account, &code, &quota, now).await?;
             if referral.status != ReferralStatus::Rejected {
-                events::apply_rules(&txn, &account, None, &EventFacts::Signup, None).await?;
+                rewards::apply(
+                    &txn,
+                    &account,
+                    None,
+                    &EventFacts::Signup,
+                    None,
+                    &rules::enabled_rules(&txn).await?,
+                    now,
+                )
+                .await?;
             }
             Some(referral)
         }
-        Some(code) => Some(referrals::attribute_existing(&txn, &account, &code).await?),
+        Some(code) => Some(referrals::attribute_existing(&txn, &account, &code, now).await?),
     };
     txn.commit().await?;
     Ok(Registered { account, referral })

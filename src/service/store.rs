@@ -7,7 +7,6 @@ use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
 use crate::service::page::{self, Page, PageRequest};
 use crate::service::{accounts, audit, catalog, ledger, optional_text, request_hash, settings};
-use chrono::Utc;
 use entity::enums::{ClaimStatus, EntryKind, Unit};
 use entity::{balance, claim, ledger_entry, provider};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -53,7 +52,11 @@ pub struct Claimed {
     pub duplicate: bool,
 }
 
-pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<Claimed> {
+pub async fn claim(
+    db: &DatabaseConnection,
+    request: ClaimRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Claimed> {
     let key = optional_text("idempotencyKey", request.idempotency_key.as_deref(), 128)?;
     let txn = begin_write(db).await?;
     let program = settings::get(&txn).await?;
@@ -83,7 +86,7 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
         status: Set(ClaimStatus::Pending),
         idempotency_key: Set(key.clone()),
         request_hash: Set(Some(hash.clone())),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
         decided_at: Set(None),
         ..Default::default()
     })
@@ -109,9 +112,10 @@ pub async fn claim(db: &DatabaseConnection, request: ClaimRequest) -> AppResult<
         EntryKind::Claim,
         description,
         Some(claim.id),
+        now,
     )
     .await?;
-    enforce_claim_limits(&txn, &program, account.id).await?;
+    enforce_claim_limits(&txn, &program, account.id, now).await?;
     let balance = ledger::balance(&txn, account.id, Unit::Points).await?;
     txn.commit().await?;
     tracing::info!(claim = claim.id, account = account.id, points = %cost, "reward claimed");
@@ -144,6 +148,7 @@ async fn enforce_claim_limits(
     txn: &impl ConnectionTrait,
     program: &entity::program_settings::Model,
     account_id: i64,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<()> {
     if let Some(limit) = program.max_pending_claims {
         let pending = claim::Entity::find()
@@ -158,7 +163,7 @@ async fn enforce_claim_limits(
         }
     }
     if let Some(limit) = program.max_claims_per_day {
-        let since = Utc::now() - chrono::Duration::hours(24);
+        let since = now - chrono::Duration::hours(24);
         let today = claim::Entity::find()
             .filter(claim::Column::AccountId.eq(account_id))
             .filter(claim::Column::CreatedAt.gt(since))
@@ -204,6 +209,7 @@ pub async fn complete(
     actor: &str,
     claim_id: i64,
     outcome: ClaimStatus,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<claim::Model> {
     if outcome == ClaimStatus::Pending {
         return Err(AppError::bad_input("a claim is completed as COMPLETED or FAILED"));
@@ -211,7 +217,7 @@ pub async fn complete(
     let txn = begin_write(db).await?;
     let decided = claim::Entity::update_many()
         .col_expr(claim::Column::Status, Expr::value(outcome))
-        .col_expr(claim::Column::DecidedAt, Expr::value(Utc::now()))
+        .col_expr(claim::Column::DecidedAt, Expr::value(now))
         .filter(claim::Column::Id.eq(claim_id))
         .filter(claim::Column::Status.eq(ClaimStatus::Pending))
         .exec(&txn)
@@ -238,7 +244,7 @@ pub async fn complete(
             .await?
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("claim {claim_id} has no debit entry")))?;
         let description = format!("Reward claim failed: {} GB returned as points", claim.gb);
-        ledger::refund_debit(&txn, &debit, EntryKind::ClaimRefund, description).await?;
+        ledger::refund_debit(&txn, &debit, EntryKind::ClaimRefund, description, now).await?;
     }
     audit::record(
         &txn,
@@ -247,6 +253,7 @@ pub async fn complete(
         &format!("claim:{claim_id}"),
         json!({ "status": "PENDING" }),
         json!({ "status": outcome }),
+        now,
     )
     .await?;
     txn.commit().await?;
