@@ -5,7 +5,7 @@
 use crate::amount::Amount;
 use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
-use crate::service::rules::{self, Decision, EventFacts};
+use crate::service::rules::{self, Decision, EventFacts, PurchaseOrder};
 use crate::service::{accounts, catalog, key_text, ledger, request_hash, required_text, rewards};
 use chrono::{DateTime, Utc};
 use entity::enums::EventKind;
@@ -159,7 +159,11 @@ pub async fn record(
 
     let event_facts = match (&fact, &product) {
         (Fact::Purchase { quantity_gb, .. }, Some(product)) => EventFacts::Purchase {
-            first: mark_first_purchase(&txn, account.id, occurred_at).await?,
+            order: if mark_first_purchase(&txn, account.id, occurred_at).await? {
+                PurchaseOrder::First
+            } else {
+                PurchaseOrder::Later
+            },
             product_name: &product.name,
             product_category: &product.category,
             product_rate: product.product_rate.map(Amount::from_micros),

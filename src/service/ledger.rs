@@ -32,6 +32,11 @@ pub struct NewCredit {
     pub occurrence: Option<i64>,
     /// The rule's values at the time, as JSON.
     pub rule_snapshot: Option<String>,
+    /// The end of a hold: until then the entry is PENDING and counts in `pending`. None (or a
+    /// time not after `now`): available at once.
+    pub available_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When what is left of the lot expires (counted from availability). None: never.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Posts a reward (or any credit) as a lot and raises the balance. Returns `None`, writing

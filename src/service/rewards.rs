@@ -74,6 +74,8 @@ pub async fn apply(
                     // Once per referral, or once per event for a recurring rule.
                     occurrence: Some(if rule.recurring { event_id.unwrap_or(0) } else { 1 }),
                     rule_snapshot: Some(rules::json(rule).to_string()),
+                    available_at: None,
+                    expires_at: None,
                 };
                 match ledger::post_credit(txn, credit, now).await? {
                     Some(entry) => {

@@ -320,6 +320,20 @@ pub struct ReferralFacts {
     pub referee_disqualified: bool,
 }
 
+/// Where a purchase stands among the account's purchases, as the events flow decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurchaseOrder {
+    /// The earliest by `occurredAt` (a late one within the reorder window included).
+    First,
+    /// A first purchase happened before this one.
+    Later,
+    /// Happened before the purchase taken as first, but arrived too late to correct it.
+    EarlierButLate {
+        first_taken_at: chrono::DateTime<chrono::Utc>,
+        window_hours: i64,
+    },
+}
+
 /// What the event itself established.
 #[derive(Debug, Clone)]
 pub enum EventFacts<'a> {
@@ -331,8 +345,8 @@ pub enum EventFacts<'a> {
         total: Amount,
     },
     Purchase {
-        /// Whether this purchase is the account's first one.
-        first: bool,
+        /// Where this purchase stands among the account's purchases.
+        order: PurchaseOrder,
         product_name: &'a str,
         product_category: &'a str,
         product_rate: Option<Amount>,
@@ -429,14 +443,29 @@ pub fn evaluate(rule: &reward_rule::Model, facts: &Facts<'_>) -> Verdict {
             rule.value.map(Amount::from_micros)
         }
         EventFacts::Purchase {
-            first,
+            order,
             product_name,
             product_category,
             product_rate,
             quantity_gb,
         } => {
-            if !first {
-                return skip("only the first purchase counts, and this account made its first purchase before".into());
+            match order {
+                PurchaseOrder::First => {}
+                PurchaseOrder::Later => {
+                    return skip(
+                        "only the first purchase counts, and this account made its first purchase before".into(),
+                    );
+                }
+                PurchaseOrder::EarlierButLate {
+                    first_taken_at,
+                    window_hours,
+                } => {
+                    return skip(format!(
+                        "only the first purchase counts: this one happened before the one taken as first \
+                         ({first_taken_at}) but arrived after the {window_hours} h reorder window, so arrival \
+                         order stands"
+                    ));
+                }
             }
             if let Some(categories) = categories_of(rule)
                 && !categories.iter().any(|c| c == product_category)
@@ -574,7 +603,7 @@ mod tests {
 
     fn purchase<'a>() -> EventFacts<'a> {
         EventFacts::Purchase {
-            first: true,
+            order: PurchaseOrder::First,
             product_name: "Residential",
             product_category: "residential",
             product_rate: Some(Amount::from_micros(15_000_000)),
@@ -641,7 +670,7 @@ mod tests {
         r.product_categories = Some("[\"residential\"]".into());
         assert_eq!(paid(evaluate(&r, &facts(purchase()))), Some((1, 37_500_000)));
         let datacenter = EventFacts::Purchase {
-            first: true,
+            order: PurchaseOrder::First,
             product_name: "Datacenter",
             product_category: "datacenter",
             product_rate: Some(Amount::from_micros(15_000_000)),
