@@ -2,8 +2,9 @@
 //! per invoice. The lots spent are the ledger's usual order: soonest expiry first, then oldest.
 
 use crate::amount::Amount;
-use crate::db::{begin_write, inserted};
+use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
+use crate::service::once::{self, Inserted};
 use crate::service::{accounts, ledger, request_hash, required_text};
 use entity::balance;
 use entity::credit_application;
@@ -35,9 +36,12 @@ pub async fn apply(
     if !input.amount.is_positive() {
         return Err(AppError::bad_input("amount must be greater than 0"));
     }
-    let hash = request_hash(&json!({ "externalId": external_id, "amount": input.amount.micros() }));
-    if let Some(existing) = find(db, &invoice_id).await? {
-        return replay(db, existing, &hash).await;
+    let key = InvoiceKey {
+        invoice_id: &invoice_id,
+        hash: request_hash(&json!({ "externalId": external_id, "amount": input.amount.micros() })),
+    };
+    if let Some(first) = once::stored(db, &key).await? {
+        return replay(db, first).await;
     }
 
     let txn = begin_write(db).await?;
@@ -50,30 +54,19 @@ pub async fn apply(
         .await?
         .map_or(0, |b| b.available);
     let applied = Amount::from_micros(available.min(input.amount.micros()));
-    let insert = credit_application::Entity::insert(credit_application::ActiveModel {
+    let row = credit_application::ActiveModel {
         invoice_id: Set(invoice_id.clone()),
         account_id: Set(account.id),
-        request_hash: Set(hash.clone()),
+        request_hash: Set(key.hash.clone()),
         requested: Set(input.amount.micros()),
         applied: Set(applied.micros()),
         entry_id: Set(None),
         created_at: Set(now),
         ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(credit_application::Column::InvoiceId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .try_insert()
-    .exec_with_returning(&txn)
-    .await;
-    let Some(application) = inserted(insert)? else {
-        txn.rollback().await?;
-        let existing = find(db, &invoice_id)
-            .await?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("credit application conflicted but not found")))?;
-        return replay(db, existing, &hash).await;
+    };
+    let (application, txn) = match once::insert(db, txn, &key, row).await? {
+        Inserted::New(application, txn) => (application, txn),
+        Inserted::First(first) => return replay(db, first).await,
     };
     if applied.is_positive() {
         let description = format!("Credit applied to invoice {invoice_id}");
@@ -107,27 +100,43 @@ pub async fn apply(
     })
 }
 
-async fn find(db: &impl ConnectionTrait, invoice_id: &str) -> AppResult<Option<credit_application::Model>> {
-    Ok(credit_application::Entity::find()
-        .filter(credit_application::Column::InvoiceId.eq(invoice_id))
-        .one(db)
-        .await?)
+/// A credit application is recorded once per invoice.
+struct InvoiceKey<'a> {
+    invoice_id: &'a str,
+    hash: String,
 }
 
-async fn replay(
-    db: &impl ConnectionTrait,
-    existing: credit_application::Model,
-    hash: &str,
-) -> AppResult<CreditApplied> {
-    if existing.request_hash != hash {
-        return Err(AppError::IdempotencyConflict(format!(
-            "invoiceId {:?} was already used with different input",
-            existing.invoice_id
-        )));
+impl once::Key for InvoiceKey<'_> {
+    type Row = credit_application::Model;
+
+    fn on_conflict(&self) -> OnConflict {
+        OnConflict::column(credit_application::Column::InvoiceId)
     }
-    let remaining = ledger::balance(db, existing.account_id, Unit::Credit).await?.available;
+
+    async fn find<C: ConnectionTrait>(&self, db: &C) -> AppResult<Option<credit_application::Model>> {
+        Ok(credit_application::Entity::find()
+            .filter(credit_application::Column::InvoiceId.eq(self.invoice_id))
+            .one(db)
+            .await?)
+    }
+
+    fn same_request(&self, row: &credit_application::Model) -> bool {
+        row.request_hash == self.hash
+    }
+
+    fn conflict(&self, row: &credit_application::Model) -> AppError {
+        AppError::IdempotencyConflict(format!(
+            "invoiceId {:?} was already used with different input",
+            row.invoice_id
+        ))
+    }
+}
+
+/// The invoice's first application again: what it applied then, and the credit left now.
+async fn replay(db: &impl ConnectionTrait, first: credit_application::Model) -> AppResult<CreditApplied> {
+    let remaining = ledger::balance(db, first.account_id, Unit::Credit).await?.available;
     Ok(CreditApplied {
-        applied: Amount::from_micros(existing.applied),
+        applied: Amount::from_micros(first.applied),
         remaining: Amount::from_micros(remaining),
         duplicate: true,
     })

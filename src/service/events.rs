@@ -3,8 +3,9 @@
 //! answered again, unchanged, when the same eventId is delivered again.
 
 use crate::amount::Amount;
-use crate::db::{begin_write, inserted};
+use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
+use crate::service::once::{self, Inserted};
 use crate::service::rules::{self, Decision, EventFacts, PurchaseOrder};
 use crate::service::{accounts, catalog, key_text, ledger, request_hash, required_text, rewards};
 use chrono::{DateTime, Utc};
@@ -120,10 +121,13 @@ pub async fn record(
         "occurredAt": input.occurred_at.map(|t| t.to_rfc3339()),
         "detail": detail,
     });
-    let hash = request_hash(&canonical);
+    let key = EventKey {
+        event_id: &event_id,
+        hash: request_hash(&canonical),
+    };
     // A replay is answered without taking the write lock.
-    if let Some(existing) = find_event(db, &event_id).await? {
-        return replay(db, existing, &hash).await;
+    if let Some(first) = once::stored(db, &key).await? {
+        return replay(db, first).await;
     }
 
     let txn = begin_write(db).await?;
@@ -133,28 +137,20 @@ pub async fn record(
         _ => None,
     };
     let occurred_at = input.occurred_at.unwrap_or(now);
-    let insert = event::Entity::insert(event::ActiveModel {
+    let row = event::ActiveModel {
         event_id: Set(event_id.clone()),
         kind: Set(kind),
         account_id: Set(account.id),
-        request_hash: Set(hash.clone()),
+        request_hash: Set(key.hash.clone()),
         payload: Set(canonical.to_string()),
         decisions: Set("[]".into()),
         occurred_at: Set(occurred_at),
         created_at: Set(now),
         ..Default::default()
-    })
-    .on_conflict(OnConflict::column(event::Column::EventId).do_nothing().to_owned())
-    .try_insert()
-    .exec_with_returning(&txn)
-    .await;
-    let Some(event) = inserted(insert)? else {
-        // Delivered concurrently and recorded by the other request: answer as a replay.
-        txn.rollback().await?;
-        let existing = find_event(db, &event_id)
-            .await?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("event {event_id} conflicted but was not found")))?;
-        return replay(db, existing, &hash).await;
+    };
+    let (event, txn) = match once::insert(db, txn, &key, row).await? {
+        Inserted::New(event, txn) => (event, txn),
+        Inserted::First(first) => return replay(db, first).await,
     };
 
     let event_facts = match (&fact, &product) {
@@ -249,21 +245,40 @@ async fn add_top_up(
     Ok(Amount::from_micros(total))
 }
 
-async fn find_event(db: &impl ConnectionTrait, event_id: &str) -> AppResult<Option<event::Model>> {
-    Ok(event::Entity::find()
-        .filter(event::Column::EventId.eq(event_id))
-        .one(db)
-        .await?)
+/// An event is recorded once per eventId.
+struct EventKey<'a> {
+    event_id: &'a str,
+    hash: String,
 }
 
-/// The same eventId again: the first answer if the input is the same, a conflict if not.
-async fn replay(db: &impl ConnectionTrait, event: event::Model, hash: &str) -> AppResult<EventOutcome> {
-    if event.request_hash != hash {
-        return Err(AppError::IdempotencyConflict(format!(
-            "eventId {:?} was already recorded with different input",
-            event.event_id
-        )));
+impl once::Key for EventKey<'_> {
+    type Row = event::Model;
+
+    fn on_conflict(&self) -> OnConflict {
+        OnConflict::column(event::Column::EventId)
     }
+
+    async fn find<C: ConnectionTrait>(&self, db: &C) -> AppResult<Option<event::Model>> {
+        Ok(event::Entity::find()
+            .filter(event::Column::EventId.eq(self.event_id))
+            .one(db)
+            .await?)
+    }
+
+    fn same_request(&self, row: &event::Model) -> bool {
+        row.request_hash == self.hash
+    }
+
+    fn conflict(&self, row: &event::Model) -> AppError {
+        AppError::IdempotencyConflict(format!(
+            "eventId {:?} was already recorded with different input",
+            row.event_id
+        ))
+    }
+}
+
+/// The eventId's first answer again: the entries it caused (as they are now) and its decisions.
+async fn replay(db: &impl ConnectionTrait, event: event::Model) -> AppResult<EventOutcome> {
     let rewards = ledger::entries_of_event(db, event.id).await?;
     let decisions = serde_json::from_str(&event.decisions).map_err(AppError::internal)?;
     Ok(EventOutcome {

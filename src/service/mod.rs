@@ -10,6 +10,7 @@ pub mod codes;
 pub mod credit;
 pub mod events;
 pub mod ledger;
+pub mod once;
 pub mod page;
 pub mod presets;
 pub mod referrals;

@@ -3,8 +3,9 @@
 //! transaction that records it; a failed delivery gives the points back.
 
 use crate::amount::Amount;
-use crate::db::{begin_write, inserted};
+use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
+use crate::service::once::{self, Inserted};
 use crate::service::page::{self, Page, PageRequest};
 use crate::service::{accounts, audit, catalog, ledger, optional_text, request_hash, settings};
 use entity::enums::{ClaimStatus, EntryKind, Unit};
@@ -57,13 +58,22 @@ pub async fn claim(
     request: ClaimRequest,
     now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<Claimed> {
-    let key = optional_text("idempotencyKey", request.idempotency_key.as_deref(), 128)?;
+    let idempotency_key = optional_text("idempotencyKey", request.idempotency_key.as_deref(), 128)?;
+    // A retry is answered before the write lock (and before the program's switch: the claim it
+    // answers was made while the program ran).
+    if idempotency_key.is_some()
+        && let Some(account) = accounts::find_by_external_id(db, &request.external_id).await?
+        && let Some(first) = once::stored(db, &ClaimKey::new(account.id, &idempotency_key, request.provider_id)).await?
+    {
+        return replay_claim(db, first).await;
+    }
     let txn = begin_write(db).await?;
     let program = settings::get(&txn).await?;
     if !program.enabled {
         return Err(AppError::ProgramDisabled);
     }
     let account = accounts::get_by_external_id(&txn, &request.external_id).await?;
+    let key = ClaimKey::new(account.id, &idempotency_key, request.provider_id);
     let provider = provider::Entity::find_by_id(request.provider_id)
         .one(&txn)
         .await?
@@ -76,32 +86,22 @@ pub async fn claim(
     let cost = rate
         .checked_mul_int(i64::from(gb))
         .ok_or_else(|| AppError::bad_input("the claim's cost is too large"))?;
-    let hash = claim_fingerprint(provider.id);
 
-    let insert = claim::Entity::insert(claim::ActiveModel {
+    let row = claim::ActiveModel {
         account_id: Set(account.id),
         provider_id: Set(provider.id),
         gb: Set(gb),
         points: Set(cost.micros()),
         status: Set(ClaimStatus::Pending),
-        idempotency_key: Set(key.clone()),
-        request_hash: Set(Some(hash.clone())),
+        idempotency_key: Set(idempotency_key.clone()),
+        request_hash: Set(Some(claim_fingerprint(provider.id))),
         created_at: Set(now),
         decided_at: Set(None),
         ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::columns([claim::Column::AccountId, claim::Column::IdempotencyKey])
-            .do_nothing()
-            .to_owned(),
-    )
-    .try_insert()
-    .exec_with_returning(&txn)
-    .await;
-    let Some(claim) = inserted(insert)? else {
-        // The same idempotency key again (perhaps concurrently): answer the first claim.
-        txn.rollback().await?;
-        return replay_claim(db, account.id, key.as_deref().unwrap_or_default(), provider.id).await;
+    };
+    let (claim, txn) = match once::insert(db, txn, &key, row).await? {
+        Inserted::New(claim, txn) => (claim, txn),
+        Inserted::First(first) => return replay_claim(db, first).await,
     };
     let description = format!("Reward claim: {gb} GB of {} data", provider.name);
     ledger::debit(
@@ -178,22 +178,59 @@ async fn enforce_claim_limits(
     Ok(())
 }
 
-async fn replay_claim(db: &impl ConnectionTrait, account_id: i64, key: &str, provider_id: i64) -> AppResult<Claimed> {
-    let claim = claim::Entity::find()
-        .filter(claim::Column::AccountId.eq(account_id))
-        .filter(claim::Column::IdempotencyKey.eq(key))
-        .one(db)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("claim conflicted but was not found")))?;
-    let stored = claim.request_hash.as_deref();
-    let same = stored == Some(claim_fingerprint(provider_id).as_str())
-        || stored == Some(legacy_claim_fingerprint(provider_id, claim.gb).as_str());
-    if !same {
-        return Err(AppError::IdempotencyConflict(format!(
-            "idempotencyKey {key:?} was already used for a different claim"
-        )));
+/// A claim is made once per (account, idempotency key); a claim without a key is never a
+/// replay (NULL keys do not conflict in the unique index).
+struct ClaimKey<'a> {
+    account_id: i64,
+    key: Option<&'a str>,
+    provider_id: i64,
+}
+
+impl<'a> ClaimKey<'a> {
+    fn new(account_id: i64, key: &'a Option<String>, provider_id: i64) -> Self {
+        ClaimKey {
+            account_id,
+            key: key.as_deref(),
+            provider_id,
+        }
     }
-    let balance = ledger::balance(db, account_id, Unit::Points).await?;
+}
+
+impl once::Key for ClaimKey<'_> {
+    type Row = claim::Model;
+
+    fn on_conflict(&self) -> OnConflict {
+        OnConflict::columns([claim::Column::AccountId, claim::Column::IdempotencyKey])
+    }
+
+    async fn find<C: ConnectionTrait>(&self, db: &C) -> AppResult<Option<claim::Model>> {
+        let Some(key) = self.key else {
+            return Ok(None);
+        };
+        Ok(claim::Entity::find()
+            .filter(claim::Column::AccountId.eq(self.account_id))
+            .filter(claim::Column::IdempotencyKey.eq(key))
+            .one(db)
+            .await?)
+    }
+
+    fn same_request(&self, row: &claim::Model) -> bool {
+        let stored = row.request_hash.as_deref();
+        stored == Some(claim_fingerprint(self.provider_id).as_str())
+            || stored == Some(legacy_claim_fingerprint(self.provider_id, row.gb).as_str())
+    }
+
+    fn conflict(&self, _row: &claim::Model) -> AppError {
+        AppError::IdempotencyConflict(format!(
+            "idempotencyKey {:?} was already used for a different claim",
+            self.key.unwrap_or_default()
+        ))
+    }
+}
+
+/// The key's first claim again, with the balance as it is now.
+async fn replay_claim(db: &impl ConnectionTrait, claim: claim::Model) -> AppResult<Claimed> {
+    let balance = ledger::balance(db, claim.account_id, Unit::Points).await?;
     Ok(Claimed {
         claim,
         balance,
