@@ -22,6 +22,10 @@ pub struct Model {
     /// Set while an admin has disqualified the account: it neither refers nor is rewarded.
     pub disqualified_at: Option<DateTimeUtc>,
     pub disqualification_reason: Option<String>,
+    /// The purchase event taken as the first purchase; its arrival starts the reorder window.
+    pub first_purchase_event_id: Option<i64>,
+    /// When the platform closed the account (status `CLOSED`).
+    pub closed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -60,7 +60,9 @@ text_enum!(ClaimStatus {
 text_enum!(EventKind {
     Purchase,
     PaymentMethodVerified,
-    TopUp
+    TopUp,
+    Refund,
+    AccountClosed
 });
 text_enum!(RuleTrigger {
     Signup,
@@ -71,3 +73,7 @@ text_enum!(RuleTrigger {
 text_enum!(BillingScheme { Prepaid, Postpaid });
 text_enum!(Beneficiary { Referrer, Referee });
 text_enum!(Calculation { Fixed, ProductRate });
+text_enum!(
+    /// Why part or all of a reward was taken back.
+    TakeBackCause { Refund, Correction, Disqualification }
+);

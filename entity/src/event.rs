@@ -16,7 +16,13 @@ pub struct Model {
     /// answers exactly what the first delivery answered.
     pub decisions: String,
     pub occurred_at: DateTimeUtc,
+    /// When it arrived (was recorded).
     pub created_at: DateTimeUtc,
+    /// The money of the fact, in millionths: a purchase's amount (if the platform said), a
+    /// top-up's amount, a refund's amount as resolved (the whole rest when none was given).
+    pub amount: Option<i64>,
+    /// The event a refund refunds.
+    pub refund_of: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,3 +17,4 @@ pub mod program_settings;
 pub mod provider;
 pub mod referral;
 pub mod reward_rule;
+pub mod take_back;

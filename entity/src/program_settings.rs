@@ -18,6 +18,9 @@ pub struct Model {
     /// Claims one account may make in 24 hours; `None`: no limit.
     pub max_claims_per_day: Option<i32>,
     pub updated_at: DateTimeUtc,
+    /// Hours after a first purchase was taken as first during which a purchase that happened
+    /// earlier, arriving late, still corrects it.
+    pub reorder_window_hours: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -100,6 +100,10 @@ pub enum EventKind {
     Purchase,
     PaymentMethodVerified,
     TopUp,
+    /// A purchase or top-up refunded, in whole or in part.
+    Refund,
+    /// The platform closed the account.
+    AccountClosed,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
