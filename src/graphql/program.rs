@@ -45,6 +45,9 @@ pub struct ProgramSettingsInput {
     pub max_pending_claims: MaybeUndefined<i32>,
     /// Claims one account may make in any 24 hours; null: no limit.
     pub max_claims_per_day: MaybeUndefined<i32>,
+    /// Hours, 0 to 720, after a first purchase was taken as first during which a purchase
+    /// that happened earlier, arriving late, still corrects it.
+    pub reorder_window_hours: Option<i32>,
 }
 
 /// Left out: unchanged; null: cleared; a value: set.
@@ -74,6 +77,7 @@ impl ProgramMutation {
             require_verified_payment_for_link: input.require_verified_payment_for_link,
             max_pending_claims: change(input.max_pending_claims),
             max_claims_per_day: change(input.max_claims_per_day),
+            reorder_window_hours: input.reorder_window_hours,
         };
         let updated = settings::update(&state(ctx).db, &viewer(ctx).actor(), patch, now(ctx)).await?;
         Ok(updated.into())

@@ -716,6 +716,10 @@ pub struct ProgramSettings {
     /// Claims one account may make in any 24 hours; null: no limit. Beyond it a claim is
     /// refused with CLAIM_LIMIT.
     pub max_claims_per_day: Option<i32>,
+    /// For how many hours after a referee's first purchase was taken as first a purchase that
+    /// happened earlier, arriving late, still corrects it (what the wrong one paid is taken
+    /// back, the true first is evaluated). Beyond it arrival order stands.
+    pub reorder_window_hours: i32,
 }
 
 #[ComplexObject]
@@ -738,6 +742,7 @@ impl From<program_settings::Model> for ProgramSettings {
             require_verified_payment_for_link: row.require_verified_payment_for_link,
             max_pending_claims: row.max_pending_claims,
             max_claims_per_day: row.max_claims_per_day,
+            reorder_window_hours: row.reorder_window_hours,
         }
     }
 }

@@ -14,6 +14,8 @@ pub const MAX_CLAIM_LIMIT: i32 = 10_000;
 /// How long the referral cookie may live, in days.
 pub const COOKIE_DAYS: std::ops::RangeInclusive<i32> = 1..=365;
 const MAX_LANDING_URL: usize = 500;
+/// The longest reorder window an admin may set: 30 days.
+pub const MAX_REORDER_WINDOW_HOURS: i32 = 720;
 
 pub async fn get(db: &impl ConnectionTrait) -> AppResult<program_settings::Model> {
     program_settings::Entity::find_by_id(SETTINGS_ID)
@@ -38,6 +40,9 @@ pub struct SettingsPatch {
     pub max_pending_claims: Option<Option<i32>>,
     /// `Some(None)` removes the limit.
     pub max_claims_per_day: Option<Option<i32>>,
+    /// Hours during which a purchase that happened earlier than the first, arriving late,
+    /// still corrects it; 0: never.
+    pub reorder_window_hours: Option<i32>,
 }
 
 /// Applies the patch in one transaction. A patch that changes nothing (an admin console
@@ -88,6 +93,14 @@ pub async fn update(
         }
     }
 
+    if let Some(hours) = patch.reorder_window_hours
+        && !(0..=MAX_REORDER_WINDOW_HOURS).contains(&hours)
+    {
+        return Err(AppError::bad_input(format!(
+            "reorderWindowHours must be between 0 and {MAX_REORDER_WINDOW_HOURS}"
+        )));
+    }
+
     let txn = begin_write(db).await?;
     let before = get(&txn).await?;
     // Settings whose behaviour is not built yet are refused, never stored and ignored; sending
@@ -135,6 +148,9 @@ pub async fn update(
     }
     if let Some(days) = patch.cookie_days {
         wanted.cookie_days = days;
+    }
+    if let Some(hours) = patch.reorder_window_hours {
+        wanted.reorder_window_hours = hours;
     }
     if wanted == before {
         txn.rollback().await?;
