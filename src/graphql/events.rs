@@ -4,7 +4,7 @@ use crate::auth::RoleGuard;
 use crate::graphql::context::{now, state};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Event, LedgerEntry, RuleDecision};
-use crate::service::events::{self, EventInput, EventOutcome, Fact};
+use crate::service::events::{self, EventInput, EventOutcome, Fact, Purchase, Refund, TopUp};
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -39,12 +39,35 @@ pub struct TopUpInput {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
+#[derive(InputObject)]
+pub struct RefundInput {
+    /// The platform's id of this refund: the same id is recorded once.
+    pub event_id: String,
+    pub external_id: String,
+    /// The eventId of the refunded purchase or top-up.
+    pub refund_of: String,
+    /// How much was refunded; left out: all that earlier refunds left. A refunded event
+    /// without an amount can only be refunded whole.
+    pub amount: Option<Decimal>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct CloseAccountInput {
+    pub event_id: String,
+    pub external_id: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
 #[derive(SimpleObject)]
 pub struct RecordEventPayload {
     pub event: Event,
-    /// The ledger entries this event caused (on a duplicate: those it caused the first time).
+    /// The ledger entries this event wrote or changed: rewards paid, and rewards taken back by
+    /// a refund or a corrected first purchase (on a duplicate: those of the first time, as
+    /// they are now).
     pub rewards: Vec<LedgerEntry>,
-    /// Each enabled rule's decision, with the reason.
+    /// Each enabled rule's decision, with the reason (none for the kinds no rule triggers on:
+    /// refunds and closures).
     pub decisions: Vec<RuleDecision>,
 }
 
@@ -73,18 +96,7 @@ impl EventMutation {
     /// A purchase; a referee's first one can earn its referrer points.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn record_purchase(&self, ctx: &Context<'_>, input: PurchaseInput) -> Result<RecordEventPayload> {
-        let fact = Fact::Purchase {
-            product_key: input.product_key,
-            quantity_gb: input.quantity_gb.0,
-            amount: input.amount.map(|d| d.0),
-        };
-        let input = EventInput {
-            event_id: input.event_id,
-            external_id: input.external_id,
-            occurred_at: input.occurred_at,
-            fact,
-        };
-        record(ctx, input).await
+        record(ctx, input.into()).await
     }
 
     /// A payment method was verified: qualifies a postpaid referee.
@@ -94,30 +106,93 @@ impl EventMutation {
         ctx: &Context<'_>,
         input: PaymentMethodVerifiedInput,
     ) -> Result<RecordEventPayload> {
-        let fact = Fact::PaymentMethodVerified;
-        let input = EventInput {
-            event_id: input.event_id,
-            external_id: input.external_id,
-            occurred_at: input.occurred_at,
-            fact,
-        };
-        record(ctx, input).await
+        record(ctx, input.into()).await
     }
 
     /// A top-up: qualifies a prepaid referee once its own successful top-ups reach a rule's
     /// threshold.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn record_top_up(&self, ctx: &Context<'_>, input: TopUpInput) -> Result<RecordEventPayload> {
-        let fact = Fact::TopUp {
-            amount: input.amount.0,
-            successful: input.successful,
-        };
-        let input = EventInput {
+        record(ctx, input.into()).await
+    }
+
+    /// A purchase or top-up refunded, in whole or in part: what it caused is taken back in
+    /// proportion (voided while pending, reversed once posted). The rewards answered are the
+    /// entries the refund wrote or changed.
+    #[graphql(guard = "RoleGuard::SERVICE")]
+    async fn record_refund(&self, ctx: &Context<'_>, input: RefundInput) -> Result<RecordEventPayload> {
+        record(ctx, input.into()).await
+    }
+
+    /// The platform closed the account: it becomes CLOSED (an inactive referee). Its later
+    /// events still record but earn nothing; refunds still take back.
+    #[graphql(guard = "RoleGuard::SERVICE")]
+    async fn close_account(&self, ctx: &Context<'_>, input: CloseAccountInput) -> Result<RecordEventPayload> {
+        record(ctx, input.into()).await
+    }
+}
+
+impl From<PurchaseInput> for EventInput {
+    fn from(input: PurchaseInput) -> Self {
+        EventInput {
             event_id: input.event_id,
             external_id: input.external_id,
             occurred_at: input.occurred_at,
-            fact,
-        };
-        record(ctx, input).await
+            fact: Fact::Purchase(Purchase {
+                product_key: input.product_key,
+                quantity_gb: input.quantity_gb.0,
+                amount: input.amount.map(|d| d.0),
+            }),
+        }
+    }
+}
+
+impl From<PaymentMethodVerifiedInput> for EventInput {
+    fn from(input: PaymentMethodVerifiedInput) -> Self {
+        EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact: Fact::PaymentMethodVerified,
+        }
+    }
+}
+
+impl From<TopUpInput> for EventInput {
+    fn from(input: TopUpInput) -> Self {
+        EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact: Fact::TopUp(TopUp {
+                amount: input.amount.0,
+                successful: input.successful,
+            }),
+        }
+    }
+}
+
+impl From<RefundInput> for EventInput {
+    fn from(input: RefundInput) -> Self {
+        EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact: Fact::Refund(Refund {
+                refund_of: input.refund_of,
+                amount: input.amount.map(|d| d.0),
+            }),
+        }
+    }
+}
+
+impl From<CloseAccountInput> for EventInput {
+    fn from(input: CloseAccountInput) -> Self {
+        EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact: Fact::AccountClosed,
+        }
     }
 }

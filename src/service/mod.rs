@@ -19,6 +19,7 @@ pub mod rules;
 pub mod settings;
 pub mod signup;
 pub mod store;
+pub mod take_backs;
 
 use crate::error::AppError;
 

@@ -9,9 +9,10 @@ use crate::error::{AppError, AppResult};
 use crate::limits::Limits;
 use crate::service::accounts::{self, accepted_referral_of};
 use crate::service::codes::ReferralCode;
+use crate::service::take_backs::{self, Take};
 use crate::service::{audit, ledger, optional_text, required_text, settings};
 use chrono::Utc;
-use entity::enums::{ReferralSource, ReferralStatus, RejectionReason};
+use entity::enums::{EntryStatus, ReferralSource, ReferralStatus, RejectionReason, TakeBackCause};
 use entity::{account, ledger_entry, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -301,8 +302,12 @@ async fn chain_back_to(db: &impl ConnectionTrait, start: i64, target: i64) -> Ap
 }
 
 /// Disqualifies an account: it no longer refers (its code is rejected) and no rule rewards it
-/// or its referrals; what it has pending in the ledger is voided, posted rewards stay.
+/// or its referrals; what it has pending in the ledger is voided, and every reward posted to it
+/// is reversed: all that is left of it (a refund may have taken part already), through
+/// `take_backs`, in the same transaction; what its balance cannot cover becomes debt.
 /// Disqualifying a disqualified account again changes nothing and answers it as it is.
+/// Returns the account and the entries voided (the reversals are in the audit record and the
+/// account's history).
 pub async fn disqualify(
     db: &DatabaseConnection,
     actor: &str,
@@ -327,6 +332,7 @@ pub async fn disqualify(
         return Ok((account, Vec::new()));
     };
     let voided = ledger::void_pending(&txn, account.id).await?;
+    let reversed = reverse_posted_rewards(&txn, account.id, now).await?;
     audit::record(
         &txn,
         actor,
@@ -337,12 +343,41 @@ pub async fn disqualify(
             "disqualifiedAt": now,
             "reason": reason,
             "voidedEntries": voided.iter().map(|e| e.id).collect::<Vec<_>>(),
+            "reversedEntries": reversed.iter().map(|e| e.id).collect::<Vec<_>>(),
         }),
         now,
     )
     .await?;
     txn.commit().await?;
     Ok((account, voided))
+}
+
+/// Takes back whole what is left of every reward posted to the account. Pending ones were
+/// voided just before; the entries are locked, so a refund that takes from the same reward
+/// concurrently is ordered before or after, never counted twice.
+async fn reverse_posted_rewards(
+    txn: &impl ConnectionTrait,
+    account_id: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Vec<ledger_entry::Model>> {
+    let posted = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::AccountId.eq(account_id))
+        .filter(ledger_entry::Column::Status.eq(EntryStatus::Posted));
+    let mut written = Vec::new();
+    for standing in take_backs::standing(txn, posted).await? {
+        if standing.left() <= 0 {
+            continue;
+        }
+        let take = Take {
+            standing: &standing,
+            amount: standing.left(),
+            cause: TakeBackCause::Disqualification,
+            event_id: None,
+            description: "Reward reversed: the account was disqualified".to_owned(),
+        };
+        written.extend(take_backs::take(txn, take, now).await?);
+    }
+    Ok(written)
 }
 
 /// Lifts a disqualification. What was voided stays voided; what happens from now on counts

@@ -321,10 +321,15 @@ async fn a_disqualified_account_neither_refers_nor_is_rewarded_until_reinstated(
     assert_eq!(voided[0]["status"], "VOIDED", "{disqualified:#}");
     assert_eq!(voided[0]["amount"], "7.00", "{disqualified:#}");
     assert!(s(&voided[0], "/id").ends_with(&format!("_{held}")), "{disqualified:#}");
-    // Pending is voided, posted stays.
-    assert_eq!(
-        app.credit("acct-a").await,
-        ("10.00".into(), "0.00".into(), "10.00".into())
+    // Pending is voided, and the posted reward is reversed in the same transaction.
+    let (available, pending, _) = app.credit("acct-a").await;
+    assert_eq!((available.as_str(), pending.as_str()), ("0.00", "0.00"));
+    let history = app.history("acct-a").await;
+    assert!(
+        history
+            .iter()
+            .any(|h| h["kind"] == "REVERSAL" && h["amount"] == "-10.00" && h["status"] == "POSTED"),
+        "{history:#?}"
     );
     app.assert_invariants().await;
 

@@ -1,42 +1,60 @@
-//! Facts reported by the billing system. Each event is recorded once per `eventId` (a unique
-//! index), evaluated against every enabled reward rule inside the same transaction, and
-//! answered again, unchanged, when the same eventId is delivered again.
+//! Facts reported by the billing system. Recording one is the same for every kind: check the
+//! input and put it in canonical form (its hash tells a replay from a conflicting reuse of the
+//! eventId), insert it once (`once`), let the kind's own module establish what it changes on the
+//! account (and take back what it undoes), apply the rules to what it established, and store
+//! the decisions with the event, all in one transaction. The same eventId again is answered
+//! again, unchanged.
+//!
+//! One module per kind owns its input check, canonical form and facts: `purchase`, `top_up`,
+//! `payment_method`, `refund`, `account_closed`. Every match over kinds here is exhaustive: a
+//! new kind does not compile until it says what it is.
+//!
+//! A closed account's events still record. Those that happened before the closure (arriving
+//! late) are evaluated as usual; those that happened after it earn nothing: every rule is
+//! skipped with that reason. Refunds still take back what the refunded event caused.
+
+mod account_closed;
+mod payment_method;
+mod purchase;
+mod refund;
+mod top_up;
+
+pub use purchase::Purchase;
+pub use refund::Refund;
+pub use top_up::TopUp;
 
 use crate::amount::Amount;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::once::{self, Inserted};
-use crate::service::rules::{self, Decision, EventFacts, PurchaseOrder};
-use crate::service::{accounts, catalog, key_text, ledger, request_hash, required_text, rewards};
+use crate::service::rules::{self, Decision, EventFacts, Outcome, Rule};
+use crate::service::{accounts, ledger, request_hash, required_text, rewards, take_backs};
 use chrono::{DateTime, Utc};
 use entity::enums::EventKind;
-use entity::{account, event, ledger_entry};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use entity::{account, event, ledger_entry, product};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
 use serde_json::json;
+use std::future::Future;
 
 /// What happened, as the billing system reports it.
 #[derive(Debug, Clone)]
 pub enum Fact {
-    Purchase {
-        product_key: String,
-        quantity_gb: Amount,
-        /// What the customer paid, if the billing system says.
-        amount: Option<Amount>,
-    },
+    Purchase(Purchase),
     PaymentMethodVerified,
-    TopUp {
-        amount: Amount,
-        successful: bool,
-    },
+    TopUp(TopUp),
+    Refund(Refund),
+    AccountClosed,
 }
 
 #[derive(Debug, Clone)]
 pub struct EventInput {
     pub event_id: String,
     pub external_id: String,
+    /// When it happened; absent: when it arrives.
     pub occurred_at: Option<DateTime<Utc>>,
     pub fact: Fact,
 }
@@ -45,16 +63,19 @@ pub struct EventInput {
 pub struct EventOutcome {
     pub event: event::Model,
     pub duplicate: bool,
+    /// The entries the event wrote or changed (rewards paid, rewards taken back), by id.
     pub rewards: Vec<ledger_entry::Model>,
     pub decisions: Vec<Decision>,
 }
 
 impl Fact {
-    fn kind(&self) -> EventKind {
+    pub fn kind(&self) -> EventKind {
         match self {
-            Fact::Purchase { .. } => EventKind::Purchase,
+            Fact::Purchase(_) => EventKind::Purchase,
             Fact::PaymentMethodVerified => EventKind::PaymentMethodVerified,
-            Fact::TopUp { .. } => EventKind::TopUp,
+            Fact::TopUp(_) => EventKind::TopUp,
+            Fact::Refund(_) => EventKind::Refund,
+            Fact::AccountClosed => EventKind::AccountClosed,
         }
     }
 
@@ -62,54 +83,59 @@ impl Fact {
     /// has the same form (and hash).
     fn canonical(&self) -> AppResult<(Fact, serde_json::Value)> {
         Ok(match self {
-            Fact::Purchase {
-                product_key,
-                quantity_gb,
-                amount,
-            } => {
-                let product_key = key_text("productKey", product_key)?;
-                if !quantity_gb.is_positive() {
-                    return Err(AppError::bad_input("quantityGb must be greater than 0"));
-                }
-                if amount.is_some_and(|a| a.micros() < 0) {
-                    return Err(AppError::bad_input("amount must not be negative"));
-                }
-                let canonical = json!({
-                    "productKey": product_key,
-                    "quantityGb": quantity_gb.micros(),
-                    "amount": amount.map(Amount::micros),
-                });
-                (
-                    Fact::Purchase {
-                        product_key,
-                        quantity_gb: *quantity_gb,
-                        amount: *amount,
-                    },
-                    canonical,
-                )
+            Fact::Purchase(purchase) => {
+                let (purchase, detail) = purchase.canonical()?;
+                (Fact::Purchase(purchase), detail)
             }
             Fact::PaymentMethodVerified => (Fact::PaymentMethodVerified, json!({})),
-            Fact::TopUp { amount, successful } => {
-                if !amount.is_positive() {
-                    return Err(AppError::bad_input("amount must be greater than 0"));
-                }
-                let canonical = json!({ "amount": amount.micros(), "successful": successful });
-                (
-                    Fact::TopUp {
-                        amount: *amount,
-                        successful: *successful,
-                    },
-                    canonical,
-                )
+            Fact::TopUp(top_up) => {
+                let (top_up, detail) = top_up.canonical()?;
+                (Fact::TopUp(top_up), detail)
             }
+            Fact::Refund(refund) => {
+                let (refund, detail) = refund.canonical()?;
+                (Fact::Refund(refund), detail)
+            }
+            Fact::AccountClosed => (Fact::AccountClosed, json!({})),
         })
     }
 }
 
-pub async fn record(
+/// The rules an event is evaluated against, read inside the event's transaction.
+pub trait RuleSource: Sync {
+    fn rules(&self, txn: &DatabaseTransaction) -> impl Future<Output = AppResult<Vec<Rule>>> + Send;
+}
+
+/// The enabled rules: what a real event is evaluated against.
+pub struct Published;
+
+impl RuleSource for Published {
+    async fn rules(&self, txn: &DatabaseTransaction) -> AppResult<Vec<Rule>> {
+        rules::enabled_rules(txn).await
+    }
+}
+
+/// How a recording ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The event is recorded.
+    Commit,
+    /// Everything is done and then undone: what the event would do now (the simulator).
+    RollBack,
+}
+
+/// Records an event under the published rules.
+pub async fn record(db: &DatabaseConnection, input: EventInput, now: DateTime<Utc>) -> AppResult<EventOutcome> {
+    record_with(db, input, &Published, Finish::Commit, now).await
+}
+
+/// Records an event against the rules `source` gives, and commits or rolls back.
+pub async fn record_with(
     db: &DatabaseConnection,
     input: EventInput,
-    now: chrono::DateTime<chrono::Utc>,
+    source: &impl RuleSource,
+    finish: Finish,
+    now: DateTime<Utc>,
 ) -> AppResult<EventOutcome> {
     let event_id = required_text("eventId", &input.event_id, 128)?;
     let external_id = required_text("externalId", &input.external_id, 128)?;
@@ -132,11 +158,6 @@ pub async fn record(
 
     let txn = begin_write(db).await?;
     let account = accounts::get_by_external_id(&txn, &external_id).await?;
-    let product = match &fact {
-        Fact::Purchase { product_key, .. } => Some(catalog::get_product(&txn, product_key).await?),
-        _ => None,
-    };
-    let occurred_at = input.occurred_at.unwrap_or(now);
     let row = event::ActiveModel {
         event_id: Set(event_id.clone()),
         kind: Set(kind),
@@ -144,8 +165,10 @@ pub async fn record(
         request_hash: Set(key.hash.clone()),
         payload: Set(canonical.to_string()),
         decisions: Set("[]".into()),
-        occurred_at: Set(occurred_at),
+        occurred_at: Set(input.occurred_at.unwrap_or(now)),
         created_at: Set(now),
+        amount: Set(None),
+        refund_of: Set(None),
         ..Default::default()
     };
     let (event, txn) = match once::insert(db, txn, &key, row).await? {
@@ -153,96 +176,108 @@ pub async fn record(
         Inserted::First(first) => return replay(db, first).await,
     };
 
-    let event_facts = match (&fact, &product) {
-        (Fact::Purchase { quantity_gb, .. }, Some(product)) => EventFacts::Purchase {
-            order: if mark_first_purchase(&txn, account.id, occurred_at).await? {
-                PurchaseOrder::First
-            } else {
-                PurchaseOrder::Later
-            },
-            product_name: &product.name,
-            product_category: &product.category,
-            product_rate: product.product_rate.map(Amount::from_micros),
-            quantity_gb: *quantity_gb,
-        },
-        (Fact::TopUp { amount, successful }, _) => EventFacts::TopUp {
-            successful: *successful,
-            total: add_top_up(&txn, &account, *amount, *successful).await?,
-        },
-        _ => {
-            mark_payment_method_verified(&txn, account.id, occurred_at).await?;
-            EventFacts::PaymentMethodVerified
-        }
-    };
-    let (rewards, decisions) = rewards::apply(
-        &txn,
-        &account,
-        Some(event.id),
-        &event_facts,
-        product.as_ref(),
-        &rules::enabled_rules(&txn).await?,
+    let rules = source.rules(&txn).await?;
+    let step = Step {
+        txn: &txn,
+        account: &account,
+        event: &event,
+        timed: input.occurred_at.is_some(),
+        rules: &rules,
         now,
-    )
-    .await?;
+    };
+    let recorded = match &fact {
+        Fact::Purchase(purchase) => purchase::record(&step, purchase).await?,
+        Fact::PaymentMethodVerified => payment_method::record(&step).await?,
+        Fact::TopUp(top_up) => top_up::record(&step, top_up).await?,
+        Fact::Refund(refund) => refund::record(&step, refund).await?,
+        Fact::AccountClosed => account_closed::record(&step).await?,
+    };
 
     let mut row = event.into_active_model();
-    row.decisions = Set(serde_json::to_string(&decisions).map_err(AppError::internal)?);
+    row.decisions = Set(serde_json::to_string(&recorded.decisions).map_err(AppError::internal)?);
+    row.amount = Set(recorded.amount.map(Amount::micros));
+    row.refund_of = Set(recorded.refund_of);
     let event = row.update(&txn).await?;
-    txn.commit().await?;
-    tracing::info!(event_id = %event.event_id, kind = ?event.kind, rewards = rewards.len(), "event recorded");
+    let mut rewards = recorded.rewards;
+    rewards.sort_by_key(|e| e.id);
+    rewards.dedup_by_key(|e| e.id);
+    match finish {
+        Finish::Commit => {
+            txn.commit().await?;
+            tracing::info!(event_id = %event.event_id, kind = ?event.kind, entries = rewards.len(), "event recorded");
+        }
+        Finish::RollBack => txn.rollback().await?,
+    }
     Ok(EventOutcome {
         event,
         duplicate: false,
         rewards,
-        decisions,
+        decisions: recorded.decisions,
     })
 }
 
-/// Marks the account's first purchase. A conditional update: of concurrent purchases, exactly
-/// one finds `first_purchase_at` empty.
-async fn mark_first_purchase(db: &impl ConnectionTrait, account_id: i64, at: DateTime<Utc>) -> AppResult<bool> {
-    let result = account::Entity::update_many()
-        .col_expr(account::Column::FirstPurchaseAt, Expr::value(at))
-        .filter(account::Column::Id.eq(account_id))
-        .filter(account::Column::FirstPurchaseAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+/// What every kind's step works with: the transaction, the event's account (as read at the
+/// start), the inserted event, the rules, and the time it is recorded at.
+struct Step<'a> {
+    txn: &'a DatabaseTransaction,
+    account: &'a account::Model,
+    event: &'a event::Model,
+    /// Whether the input said when it happened; if not, it happened when it arrived.
+    timed: bool,
+    rules: &'a [Rule],
+    now: DateTime<Utc>,
 }
 
-async fn mark_payment_method_verified(db: &impl ConnectionTrait, account_id: i64, at: DateTime<Utc>) -> AppResult<()> {
-    account::Entity::update_many()
-        .col_expr(account::Column::PaymentMethodVerifiedAt, Expr::value(at))
-        .filter(account::Column::Id.eq(account_id))
-        .filter(account::Column::PaymentMethodVerifiedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(())
+/// What a kind's step did.
+#[derive(Default)]
+struct Recorded {
+    /// Entries written or changed: rewards paid, rewards taken back.
+    rewards: Vec<ledger_entry::Model>,
+    decisions: Vec<Decision>,
+    /// The money of the fact, stored with the event (`events.amount`).
+    amount: Option<Amount>,
+    /// The event a refund refunds (`events.refund_of`).
+    refund_of: Option<i64>,
 }
 
-/// Adds a successful top-up to the account's own total and returns the new total. The update
-/// and the read are one statement, under the row's lock: concurrent top-ups each see the total
-/// that includes exactly the top-ups before them.
-async fn add_top_up(
-    db: &impl ConnectionTrait,
-    account: &account::Model,
-    amount: Amount,
-    successful: bool,
-) -> AppResult<Amount> {
-    let delta = if successful { amount.micros() } else { 0 };
-    let updated = account::Entity::update_many()
-        .col_expr(
-            account::Column::TopUpTotal,
-            Expr::col(account::Column::TopUpTotal).add(delta),
+impl Step<'_> {
+    /// Evaluates the rules against what the event established and pays what they decide. An
+    /// event that happened after its account was closed earns nothing.
+    async fn apply(
+        &self,
+        facts: &EventFacts<'_>,
+        product: Option<&product::Model>,
+    ) -> AppResult<(Vec<ledger_entry::Model>, Vec<Decision>)> {
+        if let Some(closed_at) = self.account.closed_at
+            && self.event.occurred_at > closed_at
+        {
+            let reason = format!(
+                "the account was closed at {}; what happens after that earns nothing",
+                closed_at.to_rfc3339()
+            );
+            let decisions = self
+                .rules
+                .iter()
+                .map(|rule| Decision {
+                    rule_id: rule.id,
+                    rule_name: rule.name.clone(),
+                    outcome: Outcome::Skipped,
+                    reason: reason.clone(),
+                })
+                .collect();
+            return Ok((Vec::new(), decisions));
+        }
+        rewards::apply(
+            self.txn,
+            self.account,
+            Some(self.event.id),
+            facts,
+            product,
+            self.rules,
+            self.now,
         )
-        .filter(account::Column::Id.eq(account.id))
-        .exec_with_returning(db)
-        .await?;
-    let total = updated
-        .first()
-        .map(|a| a.top_up_total)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("account {} vanished", account.id)))?;
-    Ok(Amount::from_micros(total))
+        .await
+    }
 }
 
 /// An event is recorded once per eventId.
@@ -259,10 +294,7 @@ impl once::Key for EventKey<'_> {
     }
 
     async fn find<C: ConnectionTrait>(&self, db: &C) -> AppResult<Option<event::Model>> {
-        Ok(event::Entity::find()
-            .filter(event::Column::EventId.eq(self.event_id))
-            .one(db)
-            .await?)
+        find_event(db, self.event_id).await
     }
 
     fn same_request(&self, row: &event::Model) -> bool {
@@ -277,9 +309,32 @@ impl once::Key for EventKey<'_> {
     }
 }
 
-/// The eventId's first answer again: the entries it caused (as they are now) and its decisions.
+async fn find_event(db: &impl ConnectionTrait, event_id: &str) -> AppResult<Option<event::Model>> {
+    Ok(event::Entity::find()
+        .filter(event::Column::EventId.eq(event_id))
+        .one(db)
+        .await?)
+}
+
+/// The eventId's first answer again: the entries it wrote or changed (as they are now) and its
+/// decisions.
 async fn replay(db: &impl ConnectionTrait, event: event::Model) -> AppResult<EventOutcome> {
-    let rewards = ledger::entries_of_event(db, event.id).await?;
+    let mut rewards = ledger::entries_of_event(db, event.id).await?;
+    // Entries the event changed rather than wrote (a reward it voided) carry another event's id.
+    let mut changed = take_backs::written_by_event(db, event.id).await?;
+    for entry in &rewards {
+        changed.remove(&entry.id);
+    }
+    if !changed.is_empty() {
+        rewards.extend(
+            ledger_entry::Entity::find()
+                .filter(ledger_entry::Column::Id.is_in(changed))
+                .order_by_asc(ledger_entry::Column::Id)
+                .all(db)
+                .await?,
+        );
+        rewards.sort_by_key(|e| e.id);
+    }
     let decisions = serde_json::from_str(&event.decisions).map_err(AppError::internal)?;
     Ok(EventOutcome {
         event,
