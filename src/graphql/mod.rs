@@ -13,6 +13,7 @@ pub mod loaders;
 pub mod program;
 pub mod rules;
 pub mod scalars;
+pub mod simulate;
 pub mod store;
 pub mod types;
 
@@ -50,6 +51,7 @@ pub struct QueryRoot(
     catalog::CatalogQuery,
     rules::RuleQuery,
     store::StoreQuery,
+    simulate::SimulateQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -18,6 +18,7 @@ pub mod rewards;
 pub mod rules;
 pub mod settings;
 pub mod signup;
+pub mod simulate;
 pub mod store;
 pub mod take_backs;
 
