@@ -174,6 +174,9 @@ const variables = {
     }),
     DisqualifyAccount: () => ({ input: { accountId: seed.loneAccountId, reason: 'Apollo check' } }),
     ReinstateAccount: () => ({ input: { accountId: seed.loneAccountId, reason: 'Apollo check' } }),
+    SimulateEvent: () => ({
+      event: { purchase: { eventId: 'apollo-sim-1', externalId: 'audit-bob', productKey: 'acme-res', quantityGb: '5' } },
+    }),
   },
   integration: {
     RegisterAccount: () => ({ input: { externalId: 'apollo-carol', displayName: 'Carol Cole', referralCode: seed.referralCode } }),
@@ -181,6 +184,8 @@ const variables = {
     RecordTopUp: () => ({ input: { eventId: 'apollo-top-1', externalId: 'apollo-carol', amount: '10' } }),
     RecordPurchase: () => ({ input: { eventId: 'apollo-buy-1', externalId: 'apollo-carol', productKey: 'acme-res', quantityGb: '20' } }),
     ApplyCredit: () => ({ input: { invoiceId: 'apollo-inv-1', externalId: 'apollo-carol', amount: '5' } }),
+    RecordRefund: () => ({ input: { eventId: 'apollo-refund-1', externalId: 'apollo-carol', refundOf: 'apollo-top-1', amount: '4' } }),
+    CloseAccount: () => ({ input: { eventId: 'apollo-close-1', externalId: 'apollo-carol' } }),
     PendingClaims: () => ({ first: 20 }),
     CompleteClaim: () => ({ input: { claimId: state.claimId, status: 'COMPLETED' } }),
   },
@@ -189,6 +194,7 @@ const variables = {
 // queries of a role run together, so that BatchHttpLink batches them.
 const mutationOrder = [
   'RegisterAccount', 'RecordPaymentMethodVerified', 'RecordTopUp', 'RecordPurchase', 'ApplyCredit',
+  'RecordRefund', 'CloseAccount',
   'GenerateReferralLink', 'ClaimReward', 'ClaimRewardAndBalance', 'CompleteClaim',
   'UpdateProgramSettings', 'UpsertProvider', 'UpsertProduct', 'SetProductRate', 'SetRedemptionRate',
   'CreateRewardRule', 'UpdateRewardRule', 'SetReferralCode',
