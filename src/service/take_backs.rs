@@ -7,17 +7,19 @@
 //! what is left of an entry is its original amount less its takes, whatever the ledger did to
 //! the entry's own row.
 //!
-//! The entries are locked before their takes are read, so two transactions that take from the
-//! same entry (a refund and a disqualification) run one after the other, and the second sees
-//! the first's take.
+//! The owners' balances are locked before the takes are read, so two transactions that take
+//! from the same entry (a refund and a disqualification) run one after the other, and the
+//! second sees the first's take.
 
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
 use crate::service::ledger::{self, TakeBack};
 use entity::enums::{EntryKind, EntryStatus, TakeBackCause};
-use entity::{ledger_entry, take_back};
+use entity::{balance, ledger_entry, take_back};
+use sea_orm::sea_query::LockType;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select, Set,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -38,19 +40,32 @@ impl Standing {
     }
 }
 
-/// The reward entries of `entries` that are not voided, locked until the caller's transaction
-/// ends, each with what has been taken back of it; in entry order.
+/// The reward entries of `entries` that are not voided, each with what has been taken back of
+/// it; in entry order. Their owners' balance rows are locked first, until the caller's
+/// transaction ends: every take changes that balance, so two takes from one entry run one
+/// after the other, and the entries and takes read after the lock include the other's. The
+/// balance comes first as in every ledger write (a claim locks the balance, then its lots), so
+/// a take never waits on a lot while holding what a spend waits for. `FOR NO KEY UPDATE`:
+/// rows that reference the balance's account keep being inserted meanwhile.
 pub async fn standing(txn: &impl ConnectionTrait, entries: Select<ledger_entry::Entity>) -> AppResult<Vec<Standing>> {
     let entries = entries
         .filter(ledger_entry::Column::Kind.eq(EntryKind::Reward))
         .filter(ledger_entry::Column::Status.ne(EntryStatus::Voided))
-        .order_by_asc(ledger_entry::Column::Id)
-        .lock_exclusive()
-        .all(txn)
-        .await?;
-    if entries.is_empty() {
+        .order_by_asc(ledger_entry::Column::Id);
+    let seen = entries.clone().all(txn).await?;
+    if seen.is_empty() {
         return Ok(Vec::new());
     }
+    let owners: BTreeSet<(i64, String)> = seen.iter().map(|e| (e.account_id, e.unit.to_value())).collect();
+    for (account_id, unit) in owners {
+        balance::Entity::find()
+            .filter(balance::Column::AccountId.eq(account_id))
+            .filter(balance::Column::Unit.eq(unit))
+            .lock(LockType::NoKeyUpdate)
+            .one(txn)
+            .await?;
+    }
+    let entries = entries.all(txn).await?;
     let takes = take_back::Entity::find()
         .filter(take_back::Column::EntryId.is_in(entries.iter().map(|e| e.id)))
         .all(txn)

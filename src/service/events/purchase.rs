@@ -29,7 +29,7 @@ use crate::service::take_backs::{self, Take};
 use crate::service::{catalog, key_text, settings};
 use entity::enums::{EntryKind, TakeBackCause};
 use entity::{account, event, ledger_entry};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
 
@@ -103,8 +103,11 @@ async fn order(step: &Step<'_>) -> AppResult<(PurchaseOrder, Vec<ledger_entry::M
     if !step.timed {
         return Ok((PurchaseOrder::Later, Vec::new()));
     }
+    // FOR NO KEY UPDATE: concurrent events of the account hold a key-share lock on its row
+    // (their foreign key) until they end; an exclusive lock would wait for them while they wait
+    // for it.
     let account = account::Entity::find_by_id(event.account_id)
-        .lock_exclusive()
+        .lock(LockType::NoKeyUpdate)
         .one(txn)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("account {} vanished", event.account_id)))?;
@@ -165,16 +168,21 @@ async fn order(step: &Step<'_>) -> AppResult<(PurchaseOrder, Vec<ledger_entry::M
 
 /// A reward is paid once per (rule, referral, occurrence): a unique index. The wrong first
 /// purchase's rewards hold that slot even once taken back, so the true first could never be
-/// paid. Their `occurrence` becomes NULL: NULLs never collide in a unique index (on SQLite and
-/// PostgreSQL alike), so the taken-back entries stay in the ledger as they were and the slot is
-/// free again. The rewards of a wrong first are all first-purchase rewards (a purchase that is
-/// not first pays nothing), so every one of them goes.
+/// paid. Their `occurrence` becomes minus their own id: unique by construction and never a
+/// real occurrence (1, or the id of a recurring rule's event, both positive), so the slot is
+/// free again while the taken-back entries stay in the ledger as they were and still name
+/// their rule and referral. (NULL would free the slot as well, NULLs never colliding in a
+/// unique index, but the ledger checker's one-reward-per-slot query groups NULLs together.)
+/// A purchase that is not first pays nothing, so every reward of the wrong first goes.
 async fn release_slots(txn: &impl sea_orm::ConnectionTrait, event_id: i64) -> AppResult<()> {
     ledger_entry::Entity::update_many()
-        .col_expr(ledger_entry::Column::Occurrence, Expr::value(Option::<i64>::None))
+        .col_expr(
+            ledger_entry::Column::Occurrence,
+            Expr::col(ledger_entry::Column::Id).mul(-1),
+        )
         .filter(ledger_entry::Column::EventId.eq(event_id))
         .filter(ledger_entry::Column::Kind.eq(EntryKind::Reward))
-        .filter(ledger_entry::Column::Occurrence.is_not_null())
+        .filter(ledger_entry::Column::Occurrence.gt(0))
         .exec(txn)
         .await?;
     Ok(())

@@ -19,7 +19,7 @@ use crate::service::required_text;
 use crate::service::take_backs::{self, Take, share};
 use entity::enums::{EventKind, TakeBackCause};
 use entity::{event, ledger_entry};
-use sea_orm::sea_query::{Expr, Func};
+use sea_orm::sea_query::{Expr, Func, LockType};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
 
@@ -83,7 +83,10 @@ pub(super) async fn record(step: &Step<'_>, refund: &Refund) -> AppResult<Record
         }
     };
     // Refunds of one event one after the other: each reads what the ones before it refunded.
-    event::Entity::find_by_id(refunded.id).lock_exclusive().one(txn).await?;
+    event::Entity::find_by_id(refunded.id)
+        .lock(LockType::NoKeyUpdate)
+        .one(txn)
+        .await?;
     let before = refunded_so_far(txn, refunded.id).await?;
 
     // The refund's amount as resolved, and the share of the event refunded once it is counted:
