@@ -165,3 +165,35 @@ async fn a_replayed_claim_answers_the_same_claim_and_debits_once() {
     assert_eq!(cheap["claim"]["points"], "10.00", "{cheap:#}");
     assert_eq!(cheap["balance"]["available"], "40.00", "{cheap:#}");
 }
+
+/// Claims recorded before the claim fingerprint left `gbPerClaim` out hashed the GB in too
+/// (`legacy_claim_fingerprint` in store.rs): a retry of one is still the same request, even
+/// after the admin changed `gbPerClaim`; another provider under its key is still a conflict.
+#[tokio::test]
+async fn a_claim_stored_under_the_legacy_fingerprint_is_still_answered_again() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let provider_id = app.setup_catalog().await;
+    app.chain().await;
+    app.purchase("evt-b-1", "acct-b", RESIDENTIAL, "10").await; // A: 150 points
+    let first = app.claim("acct-a", &provider_id, Some("old-key")).await;
+    let provider = app
+        .sql_i64("SELECT CAST(id AS BIGINT) FROM providers WHERE key = 'proxyco'")
+        .await;
+    let legacy = referral_server::service::request_hash(&json!({ "providerId": provider, "gb": 1 }));
+    app.state
+        .db
+        .execute_unprepared(&format!("UPDATE claims SET request_hash = '{legacy}'"))
+        .await
+        .expect("store the legacy fingerprint");
+    app.update_settings(json!({ "gbPerClaim": 2 })).await;
+
+    let before = app.snapshot().await;
+    let again = app.claim("acct-a", &provider_id, Some("old-key")).await;
+    assert_eq!(again["claim"], first["claim"], "{again:#}");
+    assert_eq!(app.snapshot().await, before, "a replay changes nothing");
+    let other_id = app.upsert_provider("otherco", "OtherCo", Some("10")).await;
+    let conflict = app.claim_raw("acct-a", &other_id, Some("old-key")).await;
+    assert_failed(&conflict, "IDEMPOTENCY_CONFLICT");
+    assert_eq!(app.available_points("acct-a").await, "50.00");
+}
