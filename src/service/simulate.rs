@@ -81,13 +81,20 @@ impl RuleSource for Drafts {
         let mut rules = Vec::new();
         let mut ids = HashMap::new();
         for (position, draft) in self.drafts.iter().enumerate().filter(|(_, d)| d.enabled) {
-            let mut row: reward_rule::ActiveModel = draft.clone().into_active_model();
-            row.id = NotSet;
-            let stored = row.reset_all().insert(txn).await?;
+            let stored = stage(txn, draft).await?;
             ids.insert(stored.id, position);
             rules.push(stored);
         }
         *self.stored.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = ids;
         Ok(rules)
     }
+}
+
+/// Writes a draft rule as a row of the transaction (no audit: it is never kept) and returns it
+/// with the id it got there. The one place that knows how a rule becomes a row, here, while
+/// `Rule` is the row itself; with a typed rule it belongs beside `rules::create` (its `assign`).
+async fn stage(txn: &DatabaseTransaction, draft: &Rule) -> AppResult<Rule> {
+    let mut row: reward_rule::ActiveModel = draft.clone().into_active_model().reset_all();
+    row.id = NotSet;
+    Ok(row.insert(txn).await?)
 }

@@ -168,6 +168,10 @@ async fn a_refund_on_day_10_voids_a_held_reward_and_on_day_40_reverses_it() {
     );
     assert_eq!(app.credit("acct-a").await.0, "0.00");
     assert_eq!(app.credit("acct-a").await.1, "0.00");
+    // Its replay answers the voided reward again, though it carries the purchase's event.
+    let again = refund(&app, "ref-b", "acct-b", "inv-b", None).await;
+    assert_eq!(again["event"]["duplicate"], true, "{again:#}");
+    assert_eq!(entries(&again), got, "{again:#}");
     app.assert_invariants().await;
 
     // Day 40: B's held credit became available on day 30; C's refund reverses it.
@@ -402,6 +406,32 @@ async fn a_disqualification_reverses_what_a_partial_refund_left_and_nothing_twic
     // The rest of the purchase refunded: nothing is left of the reward to take back.
     let rest = refund(&app, "ref-2", "acct-b", "inv-1", None).await;
     assert_eq!(rest["rewards"], json!([]), "{rest:#}");
+    assert_eq!(app.ledger_sum("acct-a", "POINTS").await, 0);
+    app.assert_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refunds_of_one_purchase_never_take_back_more_than_it_paid() {
+    let app = spawn_app().await;
+    app.setup_catalog().await;
+    app.chain().await;
+    purchase(&app, "inv-1", "acct-b", "10", Some("100")).await;
+    let query = app.op("integration", "RecordRefund");
+    let vars = (0..12)
+        .map(|i| refund_vars(&format!("ref-{i}"), "acct-b", "inv-1", Some("10")))
+        .collect();
+    let bodies = send_concurrently(&app, &app.service(), &query, vars).await;
+    let refunded = bodies.iter().filter(|b| error_codes(b).is_empty()).count();
+    let refused = bodies.iter().filter(|b| error_codes(b) == ["BAD_USER_INPUT"]).count();
+    assert_eq!((refunded, refused), (10, 2), "{bodies:#?}");
+    for body in bodies.iter().filter(|b| error_codes(b).is_empty()) {
+        assert_eq!(
+            entries(&body["data"]["recordRefund"]),
+            [entry("REVERSAL", "POSTED", "-15.00", "acct-a")],
+            "{body:#}"
+        );
+    }
+    assert_eq!(app.available_points("acct-a").await, "0.00");
     assert_eq!(app.ledger_sum("acct-a", "POINTS").await, 0);
     app.assert_invariants().await;
 }

@@ -320,8 +320,17 @@ async fn find_event(db: &impl ConnectionTrait, event_id: &str) -> AppResult<Opti
 /// decisions.
 async fn replay(db: &impl ConnectionTrait, event: event::Model) -> AppResult<EventOutcome> {
     let mut rewards = ledger::entries_of_event(db, event.id).await?;
-    // Entries the event changed rather than wrote (a reward it voided) carry another event's id.
-    let mut changed = take_backs::written_by_event(db, event.id).await?;
+    // Entries the event changed rather than wrote (a pending reward it voided) carry another
+    // event's id; only the kinds that take back can have any.
+    let takes_back = match event.kind {
+        EventKind::Purchase | EventKind::Refund => true,
+        EventKind::PaymentMethodVerified | EventKind::TopUp | EventKind::AccountClosed => false,
+    };
+    let mut changed = if takes_back {
+        take_backs::written_by_event(db, event.id).await?
+    } else {
+        Default::default()
+    };
     for entry in &rewards {
         changed.remove(&entry.id);
     }
