@@ -3,11 +3,12 @@
 //!
 //! The database is SQLite in a temporary file unless `TEST_DATABASE_URL` names a PostgreSQL
 //! server, in which case every test gets its own `rs_test_<random>` database on it (left in
-//! place: CI drops leftovers).
+//! place: CI drops leftovers). Either way it is a copy of one migrated once per run
+//! (`tests/common`); the server's own migration at start finds nothing left to do.
 
 #![allow(dead_code)]
 
-use crate::common::{TempDir, fresh_postgres_database, temp_dir};
+use crate::common::{TempDir, migrated_postgres_database, migrated_sqlite_database, temp_dir};
 use referral_server::AppState;
 use referral_server::auth::Role;
 use referral_server::config::Config;
@@ -42,13 +43,14 @@ pub struct TestApp {
     _dir: Option<TempDir>,
 }
 
-/// The database URL for a fresh test database, and the directory to keep alive for SQLite.
+/// The database URL for a fresh, migrated test database, and the directory to keep alive for
+/// SQLite.
 async fn fresh_database() -> (String, Option<TempDir>) {
-    if let Some(url) = fresh_postgres_database().await {
+    if let Some(url) = migrated_postgres_database().await {
         return (url, None);
     }
     let dir = temp_dir("rs-test-");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+    let url = migrated_sqlite_database(&dir.path().join("test.db")).await;
     (url, Some(dir))
 }
 
