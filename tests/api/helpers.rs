@@ -69,6 +69,8 @@ pub fn test_config(database_url: String) -> Config {
         link_clicks_per_minute: 100_000,
         trust_forwarded_for: false,
         request_timeout: std::time::Duration::from_secs(30),
+        settle_interval: std::time::Duration::from_secs(60),
+        sandbox: false,
     }
 }
 
