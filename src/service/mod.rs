@@ -18,6 +18,7 @@ pub mod rules;
 pub mod settings;
 pub mod signup;
 pub mod store;
+pub mod sandbox;
 
 use crate::error::AppError;
 
