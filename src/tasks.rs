@@ -166,7 +166,8 @@ where
     }
 }
 
-fn log_failure(err: &AppError) {
+/// Logs a failed pass with its cause (an internal error's cause is never sent to a client).
+pub fn log_failure(err: &AppError) {
     match err {
         AppError::Internal(cause) => {
             tracing::error!(error = ?cause, "settling due holds and expiries failed; the next tick tries again");

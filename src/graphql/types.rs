@@ -723,6 +723,17 @@ impl ProgramSettings {
     async fn minimum_withdrawal(&self) -> Decimal {
         Decimal::micros(self.minimum_withdrawal_micros)
     }
+
+    /// Whether this server runs as a sandbox (SANDBOX=true): admins may then move its clock
+    /// forward with `advanceClock`, which exists only there. Never true for a real program.
+    async fn sandbox(&self, ctx: &Context<'_>) -> bool {
+        state(ctx).config.sandbox
+    }
+
+    /// The server's now: the system time, or on a sandbox as far ahead as admins moved it.
+    async fn clock(&self, ctx: &Context<'_>) -> DateTime<Utc> {
+        crate::graphql::context::now(ctx)
+    }
 }
 
 impl From<program_settings::Model> for ProgramSettings {

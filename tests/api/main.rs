@@ -28,3 +28,4 @@ mod round_trips;
 mod rules;
 mod schema;
 mod validation;
+mod sandbox;
