@@ -345,7 +345,10 @@ mod sandbox_tests {
         assert_eq!(sandbox(&["--sandbox=false"]), Ok(false));
         assert!(sandbox(&["--sandbox=maybe"]).is_err());
         // A bare flag before the subcommand does not swallow it.
-        assert_eq!(parse(&["--sandbox", "serve"]).map(|(c, cmd)| (c.sandbox, cmd)), Ok((true, Some(Command::Serve))));
+        assert_eq!(
+            parse(&["--sandbox", "serve"]).map(|(c, cmd)| (c.sandbox, cmd)),
+            Ok((true, Some(Command::Serve)))
+        );
         if std::env::var_os("SANDBOX").is_none() {
             assert_eq!(sandbox(&[]), Ok(false), "off unless asked for");
         }

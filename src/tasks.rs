@@ -76,7 +76,10 @@ pub struct Settler {
 /// every `SETTLE_INTERVAL`.
 pub fn spawn(state: AppState) -> Settler {
     let interval = state.config.settle_interval;
-    tracing::info!("settling due holds and expiries every {}", humantime::format_duration(interval));
+    tracing::info!(
+        "settling due holds and expiries every {}",
+        humantime::format_duration(interval)
+    );
     spawn_with(interval, move || {
         let state = state.clone();
         async move { settle_batch(&state).await }
@@ -103,6 +106,8 @@ impl Settler {
         if tokio::time::timeout(STOP_GRACE, &mut self.task).await.is_err() {
             tracing::warn!("settling: the batch in progress did not end within {STOP_GRACE:?}; not waiting for it");
             self.task.abort();
+        } else {
+            tracing::info!("settling stopped");
         }
     }
 }
@@ -188,7 +193,9 @@ mod tests {
     use std::time::Instant;
 
     /// A batch that answers `answers` in turn (then empty batches) and counts its calls.
-    fn scripted(answers: Vec<AppResult<Settled>>) -> (Arc<AtomicU64>, impl FnMut() -> std::future::Ready<AppResult<Settled>>) {
+    fn scripted(
+        answers: Vec<AppResult<Settled>>,
+    ) -> (Arc<AtomicU64>, impl FnMut() -> std::future::Ready<AppResult<Settled>>) {
         let calls = Arc::new(AtomicU64::new(0));
         let counter = calls.clone();
         let mut answers = answers.into_iter();
@@ -202,7 +209,11 @@ mod tests {
     async fn wait_for(calls: &AtomicU64, at_least: u64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while calls.load(Ordering::SeqCst) < at_least {
-            assert!(Instant::now() < deadline, "{} calls, not {at_least}", calls.load(Ordering::SeqCst));
+            assert!(
+                Instant::now() < deadline,
+                "{} calls, not {at_least}",
+                calls.load(Ordering::SeqCst)
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -223,7 +234,10 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let started = Instant::now();
         settler.stop().await;
-        assert!(started.elapsed() < Duration::from_secs(1), "a waiting task stops at once");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a waiting task stops at once"
+        );
     }
 
     #[tokio::test]
@@ -270,7 +284,11 @@ mod tests {
         });
         wait_for(&calls, 1).await;
         settler.stop().await;
-        assert_eq!(finished.load(Ordering::SeqCst), 1, "the batch in progress ran to its end");
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the batch in progress ran to its end"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1, "no batch after the stop");
     }

@@ -97,7 +97,9 @@ impl AppSchema {
     }
 }
 
-fn builder<M: ObjectType + Default + 'static>(persisted: &PersistedQueries) -> SchemaBuilder<QueryRoot, M, EmptySubscription> {
+fn builder<M: ObjectType + Default + 'static>(
+    persisted: &PersistedQueries,
+) -> SchemaBuilder<QueryRoot, M, EmptySubscription> {
     Schema::build(QueryRoot::default(), M::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)

@@ -15,10 +15,10 @@ pub mod presets;
 pub mod referrals;
 pub mod rewards;
 pub mod rules;
+pub mod sandbox;
 pub mod settings;
 pub mod signup;
 pub mod store;
-pub mod sandbox;
 
 use crate::error::AppError;
 

@@ -15,8 +15,7 @@ use crate::service::settings::SETTINGS_ID;
 use chrono::{DateTime, Duration, Utc};
 use entity::program_settings;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Unchanged, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QuerySelect,
-    Set,
+    ActiveModelTrait, ActiveValue::Unchanged, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QuerySelect, Set,
 };
 use serde_json::json;
 
@@ -53,7 +52,13 @@ pub struct Advanced {
 /// Moves the sandbox clock forward by `days` and `hours` (each at least 0), from wherever the
 /// furthest of this server and the record is, and records the new offset with an audit row in
 /// one transaction; then this server's clock follows. Moving by nothing writes nothing.
-pub async fn advance(db: &DatabaseConnection, actor: &str, clock: &Clock, days: i32, hours: i32) -> AppResult<Advanced> {
+pub async fn advance(
+    db: &DatabaseConnection,
+    actor: &str,
+    clock: &Clock,
+    days: i32,
+    hours: i32,
+) -> AppResult<Advanced> {
     for (field, value, max) in [("days", days, MAX_DAYS), ("hours", hours, MAX_HOURS)] {
         if !(0..=max).contains(&value) {
             return Err(AppError::bad_input(format!(

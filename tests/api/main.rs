@@ -26,6 +26,6 @@ mod presets;
 mod queries;
 mod round_trips;
 mod rules;
+mod sandbox;
 mod schema;
 mod validation;
-mod sandbox;

@@ -23,7 +23,10 @@ async fn clock_of(app: &TestApp) -> (bool, chrono::DateTime<Utc>) {
         .run_ok(Some(&app.admin()), "sandbox", "SandboxClock", json!({}))
         .await;
     let settings = &data["programSettings"];
-    (settings["sandbox"].as_bool().expect("sandbox"), instant(&settings["clock"]))
+    (
+        settings["sandbox"].as_bool().expect("sandbox"),
+        instant(&settings["clock"]),
+    )
 }
 
 async fn advance(app: &TestApp, token: Option<&str>, variables: Value) -> Value {
@@ -63,7 +66,10 @@ async fn without_sandbox_the_clock_cannot_be_moved_and_the_operation_does_not_ex
     let app = spawn_app().await;
     let (sandbox, clock) = clock_of(&app).await;
     assert!(!sandbox);
-    assert!((clock - Utc::now()).num_seconds().abs() < 60, "the system time: {clock}");
+    assert!(
+        (clock - Utc::now()).num_seconds().abs() < 60,
+        "the system time: {clock}"
+    );
 
     let body = advance(&app, Some(&app.admin()), json!({ "days": 30 })).await;
     assert_failed(&body, "BAD_USER_INPUT");
@@ -133,7 +139,10 @@ async fn an_admin_moves_a_sandbox_clock_forward_only_and_every_move_is_audited()
     let moved = instant(&data["advanceClock"]["clock"]);
     assert_eq!(data["advanceClock"]["sandbox"], true);
     assert!(moved - start >= Duration::days(30), "{start} → {moved}");
-    assert!(moved - start < Duration::days(30) + Duration::minutes(1), "{start} → {moved}");
+    assert!(
+        moved - start < Duration::days(30) + Duration::minutes(1),
+        "{start} → {moved}"
+    );
     let (_, read) = clock_of(&app).await;
     assert!(read >= moved, "the clock stays moved: {read}");
     assert_eq!(recorded_offset_ms(&app).await, 30 * DAY_MS);
@@ -203,7 +212,10 @@ async fn an_admin_moves_a_sandbox_clock_forward_only_and_every_move_is_audited()
     assert_eq!(first["target"], "clock", "{first:#}");
     let details: Value = serde_json::from_str(first["details"].as_str().unwrap_or("{}")).unwrap_or_default();
     assert_eq!(details["after"]["offsetMs"], 30 * DAY_MS, "{details:#}");
-    let (before, after) = (instant(&details["before"]["clock"]), instant(&details["after"]["clock"]));
+    let (before, after) = (
+        instant(&details["before"]["clock"]),
+        instant(&details["after"]["clock"]),
+    );
     assert_eq!(after - before, Duration::days(30), "{details:#}");
 }
 
@@ -234,7 +246,10 @@ async fn a_restarted_sandbox_keeps_its_clock_and_instances_catch_up_with_each_ot
         .unwrap_or_else(|e| panic!("{}", e.message()));
     assert_eq!(app.state.clock.offset(), Duration::days(32));
     let (_, clock) = clock_of(&app).await;
-    assert!(clock - Utc::now() >= Duration::days(32) - Duration::minutes(1), "{clock}");
+    assert!(
+        clock - Utc::now() >= Duration::days(32) - Duration::minutes(1),
+        "{clock}"
+    );
 
     // An admin who saves the settings form read before the move does not move it back.
     app.update_settings(json!({ "currency": "EUR" })).await;
@@ -257,7 +272,9 @@ async fn a_restarted_sandbox_keeps_its_clock_and_instances_catch_up_with_each_ot
     plain.sandbox = false;
     let plain = AppState::connect(plain).await.expect("a server that is not a sandbox");
     assert!(plain.clock.offset().is_zero());
-    tasks::settle_now(&plain).await.unwrap_or_else(|e| panic!("{}", e.message()));
+    tasks::settle_now(&plain)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message()));
     assert!(plain.clock.offset().is_zero(), "its task does not catch up either");
 }
 
