@@ -33,6 +33,8 @@ const CONFIG_VARS: &[&str] = &[
     "INTROSPECTION",
     "REQUEST_TIMEOUT",
     "RUST_LOG",
+    "SANDBOX",
+    "SETTLE_INTERVAL",
 ];
 
 const HEALTH_DEADLINE: Duration = Duration::from_secs(20);
