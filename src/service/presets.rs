@@ -1,12 +1,14 @@
 //! Presets: the settings and rules of each program built so far, written in one command so a
 //! new installation (or the README's walk-through) starts from a known program. Applying a
 //! preset again changes nothing: its rules are found by name and brought back to the preset.
+//! Program 1's billing-scheme policy is a condition of its rules, declared here, not a rule
+//! of the evaluator.
 
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
 use crate::service::rules::{self, RuleInput};
 use crate::service::settings::{self, SettingsPatch};
-use entity::enums::{Beneficiary, Calculation, RuleTrigger, Unit};
+use entity::enums::{Beneficiary, BillingScheme, Calculation, RuleTrigger, Unit};
 use sea_orm::DatabaseConnection;
 
 pub const PRESETS: &[&str] = &["points-store", "cloud-credit"];
@@ -39,12 +41,15 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
             )
         }]),
         // Program 1: both sides get 10.00 credit once the newcomer qualifies: postpaid by a
-        // verified payment method, prepaid by 10.00 of its own successful top-ups.
+        // verified payment method, prepaid by 10.00 of its own successful top-ups (and only
+        // so: a prepaid account's payment method, or a postpaid account's top-ups, qualify
+        // nothing).
         "cloud-credit" => {
             let mut rules = Vec::new();
             for (beneficiary, who) in [(Beneficiary::Referrer, "referrer"), (Beneficiary::Referee, "newcomer")] {
                 rules.push(RuleInput {
                     value: credit(10),
+                    billing_scheme: Some(BillingScheme::Postpaid),
                     ..rule(
                         &format!("Cloud credit for the {who}: postpaid friend verified a payment method"),
                         RuleTrigger::PaymentMethodVerified,
@@ -56,6 +61,7 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
                 rules.push(RuleInput {
                     value: credit(10),
                     threshold: credit(10),
+                    billing_scheme: Some(BillingScheme::Prepaid),
                     ..rule(
                         &format!("Cloud credit for the {who}: prepaid friend topped up 10.00"),
                         RuleTrigger::TopUpTotalReached,
