@@ -5,7 +5,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::limits::Limits;
-use crate::service;
+use crate::service::{self, presets};
 use sea_orm::{DatabaseConnection, DbErr};
 use std::sync::Arc;
 
@@ -30,22 +30,27 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Connects to the configured database and brings its schema up to date. A sandbox's
-    /// clock starts where the database's record of it is, never behind.
+    /// Connects to the configured database, brings its schema up to date, and seeds a new
+    /// installation with the default preset. A sandbox's clock starts where the database's
+    /// record of it is, never behind.
     pub async fn connect(config: Config) -> Result<Self, DbErr> {
         let (db, statements) = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         let keys = JwtKeys::new(&config);
         let limits = Limits::new(config.code_lookups_per_minute).with_link_clicks(config.link_clicks_per_minute);
         let clock = start_clock(&db, config.sandbox).await?;
-        Ok(AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             db,
             config,
             keys,
             statements,
             limits,
             clock,
-        })))
+        }));
+        presets::seed(&state.db, state.clock.now())
+            .await
+            .map_err(|err| DbErr::Custom(format!("seeding the default preset: {err:?}")))?;
+        Ok(state)
     }
 }
 

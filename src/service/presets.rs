@@ -1,7 +1,8 @@
 //! Presets: the settings and rules of each program built so far, written in one command so a
 //! new installation (or the README's walk-through) starts from a known program. Applying a
 //! preset again changes nothing: its rules are found by name and brought back to the preset.
-//! Program 1's billing-scheme policy is a condition of its rules, declared here, not a rule
+//! Each program is declared here and nowhere else: a new installation is seeded from
+//! `DEFAULT`, and program 1's billing-scheme policy is a condition of its rules, not a rule
 //! of the evaluator.
 
 use crate::amount::Amount;
@@ -12,7 +13,10 @@ use entity::enums::{Beneficiary, BillingScheme, Calculation, RuleTrigger, Unit};
 use sea_orm::DatabaseConnection;
 
 pub const PRESETS: &[&str] = &["points-store", "cloud-credit"];
+/// The program a new installation starts with.
+pub const DEFAULT: &str = "points-store";
 const ACTOR: &str = "cli:preset";
+const SEED_ACTOR: &str = "seed";
 
 fn rule(name: &str, trigger: RuleTrigger, beneficiary: Beneficiary, unit: Unit, calculation: Calculation) -> RuleInput {
     RuleInput {
@@ -78,6 +82,13 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
             PRESETS.join(", ")
         ))),
     }
+}
+
+/// Seeds a new installation (a database that never had a rule) with the rules of the
+/// `DEFAULT` preset; its settings are the ones a new database starts with (the program on).
+/// Returns whether it seeded.
+pub async fn seed(db: &DatabaseConnection, now: chrono::DateTime<chrono::Utc>) -> AppResult<bool> {
+    rules::seed(db, SEED_ACTOR, preset_rules(DEFAULT)?, now).await
 }
 
 /// Applies a preset; returns one line per change, for the command to print.

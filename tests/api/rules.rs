@@ -1,5 +1,6 @@
 //! Reward rules end to end: what needs the server and its database. Admins create and change
-//! rules through the contract (refusals name the field; every change is audited); an enabled rule decides every event,
+//! rules through the contract (refusals name the field; every change is audited); a new
+//! installation is seeded from the default preset, once; an enabled rule decides every event,
 //! a disabled one none; a rule pays at most once per referral unless it is recurring; an edit
 //! never changes what a rule already paid; rules written before the typed spec keep paying as
 //! they did. What each rule decides about each event is a table of unit tests beside the
@@ -8,6 +9,7 @@
 use crate::common::{TempDir, fresh_postgres_database, temp_dir};
 use crate::helpers::*;
 use migration::{Migrator, MigratorTrait};
+use referral_server::AppState;
 use referral_server::service::presets;
 use sea_orm::sea_query::{Alias, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -277,6 +279,63 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
             .await;
     }
     assert_eq!(app.rules().await.len(), rules_before.len() + 7);
+}
+
+/// A new database, and what keeps it alive (the SQLite file's directory).
+async fn new_database() -> (String, Option<TempDir>) {
+    if let Some(url) = fresh_postgres_database().await {
+        return (url, None);
+    }
+    let dir = temp_dir("rs-rules-");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("new.db").display());
+    (url, Some(dir))
+}
+
+async fn rule_names(db: &DatabaseConnection) -> Vec<String> {
+    referral_server::service::rules::list(db)
+        .await
+        .expect("rules")
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_installation_is_seeded_once_from_the_default_preset() {
+    let app = spawn_app().await;
+    assert_eq!(rule_names(&app.state.db).await, [SEEDED_RULE]);
+    let entries = audit(&app).await;
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    let (action, actor, _, details) = &entries[0];
+    assert_eq!((action.as_str(), actor.as_str()), ("CREATE_REWARD_RULE", "seed"));
+    assert_eq!(details["after"]["name"], SEEDED_RULE);
+    // The preset itself finds its program in place.
+    let done = presets::apply(&app.state.db, presets::DEFAULT, app.state.clock.now())
+        .await
+        .expect("preset");
+    assert_eq!(done, ["preset points-store is in place already: nothing changed"]);
+
+    // Starting again seeds nothing, even once the seeded rule is switched off (rules are
+    // never deleted: a database with none was never seeded).
+    let mut off = rule_input(SEEDED_RULE, "FIRST_PURCHASE", "REFERRER", "POINTS", "PRODUCT_RATE");
+    off["productCategories"] = json!(["residential"]);
+    off["enabled"] = json!(false);
+    app.update_rule(s(&app.seeded_rule().await, "/id"), off).await;
+    let audit_before = app.count("audit_log").await;
+    let again = AppState::connect(test_config(app.database_url.clone()))
+        .await
+        .expect("connect again");
+    assert_eq!(rule_names(&again.db).await, [SEEDED_RULE]);
+    assert_eq!(app.count("audit_log").await, audit_before);
+
+    // Instances starting together on a new database seed it once.
+    let (url, _dir) = new_database().await;
+    let starts = futures::future::join_all((0..3).map(|_| AppState::connect(test_config(url.clone())))).await;
+    for start in &starts {
+        assert!(start.is_ok(), "{:?}", start.as_ref().err());
+    }
+    let first = starts.into_iter().next().expect("three").expect("connected");
+    assert_eq!(rule_names(&first.db).await, [SEEDED_RULE]);
 }
 
 #[tokio::test]
@@ -612,16 +671,6 @@ async fn insert_old(db: &DatabaseConnection, row: OldRow) {
     db.execute(&insert).await.expect("an old-style rule");
 }
 
-/// A new database, and what keeps it alive (the SQLite file's directory).
-async fn new_database() -> (String, Option<TempDir>) {
-    if let Some(url) = fresh_postgres_database().await {
-        return (url, None);
-    }
-    let dir = temp_dir("rs-rules-");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("new.db").display());
-    (url, Some(dir))
-}
-
 #[tokio::test]
 async fn rules_written_before_the_typed_spec_keep_paying_as_they_did() {
     // A database as the release before wrote it: migrated up to the spec, its rules in columns.
@@ -647,7 +696,22 @@ async fn rules_written_before_the_typed_spec_keep_paying_as_they_did() {
         recurring: false,
         account_groups: None,
     };
-    // The initial migration seeded program 3's rule.
+    // The rule the initial migration seeded then.
+    insert_old(
+        &db,
+        OldRow {
+            product_categories: Some(r#"["residential"]"#),
+            ..old(
+                SEEDED_RULE,
+                "FIRST_PURCHASE",
+                "REFERRER",
+                "POINTS",
+                "PRODUCT_RATE",
+                None,
+            )
+        },
+    )
+    .await;
     insert_old(
         &db,
         old(
@@ -701,7 +765,7 @@ async fn rules_written_before_the_typed_spec_keep_paying_as_they_did() {
     .await;
     db.close().await.ok();
 
-    // This release migrates it on start.
+    // This release migrates it on start, and seeds nothing: it has rules.
     let app = spawn_app_with(|config| config.database_url = url.clone()).await;
     let rules = app.rules().await;
     let names: Vec<&str> = rules.iter().map(|r| s(r, "/name")).collect();
@@ -778,7 +842,7 @@ async fn rules_written_before_the_typed_spec_keep_paying_as_they_did() {
     assert_eq!(rules[3]["recurring"], true);
     assert_eq!(rules[4]["enabled"], false);
     // The migrated seed is exactly what the preset declares.
-    let done = presets::apply(&app.state.db, "points-store", app.state.clock.now())
+    let done = presets::apply(&app.state.db, presets::DEFAULT, app.state.clock.now())
         .await
         .expect("preset");
     assert_eq!(done, ["preset points-store is in place already: nothing changed"]);

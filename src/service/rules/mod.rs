@@ -14,10 +14,10 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::audit;
 use chrono::{DateTime, Utc};
-use entity::reward_rule;
+use entity::{program_settings, reward_rule};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use std::collections::HashMap;
 
@@ -157,4 +157,25 @@ pub async fn update(
 /// Whether storing `input` over `rule` would change it.
 pub fn would_change(rule: &Rule, input: RuleInput) -> AppResult<bool> {
     Ok(!spec::parse(input)?.same_definition(rule))
+}
+
+/// Stores `inputs` when there is no rule at all, as one change; returns whether it did. A
+/// table with no rule is one that was never given any (rules are never deleted), so this
+/// seeds a new installation once. Instances starting together on a new database queue on the
+/// settings row, and the ones after the first find the rules there.
+pub async fn seed(db: &DatabaseConnection, actor: &str, inputs: Vec<RuleInput>, now: DateTime<Utc>) -> AppResult<bool> {
+    let rules = inputs.into_iter().map(spec::parse).collect::<AppResult<Vec<_>>>()?;
+    let txn = begin_write(db).await?;
+    program_settings::Entity::find_by_id(1)
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
+    if reward_rule::Entity::find().count(&txn).await? > 0 {
+        return Ok(false);
+    }
+    for rule in rules {
+        insert(&txn, actor, rule, now).await?;
+    }
+    txn.commit().await?;
+    Ok(true)
 }
