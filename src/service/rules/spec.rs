@@ -66,7 +66,7 @@ pub enum Calculation {
 
 /// When, and how often, what a rule pays reaches the beneficiary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Payout {
     /// Pay on every qualifying event instead of once per referral.
     pub recurring: bool,
@@ -166,10 +166,7 @@ impl Condition {
             key_list("productCategories", input.product_categories.as_deref())?.map(Condition::ProductCategories),
             key_list("accountGroups", input.account_groups.as_deref())?.map(Condition::AccountGroups),
             input.billing_scheme.map(Condition::BillingScheme),
-            match input.threshold {
-                Some(threshold) if threshold.micros() < 0 => return Err(bad("threshold must not be negative")),
-                threshold => threshold.map(Condition::TopUpTotalAtLeast),
-            },
+            non_negative("threshold", input.threshold)?.map(Condition::TopUpTotalAtLeast),
         ]
         .into_iter()
         .flatten()
@@ -213,6 +210,13 @@ impl Condition {
             Condition::BillingScheme(_) => 2,
             Condition::TopUpTotalAtLeast(_) => 3,
         }
+    }
+}
+
+fn non_negative(field: &str, value: Option<Amount>) -> AppResult<Option<Amount>> {
+    match value {
+        Some(amount) if amount.micros() < 0 => Err(bad(format!("{field} must not be negative"))),
+        value => Ok(value),
     }
 }
 
@@ -293,8 +297,11 @@ impl Payout {
     }
 }
 
-/// The stored part of a rule (`reward_rules.spec`); the rest are columns.
+/// The stored part of a rule (`reward_rules.spec`); the rest are columns. An option this
+/// server does not know (written by a later release, then rolled back) makes the rule
+/// unreadable rather than quietly ignored.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Spec {
     #[serde(default)]
     conditions: Vec<Condition>,
@@ -784,5 +791,15 @@ mod tests {
             )
         );
         assert!(read_spec("{}").is_err(), "a spec without a calculation is not a rule");
+        for unknown in [
+            r#"{"conditions":[{"windowDays":30}],"calculation":"productRate"}"#,
+            r#"{"calculation":"productRate","payout":{"capPerReferral":5}}"#,
+            r#"{"calculation":"productRate","percent":5}"#,
+        ] {
+            assert!(
+                read_spec(unknown).is_err(),
+                "an option this server does not know: {unknown}"
+            );
+        }
     }
 }
