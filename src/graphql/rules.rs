@@ -8,7 +8,7 @@ use crate::graphql::enums::{Beneficiary, BillingScheme, Calculation, RewardUnit,
 use crate::graphql::ids::{Kind, from_id, to_id};
 use crate::graphql::scalars::Decimal;
 use crate::service::rules::{self, Rule, RuleInput};
-use async_graphql::{Context, ID, InputObject, Object, Result};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 
 #[derive(Default)]
 pub struct RuleQuery;
@@ -59,7 +59,9 @@ pub struct RewardRuleInput {
     pub affiliates_only: Option<bool>,
     /// Only referees of this billing scheme count; null: both. Program 1 pays postpaid
     /// newcomers on a verified payment method and prepaid ones on their top-ups.
-    pub billing_scheme: Option<BillingScheme>,
+    /// Left out of an update: the rule keeps its billing scheme (a form that does not show it
+    /// cannot clear it by accident); null clears it.
+    pub billing_scheme: MaybeUndefined<BillingScheme>,
 }
 
 impl From<RewardRuleInput> for RuleInput {
@@ -78,7 +80,11 @@ impl From<RewardRuleInput> for RuleInput {
             expires_after_days: input.expires_after_days,
             product_categories: input.product_categories,
             account_groups: input.account_groups,
-            billing_scheme: input.billing_scheme.map(Into::into),
+            billing_scheme: match input.billing_scheme {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(scheme) => Some(Some(scheme.into())),
+            },
             invoice_number: input.invoice_number,
             window_days: input.window_days,
             max_occurrences: input.max_occurrences,

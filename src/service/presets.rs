@@ -53,7 +53,7 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
             for (beneficiary, who) in [(Beneficiary::Referrer, "referrer"), (Beneficiary::Referee, "newcomer")] {
                 rules.push(RuleInput {
                     value: credit(10),
-                    billing_scheme: Some(BillingScheme::Postpaid),
+                    billing_scheme: Some(Some(BillingScheme::Postpaid)),
                     ..rule(
                         &format!("Cloud credit for the {who}: postpaid friend verified a payment method"),
                         RuleTrigger::PaymentMethodVerified,
@@ -65,7 +65,7 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
                 rules.push(RuleInput {
                     value: credit(10),
                     threshold: credit(10),
-                    billing_scheme: Some(BillingScheme::Prepaid),
+                    billing_scheme: Some(Some(BillingScheme::Prepaid)),
                     ..rule(
                         &format!("Cloud credit for the {who}: prepaid friend topped up 10.00"),
                         RuleTrigger::TopUpTotalReached,

@@ -195,6 +195,25 @@ async fn a_rule_read_with_its_hold_expiry_and_scheme_goes_back_unchanged() {
 }
 
 #[tokio::test]
+async fn a_rule_sent_back_without_its_billing_scheme_keeps_it_and_null_clears_it() {
+    let app = spawn_app().await;
+    let mut input = fixed_credit_rule("Postpaid credit", "PAYMENT_METHOD_VERIFIED", "REFERRER", "10");
+    input["billingScheme"] = json!("POSTPAID");
+    let created = app.create_rule(input).await;
+    let id = s(&created, "/id").to_owned();
+    // The contract's rule fragment does not read billingScheme: a console built on it sends the
+    // rule back without the field, and must not clear program 1's policy by saving a form.
+    let mut read = without_id(&created);
+    read.as_object_mut().map(|o| o.remove("billingScheme"));
+    read["value"] = json!("12");
+    app.update_rule(&id, read.clone()).await;
+    assert_eq!(extra_fields(&app).await[&id], "POSTPAID");
+    read["billingScheme"] = Value::Null;
+    app.update_rule(&id, read).await;
+    assert_eq!(extra_fields(&app).await[&id], Value::Null);
+}
+
+#[tokio::test]
 async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_refused() {
     let app = spawn_app().await;
     let valid = fixed_credit_rule("Credit for the referrer", "PAYMENT_METHOD_VERIFIED", "REFERRER", "10");

@@ -127,7 +127,8 @@ pub async fn update(
     input: RuleInput,
     now: DateTime<Utc>,
 ) -> AppResult<Rule> {
-    let rule = Rule {
+    let keeps_billing_scheme = input.billing_scheme.is_none();
+    let mut rule = Rule {
         id,
         ..spec::parse(input)?
     };
@@ -137,6 +138,9 @@ pub async fn update(
         .await?
         .ok_or_else(|| AppError::not_found("no such reward rule"))?;
     let before = from_row(row.clone())?;
+    if keeps_billing_scheme && let Some(scheme) = before.billing_scheme() {
+        rule.keep_billing_scheme(scheme);
+    }
     let mut row = row.into_active_model();
     assign(&mut row, &rule, now);
     row.update(&txn).await?;

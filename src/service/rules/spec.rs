@@ -94,7 +94,10 @@ pub struct RuleInput {
     pub expires_after_days: Option<i32>,
     pub product_categories: Option<Vec<String>>,
     pub account_groups: Option<Vec<String>>,
-    pub billing_scheme: Option<BillingScheme>,
+    /// `None`: not given (an update keeps the rule's condition: the contract's own rule
+    /// fragment does not read this field, so a console built on it sends a rule back without
+    /// it); `Some(None)`: no condition; `Some(Some(scheme))`: that scheme only.
+    pub billing_scheme: Option<Option<BillingScheme>>,
     pub invoice_number: Option<i32>,
     pub window_days: Option<i32>,
     pub max_occurrences: Option<i32>,
@@ -165,7 +168,7 @@ impl Condition {
         let mut conditions: Vec<Condition> = [
             key_list("productCategories", input.product_categories.as_deref())?.map(Condition::ProductCategories),
             key_list("accountGroups", input.account_groups.as_deref())?.map(Condition::AccountGroups),
-            input.billing_scheme.map(Condition::BillingScheme),
+            input.billing_scheme.flatten().map(Condition::BillingScheme),
             non_negative("threshold", input.threshold)?.map(Condition::TopUpTotalAtLeast),
         ]
         .into_iter()
@@ -351,6 +354,13 @@ impl Rule {
         })
     }
 
+    /// Limits the rule to `scheme` (an update that left the field out keeps the stored one).
+    pub fn keep_billing_scheme(&mut self, scheme: BillingScheme) {
+        self.conditions.retain(|c| !matches!(c, Condition::BillingScheme(_)));
+        self.conditions.push(Condition::BillingScheme(scheme));
+        self.conditions.sort_by_key(Condition::rank);
+    }
+
     /// The billing scheme the rule is limited to; `None` when both count.
     pub fn billing_scheme(&self) -> Option<BillingScheme> {
         self.conditions.iter().find_map(|c| match c {
@@ -460,7 +470,7 @@ mod tests {
             hold_days: Some(30),
             expires_after_days: Some(180),
             account_groups: Some(vec!["Enterprise".into(), "business".into(), "business".into()]),
-            billing_scheme: Some(BillingScheme::Prepaid),
+            billing_scheme: Some(Some(BillingScheme::Prepaid)),
             ..top_up()
         })
         .expect("valid");
@@ -738,7 +748,7 @@ mod tests {
             hold_days: Some(30),
             expires_after_days: Some(180),
             recurring: Some(true),
-            billing_scheme: Some(BillingScheme::Prepaid),
+            billing_scheme: Some(Some(BillingScheme::Prepaid)),
             account_groups: Some(vec!["business".into()]),
             ..top_up()
         })
