@@ -217,6 +217,8 @@ mod tests {
             link_clicks_per_minute: 60,
             trust_forwarded_for: false,
             request_timeout: Duration::from_secs(30),
+            settle_interval: Duration::from_secs(60),
+            sandbox: false,
         }
     }
 

@@ -56,6 +56,17 @@ pub struct ConfigArgs {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration,
           global = true)]
     pub request_timeout: Duration,
+    /// How often the background task matures holds and expires credit (e.g. 60s, 5m). Reads
+    /// and spends never wait for it: they settle what is due of their account themselves.
+    #[arg(long, env = "SETTLE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration,
+          global = true)]
+    pub settle_interval: Duration,
+    /// Run as a sandbox for integrators: admins may move the server's clock forward
+    /// (`advanceClock`) to watch holds mature and credit expire. Never for a real program.
+    /// `--sandbox` alone means true.
+    #[arg(long, env = "SANDBOX", default_value_t = false, global = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sandbox: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -73,7 +84,15 @@ pub struct Config {
     pub link_clicks_per_minute: u32,
     pub trust_forwarded_for: bool,
     pub request_timeout: Duration,
+    /// Between two passes of the background task (`SETTLE_INTERVAL`).
+    pub settle_interval: Duration,
+    /// `SANDBOX=true`: admins may move the clock forward; announced at start.
+    pub sandbox: bool,
 }
+
+/// The shortest and longest `SETTLE_INTERVAL`: more often than every second only loads the
+/// database; less often than daily leaves day-long holds visibly late in reports.
+pub const SETTLE_INTERVALS: std::ops::RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -89,6 +108,8 @@ pub enum ConfigError {
     CorsOrigin(String),
     #[error("REQUEST_TIMEOUT must be longer than zero")]
     ZeroTimeout,
+    #[error("SETTLE_INTERVAL must be between 1s and 1day (got {0:?})")]
+    SettleInterval(Duration),
     #[error("JWT_ISSUER and JWT_AUDIENCE must not be empty")]
     EmptyClaim,
     #[error("could not read or write {path}: {source}")]
@@ -121,6 +142,8 @@ impl ConfigArgs {
             link_clicks_per_minute: self.link_clicks_per_minute,
             trust_forwarded_for: self.trust_forwarded_for,
             request_timeout: self.request_timeout,
+            settle_interval: self.settle_interval,
+            sandbox: self.sandbox,
         };
         config.validate()?;
         Ok((config, generated))
@@ -150,6 +173,9 @@ impl Config {
         }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
             return Err(ConfigError::EmptyClaim);
+        }
+        if !SETTLE_INTERVALS.contains(&self.settle_interval) {
+            return Err(ConfigError::SettleInterval(self.settle_interval));
         }
         Ok(())
     }
@@ -281,6 +307,63 @@ mod tests {
                 config(&["--bind-addr", "0.0.0.0:9000"]).public_url,
                 "http://127.0.0.1:9000"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod sandbox_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        command: Option<Command>,
+    }
+
+    #[derive(clap::Subcommand, PartialEq, Debug)]
+    enum Command {
+        Serve,
+    }
+
+    fn parse(args: &[&str]) -> Result<(Config, Option<Command>), String> {
+        let mut argv = vec!["test", "--jwt-secret", "0123456789abcdef0123456789abcdef"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let (config, _) = cli.config.into_config(false).map_err(|e| e.to_string())?;
+        Ok((config, cli.command))
+    }
+
+    #[test]
+    fn sandbox_is_a_flag_that_takes_an_optional_value() {
+        let sandbox = |args: &[&str]| parse(args).map(|(c, _)| c.sandbox);
+        assert_eq!(sandbox(&["--sandbox"]), Ok(true));
+        assert_eq!(sandbox(&["--sandbox=true"]), Ok(true));
+        assert_eq!(sandbox(&["--sandbox=false"]), Ok(false));
+        assert!(sandbox(&["--sandbox=maybe"]).is_err());
+        // A bare flag before the subcommand does not swallow it.
+        assert_eq!(
+            parse(&["--sandbox", "serve"]).map(|(c, cmd)| (c.sandbox, cmd)),
+            Ok((true, Some(Command::Serve)))
+        );
+        if std::env::var_os("SANDBOX").is_none() {
+            assert_eq!(sandbox(&[]), Ok(false), "off unless asked for");
+        }
+    }
+
+    #[test]
+    fn the_settle_interval_is_a_duration_within_bounds() {
+        let interval = |args: &[&str]| parse(args).map(|(c, _)| c.settle_interval);
+        if std::env::var_os("SETTLE_INTERVAL").is_none() {
+            assert_eq!(interval(&[]), Ok(Duration::from_secs(60)));
+        }
+        assert_eq!(interval(&["--settle-interval", "5m"]), Ok(Duration::from_secs(300)));
+        assert_eq!(interval(&["--settle-interval", "1s"]), Ok(Duration::from_secs(1)));
+        for bad in ["0s", "500ms", "2days", "soon"] {
+            assert!(interval(&["--settle-interval", bad]).is_err(), "{bad} accepted");
         }
     }
 }

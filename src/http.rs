@@ -45,7 +45,7 @@ struct HttpState {
 
 pub fn build_app(state: AppState) -> Router {
     let persisted = PersistedQueries::new();
-    let schema = build_schema_with(state.config.introspection, &persisted);
+    let schema = build_schema_with(state.config.introspection, state.config.sandbox, &persisted);
     let origins: Vec<HeaderValue> = state
         .config
         .cors_origins

@@ -15,6 +15,7 @@ pub mod link;
 pub mod logging;
 pub mod service;
 pub mod state;
+pub mod tasks;
 
 pub use http::{build_app, serve};
 pub use state::AppState;

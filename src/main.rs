@@ -6,7 +6,7 @@ use referral_server::auth::{JwtKeys, Role};
 use referral_server::config::{ConfigArgs, LOCAL_SECRET_FILE};
 use referral_server::logging::{self, LogFormat};
 use referral_server::service::{check, presets};
-use referral_server::{AppState, build_app, db, graphql, serve};
+use referral_server::{AppState, build_app, db, graphql, serve, tasks};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -160,6 +160,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                      Fine for trying the server; in production set JWT_SECRET (32+ random bytes)."
                 );
             }
+            if config.sandbox {
+                announce_sandbox();
+            }
             let bind_addr = config.bind_addr;
             let state = AppState::connect(config).await.context("connecting to the database")?;
             let listener = tokio::net::TcpListener::bind(bind_addr)
@@ -171,8 +174,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "serving on http://{local}: GraphiQL at http://{local}/graphql; \
                  a token: `referral-server token --role admin`"
             );
-            serve(listener, build_app(state)).await.context("serving")?;
+            let settler = tasks::spawn(state.clone());
+            let served = serve(listener, build_app(state)).await;
+            // After the requests in flight: the task ends its batch in progress, then stops.
+            settler.stop().await;
+            served.context("serving")?;
             Ok(())
         }
     }
 }
+
+/// What a sandbox server says before anything else, to its log and to a person watching it
+/// start: its clock is not the real time, and its numbers are not money.
+fn announce_sandbox() {
+    tracing::warn!("{SANDBOX_WARNING}");
+    let rule = "=".repeat(SANDBOX_WARNING.len());
+    eprintln!("{rule}\n{SANDBOX_WARNING}\n{rule}");
+}
+
+const SANDBOX_WARNING: &str = "SANDBOX: the clock can be moved forward by admins; never run a real program like this";

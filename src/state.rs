@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::limits::Limits;
+use crate::service::{self, presets};
 use sea_orm::{DatabaseConnection, DbErr};
 use std::sync::Arc;
 
@@ -29,19 +30,55 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Connects to the configured database and brings its schema up to date.
+    /// Connects to the configured database, brings its schema up to date, and seeds a new
+    /// installation with the default preset. A sandbox's clock starts where the database's
+    /// record of it is, never behind.
     pub async fn connect(config: Config) -> Result<Self, DbErr> {
         let (db, statements) = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         let keys = JwtKeys::new(&config);
         let limits = Limits::new(config.code_lookups_per_minute).with_link_clicks(config.link_clicks_per_minute);
-        Ok(AppState(Arc::new(Inner {
+        let clock = start_clock(&db, config.sandbox).await?;
+        let state = AppState(Arc::new(Inner {
             db,
             config,
             keys,
             statements,
             limits,
-            clock: Clock::system(),
-        })))
+            clock,
+        }));
+        presets::seed(&state.db, state.clock.now())
+            .await
+            .map_err(|err| DbErr::Custom(format!("seeding the default preset: {err:?}")))?;
+        Ok(state)
     }
+}
+
+/// The system time, or for a sandbox the recorded offset ahead of it. A database that a
+/// sandbox moved ahead and that is now served without SANDBOX goes back to the system time:
+/// what the sandbox stamped in its future (entries, holds, expiries, events) lies ahead of the
+/// clock again, so holds it did not mature wait for their real date. Said at start, loudly.
+async fn start_clock(db: &DatabaseConnection, sandbox: bool) -> Result<Clock, DbErr> {
+    let recorded = service::sandbox::recorded_offset(db).await?;
+    let clock = Clock::system();
+    if sandbox {
+        clock.catch_up(recorded);
+        if !recorded.is_zero() {
+            tracing::warn!(
+                offset_days = recorded.num_days(),
+                "SANDBOX: the clock carries on where this database left it: {} days and {} hours ahead of the system time",
+                recorded.num_days(),
+                recorded.num_hours() % 24
+            );
+        }
+    } else if !recorded.is_zero() {
+        tracing::warn!(
+            offset_days = recorded.num_days(),
+            "this database was served by a SANDBOX server whose clock was {} days ahead; without SANDBOX the \
+             clock is the system time, and rows the sandbox stamped in its future lie ahead of it. A real \
+             program needs a database that never ran as a sandbox.",
+            recorded.num_days()
+        );
+    }
+    Ok(clock)
 }

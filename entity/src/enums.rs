@@ -5,7 +5,9 @@ use sea_orm::entity::prelude::*;
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, serde::Serialize, serde::Deserialize,
+        )]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         #[sea_orm(
             rs_type = "String",

@@ -18,6 +18,9 @@ pub struct Model {
     /// Claims one account may make in 24 hours; `None`: no limit.
     pub max_claims_per_day: Option<i32>,
     pub updated_at: DateTimeUtc,
+    /// How far a sandbox server's clock is ahead of the system time, in milliseconds (only
+    /// `service::sandbox` writes it, and only forward; a server without SANDBOX ignores it).
+    pub clock_offset_ms: i64,
     /// Hours after a first purchase was taken as first during which a purchase that happened
     /// earlier, arriving late, still corrects it.
     pub reorder_window_hours: i32,

@@ -1,5 +1,9 @@
 use sea_orm::entity::prelude::*;
 
+/// A reward rule as stored. What a rule pays on (trigger), to whom (beneficiary) and in which
+/// unit are columns, for queries and indexes; its conditions, calculation and payout are one
+/// JSON document (`spec`), read and written only by `service/rules/spec.rs`, so a new option
+/// is a new variant there and needs no migration.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "reward_rules")]
 pub struct Model {
@@ -10,16 +14,10 @@ pub struct Model {
     pub trigger: crate::enums::RuleTrigger,
     pub beneficiary: crate::enums::Beneficiary,
     pub unit: crate::enums::Unit,
-    pub calculation: crate::enums::Calculation,
-    pub value: Option<i64>,
-    /// A JSON array of category names; NULL: every category counts.
-    pub product_categories: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
-    pub threshold: Option<i64>,
-    pub recurring: bool,
-    /// A JSON array of account groups; NULL: every group.
-    pub account_groups: Option<String>,
+    /// `{"conditions": [...], "calculation": ..., "payout": {...}}` (service/rules/spec.rs).
+    pub spec: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -568,9 +568,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        // The defaults a fresh installation starts from: the program on, and the points-store
-        // rule of program 3 (the referrer earns product rate × GB on a friend's first
-        // residential purchase).
+        // The defaults a fresh installation starts from: the program on. This migration also
+        // seeded program 3's rule here once; program 3 is now declared only in
+        // `service/presets.rs`, and a fresh installation gets it from there (`AppState::connect`
+        // applies the default preset to a database that never had a rule). Databases migrated
+        // before that keep the row this migration wrote then.
         let now = Expr::current_timestamp();
         manager
             .exec_stmt(
@@ -596,35 +598,6 @@ impl MigrationTrait for Migration {
                         1.into(),
                         0i64.into(),
                         false.into(),
-                        now.clone(),
-                    ])
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .exec_stmt(
-                Query::insert()
-                    .into_table(RewardRules::Table)
-                    .columns([
-                        RewardRules::Name,
-                        RewardRules::Enabled,
-                        RewardRules::Trigger,
-                        RewardRules::Beneficiary,
-                        RewardRules::Unit,
-                        RewardRules::Calculation,
-                        RewardRules::ProductCategories,
-                        RewardRules::CreatedAt,
-                        RewardRules::UpdatedAt,
-                    ])
-                    .values_panic([
-                        "Points for a friend's first residential purchase".into(),
-                        true.into(),
-                        "FIRST_PURCHASE".into(),
-                        "REFERRER".into(),
-                        "POINTS".into(),
-                        "PRODUCT_RATE".into(),
-                        "[\"residential\"]".into(),
-                        now.clone(),
                         now,
                     ])
                     .to_owned(),

@@ -111,9 +111,11 @@ pub enum EventKind {
 pub enum RuleTrigger {
     /// An accepted referral is created at registration.
     Signup,
-    /// A postpaid referee's payment method is verified.
+    /// The referee's payment method is verified (program 1 counts postpaid referees only:
+    /// `billingScheme: POSTPAID`).
     PaymentMethodVerified,
-    /// A prepaid referee's successful top-ups reach the rule's threshold.
+    /// The referee's successful top-ups reach the rule's threshold (program 1 counts prepaid
+    /// referees only: `billingScheme: PREPAID`).
     TopUpTotalReached,
     /// The referee's first purchase.
     FirstPurchase,

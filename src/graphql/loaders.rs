@@ -6,7 +6,7 @@ use crate::service::clicks::{self, ReferralStats};
 use crate::service::{accounts, catalog, ledger, rules};
 use async_graphql::dataloader::Loader;
 use entity::enums::Unit;
-use entity::{account, balance, product, provider, referral, reward_rule};
+use entity::{account, balance, product, provider, referral};
 use sea_orm::DatabaseConnection;
 use std::collections::HashMap;
 
@@ -100,9 +100,9 @@ impl Loader<ProductsOf> for DbLoader {
 }
 
 impl Loader<RuleById> for DbLoader {
-    type Value = reward_rule::Model;
+    type Value = rules::Rule;
     type Error = async_graphql::Error;
-    async fn load(&self, keys: &[RuleById]) -> LoadResult<RuleById, reward_rule::Model> {
+    async fn load(&self, keys: &[RuleById]) -> LoadResult<RuleById, rules::Rule> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         Ok(rekey(rules::by_ids(&self.db, &ids).await?, RuleById))
     }

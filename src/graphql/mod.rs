@@ -23,7 +23,8 @@ use async_graphql::extensions::{
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
-    EmptySubscription, MergedObject, Request, Response, Schema, SchemaBuilder, ServerError, ServerResult, Value,
+    BatchRequest, BatchResponse, EmptySubscription, MergedObject, ObjectType, Request, Response, Schema, SchemaBuilder,
+    ServerError, ServerResult, Value,
 };
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -66,10 +67,42 @@ pub struct MutationRoot(
     store::StoreMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+/// A sandbox server's mutations: every one of `MutationRoot` and the sandbox's own.
+#[derive(MergedObject, Default)]
+pub struct SandboxMutationRoot(MutationRoot, program::SandboxMutation);
 
-fn builder(persisted: &PersistedQueries) -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+/// The schema a server runs. A sandbox's is another schema, not the same one with fields
+/// hidden: async-graphql's `visible` hides a field from introspection only (a document that
+/// names it still validates and runs) and the SDL export lists it anyway. So the sandbox's
+/// operations are in its schema's types, and absent from every other schema.
+#[derive(Clone)]
+pub enum AppSchema {
+    /// The API of schema.graphql.
+    Standard(Schema<QueryRoot, MutationRoot, EmptySubscription>),
+    /// SANDBOX=true: the same, and the sandbox's mutations (`advanceClock`).
+    Sandbox(Schema<QueryRoot, SandboxMutationRoot, EmptySubscription>),
+}
+
+impl AppSchema {
+    pub async fn execute_batch(&self, batch: BatchRequest) -> BatchResponse {
+        match self {
+            AppSchema::Standard(schema) => schema.execute_batch(batch).await,
+            AppSchema::Sandbox(schema) => schema.execute_batch(batch).await,
+        }
+    }
+
+    pub fn sdl(&self) -> String {
+        match self {
+            AppSchema::Standard(schema) => schema.sdl(),
+            AppSchema::Sandbox(schema) => schema.sdl(),
+        }
+    }
+}
+
+fn builder<M: ObjectType + Default + 'static>(
+    persisted: &PersistedQueries,
+) -> SchemaBuilder<QueryRoot, M, EmptySubscription> {
+    Schema::build(QueryRoot::default(), M::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
@@ -81,23 +114,34 @@ fn builder(persisted: &PersistedQueries) -> SchemaBuilder<QueryRoot, MutationRoo
         .extension(ApolloPersistedQueries::new(persisted.0.clone()))
 }
 
-/// The schema, with no database: everything a request needs comes with the request's data.
+/// The schema (not a sandbox's), with no database: everything a request needs comes with the
+/// request's data.
 pub fn build_schema(introspection: bool) -> AppSchema {
-    build_schema_with(introspection, &PersistedQueries::new())
+    build_schema_with(introspection, false, &PersistedQueries::new())
 }
 
-/// The schema, keeping automatic persisted queries in `persisted` (which the HTTP layer reads
-/// too, to know what a hash-only GET would run).
-pub fn build_schema_with(introspection: bool, persisted: &PersistedQueries) -> AppSchema {
-    let builder = builder(persisted);
-    if introspection {
-        builder.finish()
+/// The schema, a sandbox's when `sandbox`, keeping automatic persisted queries in `persisted`
+/// (which the HTTP layer reads too, to know what a hash-only GET would run).
+pub fn build_schema_with(introspection: bool, sandbox: bool, persisted: &PersistedQueries) -> AppSchema {
+    fn finish<M: ObjectType + Default + 'static>(
+        builder: SchemaBuilder<QueryRoot, M, EmptySubscription>,
+        introspection: bool,
+    ) -> Schema<QueryRoot, M, EmptySubscription> {
+        if introspection {
+            builder.finish()
+        } else {
+            builder.disable_introspection().finish()
+        }
+    }
+    if sandbox {
+        AppSchema::Sandbox(finish(builder(persisted), introspection))
     } else {
-        builder.disable_introspection().finish()
+        AppSchema::Standard(finish(builder(persisted), introspection))
     }
 }
 
-/// The SDL that `export-schema` writes to schema.graphql.
+/// The SDL that `export-schema` writes to schema.graphql: a real program's, without the
+/// sandbox's operations.
 pub fn schema_sdl() -> String {
     build_schema(true).sdl()
 }

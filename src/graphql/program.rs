@@ -1,10 +1,13 @@
-//! The program's switch and settings.
+//! The program's switch and settings, and a sandbox's clock.
 
 use crate::auth::RoleGuard;
+use crate::error::AppError;
 use crate::graphql::context::{now, program_settings, state, viewer};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Program, ProgramSettings};
+use crate::service::sandbox;
 use crate::service::settings::{self, SettingsPatch};
+use crate::tasks;
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result};
 
 #[derive(Default)]
@@ -81,5 +84,49 @@ impl ProgramMutation {
         };
         let updated = settings::update(&state(ctx).db, &viewer(ctx).actor(), patch, now(ctx)).await?;
         Ok(updated.into())
+    }
+}
+
+/// The sandbox's own operations. They are part of the schema only on a server started with
+/// SANDBOX=true (`graphql::build_schema_with`): elsewhere they do not exist, neither in
+/// introspection nor for execution, and schema.graphql does not list them.
+#[derive(Default)]
+pub struct SandboxMutation;
+
+#[Object]
+impl SandboxMutation {
+    /// Moves this sandbox server's clock forward by `days` and `hours` (never backwards; at
+    /// most 3650 days or 87600 hours at once), for every instance on its database and across
+    /// restarts; then settles at once what fell due by the new time: holds mature and credit
+    /// expires. Audited (ADVANCE_CLOCK). Only on a server started with SANDBOX=true.
+    #[graphql(guard = "RoleGuard::ADMIN")]
+    async fn advance_clock(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 0)] days: Option<i32>,
+        #[graphql(default = 0)] hours: Option<i32>,
+    ) -> Result<ProgramSettings> {
+        let state = state(ctx);
+        // The schema has this field only in sandbox mode; the check keeps it so should a
+        // schema ever be built otherwise.
+        if !state.config.sandbox {
+            return Err(AppError::Forbidden("the clock moves only on a sandbox server (SANDBOX=true)".into()).into());
+        }
+        let (days, hours) = (days.unwrap_or(0), hours.unwrap_or(0));
+        let advanced = sandbox::advance(&state.db, &viewer(ctx).actor(), &state.clock, days, hours).await?;
+        // The clock has moved for good: a pass that fails here is the background task's to do
+        // again at its next tick, not an error of this request (a client retrying it would
+        // move the clock twice). Reads and spends settle their own account's due entries anyway.
+        match tasks::settle_now(state).await {
+            Ok(settled) => tracing::info!(
+                matured = settled.matured,
+                expired = settled.expired,
+                "SANDBOX: the clock moved from {} to {}",
+                advanced.before,
+                advanced.after
+            ),
+            Err(err) => tasks::log_failure(&err),
+        }
+        Ok(advanced.settings.into())
     }
 }

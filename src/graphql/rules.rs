@@ -1,13 +1,14 @@
-//! Reward rules (admin).
+//! Reward rules (admin): the flat `RewardRuleInput` in, the `RewardRule` object out, both
+//! built from the typed rule of `service/rules`. An option of a rule is one input field and
+//! one output field here.
 
 use crate::auth::RoleGuard;
 use crate::graphql::context::{now, state, viewer};
-use crate::graphql::enums::{Beneficiary, Calculation, RewardUnit, RuleTrigger};
-use crate::graphql::ids::{Kind, from_id};
+use crate::graphql::enums::{Beneficiary, BillingScheme, Calculation, RewardUnit, RuleTrigger};
+use crate::graphql::ids::{Kind, from_id, to_id};
 use crate::graphql::scalars::Decimal;
-use crate::graphql::types::RewardRule;
-use crate::service::rules::{self, RuleInput};
-use async_graphql::{Context, ID, InputObject, Object, Result};
+use crate::service::rules::{self, Rule, RuleInput};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 
 #[derive(Default)]
 pub struct RuleQuery;
@@ -23,7 +24,7 @@ impl RuleQuery {
 
 /// A rule's whole definition. Options this server does not offer yet are refused with
 /// BAD_USER_INPUT when set: invoiceNumber, windowDays, maxOccurrences, capPerReferral,
-/// holdDays, expiresAfterDays, redeemableCategories, minActiveReferrals, affiliatesOnly.
+/// redeemableCategories, minActiveReferrals, affiliatesOnly.
 #[derive(InputObject)]
 pub struct RewardRuleInput {
     pub name: String,
@@ -44,7 +45,10 @@ pub struct RewardRuleInput {
     pub recurring: Option<bool>,
     pub max_occurrences: Option<i32>,
     pub cap_per_referral: Option<Decimal>,
+    /// Days (0 to 3650) a reward stays PENDING before it becomes available. 0 or null: no hold.
     pub hold_days: Option<i32>,
+    /// Days (1 to 3650) after a reward becomes available that what is left of it expires.
+    /// Null: never.
     pub expires_after_days: Option<i32>,
     /// FIRST_PURCHASE only: the product categories that count.
     pub product_categories: Option<Vec<String>>,
@@ -53,6 +57,11 @@ pub struct RewardRuleInput {
     pub account_groups: Option<Vec<String>>,
     pub min_active_referrals: Option<i32>,
     pub affiliates_only: Option<bool>,
+    /// Only referees of this billing scheme count; null: both. Program 1 pays postpaid
+    /// newcomers on a verified payment method and prepaid ones on their top-ups.
+    /// Left out of an update: the rule keeps its billing scheme (a form that does not show it
+    /// cannot clear it by accident); null clears it.
+    pub billing_scheme: MaybeUndefined<BillingScheme>,
 }
 
 impl From<RewardRuleInput> for RuleInput {
@@ -67,14 +76,19 @@ impl From<RewardRuleInput> for RuleInput {
             value: input.value.map(|d| d.0),
             threshold: input.threshold.map(|d| d.0),
             recurring: input.recurring,
+            hold_days: input.hold_days,
+            expires_after_days: input.expires_after_days,
             product_categories: input.product_categories,
             account_groups: input.account_groups,
+            billing_scheme: match input.billing_scheme {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(scheme) => Some(Some(scheme.into())),
+            },
             invoice_number: input.invoice_number,
             window_days: input.window_days,
             max_occurrences: input.max_occurrences,
             cap_per_referral: input.cap_per_referral.map(|d| d.0),
-            hold_days: input.hold_days,
-            expires_after_days: input.expires_after_days,
             redeemable_categories: input.redeemable_categories,
             min_active_referrals: input.min_active_referrals,
             affiliates_only: input.affiliates_only,
@@ -99,5 +113,119 @@ impl RuleMutation {
         let id = from_id(Kind::Rule, &id)?;
         let rule = rules::update(&state(ctx).db, &viewer(ctx).actor(), id, input.into(), now(ctx)).await?;
         Ok(RewardRule(rule))
+    }
+}
+
+/// A rule as the console reads it: the same fields as `RewardRuleInput`, so a form can send
+/// back what it read.
+pub struct RewardRule(pub Rule);
+
+#[Object]
+impl RewardRule {
+    async fn id(&self) -> ID {
+        to_id(Kind::Rule, self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn enabled(&self) -> bool {
+        self.0.enabled
+    }
+
+    async fn trigger(&self) -> RuleTrigger {
+        self.0.trigger.into()
+    }
+
+    async fn beneficiary(&self) -> Beneficiary {
+        self.0.beneficiary.into()
+    }
+
+    async fn unit(&self) -> RewardUnit {
+        self.0.unit.into()
+    }
+
+    async fn calculation(&self) -> Calculation {
+        self.0.calculation.kind().into()
+    }
+
+    /// The fixed amount of a FIXED rule.
+    async fn value(&self) -> Option<Decimal> {
+        match self.0.calculation {
+            rules::Calculation::Fixed(value) => Some(Decimal(value)),
+            rules::Calculation::ProductRate => None,
+        }
+    }
+
+    /// The product categories that count; null: all of them.
+    async fn product_categories(&self) -> Option<&[String]> {
+        self.0.product_categories()
+    }
+
+    /// For TOP_UP_TOTAL_REACHED: the top-up total that qualifies (0: any top-up).
+    async fn threshold(&self) -> Option<Decimal> {
+        self.0.threshold().map(Decimal)
+    }
+
+    /// Whether the rule pays on every qualifying event instead of once per referral.
+    async fn recurring(&self) -> bool {
+        self.0.payout.recurring
+    }
+
+    /// The referee's account groups that count; null: all of them.
+    async fn account_groups(&self) -> Option<&[String]> {
+        self.0.account_groups()
+    }
+
+    // invoiceNumber, windowDays, maxOccurrences, capPerReferral, redeemableCategories,
+    // minActiveReferrals and affiliatesOnly are not offered by this server yet: every rule has
+    // the value shown (no invoice number, no window, no cap, no restriction), and setting one
+    // is refused, so that is exactly how each rule behaves.
+
+    /// Pays on the referee's n-th paid invoice.
+    async fn invoice_number(&self) -> Option<i32> {
+        None
+    }
+
+    /// Only events within this many days of sign-up count.
+    async fn window_days(&self) -> Option<i32> {
+        None
+    }
+
+    async fn max_occurrences(&self) -> Option<i32> {
+        None
+    }
+
+    async fn cap_per_referral(&self) -> Option<Decimal> {
+        None
+    }
+
+    /// Days a reward stays pending before it becomes available; null: available at once.
+    async fn hold_days(&self) -> Option<i32> {
+        Some(i32::from(self.0.payout.hold_days)).filter(|days| *days > 0)
+    }
+
+    /// Days after a reward becomes available that what is left of it expires; null: never.
+    async fn expires_after_days(&self) -> Option<i32> {
+        self.0.payout.expires_after_days.map(i32::from)
+    }
+
+    /// Product categories the reward may be spent on; null: any.
+    async fn redeemable_categories(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    async fn min_active_referrals(&self) -> Option<i32> {
+        None
+    }
+
+    async fn affiliates_only(&self) -> bool {
+        false
+    }
+
+    /// The referee's billing scheme that counts; null: both.
+    async fn billing_scheme(&self) -> Option<BillingScheme> {
+        self.0.billing_scheme().map(Into::into)
     }
 }

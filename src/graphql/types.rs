@@ -7,18 +7,17 @@ use crate::graphql::context::{loader, program_settings, state, viewer};
 use crate::graphql::enums::*;
 use crate::graphql::ids::{Kind, Side, balance_id, participant_id, to_id};
 use crate::graphql::loaders::*;
+use crate::graphql::rules::RewardRule;
 use crate::graphql::scalars::Decimal;
 use crate::service::accounts::mask_name;
 use crate::service::page::{Page, PageRequest};
-use crate::service::rules::{self, Decision};
+use crate::service::rules::Decision;
 use crate::service::settings::referral_link;
 use crate::service::{accounts, ledger, store};
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::{
-    account, balance, claim, event, ledger_entry, product, program_settings, provider, referral, reward_rule,
-};
+use entity::{account, balance, claim, event, ledger_entry, product, program_settings, provider, referral};
 
 /// Extra fields of every connection.
 #[derive(SimpleObject)]
@@ -530,108 +529,6 @@ impl Claim {
     }
 }
 
-pub struct RewardRule(pub reward_rule::Model);
-
-#[Object]
-impl RewardRule {
-    async fn id(&self) -> ID {
-        to_id(Kind::Rule, self.0.id)
-    }
-
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
-
-    async fn enabled(&self) -> bool {
-        self.0.enabled
-    }
-
-    async fn trigger(&self) -> RuleTrigger {
-        self.0.trigger.into()
-    }
-
-    async fn beneficiary(&self) -> Beneficiary {
-        self.0.beneficiary.into()
-    }
-
-    async fn unit(&self) -> RewardUnit {
-        self.0.unit.into()
-    }
-
-    async fn calculation(&self) -> Calculation {
-        self.0.calculation.into()
-    }
-
-    /// The fixed amount of a FIXED rule.
-    async fn value(&self) -> Option<Decimal> {
-        self.0.value.map(Decimal::micros)
-    }
-
-    /// The product categories that count; null: all of them.
-    async fn product_categories(&self) -> Option<Vec<String>> {
-        rules::categories_of(&self.0)
-    }
-
-    /// For TOP_UP_TOTAL_REACHED: the top-up total that qualifies (0: any top-up).
-    async fn threshold(&self) -> Option<Decimal> {
-        self.0.threshold.map(Decimal::micros)
-    }
-
-    /// Whether the rule pays on every qualifying event instead of once per referral.
-    async fn recurring(&self) -> bool {
-        self.0.recurring
-    }
-
-    /// The referee's account groups that count; null: all of them.
-    async fn account_groups(&self) -> Option<Vec<String>> {
-        rules::groups_of(&self.0)
-    }
-
-    // The options below are not offered by this server yet: every rule has the value shown
-    // (no invoice number, no window, no cap, no hold, no expiry, no restriction), and setting
-    // one is refused, so that is exactly how each rule behaves.
-
-    /// Pays on the referee's n-th paid invoice.
-    async fn invoice_number(&self) -> Option<i32> {
-        None
-    }
-
-    /// Only events within this many days of sign-up count.
-    async fn window_days(&self) -> Option<i32> {
-        None
-    }
-
-    async fn max_occurrences(&self) -> Option<i32> {
-        None
-    }
-
-    async fn cap_per_referral(&self) -> Option<Decimal> {
-        None
-    }
-
-    /// Days a reward stays pending before it becomes available.
-    async fn hold_days(&self) -> Option<i32> {
-        None
-    }
-
-    async fn expires_after_days(&self) -> Option<i32> {
-        None
-    }
-
-    /// Product categories the reward may be spent on; null: any.
-    async fn redeemable_categories(&self) -> Option<Vec<String>> {
-        None
-    }
-
-    async fn min_active_referrals(&self) -> Option<i32> {
-        None
-    }
-
-    async fn affiliates_only(&self) -> bool {
-        false
-    }
-}
-
 pub struct Event {
     pub row: event::Model,
     pub duplicate: bool,
@@ -726,6 +623,17 @@ pub struct ProgramSettings {
 impl ProgramSettings {
     async fn minimum_withdrawal(&self) -> Decimal {
         Decimal::micros(self.minimum_withdrawal_micros)
+    }
+
+    /// Whether this server runs as a sandbox (SANDBOX=true): admins may then move its clock
+    /// forward with `advanceClock`, which exists only there. Never true for a real program.
+    async fn sandbox(&self, ctx: &Context<'_>) -> bool {
+        state(ctx).config.sandbox
+    }
+
+    /// The server's now: the system time, or on a sandbox as far ahead as admins moved it.
+    async fn clock(&self, ctx: &Context<'_>) -> DateTime<Utc> {
+        crate::graphql::context::now(ctx)
     }
 }
 

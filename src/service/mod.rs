@@ -16,6 +16,7 @@ pub mod presets;
 pub mod referrals;
 pub mod rewards;
 pub mod rules;
+pub mod sandbox;
 pub mod settings;
 pub mod signup;
 pub mod simulate;

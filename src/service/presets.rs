@@ -1,16 +1,22 @@
 //! Presets: the settings and rules of each program built so far, written in one command so a
 //! new installation (or the README's walk-through) starts from a known program. Applying a
 //! preset again changes nothing: its rules are found by name and brought back to the preset.
+//! Each program is declared here and nowhere else: a new installation is seeded from
+//! `DEFAULT`, and program 1's billing-scheme policy is a condition of its rules, not a rule
+//! of the evaluator.
 
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
 use crate::service::rules::{self, RuleInput};
 use crate::service::settings::{self, SettingsPatch};
-use entity::enums::{Beneficiary, Calculation, RuleTrigger, Unit};
+use entity::enums::{Beneficiary, BillingScheme, Calculation, RuleTrigger, Unit};
 use sea_orm::DatabaseConnection;
 
 pub const PRESETS: &[&str] = &["points-store", "cloud-credit"];
+/// The program a new installation starts with.
+pub const DEFAULT: &str = "points-store";
 const ACTOR: &str = "cli:preset";
+const SEED_ACTOR: &str = "seed";
 
 fn rule(name: &str, trigger: RuleTrigger, beneficiary: Beneficiary, unit: Unit, calculation: Calculation) -> RuleInput {
     RuleInput {
@@ -39,12 +45,15 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
             )
         }]),
         // Program 1: both sides get 10.00 credit once the newcomer qualifies: postpaid by a
-        // verified payment method, prepaid by 10.00 of its own successful top-ups.
+        // verified payment method, prepaid by 10.00 of its own successful top-ups (and only
+        // so: a prepaid account's payment method, or a postpaid account's top-ups, qualify
+        // nothing).
         "cloud-credit" => {
             let mut rules = Vec::new();
             for (beneficiary, who) in [(Beneficiary::Referrer, "referrer"), (Beneficiary::Referee, "newcomer")] {
                 rules.push(RuleInput {
                     value: credit(10),
+                    billing_scheme: Some(Some(BillingScheme::Postpaid)),
                     ..rule(
                         &format!("Cloud credit for the {who}: postpaid friend verified a payment method"),
                         RuleTrigger::PaymentMethodVerified,
@@ -56,6 +65,7 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
                 rules.push(RuleInput {
                     value: credit(10),
                     threshold: credit(10),
+                    billing_scheme: Some(Some(BillingScheme::Prepaid)),
                     ..rule(
                         &format!("Cloud credit for the {who}: prepaid friend topped up 10.00"),
                         RuleTrigger::TopUpTotalReached,
@@ -72,6 +82,13 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
             PRESETS.join(", ")
         ))),
     }
+}
+
+/// Seeds a new installation (a database that never had a rule) with the rules of the
+/// `DEFAULT` preset; its settings are the ones a new database starts with (the program on).
+/// Returns whether it seeded.
+pub async fn seed(db: &DatabaseConnection, now: chrono::DateTime<chrono::Utc>) -> AppResult<bool> {
+    rules::seed(db, SEED_ACTOR, preset_rules(DEFAULT)?, now).await
 }
 
 /// Applies a preset; returns one line per change, for the command to print.

@@ -53,7 +53,7 @@ pub async fn apply(
     let mut decisions = Vec::new();
     let mut qualifies = false;
     for rule in rules {
-        let (outcome, reason) = match rules::evaluate(rule, &facts) {
+        let (outcome, reason) = match rules::evaluate(rule, &facts, now) {
             Verdict::Skip { reason } => (Outcome::Skipped, reason),
             Verdict::Pay {
                 account_id,
@@ -61,6 +61,8 @@ pub async fn apply(
                 unit,
                 amount,
                 reason,
+                available_at,
+                expires_at,
             } => {
                 let credit = NewCredit {
                     account_id,
@@ -72,10 +74,14 @@ pub async fn apply(
                     referral_id: Some(referral_id),
                     rule_id: Some(rule.id),
                     // Once per referral, or once per event for a recurring rule.
-                    occurrence: Some(if rule.recurring { event_id.unwrap_or(0) } else { 1 }),
-                    rule_snapshot: Some(rules::json(rule).to_string()),
-                    available_at: None,
-                    expires_at: None,
+                    occurrence: Some(if rule.payout.recurring {
+                        event_id.unwrap_or(0)
+                    } else {
+                        1
+                    }),
+                    rule_snapshot: Some(rule.snapshot().to_string()),
+                    available_at,
+                    expires_at,
                 };
                 match ledger::post_credit(txn, credit, now).await? {
                     Some(entry) => {

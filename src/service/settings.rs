@@ -158,6 +158,9 @@ pub async fn update(
     }
     let mut row = wanted.into_active_model().reset_all();
     row.updated_at = Set(now);
+    // The sandbox clock's offset is not a setting: only `sandbox::advance` writes it, under a
+    // row lock, so that an admin saving the settings form never moves it back.
+    row.clock_offset_ms = sea_orm::ActiveValue::NotSet;
     let after = row.update(&txn).await?;
     audit::record(
         &txn,

@@ -5,9 +5,10 @@
 //! in a transaction that is always rolled back. So its answer is what recording the event at
 //! this moment does: the same checks and errors, the same account facts (first purchase,
 //! top-up total, a corrected first purchase), the same ledger (once-per-referral slots, holds),
-//! the same decisions. A draft set is written into that transaction (the ledger's entries name
-//! their rule), evaluated in place of the published rules, and rolled back with the rest. An
-//! eventId that was already recorded is answered as its replay would be.
+//! the same decisions. A draft set is written into that transaction (`rules::stage`: the
+//! ledger's entries name their rule), evaluated in place of the published rules, and rolled
+//! back with the rest. An eventId that was already recorded is answered as its replay would
+//! be.
 //!
 //! What it costs: the transaction takes the locks a real event takes (on SQLite, the write
 //! lock) for its few milliseconds, and on PostgreSQL the ids it drew from sequences are not
@@ -17,8 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::service::events::{self, EventInput, EventOutcome, Finish, Published, RuleSource};
 use crate::service::rules::{self, MAX_RULES, Rule, RuleInput};
 use chrono::{DateTime, Utc};
-use entity::reward_rule;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DatabaseTransaction, IntoActiveModel, NotSet};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -58,6 +58,7 @@ pub async fn simulate(
         .collect::<AppResult<Vec<_>>>()?;
     let source = Drafts {
         drafts,
+        now,
         stored: Mutex::new(HashMap::new()),
     };
     let outcome = events::record_with(db, event, &source, Finish::RollBack, now).await?;
@@ -72,6 +73,7 @@ pub async fn simulate(
 /// it pays can name their rule, and evaluated instead of the published rules.
 struct Drafts {
     drafts: Vec<Rule>,
+    now: DateTime<Utc>,
     /// Filled in as the drafts are written: their ids in the transaction → their positions.
     stored: Mutex<HashMap<i64, usize>>,
 }
@@ -81,20 +83,11 @@ impl RuleSource for Drafts {
         let mut rules = Vec::new();
         let mut ids = HashMap::new();
         for (position, draft) in self.drafts.iter().enumerate().filter(|(_, d)| d.enabled) {
-            let stored = stage(txn, draft).await?;
+            let stored = rules::stage(txn, draft.clone(), self.now).await?;
             ids.insert(stored.id, position);
             rules.push(stored);
         }
         *self.stored.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = ids;
         Ok(rules)
     }
-}
-
-/// Writes a draft rule as a row of the transaction (no audit: it is never kept) and returns it
-/// with the id it got there. The one place that knows how a rule becomes a row, here, while
-/// `Rule` is the row itself; with a typed rule it belongs beside `rules::create` (its `assign`).
-async fn stage(txn: &DatabaseTransaction, draft: &Rule) -> AppResult<Rule> {
-    let mut row: reward_rule::ActiveModel = draft.clone().into_active_model().reset_all();
-    row.id = NotSet;
-    Ok(row.insert(txn).await?)
 }

@@ -243,6 +243,7 @@ fn allowed(file: &str, caller: Caller) -> bool {
         "customer" => matches!(caller, Caller::CustomerA | Caller::CustomerB),
         "admin" => caller == Caller::Admin,
         "integration" => matches!(caller, Caller::Service | Caller::Admin),
+        "sandbox" => caller == Caller::Admin,
         other => panic!("unknown contract file {other}"),
     }
 }
@@ -343,6 +344,9 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
             let status = if allowed { "COMPLETED" } else { "FAILED" };
             json!({ "input": { "claimId": claim, "status": status } })
         }
+        // sandbox (its own test below: the matrix's server is not a sandbox)
+        "SandboxClock" => json!({}),
+        "AdvanceClock" => json!({ "days": if allowed { 1 } else { 3650 } }),
         _ => return None,
     };
     Some(vars)
@@ -923,4 +927,57 @@ async fn every_root_mutation_field_is_in_the_matrix() {
             "mutation field {field} is in no built contract operation: the authorization matrix does not cover it"
         );
     }
+}
+
+/// The operations of operations/sandbox.graphql, which the matrix above cannot cover: its
+/// server is not a sandbox, and there `advanceClock` does not exist at all (tests/api/sandbox.rs).
+/// Here on a sandbox server, every caller, the same verdicts; a refused call changes nothing,
+/// the clock included.
+#[tokio::test]
+async fn the_sandbox_operations_answer_only_admins() {
+    let app = spawn_app_with(|config| config.sandbox = true).await;
+    let w = world(&app).await;
+    let clock_of = |app: &TestApp| (app.state.clock.offset(), app.state.config.sandbox);
+    let recorded = "SELECT CAST(clock_offset_ms AS BIGINT) FROM program_settings";
+
+    let mut failures = Vec::new();
+    let mut moves = 0;
+    let operations = contract_operations("sandbox");
+    assert!(operations.iter().any(|(_, op)| op == "AdvanceClock"), "{operations:?}");
+    for (kind, op) in operations {
+        let mut callers: Vec<Caller> = CALLERS.to_vec();
+        callers.sort_by_key(|caller| allowed("sandbox", *caller));
+        for caller in callers {
+            let ok = allowed("sandbox", caller);
+            let vars =
+                variables(&op, caller, ok, &w).unwrap_or_else(|| panic!("sandbox/{op} has no row in `variables`"));
+            let what = format!("sandbox/{op} × {caller:?} with {vars}");
+            let before = (state_of(&app).await, clock_of(&app), app.sql_i64(recorded).await);
+            let body = app.run(token(&app, caller).as_deref(), "sandbox", &op, vars).await;
+            let verdict = if ok {
+                answered(&body)
+            } else if caller == Caller::NoToken {
+                refused(&body, "UNAUTHENTICATED", false)
+            } else {
+                refused(&body, "FORBIDDEN", true)
+            };
+            if let Err(why) = verdict {
+                failures.push(format!("{what}: {why}; body: {body}"));
+                continue;
+            }
+            let after = (state_of(&app).await, clock_of(&app), app.sql_i64(recorded).await);
+            if ok && kind == "mutation" {
+                moves += 1;
+            } else if after != before {
+                failures.push(format!(
+                    "{what}: changed the state or the clock: {before:?} → {after:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // The admin's calls did what they asked: a day per move, and no more.
+    assert_eq!(moves, 1);
+    assert_eq!(app.state.clock.offset(), chrono::Duration::days(moves));
+    assert_eq!(app.sql_i64(recorded).await, moves * 86_400_000);
 }

@@ -3,11 +3,12 @@
 //!
 //! The database is SQLite in a temporary file unless `TEST_DATABASE_URL` names a PostgreSQL
 //! server, in which case every test gets its own `rs_test_<random>` database on it (left in
-//! place: CI drops leftovers).
+//! place: CI drops leftovers). Either way it is a copy of one migrated once per run
+//! (`tests/common`); the server's own migration at start finds nothing left to do.
 
 #![allow(dead_code)]
 
-use crate::common::{TempDir, fresh_postgres_database, temp_dir};
+use crate::common::{TempDir, migrated_postgres_database, migrated_sqlite_database, temp_dir};
 use referral_server::AppState;
 use referral_server::auth::Role;
 use referral_server::config::Config;
@@ -42,13 +43,14 @@ pub struct TestApp {
     _dir: Option<TempDir>,
 }
 
-/// The database URL for a fresh test database, and the directory to keep alive for SQLite.
+/// The database URL for a fresh, migrated test database, and the directory to keep alive for
+/// SQLite.
 async fn fresh_database() -> (String, Option<TempDir>) {
-    if let Some(url) = fresh_postgres_database().await {
+    if let Some(url) = migrated_postgres_database().await {
         return (url, None);
     }
     let dir = temp_dir("rs-test-");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+    let url = migrated_sqlite_database(&dir.path().join("test.db")).await;
     (url, Some(dir))
 }
 
@@ -67,6 +69,8 @@ pub fn test_config(database_url: String) -> Config {
         link_clicks_per_minute: 100_000,
         trust_forwarded_for: false,
         request_timeout: std::time::Duration::from_secs(30),
+        settle_interval: std::time::Duration::from_secs(60),
+        sandbox: false,
     }
 }
 
@@ -642,7 +646,7 @@ impl TestApp {
 // ---------------------------------------------------------------------------------------------
 // Reward rules, program 1 (cloud credit), credit and the admin console
 
-/// The name of the rule the migration seeds for program 3.
+/// The name of program 3's rule, which a new installation is seeded with.
 pub const SEEDED_RULE: &str = "Points for a friend's first residential purchase";
 
 /// A reward rule's input with only the required fields; add the others with `input["x"] = ..`.
@@ -831,7 +835,7 @@ impl TestApp {
             .clone()
     }
 
-    /// The rule the migration seeds for program 3.
+    /// Program 3's rule, which a new installation is seeded with (the points-store preset).
     pub async fn seeded_rule(&self) -> Value {
         let rules = self.rules().await;
         let seeded: Vec<&Value> = rules.iter().filter(|r| r["name"] == SEEDED_RULE).collect();
@@ -879,29 +883,29 @@ impl TestApp {
     }
 
     /// Program 1 for postpaid newcomers: a PAYMENT_METHOD_VERIFIED rule for the referrer and
-    /// one for the newcomer. Returns their ids (referrer's, newcomer's).
+    /// one for the newcomer, limited to postpaid referees as the cloud-credit preset limits
+    /// them. Returns their ids (referrer's, newcomer's).
     pub async fn postpaid_rules(&self, referrer: &str, referee: &str) -> (String, String) {
-        let r = self
-            .create_rule_id(fixed_credit_rule(
-                "Credit for the referrer: friend verified a payment method",
-                "PAYMENT_METHOD_VERIFIED",
-                "REFERRER",
-                referrer,
-            ))
-            .await;
-        let e = self
-            .create_rule_id(fixed_credit_rule(
-                "Credit for the newcomer: payment method verified",
-                "PAYMENT_METHOD_VERIFIED",
-                "REFEREE",
-                referee,
-            ))
-            .await;
-        (r, e)
+        let mut r = fixed_credit_rule(
+            "Credit for the referrer: friend verified a payment method",
+            "PAYMENT_METHOD_VERIFIED",
+            "REFERRER",
+            referrer,
+        );
+        r["billingScheme"] = json!("POSTPAID");
+        let mut e = fixed_credit_rule(
+            "Credit for the newcomer: payment method verified",
+            "PAYMENT_METHOD_VERIFIED",
+            "REFEREE",
+            referee,
+        );
+        e["billingScheme"] = json!("POSTPAID");
+        (self.create_rule_id(r).await, self.create_rule_id(e).await)
     }
 
     /// Program 1 for prepaid newcomers: a TOP_UP_TOTAL_REACHED rule for the referrer and one
-    /// for the newcomer. Returns their ids (referrer's, newcomer's).
+    /// for the newcomer, limited to prepaid referees as the cloud-credit preset limits them.
+    /// Returns their ids (referrer's, newcomer's).
     pub async fn prepaid_rules(&self, threshold: &str, referrer: &str, referee: &str) -> (String, String) {
         let mut r = fixed_credit_rule(
             "Credit for the referrer: friend topped up",
@@ -910,6 +914,7 @@ impl TestApp {
             referrer,
         );
         r["threshold"] = json!(threshold);
+        r["billingScheme"] = json!("PREPAID");
         let mut e = fixed_credit_rule(
             "Credit for the newcomer: topped up",
             "TOP_UP_TOTAL_REACHED",
@@ -917,6 +922,7 @@ impl TestApp {
             referee,
         );
         e["threshold"] = json!(threshold);
+        e["billingScheme"] = json!("PREPAID");
         (self.create_rule_id(r).await, self.create_rule_id(e).await)
     }
 

@@ -28,6 +28,7 @@ mod refunds;
 mod reorder;
 mod round_trips;
 mod rules;
+mod sandbox;
 mod schema;
 mod simulate;
 mod validation;

@@ -67,14 +67,46 @@ async fn the_cloud_credit_preset_runs_program_one() {
         threshold.as_str()
     );
 
+    // The billing-scheme policy is the preset's: a condition on each of its rules.
+    let body = app
+        .gql(
+            Some(&app.admin()),
+            "{ rewardRules { trigger enabled billingScheme } }",
+            json!({}),
+        )
+        .await;
+    let mut schemes: Vec<(String, String)> = body["data"]["rewardRules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body:#}"))
+        .iter()
+        .filter(|r| r["enabled"] == true && r["trigger"] != "FIRST_PURCHASE")
+        .map(|r| (s(r, "/trigger").to_owned(), s(r, "/billingScheme").to_owned()))
+        .collect();
+    schemes.sort();
+    let pair = |t: &str, b: &str| (t.to_owned(), b.to_owned());
+    assert_eq!(
+        schemes,
+        [
+            pair("PAYMENT_METHOD_VERIFIED", "POSTPAID"),
+            pair("PAYMENT_METHOD_VERIFIED", "POSTPAID"),
+            pair("TOP_UP_TOTAL_REACHED", "PREPAID"),
+            pair("TOP_UP_TOTAL_REACHED", "PREPAID"),
+        ]
+    );
+
     // Applying it again changes nothing.
     run_cli(&app, &["preset", "cloud-credit"]).await;
     assert_eq!(app.rules().await, rules, "a preset applied twice");
 
-    // A postpaid friend qualifies by a verified payment method, a prepaid one by top-ups.
+    // A postpaid friend qualifies by a verified payment method, a prepaid one by top-ups, and
+    // neither by the other's event.
     let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
     app.register_scheme("acct-b", "Bob Brown", Some(&a), "POSTPAID").await;
     app.register_scheme("acct-c", "Carol Clark", Some(&a), "PREPAID").await;
+    let b_top_up = app.top_up("evt-tu-b", "acct-b", "50.00", None).await;
+    assert_eq!(b_top_up["rewards"], json!([]), "{b_top_up:#}");
+    let c_verified = app.verify_payment("evt-pm-c", "acct-c").await;
+    assert_eq!(c_verified["rewards"], json!([]), "{c_verified:#}");
     let b = app.verify_payment("evt-pm-b", "acct-b").await;
     let mut expected = vec![credit_reward("acct-a", &values[0]), credit_reward("acct-b", &values[1])];
     expected.sort();

@@ -61,11 +61,12 @@ async fn neutral_values_of_options_not_built_are_accepted_and_set_ones_are_not()
     let id = s(&created, "/id").to_owned();
     app.update_rule(&id, form.clone()).await;
 
-    // Anything else than the neutral value is still refused, by create and update alike.
+    // Anything else than the neutral value of an option not built, or a value out of range,
+    // is still refused, by create and update alike.
     let rules_before = app.rules().await;
     for (field, value) in [
         ("redeemableCategories", json!(["compute"])),
-        ("holdDays", json!(30)),
+        ("holdDays", json!(-1)),
         ("minActiveReferrals", json!(2)),
         ("productCategories", json!(["residential"])),
     ] {

@@ -1,11 +1,14 @@
-//! The harness: a fresh database per test, server processes of the real binary on free ports
-//! (killed when the test ends, even on panic), tokens minted by the binary's `token` command,
-//! `referral-server check`, a GraphQL client that sends the contract's operations by name, and
-//! direct SQL for what the API does not show.
+//! The harness: a fresh database per test (a migrated copy, or empty for the tests of how servers
+//! migrate), server processes of the real binary on free ports (killed when the test ends, even
+//! on panic), tokens minted by the binary's `token` command, `referral-server check`, a GraphQL
+//! client that sends the contract's operations by name, and direct SQL for what the API does not
+//! show.
 
 #![allow(dead_code)]
 
-use crate::common::{TempDir, fresh_postgres_database, temp_dir};
+use crate::common::{
+    TempDir, fresh_postgres_database, migrated_postgres_database, migrated_sqlite_database, sqlite_url, temp_dir,
+};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,8 @@ const CONFIG_VARS: &[&str] = &[
     "INTROSPECTION",
     "REQUEST_TIMEOUT",
     "RUST_LOG",
+    "SANDBOX",
+    "SETTLE_INTERVAL",
 ];
 
 const HEALTH_DEADLINE: Duration = Duration::from_secs(20);
@@ -45,11 +50,32 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// A fresh database: `rs_test_<random>` on `TEST_DATABASE_URL`'s PostgreSQL server when it is
-    /// set, else a SQLite file in a new temporary directory. Nothing is migrated yet: the first
-    /// server process does that.
+    /// A fresh, migrated database: `rs_test_<random>` on `TEST_DATABASE_URL`'s PostgreSQL server
+    /// when it is set, else a SQLite file in a new temporary directory; either way a copy of one
+    /// migrated once per run (`tests/common`). The servers' own migrations find nothing to do.
     pub async fn fresh() -> TestDb {
         // The SQLite file, the servers' logs and their working directory.
+        let dir = temp_dir("rs-process-");
+        match migrated_postgres_database().await {
+            Some(url) => TestDb {
+                url,
+                postgres: true,
+                dir,
+            },
+            None => {
+                let url = migrated_sqlite_database(&dir.path().join("test.db")).await;
+                TestDb {
+                    url,
+                    postgres: false,
+                    dir,
+                }
+            }
+        }
+    }
+
+    /// A new database with nothing in it, for the tests of how servers migrate: the first
+    /// server process does that.
+    pub async fn empty() -> TestDb {
         let dir = temp_dir("rs-process-");
         match fresh_postgres_database().await {
             Some(url) => TestDb {
@@ -58,7 +84,7 @@ impl TestDb {
                 dir,
             },
             None => {
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                let url = sqlite_url(&dir.path().join("test.db"));
                 TestDb {
                     url,
                     postgres: false,

@@ -19,5 +19,6 @@ mod disconnects;
 mod harness;
 mod kill_replay;
 mod logs;
+mod sandbox;
 mod sigterm;
 mod two_servers;

@@ -8,7 +8,7 @@ use std::time::Instant;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_one_database() {
     let started = Instant::now();
-    let db = TestDb::fresh().await;
+    let db = TestDb::empty().await;
     // One after the other: the first applies the migrations, the second finds them applied.
     let mut one = Server::start(&db, "one").await;
     let mut two = Server::start(&db, "two").await;
@@ -236,7 +236,7 @@ async fn two_servers_one_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_start_together_on_a_fresh_database() {
     for round in 0..3 {
-        let db = TestDb::fresh().await;
+        let db = TestDb::empty().await;
         let servers = Server::start_together(&db, &["left", "right"]).await;
         let (left, right) = (&servers[0], &servers[1]);
 

@@ -1,0 +1,864 @@
+//! The evaluator: a pure function of a rule, what an event established and the time, that
+//! answers what to pay (to whom, how much, when it becomes available and when it expires) or
+//! why nothing is paid. It reads nothing and writes nothing; paying, and refusing to pay
+//! twice, is `rewards` and the ledger's job.
+
+use super::spec::{Calculation, Condition, Rule};
+use crate::amount::Amount;
+use crate::service::ledger::unit_word;
+use chrono::{DateTime, Duration, Utc};
+use entity::enums::{Beneficiary, BillingScheme, RuleTrigger, Unit};
+use serde::{Deserialize, Serialize};
+
+/// The referral an event's account came through.
+#[derive(Debug, Clone, Copy)]
+pub struct ReferralFacts {
+    pub referral_id: i64,
+    pub referrer_id: i64,
+    pub referee_id: i64,
+    /// A disqualified account on either side stops the referral paying anyone: its rewards
+    /// would reach the fraud an admin stopped, through one side or the other.
+    pub referrer_disqualified: bool,
+    pub referee_disqualified: bool,
+}
+
+/// Where a purchase stands among the account's purchases, as the events flow decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurchaseOrder {
+    /// The earliest by `occurredAt` (a late one within the reorder window included).
+    First,
+    /// A first purchase happened before this one.
+    Later,
+    /// Happened before the purchase taken as first, but arrived too late to correct it.
+    EarlierButLate {
+        first_taken_at: DateTime<Utc>,
+        window_hours: i64,
+    },
+}
+
+/// What the event itself established.
+#[derive(Debug, Clone)]
+pub enum EventFacts<'a> {
+    Signup,
+    PaymentMethodVerified,
+    TopUp {
+        successful: bool,
+        /// The account's successful top-ups so far, this one included.
+        total: Amount,
+    },
+    Purchase {
+        /// Where this purchase stands among the account's purchases.
+        order: PurchaseOrder,
+        product_name: &'a str,
+        product_category: &'a str,
+        product_rate: Option<Amount>,
+        quantity_gb: Amount,
+    },
+}
+
+impl EventFacts<'_> {
+    pub fn trigger(&self) -> RuleTrigger {
+        match self {
+            EventFacts::Signup => RuleTrigger::Signup,
+            EventFacts::PaymentMethodVerified => RuleTrigger::PaymentMethodVerified,
+            EventFacts::TopUp { .. } => RuleTrigger::TopUpTotalReached,
+            EventFacts::Purchase { .. } => RuleTrigger::FirstPurchase,
+        }
+    }
+}
+
+/// Everything the evaluator may know: the event, the program, the referral and the account
+/// the event is about (the referee).
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub program_enabled: bool,
+    pub referral: Option<ReferralFacts>,
+    pub account_group: Option<&'a str>,
+    pub billing_scheme: BillingScheme,
+    pub event: EventFacts<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pay {
+        account_id: i64,
+        referral_id: i64,
+        unit: Unit,
+        amount: Amount,
+        reason: String,
+        /// The end of the rule's hold; `None`: available at once.
+        available_at: Option<DateTime<Utc>>,
+        /// When what is left of the reward expires; `None`: never.
+        expires_at: Option<DateTime<Utc>>,
+    },
+    Skip {
+        reason: String,
+    },
+}
+
+/// What `rule` decides about the event in `facts`, at `now`.
+pub fn evaluate(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Verdict {
+    decide(rule, facts, now).unwrap_or_else(|reason| Verdict::Skip { reason })
+}
+
+fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict, String> {
+    if !facts.program_enabled {
+        return Err("program is off".into());
+    }
+    if rule.trigger != facts.event.trigger() {
+        return Err(format!(
+            "pays on {}, not on {}",
+            trigger_words(rule.trigger),
+            trigger_words(facts.event.trigger())
+        ));
+    }
+    let referral = facts.referral.ok_or("account has no referrer")?;
+    if referral.referrer_disqualified {
+        return Err("the referrer is disqualified".into());
+    }
+    if referral.referee_disqualified {
+        return Err("the referred account is disqualified".into());
+    }
+    fires(&facts.event)?;
+    let mut how = Vec::new();
+    for condition in &rule.conditions {
+        how.extend(holds(condition, facts)?);
+    }
+    let amount = match rule.calculation {
+        Calculation::Fixed(value) => value,
+        Calculation::ProductRate => {
+            let EventFacts::Purchase {
+                product_name,
+                product_rate,
+                quantity_gb,
+                ..
+            } = &facts.event
+            else {
+                return Err("a product rate pays on purchases only".into());
+            };
+            let rate = product_rate.ok_or_else(|| format!("product {product_name} has no product rate set"))?;
+            how.push(format!("rate {rate} × {quantity_gb} GB"));
+            rate.checked_mul(*quantity_gb).unwrap_or(Amount::ZERO)
+        }
+    };
+    if !amount.is_positive() {
+        return Err("the reward computes to nothing".into());
+    }
+    let hold_days = i64::from(rule.payout.hold_days);
+    let available_at = (hold_days > 0).then(|| now + Duration::days(hold_days));
+    let expires_at = rule
+        .payout
+        .expires_after_days
+        .map(|days| available_at.unwrap_or(now) + Duration::days(i64::from(days)));
+    let mut reason = format!(
+        "{amount} {} to the {}",
+        unit_word(rule.unit),
+        beneficiary_words(rule.beneficiary)
+    );
+    if !how.is_empty() {
+        reason += &format!(" ({})", how.join("; "));
+    }
+    if let Some(at) = available_at {
+        reason += &format!(", on hold until {}", at.format("%Y-%m-%d"));
+    }
+    if let Some(at) = expires_at {
+        reason += &format!(", expires {}", at.format("%Y-%m-%d"));
+    }
+    Ok(Verdict::Pay {
+        account_id: match rule.beneficiary {
+            Beneficiary::Referrer => referral.referrer_id,
+            Beneficiary::Referee => referral.referee_id,
+        },
+        referral_id: referral.referral_id,
+        unit: rule.unit,
+        amount,
+        reason,
+        available_at,
+        expires_at,
+    })
+}
+
+/// What each trigger means beyond the event's kind: a top-up that succeeded, a purchase that is
+/// the account's first.
+fn fires(event: &EventFacts<'_>) -> Result<(), String> {
+    match event {
+        EventFacts::Signup | EventFacts::PaymentMethodVerified => Ok(()),
+        EventFacts::TopUp { successful, .. } => match successful {
+            true => Ok(()),
+            false => Err("the top-up did not succeed".into()),
+        },
+        EventFacts::Purchase { order, .. } => match order {
+            PurchaseOrder::First => Ok(()),
+            PurchaseOrder::Later => {
+                Err("only the first purchase counts, and this account made its first purchase before".into())
+            }
+            PurchaseOrder::EarlierButLate {
+                first_taken_at,
+                window_hours,
+            } => Err(format!(
+                "only the first purchase counts: this one happened before the one taken as first \
+                 ({first_taken_at}) but arrived after the {window_hours} h reorder window, so arrival order stands"
+            )),
+        },
+    }
+}
+
+/// Whether a condition holds: `Ok` with what the reason should say of it (if anything), or
+/// `Err` with why the rule does not pay.
+fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, String> {
+    match condition {
+        Condition::ProductCategories(categories) => match &facts.event {
+            EventFacts::Purchase { product_category, .. } if categories.iter().any(|c| c == product_category) => {
+                Ok(None)
+            }
+            EventFacts::Purchase { product_category, .. } => Err(format!(
+                "product category {product_category} does not count (counted: {})",
+                categories.join(", ")
+            )),
+            _ => Err("product categories limit purchases only".into()),
+        },
+        Condition::AccountGroups(groups) => match facts.account_group {
+            Some(group) if groups.iter().any(|g| g == group) => Ok(None),
+            group => Err(format!(
+                "account group {} does not count (counted: {})",
+                group.unwrap_or("none"),
+                groups.join(", ")
+            )),
+        },
+        Condition::BillingScheme(scheme) if *scheme == facts.billing_scheme => Ok(None),
+        Condition::BillingScheme(scheme) => Err(format!(
+            "the rule counts {} accounts only, and this account is {}",
+            scheme_word(*scheme),
+            scheme_word(facts.billing_scheme)
+        )),
+        Condition::TopUpTotalAtLeast(threshold) => match &facts.event {
+            EventFacts::TopUp { total, .. } if total >= threshold && total.is_positive() => {
+                Ok(Some(format!("top-ups {total} of {threshold}")))
+            }
+            EventFacts::TopUp { total, .. } => Err(format!("top-ups {total} of {threshold}")),
+            _ => Err("a top-up total counts on top-ups only".into()),
+        },
+    }
+}
+
+/// What a decision says when the unique index refused a second payment.
+pub fn already_paid_reason(rule: &Rule) -> String {
+    match rule.trigger {
+        RuleTrigger::FirstPurchase => "first purchase already rewarded".to_owned(),
+        _ => "already rewarded for this referral".to_owned(),
+    }
+}
+
+fn trigger_words(trigger: RuleTrigger) -> &'static str {
+    match trigger {
+        RuleTrigger::Signup => "sign-up",
+        RuleTrigger::PaymentMethodVerified => "a verified payment method",
+        RuleTrigger::TopUpTotalReached => "top-ups",
+        RuleTrigger::FirstPurchase => "a first purchase",
+    }
+}
+
+fn beneficiary_words(beneficiary: Beneficiary) -> &'static str {
+    match beneficiary {
+        Beneficiary::Referrer => "referrer",
+        Beneficiary::Referee => "referred friend",
+    }
+}
+
+fn scheme_word(scheme: BillingScheme) -> &'static str {
+    match scheme {
+        BillingScheme::Prepaid => "prepaid",
+        BillingScheme::Postpaid => "postpaid",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    Rewarded,
+    Skipped,
+}
+
+/// A rule's decision on one event, as stored with the event and answered on replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub rule_id: i64,
+    pub rule_name: String,
+    pub outcome: Outcome,
+    pub reason: String,
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::service::rules::spec::Payout;
+    use chrono::TimeZone;
+
+    const REFERRER: i64 = 1;
+    const REFEREE: i64 = 2;
+    const REFERRAL: i64 = 7;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+    }
+
+    fn units(n: i64) -> Amount {
+        Amount::from_micros(n * 1_000_000)
+    }
+
+    fn rule(trigger: RuleTrigger, beneficiary: Beneficiary, calculation: Calculation) -> Rule {
+        Rule {
+            id: 1,
+            name: "r".into(),
+            enabled: true,
+            trigger,
+            beneficiary,
+            unit: Unit::Credit,
+            conditions: vec![],
+            calculation,
+            payout: Payout::default(),
+        }
+    }
+
+    fn with(mut rule: Rule, condition: Condition) -> Rule {
+        rule.conditions.push(condition);
+        rule.conditions.sort_by_key(Condition::rank);
+        rule
+    }
+
+    /// Program 1's four rules, as the cloud-credit preset writes them (10.00 each side).
+    fn verified(beneficiary: Beneficiary) -> Rule {
+        with(
+            rule(
+                RuleTrigger::PaymentMethodVerified,
+                beneficiary,
+                Calculation::Fixed(units(10)),
+            ),
+            Condition::BillingScheme(BillingScheme::Postpaid),
+        )
+    }
+
+    fn topped_up(beneficiary: Beneficiary, threshold: i64) -> Rule {
+        with(
+            with(
+                rule(
+                    RuleTrigger::TopUpTotalReached,
+                    beneficiary,
+                    Calculation::Fixed(units(10)),
+                ),
+                Condition::BillingScheme(BillingScheme::Prepaid),
+            ),
+            Condition::TopUpTotalAtLeast(units(threshold)),
+        )
+    }
+
+    /// Program 3's rule, as the points-store preset writes it.
+    fn residential_points() -> Rule {
+        Rule {
+            unit: Unit::Points,
+            ..with(
+                rule(
+                    RuleTrigger::FirstPurchase,
+                    Beneficiary::Referrer,
+                    Calculation::ProductRate,
+                ),
+                Condition::ProductCategories(vec!["residential".into()]),
+            )
+        }
+    }
+
+    fn signup_bonus() -> Rule {
+        rule(
+            RuleTrigger::Signup,
+            Beneficiary::Referee,
+            Calculation::Fixed(Amount::from_micros(2_500_000)),
+        )
+    }
+
+    fn referral() -> ReferralFacts {
+        ReferralFacts {
+            referral_id: REFERRAL,
+            referrer_id: REFERRER,
+            referee_id: REFEREE,
+            referrer_disqualified: false,
+            referee_disqualified: false,
+        }
+    }
+
+    fn facts(event: EventFacts<'static>) -> Facts<'static> {
+        Facts {
+            program_enabled: true,
+            referral: Some(referral()),
+            account_group: None,
+            billing_scheme: BillingScheme::Postpaid,
+            event,
+        }
+    }
+
+    fn prepaid(event: EventFacts<'static>) -> Facts<'static> {
+        Facts {
+            billing_scheme: BillingScheme::Prepaid,
+            ..facts(event)
+        }
+    }
+
+    fn top_up(total: i64) -> EventFacts<'static> {
+        EventFacts::TopUp {
+            successful: true,
+            total: Amount::from_micros(total),
+        }
+    }
+
+    fn purchase(order: PurchaseOrder, category: &'static str, rate: Option<i64>, gb: i64) -> EventFacts<'static> {
+        EventFacts::Purchase {
+            order,
+            product_name: "Product",
+            product_category: category,
+            product_rate: rate.map(Amount::from_micros),
+            quantity_gb: Amount::from_micros(gb),
+        }
+    }
+
+    fn first_residential(gb: i64) -> EventFacts<'static> {
+        purchase(PurchaseOrder::First, "residential", Some(15_000_000), gb)
+    }
+
+    #[derive(Debug)]
+    enum Expect {
+        /// (beneficiary, amount in micros)
+        Pay(i64, i64),
+        /// A part of the reason.
+        Skip(&'static str),
+    }
+    use Expect::{Pay, Skip};
+
+    /// Rules × events × facts: what each decides. Program 1 (credit on a verified payment
+    /// method or on top-ups, by billing scheme), program 3 (points for a first residential
+    /// purchase), groups, sign-up bonuses, and what stops any rule.
+    #[test]
+    fn the_rule_matrix() {
+        let business = |f: Facts<'static>| Facts {
+            account_group: Some("business"),
+            ..f
+        };
+        let off = |f: Facts<'static>| Facts {
+            program_enabled: false,
+            ..f
+        };
+        let alone = |f: Facts<'static>| Facts { referral: None, ..f };
+        let disqualified = |referrer: bool, referee: bool| {
+            move |f: Facts<'static>| Facts {
+                referral: Some(ReferralFacts {
+                    referrer_disqualified: referrer,
+                    referee_disqualified: referee,
+                    ..referral()
+                }),
+                ..f
+            }
+        };
+        let groups = |rule: Rule, groups: &[&str]| {
+            with(
+                rule,
+                Condition::AccountGroups(groups.iter().map(|g| (*g).to_owned()).collect()),
+            )
+        };
+        let late = PurchaseOrder::EarlierButLate {
+            first_taken_at: now(),
+            window_hours: 72,
+        };
+        let cases: Vec<(&str, Rule, Facts<'static>, Expect)> = vec![
+            // Program 1, postpaid: a verified payment method pays both sides.
+            (
+                "pm → referrer",
+                verified(Beneficiary::Referrer),
+                facts(EventFacts::PaymentMethodVerified),
+                Pay(REFERRER, 10_000_000),
+            ),
+            (
+                "pm → newcomer",
+                verified(Beneficiary::Referee),
+                facts(EventFacts::PaymentMethodVerified),
+                Pay(REFEREE, 10_000_000),
+            ),
+            (
+                "pm of a prepaid account",
+                verified(Beneficiary::Referrer),
+                prepaid(EventFacts::PaymentMethodVerified),
+                Skip("counts postpaid accounts only, and this account is prepaid"),
+            ),
+            (
+                "pm rule on a top-up",
+                verified(Beneficiary::Referrer),
+                facts(top_up(50_000_000)),
+                Skip("pays on a verified payment method, not on top-ups"),
+            ),
+            // Without the billing-scheme condition a payment-method rule pays any account.
+            (
+                "pm rule without a scheme, prepaid account",
+                rule(
+                    RuleTrigger::PaymentMethodVerified,
+                    Beneficiary::Referrer,
+                    Calculation::Fixed(units(3)),
+                ),
+                prepaid(EventFacts::PaymentMethodVerified),
+                Pay(REFERRER, 3_000_000),
+            ),
+            // Program 1, prepaid: top-ups reaching the threshold pay both sides.
+            (
+                "top-ups below the threshold",
+                topped_up(Beneficiary::Referrer, 10),
+                prepaid(top_up(3_000_000)),
+                Skip("top-ups 3.00 of 10.00"),
+            ),
+            (
+                "top-ups a millionth short",
+                topped_up(Beneficiary::Referrer, 10),
+                prepaid(top_up(9_999_999)),
+                Skip("top-ups 9.999999 of 10.00"),
+            ),
+            (
+                "top-ups at the threshold",
+                topped_up(Beneficiary::Referrer, 10),
+                prepaid(top_up(10_000_000)),
+                Pay(REFERRER, 10_000_000),
+            ),
+            (
+                "top-ups past the threshold → newcomer",
+                topped_up(Beneficiary::Referee, 10),
+                prepaid(top_up(25_000_000)),
+                Pay(REFEREE, 10_000_000),
+            ),
+            (
+                "threshold 0: any top-up",
+                topped_up(Beneficiary::Referrer, 0),
+                prepaid(top_up(1)),
+                Pay(REFERRER, 10_000_000),
+            ),
+            (
+                "threshold 0: nothing topped up",
+                topped_up(Beneficiary::Referrer, 0),
+                prepaid(top_up(0)),
+                Skip("top-ups 0.00 of 0.00"),
+            ),
+            (
+                "a failed top-up",
+                topped_up(Beneficiary::Referrer, 0),
+                prepaid(EventFacts::TopUp {
+                    successful: false,
+                    total: units(20),
+                }),
+                Skip("did not succeed"),
+            ),
+            (
+                "top-ups of a postpaid account",
+                topped_up(Beneficiary::Referrer, 10),
+                facts(top_up(50_000_000)),
+                Skip("counts prepaid accounts only, and this account is postpaid"),
+            ),
+            (
+                "top-up rule on a pm",
+                topped_up(Beneficiary::Referrer, 10),
+                prepaid(EventFacts::PaymentMethodVerified),
+                Skip("pays on top-ups, not on a verified payment method"),
+            ),
+            // Program 3: rate × GB on the first residential purchase.
+            (
+                "first residential purchase",
+                residential_points(),
+                facts(first_residential(2_500_000)),
+                Pay(REFERRER, 37_500_000),
+            ),
+            (
+                "first residential, 10 GB",
+                residential_points(),
+                facts(first_residential(10_000_000)),
+                Pay(REFERRER, 150_000_000),
+            ),
+            (
+                "rate × GB rounds toward zero",
+                residential_points(),
+                facts(purchase(
+                    PurchaseOrder::First,
+                    "residential",
+                    Some(3_333_333),
+                    3_000_000,
+                )),
+                Pay(REFERRER, 9_999_999),
+            ),
+            (
+                "first datacenter purchase",
+                residential_points(),
+                facts(purchase(PurchaseOrder::First, "datacenter", Some(5_000_000), 6_000_000)),
+                Skip("product category datacenter does not count (counted: residential)"),
+            ),
+            (
+                "a later purchase",
+                residential_points(),
+                facts(purchase(
+                    PurchaseOrder::Later,
+                    "residential",
+                    Some(15_000_000),
+                    1_000_000,
+                )),
+                Skip("only the first purchase counts"),
+            ),
+            (
+                "an earlier purchase, past the window",
+                residential_points(),
+                facts(purchase(late, "residential", Some(15_000_000), 1_000_000)),
+                Skip("72 h reorder window"),
+            ),
+            (
+                "a product without a rate",
+                residential_points(),
+                facts(purchase(PurchaseOrder::First, "residential", None, 1_000_000)),
+                Skip("product Product has no product rate set"),
+            ),
+            (
+                "a rate of 0",
+                residential_points(),
+                facts(purchase(PurchaseOrder::First, "residential", Some(0), 1_000_000)),
+                Skip("computes to nothing"),
+            ),
+            (
+                "first-purchase rule on a pm",
+                residential_points(),
+                facts(EventFacts::PaymentMethodVerified),
+                Skip("pays on a first purchase, not on a verified payment method"),
+            ),
+            (
+                "fixed credit on any first purchase → newcomer",
+                rule(
+                    RuleTrigger::FirstPurchase,
+                    Beneficiary::Referee,
+                    Calculation::Fixed(units(5)),
+                ),
+                facts(purchase(PurchaseOrder::First, "datacenter", None, 4_000_000)),
+                Pay(REFEREE, 5_000_000),
+            ),
+            (
+                "categories widened",
+                with(
+                    rule(
+                        RuleTrigger::FirstPurchase,
+                        Beneficiary::Referrer,
+                        Calculation::ProductRate,
+                    ),
+                    Condition::ProductCategories(vec!["datacenter".into(), "residential".into()]),
+                ),
+                facts(purchase(PurchaseOrder::First, "datacenter", Some(5_000_000), 6_000_000)),
+                Pay(REFERRER, 30_000_000),
+            ),
+            // Account groups.
+            (
+                "group counted",
+                groups(verified(Beneficiary::Referrer), &["business"]),
+                business(facts(EventFacts::PaymentMethodVerified)),
+                Pay(REFERRER, 10_000_000),
+            ),
+            (
+                "group among several",
+                groups(verified(Beneficiary::Referrer), &["business", "enterprise"]),
+                business(facts(EventFacts::PaymentMethodVerified)),
+                Pay(REFERRER, 10_000_000),
+            ),
+            (
+                "another group",
+                groups(verified(Beneficiary::Referrer), &["residential"]),
+                business(facts(EventFacts::PaymentMethodVerified)),
+                Skip("account group business does not count (counted: residential)"),
+            ),
+            (
+                "no group",
+                groups(verified(Beneficiary::Referrer), &["business"]),
+                facts(EventFacts::PaymentMethodVerified),
+                Skip("account group none does not count"),
+            ),
+            // Sign-up bonuses.
+            (
+                "sign-up bonus",
+                signup_bonus(),
+                facts(EventFacts::Signup),
+                Pay(REFEREE, 2_500_000),
+            ),
+            (
+                "sign-up rule on a pm",
+                signup_bonus(),
+                facts(EventFacts::PaymentMethodVerified),
+                Skip("pays on sign-up, not on a verified payment method"),
+            ),
+            (
+                "sign-up without a referral",
+                signup_bonus(),
+                alone(facts(EventFacts::Signup)),
+                Skip("account has no referrer"),
+            ),
+            // What stops every rule, in that order.
+            (
+                "program off",
+                verified(Beneficiary::Referrer),
+                off(facts(EventFacts::PaymentMethodVerified)),
+                Skip("program is off"),
+            ),
+            (
+                "program off beats a wrong trigger",
+                signup_bonus(),
+                off(facts(EventFacts::PaymentMethodVerified)),
+                Skip("program is off"),
+            ),
+            (
+                "no referrer",
+                verified(Beneficiary::Referrer),
+                alone(facts(EventFacts::PaymentMethodVerified)),
+                Skip("account has no referrer"),
+            ),
+            (
+                "referrer disqualified → referrer",
+                verified(Beneficiary::Referrer),
+                disqualified(true, false)(facts(EventFacts::PaymentMethodVerified)),
+                Skip("the referrer is disqualified"),
+            ),
+            (
+                "referrer disqualified → newcomer",
+                verified(Beneficiary::Referee),
+                disqualified(true, false)(facts(EventFacts::PaymentMethodVerified)),
+                Skip("the referrer is disqualified"),
+            ),
+            (
+                "newcomer disqualified → referrer",
+                verified(Beneficiary::Referrer),
+                disqualified(false, true)(facts(EventFacts::PaymentMethodVerified)),
+                Skip("the referred account is disqualified"),
+            ),
+            (
+                "newcomer disqualified → newcomer",
+                verified(Beneficiary::Referee),
+                disqualified(false, true)(facts(EventFacts::PaymentMethodVerified)),
+                Skip("the referred account is disqualified"),
+            ),
+            (
+                "a disqualified newcomer's first purchase",
+                residential_points(),
+                disqualified(false, true)(facts(first_residential(1_000_000))),
+                Skip("the referred account is disqualified"),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (name, rule, facts, expected) in &cases {
+            let verdict = evaluate(rule, facts, now());
+            let ok = match (expected, &verdict) {
+                (
+                    Pay(account, micros),
+                    Verdict::Pay {
+                        account_id,
+                        referral_id,
+                        amount,
+                        unit,
+                        ..
+                    },
+                ) => (account_id, amount.micros(), *referral_id, *unit) == (account, *micros, REFERRAL, rule.unit),
+                (Skip(part), Verdict::Skip { reason }) => reason.contains(part),
+                _ => false,
+            };
+            if !ok {
+                failures.push(format!("{name}: expected {expected:?}, got {verdict:?}"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
+    }
+
+    fn paid(verdict: Verdict) -> (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        match verdict {
+            Verdict::Pay {
+                reason,
+                available_at,
+                expires_at,
+                ..
+            } => (reason, available_at, expires_at),
+            Verdict::Skip { reason } => panic!("skipped: {reason}"),
+        }
+    }
+
+    #[test]
+    fn a_hold_delays_availability_and_expiry_counts_from_availability() {
+        let days = |n| Duration::days(n);
+        let cases = [
+            (0, None, None, None),
+            (30, None, Some(now() + days(30)), None),
+            (0, Some(180), None, Some(now() + days(180))),
+            (30, Some(180), Some(now() + days(30)), Some(now() + days(210))),
+            (3650, Some(3650), Some(now() + days(3650)), Some(now() + days(7300))),
+        ];
+        for (hold_days, expires_after_days, available_at, expires_at) in cases {
+            let rule = Rule {
+                payout: Payout {
+                    recurring: false,
+                    hold_days,
+                    expires_after_days,
+                },
+                ..verified(Beneficiary::Referrer)
+            };
+            let (_, available, expires) = paid(evaluate(&rule, &facts(EventFacts::PaymentMethodVerified), now()));
+            assert_eq!(
+                (available, expires),
+                (available_at, expires_at),
+                "hold {hold_days}, expiry {expires_after_days:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_reason_says_what_was_paid_how_and_when() {
+        let (reason, ..) = paid(evaluate(
+            &residential_points(),
+            &facts(first_residential(2_500_000)),
+            now(),
+        ));
+        assert_eq!(reason, "37.50 points to the referrer (rate 15.00 × 2.50 GB)");
+        let (reason, ..) = paid(evaluate(
+            &topped_up(Beneficiary::Referee, 10),
+            &prepaid(top_up(12_000_000)),
+            now(),
+        ));
+        assert_eq!(reason, "10.00 credit to the referred friend (top-ups 12.00 of 10.00)");
+        let held = Rule {
+            payout: Payout {
+                recurring: false,
+                hold_days: 30,
+                expires_after_days: Some(180),
+            },
+            ..verified(Beneficiary::Referrer)
+        };
+        let (reason, ..) = paid(evaluate(&held, &facts(EventFacts::PaymentMethodVerified), now()));
+        assert_eq!(
+            reason,
+            "10.00 credit to the referrer, on hold until 2026-01-31, expires 2026-07-30"
+        );
+    }
+
+    #[test]
+    fn the_same_rule_and_facts_decide_the_same_at_the_same_time() {
+        let rule = Rule {
+            payout: Payout {
+                recurring: true,
+                hold_days: 7,
+                expires_after_days: Some(30),
+            },
+            ..topped_up(Beneficiary::Referrer, 10)
+        };
+        let f = prepaid(top_up(10_000_000));
+        assert_eq!(evaluate(&rule, &f, now()), evaluate(&rule, &f, now()));
+        assert_ne!(
+            evaluate(&rule, &f, now()),
+            evaluate(&rule, &f, now() + Duration::days(1)),
+            "the hold and the expiry count from the time given"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Reward rules: admin-managed records, evaluated on every recorded event inside the event's
+//! transaction. `spec` is the typed rule and its parsing, `evaluate` the pure decision; this
+//! file stores and reads rules, with an audit entry for every change.
+
+mod evaluate;
+mod spec;
+
+pub use evaluate::{
+    Decision, EventFacts, Facts, Outcome, PurchaseOrder, ReferralFacts, Verdict, already_paid_reason, evaluate,
+};
+pub use spec::{Calculation, Condition, MAX_CONDITION_VALUES, MAX_DAYS, Payout, Rule, RuleInput};
+
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use crate::service::audit;
+use chrono::{DateTime, Utc};
+use entity::{program_settings, reward_rule};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use std::collections::HashMap;
+
+/// More rules than this is a mistake: every event evaluates all of them.
+pub const MAX_RULES: u64 = 200;
+
+/// A rule an admin has written but not saved (for the simulator): parsed and checked as
+/// `create` would, never stored.
+pub fn draft(input: RuleInput, _now: DateTime<Utc>) -> AppResult<Rule> {
+    spec::parse(input)
+}
+
+pub async fn list(db: &impl ConnectionTrait) -> AppResult<Vec<Rule>> {
+    let rows = reward_rule::Entity::find()
+        .order_by_asc(reward_rule::Column::Id)
+        .all(db)
+        .await?;
+    rows.into_iter().map(from_row).collect()
+}
+
+pub async fn enabled_rules(db: &impl ConnectionTrait) -> AppResult<Vec<Rule>> {
+    let rows = reward_rule::Entity::find()
+        .filter(reward_rule::Column::Enabled.eq(true))
+        .order_by_asc(reward_rule::Column::Id)
+        .all(db)
+        .await?;
+    rows.into_iter().map(from_row).collect()
+}
+
+pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, Rule>> {
+    let rows = reward_rule::Entity::find()
+        .filter(reward_rule::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
+    rows.into_iter()
+        .map(|row| from_row(row).map(|rule| (rule.id, rule)))
+        .collect()
+}
+
+/// A stored row as a typed rule. A spec this server cannot read was not written by it: that
+/// is an internal error, not a rule to skip quietly.
+fn from_row(row: reward_rule::Model) -> AppResult<Rule> {
+    let (conditions, calculation, payout) = spec::read_spec(&row.spec)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("reward rule {}: unreadable spec: {e}", row.id)))?;
+    Ok(Rule {
+        id: row.id,
+        name: row.name,
+        enabled: row.enabled,
+        trigger: row.trigger,
+        beneficiary: row.beneficiary,
+        unit: row.unit,
+        conditions,
+        calculation,
+        payout,
+    })
+}
+
+fn assign(row: &mut reward_rule::ActiveModel, rule: &Rule, now: DateTime<Utc>) {
+    row.name = Set(rule.name.clone());
+    row.enabled = Set(rule.enabled);
+    row.trigger = Set(rule.trigger);
+    row.beneficiary = Set(rule.beneficiary);
+    row.unit = Set(rule.unit);
+    row.spec = Set(rule.spec_json());
+    row.updated_at = Set(now);
+}
+
+pub async fn create(db: &DatabaseConnection, actor: &str, input: RuleInput, now: DateTime<Utc>) -> AppResult<Rule> {
+    let rule = spec::parse(input)?;
+    let txn = begin_write(db).await?;
+    let created = insert(&txn, actor, rule, now).await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// Writes a draft rule in the caller's transaction, which the simulator always rolls back,
+/// and returns it with the id it got there (its ledger entries name it). No audit and no
+/// limit: it is never kept.
+pub async fn stage(db: &impl ConnectionTrait, mut rule: Rule, now: DateTime<Utc>) -> AppResult<Rule> {
+    let mut row = reward_rule::ActiveModel {
+        created_at: Set(now),
+        ..Default::default()
+    };
+    assign(&mut row, &rule, now);
+    rule.id = row.insert(db).await?.id;
+    Ok(rule)
+}
+
+async fn insert(db: &impl ConnectionTrait, actor: &str, mut rule: Rule, now: DateTime<Utc>) -> AppResult<Rule> {
+    if reward_rule::Entity::find().count(db).await? >= MAX_RULES {
+        return Err(AppError::bad_input(format!(
+            "a program may have at most {MAX_RULES} rules"
+        )));
+    }
+    let mut row = reward_rule::ActiveModel {
+        created_at: Set(now),
+        ..Default::default()
+    };
+    assign(&mut row, &rule, now);
+    rule.id = row.insert(db).await?.id;
+    audit::record(
+        db,
+        actor,
+        "CREATE_REWARD_RULE",
+        &format!("rule:{}", rule.id),
+        serde_json::Value::Null,
+        rule.snapshot(),
+        now,
+    )
+    .await?;
+    Ok(rule)
+}
+
+/// Replaces a rule's definition. What it already paid stays as it was: each ledger entry keeps
+/// its amount and the rule as it was then.
+pub async fn update(
+    db: &DatabaseConnection,
+    actor: &str,
+    id: i64,
+    input: RuleInput,
+    now: DateTime<Utc>,
+) -> AppResult<Rule> {
+    let keeps_billing_scheme = input.billing_scheme.is_none();
+    let mut rule = Rule {
+        id,
+        ..spec::parse(input)?
+    };
+    let txn = begin_write(db).await?;
+    let row = reward_rule::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such reward rule"))?;
+    let before = from_row(row.clone())?;
+    if keeps_billing_scheme && let Some(scheme) = before.billing_scheme() {
+        rule.keep_billing_scheme(scheme);
+    }
+    let mut row = row.into_active_model();
+    assign(&mut row, &rule, now);
+    row.update(&txn).await?;
+    audit::record(
+        &txn,
+        actor,
+        "UPDATE_REWARD_RULE",
+        &format!("rule:{id}"),
+        before.snapshot(),
+        rule.snapshot(),
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(rule)
+}
+
+/// Whether storing `input` over `rule` would change it.
+pub fn would_change(rule: &Rule, input: RuleInput) -> AppResult<bool> {
+    Ok(!spec::parse(input)?.same_definition(rule))
+}
+
+/// Stores `inputs` when there is no rule at all, as one change; returns whether it did. A
+/// table with no rule is one that was never given any (rules are never deleted), so this
+/// seeds a new installation once. Instances starting together on a new database queue on the
+/// settings row, and the ones after the first find the rules there.
+pub async fn seed(db: &DatabaseConnection, actor: &str, inputs: Vec<RuleInput>, now: DateTime<Utc>) -> AppResult<bool> {
+    let rules = inputs.into_iter().map(spec::parse).collect::<AppResult<Vec<_>>>()?;
+    let txn = begin_write(db).await?;
+    program_settings::Entity::find_by_id(1)
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
+    if reward_rule::Entity::find().count(&txn).await? > 0 {
+        return Ok(false);
+    }
+    for rule in rules {
+        insert(&txn, actor, rule, now).await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}

@@ -1,0 +1,815 @@
+//! A reward rule as the engine knows it: typed, parsed once from what an admin (or a preset)
+//! wrote, and checked there. Past this file nothing reads a flat input or a JSON column: the
+//! evaluator, the ledger snapshot and the GraphQL output all work on `Rule`.
+//!
+//! Each option is one variant: its parse and its check are here, its evaluation is one arm
+//! in `evaluate.rs`, its GraphQL input and output one field each in `graphql/rules.rs`. The
+//! variants are also the stored form (`reward_rules.spec`, through serde), so a new option
+//! needs no migration.
+//!
+//! Parsing is generous with what a console sends back and strict with what is wrong: the
+//! neutral value of an option (null, an empty list, 0 days, false) is "not set"; anything
+//! that does not fit the rule is BAD_USER_INPUT naming the field.
+
+use crate::amount::Amount;
+use crate::error::{AppError, AppResult};
+use crate::service::{key_text, required_text};
+use entity::enums::{self, Beneficiary, BillingScheme, RuleTrigger, Unit};
+use serde::{Deserialize, Serialize};
+
+/// Categories or groups one rule may name.
+pub const MAX_CONDITION_VALUES: usize = 50;
+/// The longest hold, and the latest expiry, a rule may set: ten years.
+pub const MAX_DAYS: u16 = 3650;
+
+/// A reward rule: what it pays on, to whom, on which conditions, how much, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// 0 for a rule not stored (a draft).
+    pub id: i64,
+    pub name: String,
+    pub enabled: bool,
+    pub trigger: RuleTrigger,
+    pub beneficiary: Beneficiary,
+    pub unit: Unit,
+    /// All must hold for the rule to pay; in the order `parse` gives them (see `Condition::rank`).
+    pub conditions: Vec<Condition>,
+    pub calculation: Calculation,
+    pub payout: Payout,
+}
+
+/// One thing that must hold of an event, beyond its trigger, for a rule to pay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Condition {
+    /// FIRST_PURCHASE: only products of these categories count.
+    ProductCategories(Vec<String>),
+    /// Only referees of these account groups count.
+    AccountGroups(Vec<String>),
+    /// Only referees of this billing scheme count. Program 1 sets it: a postpaid newcomer
+    /// qualifies by a verified payment method, a prepaid one by its top-ups.
+    BillingScheme(BillingScheme),
+    /// TOP_UP_TOTAL_REACHED: the referee's own successful top-ups reach this total (0: any
+    /// top-up).
+    TopUpTotalAtLeast(#[serde(with = "micros")] Amount),
+}
+
+/// How much a rule pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Calculation {
+    Fixed(#[serde(with = "micros")] Amount),
+    /// FIRST_PURCHASE: the product's rate × the GB bought.
+    ProductRate,
+}
+
+/// When, and how often, what a rule pays reaches the beneficiary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Payout {
+    /// Pay on every qualifying event instead of once per referral.
+    pub recurring: bool,
+    /// Days a reward stays pending before it becomes available; 0: available at once.
+    pub hold_days: u16,
+    /// Days after it becomes available that what is left of a reward expires; None: never.
+    pub expires_after_days: Option<u16>,
+}
+
+/// A rule as an admin (or a preset) writes it: the flat shape of `RewardRuleInput`. The
+/// options after `billing_scheme` are part of the API but not built yet: setting one is
+/// refused rather than stored and ignored.
+#[derive(Debug, Clone, Default)]
+pub struct RuleInput {
+    pub name: String,
+    pub enabled: Option<bool>,
+    pub trigger: Option<RuleTrigger>,
+    pub beneficiary: Option<Beneficiary>,
+    pub unit: Option<Unit>,
+    pub calculation: Option<enums::Calculation>,
+    pub value: Option<Amount>,
+    pub threshold: Option<Amount>,
+    pub recurring: Option<bool>,
+    pub hold_days: Option<i32>,
+    pub expires_after_days: Option<i32>,
+    pub product_categories: Option<Vec<String>>,
+    pub account_groups: Option<Vec<String>>,
+    /// `None`: not given (an update keeps the rule's condition: the contract's own rule
+    /// fragment does not read this field, so a console built on it sends a rule back without
+    /// it); `Some(None)`: no condition; `Some(Some(scheme))`: that scheme only.
+    pub billing_scheme: Option<Option<BillingScheme>>,
+    pub invoice_number: Option<i32>,
+    pub window_days: Option<i32>,
+    pub max_occurrences: Option<i32>,
+    pub cap_per_referral: Option<Amount>,
+    pub redeemable_categories: Option<Vec<String>>,
+    pub min_active_referrals: Option<i32>,
+    pub affiliates_only: Option<bool>,
+}
+
+fn bad(message: impl Into<String>) -> AppError {
+    AppError::bad_input(message)
+}
+
+/// Parses and checks a rule as written. The rule has id 0 until it is stored.
+pub fn parse(input: RuleInput) -> AppResult<Rule> {
+    refuse_unbuilt(&input)?;
+    let missing = |field: &str| bad(format!("{field} is required"));
+    let name = required_text("name", &input.name, 200)?;
+    let trigger = input.trigger.ok_or_else(|| missing("trigger"))?;
+    let beneficiary = input.beneficiary.ok_or_else(|| missing("beneficiary"))?;
+    let unit = input.unit.ok_or_else(|| missing("unit"))?;
+    if unit == Unit::Cash {
+        return Err(bad("unit CASH is not supported yet: rules pay POINTS or CREDIT"));
+    }
+    let calculation = Calculation::parse(input.calculation.ok_or_else(|| missing("calculation"))?, input.value)?;
+    calculation.check(trigger)?;
+    let conditions = Condition::parse_all(&input, trigger)?;
+    let payout = Payout::parse(&input)?;
+    Ok(Rule {
+        id: 0,
+        name,
+        enabled: input.enabled.unwrap_or(true),
+        trigger,
+        beneficiary,
+        unit,
+        conditions,
+        calculation,
+        payout,
+    })
+}
+
+/// Options this server does not run yet are refused when set, never stored and ignored. A
+/// form sends back what it read, so the neutral value of each (null, an empty list, no
+/// minimum, false) is taken as "not set".
+fn refuse_unbuilt(input: &RuleInput) -> AppResult<()> {
+    let not_built = [
+        ("invoiceNumber", input.invoice_number.is_some()),
+        ("windowDays", input.window_days.is_some()),
+        ("maxOccurrences", input.max_occurrences.is_some()),
+        ("capPerReferral", input.cap_per_referral.is_some()),
+        (
+            "redeemableCategories",
+            input.redeemable_categories.as_ref().is_some_and(|c| !c.is_empty()),
+        ),
+        ("minActiveReferrals", input.min_active_referrals.is_some_and(|n| n != 0)),
+        ("affiliatesOnly", input.affiliates_only == Some(true)),
+    ];
+    match not_built.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(bad(format!("{field} is not supported by this server yet"))),
+        None => Ok(()),
+    }
+}
+
+impl Condition {
+    /// Every condition the input sets, checked against the trigger, in rank order. One line
+    /// per option.
+    fn parse_all(input: &RuleInput, trigger: RuleTrigger) -> AppResult<Vec<Condition>> {
+        let mut conditions: Vec<Condition> = [
+            key_list("productCategories", input.product_categories.as_deref())?.map(Condition::ProductCategories),
+            key_list("accountGroups", input.account_groups.as_deref())?.map(Condition::AccountGroups),
+            input.billing_scheme.flatten().map(Condition::BillingScheme),
+            non_negative("threshold", input.threshold)?.map(Condition::TopUpTotalAtLeast),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for condition in &conditions {
+            condition.check(trigger)?;
+        }
+        if trigger == RuleTrigger::TopUpTotalReached
+            && !conditions.iter().any(|c| matches!(c, Condition::TopUpTotalAtLeast(_)))
+        {
+            return Err(bad(
+                "threshold is required for a TOP_UP_TOTAL_REACHED rule (0: any top-up)",
+            ));
+        }
+        conditions.sort_by_key(Condition::rank);
+        Ok(conditions)
+    }
+
+    /// Whether the condition fits a rule with this trigger.
+    fn check(&self, trigger: RuleTrigger) -> AppResult<()> {
+        match self {
+            Condition::ProductCategories(_) if trigger != RuleTrigger::FirstPurchase => {
+                Err(bad("productCategories applies to FIRST_PURCHASE rules only"))
+            }
+            Condition::TopUpTotalAtLeast(_) if trigger != RuleTrigger::TopUpTotalReached => {
+                Err(bad("threshold applies to TOP_UP_TOTAL_REACHED rules only"))
+            }
+            Condition::ProductCategories(_)
+            | Condition::AccountGroups(_)
+            | Condition::BillingScheme(_)
+            | Condition::TopUpTotalAtLeast(_) => Ok(()),
+        }
+    }
+
+    /// A fixed order, so that one definition has one stored form whatever the order it was
+    /// written in (a preset applied again compares equal).
+    pub fn rank(&self) -> u8 {
+        match self {
+            Condition::ProductCategories(_) => 0,
+            Condition::AccountGroups(_) => 1,
+            Condition::BillingScheme(_) => 2,
+            Condition::TopUpTotalAtLeast(_) => 3,
+        }
+    }
+}
+
+fn non_negative(field: &str, value: Option<Amount>) -> AppResult<Option<Amount>> {
+    match value {
+        Some(amount) if amount.micros() < 0 => Err(bad(format!("{field} must not be negative"))),
+        value => Ok(value),
+    }
+}
+
+/// A list condition as lower-case keys, sorted and without repeats; absent or empty (what a
+/// form with nothing picked sends): no condition.
+fn key_list(field: &str, values: Option<&[String]>) -> AppResult<Option<Vec<String>>> {
+    let Some(values) = values.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if values.len() > MAX_CONDITION_VALUES {
+        return Err(bad(format!("{field} may name at most {MAX_CONDITION_VALUES} values")));
+    }
+    let mut keys = values
+        .iter()
+        .map(|v| key_text(field, v))
+        .collect::<AppResult<Vec<_>>>()?;
+    keys.sort();
+    keys.dedup();
+    Ok(Some(keys))
+}
+
+impl Calculation {
+    fn parse(kind: enums::Calculation, value: Option<Amount>) -> AppResult<Calculation> {
+        match (kind, value) {
+            (enums::Calculation::Fixed, Some(value)) if value.is_positive() => Ok(Calculation::Fixed(value)),
+            (enums::Calculation::Fixed, _) => Err(bad("value must be greater than 0 for a FIXED rule")),
+            (enums::Calculation::ProductRate, Some(_)) => Err(bad(
+                "value is not taken by a PRODUCT_RATE rule: the rate comes from the product",
+            )),
+            (enums::Calculation::ProductRate, None) => Ok(Calculation::ProductRate),
+        }
+    }
+
+    fn check(&self, trigger: RuleTrigger) -> AppResult<()> {
+        match self {
+            Calculation::ProductRate if trigger != RuleTrigger::FirstPurchase => {
+                Err(bad("calculation PRODUCT_RATE applies to FIRST_PURCHASE rules only"))
+            }
+            Calculation::Fixed(_) | Calculation::ProductRate => Ok(()),
+        }
+    }
+
+    pub fn kind(&self) -> enums::Calculation {
+        match self {
+            Calculation::Fixed(_) => enums::Calculation::Fixed,
+            Calculation::ProductRate => enums::Calculation::ProductRate,
+        }
+    }
+}
+
+impl Payout {
+    fn parse(input: &RuleInput) -> AppResult<Payout> {
+        let hold_days = match input.hold_days {
+            None => 0,
+            Some(days) => u16::try_from(days)
+                .ok()
+                .filter(|days| *days <= MAX_DAYS)
+                .ok_or_else(|| bad(format!("holdDays must be between 0 and {MAX_DAYS} (0: no hold)")))?,
+        };
+        let expires_after_days = match input.expires_after_days {
+            None => None,
+            Some(days) => Some(
+                u16::try_from(days)
+                    .ok()
+                    .filter(|days| (1..=MAX_DAYS).contains(days))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "expiresAfterDays must be between 1 and {MAX_DAYS} (null: never expires)"
+                        ))
+                    })?,
+            ),
+        };
+        Ok(Payout {
+            recurring: input.recurring.unwrap_or(false),
+            hold_days,
+            expires_after_days,
+        })
+    }
+}
+
+/// The stored part of a rule (`reward_rules.spec`); the rest are columns. An option this
+/// server does not know (written by a later release, then rolled back) makes the rule
+/// unreadable rather than quietly ignored.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    #[serde(default)]
+    conditions: Vec<Condition>,
+    calculation: Calculation,
+    #[serde(default)]
+    payout: Payout,
+}
+
+impl Rule {
+    /// The `spec` column of this rule.
+    pub fn spec_json(&self) -> String {
+        let spec = Spec {
+            conditions: self.conditions.clone(),
+            calculation: self.calculation,
+            payout: self.payout,
+        };
+        serde_json::to_string(&spec).unwrap_or_default()
+    }
+
+    /// The rule as a JSON value: for the audit log, and for each reward's `rule_snapshot`
+    /// (the rule as it was when it paid).
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// Whether `other` defines the same rule (ids aside).
+    pub fn same_definition(&self, other: &Rule) -> bool {
+        Rule {
+            id: other.id,
+            ..self.clone()
+        } == *other
+    }
+
+    /// The categories the rule is limited to; `None` when every category counts.
+    pub fn product_categories(&self) -> Option<&[String]> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::ProductCategories(categories) => Some(categories.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// The account groups the rule is limited to; `None` when every group counts.
+    pub fn account_groups(&self) -> Option<&[String]> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::AccountGroups(groups) => Some(groups.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// Limits the rule to `scheme` (an update that left the field out keeps the stored one).
+    pub fn keep_billing_scheme(&mut self, scheme: BillingScheme) {
+        self.conditions.retain(|c| !matches!(c, Condition::BillingScheme(_)));
+        self.conditions.push(Condition::BillingScheme(scheme));
+        self.conditions.sort_by_key(Condition::rank);
+    }
+
+    /// The billing scheme the rule is limited to; `None` when both count.
+    pub fn billing_scheme(&self) -> Option<BillingScheme> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::BillingScheme(scheme) => Some(*scheme),
+            _ => None,
+        })
+    }
+
+    /// The top-up total that qualifies, for a TOP_UP_TOTAL_REACHED rule.
+    pub fn threshold(&self) -> Option<Amount> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::TopUpTotalAtLeast(threshold) => Some(*threshold),
+            _ => None,
+        })
+    }
+}
+
+/// Reads a stored spec. `Err` names what is wrong, for an INTERNAL error: a row this server
+/// did not write.
+pub fn read_spec(text: &str) -> Result<(Vec<Condition>, Calculation, Payout), serde_json::Error> {
+    let mut spec: Spec = serde_json::from_str(text)?;
+    spec.conditions.sort_by_key(Condition::rank);
+    Ok((spec.conditions, spec.calculation, spec.payout))
+}
+
+/// Amounts are stored as whole millionths, as in every column.
+mod micros {
+    use crate::amount::Amount;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(amount: &Amount, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i64(amount.micros())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Amount, D::Error> {
+        i64::deserialize(deserializer).map(Amount::from_micros)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn signup() -> RuleInput {
+        RuleInput {
+            name: " Sign-up credit ".into(),
+            trigger: Some(RuleTrigger::Signup),
+            beneficiary: Some(Beneficiary::Referee),
+            unit: Some(Unit::Credit),
+            calculation: Some(enums::Calculation::Fixed),
+            value: Some(Amount::from_micros(1_000_000)),
+            ..Default::default()
+        }
+    }
+
+    fn top_up() -> RuleInput {
+        RuleInput {
+            trigger: Some(RuleTrigger::TopUpTotalReached),
+            threshold: Some(Amount::from_micros(10_000_000)),
+            ..signup()
+        }
+    }
+
+    fn first_purchase() -> RuleInput {
+        RuleInput {
+            trigger: Some(RuleTrigger::FirstPurchase),
+            calculation: Some(enums::Calculation::ProductRate),
+            value: None,
+            ..signup()
+        }
+    }
+
+    /// The message of a refusal, or a panic when the input was taken.
+    fn refused(input: RuleInput) -> String {
+        match parse(input) {
+            Err(AppError::BadInput(message)) => message,
+            other => panic!("expected BAD_USER_INPUT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_rule_gets_its_defaults() {
+        let rule = parse(signup()).expect("valid");
+        assert_eq!(
+            rule,
+            Rule {
+                id: 0,
+                name: "Sign-up credit".into(),
+                enabled: true,
+                trigger: RuleTrigger::Signup,
+                beneficiary: Beneficiary::Referee,
+                unit: Unit::Credit,
+                conditions: vec![],
+                calculation: Calculation::Fixed(Amount::from_micros(1_000_000)),
+                payout: Payout::default(),
+            }
+        );
+    }
+
+    #[test]
+    fn every_built_option_is_parsed_into_its_variant() {
+        let rule = parse(RuleInput {
+            enabled: Some(false),
+            recurring: Some(true),
+            hold_days: Some(30),
+            expires_after_days: Some(180),
+            account_groups: Some(vec!["Enterprise".into(), "business".into(), "business".into()]),
+            billing_scheme: Some(Some(BillingScheme::Prepaid)),
+            ..top_up()
+        })
+        .expect("valid");
+        assert!(!rule.enabled);
+        assert_eq!(
+            rule.conditions,
+            vec![
+                Condition::AccountGroups(vec!["business".into(), "enterprise".into()]),
+                Condition::BillingScheme(BillingScheme::Prepaid),
+                Condition::TopUpTotalAtLeast(Amount::from_micros(10_000_000)),
+            ]
+        );
+        assert_eq!(
+            rule.payout,
+            Payout {
+                recurring: true,
+                hold_days: 30,
+                expires_after_days: Some(180)
+            }
+        );
+        let rate = parse(RuleInput {
+            product_categories: Some(vec!["residential".into()]),
+            ..first_purchase()
+        })
+        .expect("valid");
+        assert_eq!(rate.calculation, Calculation::ProductRate);
+        assert_eq!(rate.product_categories(), Some(&["residential".to_owned()][..]));
+        assert_eq!(rate.threshold(), None);
+        assert_eq!(rate.billing_scheme(), None);
+    }
+
+    #[test]
+    fn neutral_values_a_form_sends_back_are_not_set() {
+        let neutral = parse(RuleInput {
+            recurring: Some(false),
+            hold_days: Some(0),
+            expires_after_days: None,
+            product_categories: Some(vec![]),
+            account_groups: Some(vec![]),
+            billing_scheme: None,
+            redeemable_categories: Some(vec![]),
+            min_active_referrals: Some(0),
+            affiliates_only: Some(false),
+            ..signup()
+        })
+        .expect("valid");
+        assert_eq!(neutral, parse(signup()).expect("valid"));
+        // A threshold of 0 is a condition, not a neutral value: any top-up.
+        let any = parse(RuleInput {
+            threshold: Some(Amount::ZERO),
+            ..top_up()
+        })
+        .expect("valid");
+        assert_eq!(any.threshold(), Some(Amount::ZERO));
+    }
+
+    #[test]
+    fn what_does_not_fit_is_refused_naming_the_field() {
+        let cases: Vec<(RuleInput, &str)> = vec![
+            (
+                RuleInput {
+                    name: "  ".into(),
+                    ..signup()
+                },
+                "name",
+            ),
+            (
+                RuleInput {
+                    trigger: None,
+                    ..signup()
+                },
+                "trigger",
+            ),
+            (
+                RuleInput {
+                    unit: Some(Unit::Cash),
+                    ..signup()
+                },
+                "unit",
+            ),
+            (
+                RuleInput {
+                    value: None,
+                    ..signup()
+                },
+                "value",
+            ),
+            (
+                RuleInput {
+                    value: Some(Amount::ZERO),
+                    ..signup()
+                },
+                "value",
+            ),
+            (
+                RuleInput {
+                    value: Some(Amount::from_micros(-1)),
+                    ..signup()
+                },
+                "value",
+            ),
+            (
+                RuleInput {
+                    value: Some(Amount::from_micros(1)),
+                    ..first_purchase()
+                },
+                "value",
+            ),
+            (
+                RuleInput {
+                    calculation: Some(enums::Calculation::ProductRate),
+                    value: None,
+                    ..signup()
+                },
+                "calculation",
+            ),
+            (
+                RuleInput {
+                    threshold: Some(Amount::ZERO),
+                    ..signup()
+                },
+                "threshold",
+            ),
+            (
+                RuleInput {
+                    threshold: None,
+                    ..top_up()
+                },
+                "threshold",
+            ),
+            (
+                RuleInput {
+                    threshold: Some(Amount::from_micros(-1)),
+                    ..top_up()
+                },
+                "threshold",
+            ),
+            (
+                RuleInput {
+                    product_categories: Some(vec!["residential".into()]),
+                    ..top_up()
+                },
+                "productCategories",
+            ),
+            (
+                RuleInput {
+                    product_categories: Some(vec!["not a key!".into()]),
+                    ..first_purchase()
+                },
+                "productCategories",
+            ),
+            (
+                RuleInput {
+                    account_groups: Some((0..=MAX_CONDITION_VALUES).map(|n| format!("g{n}")).collect()),
+                    ..signup()
+                },
+                "accountGroups",
+            ),
+            (
+                RuleInput {
+                    hold_days: Some(-1),
+                    ..signup()
+                },
+                "holdDays",
+            ),
+            (
+                RuleInput {
+                    hold_days: Some(3651),
+                    ..signup()
+                },
+                "holdDays",
+            ),
+            (
+                RuleInput {
+                    expires_after_days: Some(0),
+                    ..signup()
+                },
+                "expiresAfterDays",
+            ),
+            (
+                RuleInput {
+                    expires_after_days: Some(-5),
+                    ..signup()
+                },
+                "expiresAfterDays",
+            ),
+            (
+                RuleInput {
+                    expires_after_days: Some(3651),
+                    ..signup()
+                },
+                "expiresAfterDays",
+            ),
+        ];
+        for (input, field) in cases {
+            let message = refused(input.clone());
+            assert!(message.contains(field), "{field}: {message:?} ({input:?})");
+        }
+        // The edges of the ranges are taken.
+        for (hold, expiry) in [(0, 1), (3650, 3650)] {
+            let rule = parse(RuleInput {
+                hold_days: Some(hold),
+                expires_after_days: Some(expiry),
+                ..signup()
+            })
+            .expect("valid");
+            assert_eq!(
+                (i32::from(rule.payout.hold_days), rule.payout.expires_after_days),
+                (hold, Some(expiry as u16))
+            );
+        }
+    }
+
+    #[test]
+    fn options_of_programs_not_built_are_refused_when_set() {
+        let cases: Vec<(RuleInput, &str)> = vec![
+            (
+                RuleInput {
+                    invoice_number: Some(1),
+                    ..signup()
+                },
+                "invoiceNumber",
+            ),
+            (
+                RuleInput {
+                    window_days: Some(30),
+                    ..signup()
+                },
+                "windowDays",
+            ),
+            (
+                RuleInput {
+                    max_occurrences: Some(3),
+                    ..signup()
+                },
+                "maxOccurrences",
+            ),
+            (
+                RuleInput {
+                    cap_per_referral: Some(Amount::from_micros(1)),
+                    ..signup()
+                },
+                "capPerReferral",
+            ),
+            (
+                RuleInput {
+                    redeemable_categories: Some(vec!["compute".into()]),
+                    ..signup()
+                },
+                "redeemableCategories",
+            ),
+            (
+                RuleInput {
+                    min_active_referrals: Some(2),
+                    ..signup()
+                },
+                "minActiveReferrals",
+            ),
+            (
+                RuleInput {
+                    affiliates_only: Some(true),
+                    ..signup()
+                },
+                "affiliatesOnly",
+            ),
+        ];
+        for (input, field) in cases {
+            assert_eq!(refused(input), format!("{field} is not supported by this server yet"));
+        }
+    }
+
+    #[test]
+    fn the_stored_form_reads_back_to_the_same_rule() {
+        let rule = parse(RuleInput {
+            hold_days: Some(30),
+            expires_after_days: Some(180),
+            recurring: Some(true),
+            billing_scheme: Some(Some(BillingScheme::Prepaid)),
+            account_groups: Some(vec!["business".into()]),
+            ..top_up()
+        })
+        .expect("valid");
+        let stored: serde_json::Value = serde_json::from_str(&rule.spec_json()).expect("JSON");
+        assert_eq!(
+            stored,
+            json!({
+                "conditions": [
+                    { "accountGroups": ["business"] },
+                    { "billingScheme": "PREPAID" },
+                    { "topUpTotalAtLeast": 10_000_000 },
+                ],
+                "calculation": { "fixed": 1_000_000 },
+                "payout": { "recurring": true, "holdDays": 30, "expiresAfterDays": 180 },
+            })
+        );
+        let (conditions, calculation, payout) = read_spec(&rule.spec_json()).expect("readable");
+        assert_eq!(
+            (conditions, calculation, payout),
+            (rule.conditions.clone(), rule.calculation, rule.payout)
+        );
+    }
+
+    /// What `m20261204_000001_rule_spec` writes for existing rows must read as the rule it was.
+    #[test]
+    fn specs_as_the_migration_writes_them_are_read() {
+        let seeded = r#"{"conditions":[{"productCategories":["residential"]}],"calculation":"productRate","payout":{"recurring":false,"holdDays":0,"expiresAfterDays":null}}"#;
+        assert_eq!(
+            read_spec(seeded).expect("readable"),
+            (
+                vec![Condition::ProductCategories(vec!["residential".into()])],
+                Calculation::ProductRate,
+                Payout::default()
+            )
+        );
+        let top_up = r#"{"conditions":[{"billingScheme":"PREPAID"},{"topUpTotalAtLeast":0}],"calculation":{"fixed":5000000},"payout":{"recurring":true,"holdDays":0,"expiresAfterDays":null}}"#;
+        assert_eq!(
+            read_spec(top_up).expect("readable"),
+            (
+                vec![
+                    Condition::BillingScheme(BillingScheme::Prepaid),
+                    Condition::TopUpTotalAtLeast(Amount::ZERO)
+                ],
+                Calculation::Fixed(Amount::from_micros(5_000_000)),
+                Payout {
+                    recurring: true,
+                    ..Payout::default()
+                }
+            )
+        );
+        assert!(read_spec("{}").is_err(), "a spec without a calculation is not a rule");
+        for unknown in [
+            r#"{"conditions":[{"windowDays":30}],"calculation":"productRate"}"#,
+            r#"{"calculation":"productRate","payout":{"capPerReferral":5}}"#,
+            r#"{"calculation":"productRate","percent":5}"#,
+        ] {
+            assert!(
+                read_spec(unknown).is_err(),
+                "an option this server does not know: {unknown}"
+            );
+        }
+    }
+}
