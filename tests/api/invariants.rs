@@ -56,7 +56,8 @@ async fn check_finds_a_lot_spent_twice_and_rewards_out_of_step() {
         broken(&app).await,
         vec![
             "each balance's available equals what its lots have left",
-            "each balance's lifetime earned equals its posted rewards",
+            "each balance's lifetime earned equals its posted rewards, net of posted reversals",
+            "each lot's remaining is its amount less what entries took from it, plus what refunds gave back",
         ]
     );
 }
