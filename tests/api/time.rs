@@ -636,3 +636,99 @@ async fn balance_reads_cost_the_same_for_one_account_as_for_nine_with_holds_due(
         assert_eq!(node["node"]["credit"]["expiringSoon"]["amount"], "2.00", "{node:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_due_works_through_every_due_balance_in_batches() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        let account = customer(&app, &format!("acct-b{i}")).await;
+        reward(&app, account, "1.00", 1, None).await;
+        reward(&app, account, "2.00", 0, Some(1)).await;
+    }
+    advance(&app, 2);
+    // Two balances per batch: all five in one call.
+    let settled = ledger::settle_due(&app.state.db, app.state.clock.now(), 2)
+        .await
+        .expect("settling runs");
+    assert_eq!(settled, Settled { matured: 5, expired: 5 });
+    assert_eq!(
+        app.sql_i64("SELECT CAST(COUNT(*) AS BIGINT) FROM balances WHERE next_due_at IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.sql_i64("SELECT CAST(SUM(available) AS BIGINT) FROM balances WHERE unit = 'CREDIT'")
+            .await,
+        5_000_000
+    );
+    assert_eq!(settle(&app).await, Settled::default());
+    app.assert_invariants().await;
+}
+
+/// The migration gives claim refunds recorded before it the lot allocations that refunds now
+/// write, and each balance its next due time, so that `check` holds on an older database.
+#[tokio::test]
+async fn the_migration_brings_older_ledgers_up_to_the_checks() {
+    use migration::MigratorTrait;
+    use referral_server::service::check;
+    use sea_orm::ConnectionTrait;
+
+    let dir = crate::common::temp_dir("rs-migrate-");
+    let url = match crate::common::fresh_postgres_database().await {
+        Some(url) => url,
+        None => format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()),
+    };
+    let (db, _) = referral_server::db::connect(&url).await.expect("connects");
+    // The six migrations before this issue's.
+    migration::Migrator::up(&db, Some(6)).await.expect("older migrations");
+    let at = "'2026-12-01T00:00:00+00:00'";
+    let later = "'2036-12-01T00:00:00+00:00'";
+    for statement in [
+        format!(
+            "INSERT INTO accounts (id, external_id, referral_code, status, created_at) \
+             VALUES (1, 'acct-old', 'OLDCODE1', 'ACTIVE', {at})"
+        ),
+        "INSERT INTO balances (account_id, unit, available, pending, lifetime_earned) VALUES \
+         (1, 'POINTS', 105000000, 0, 105000000), (1, 'CREDIT', 0, 0, 0), (1, 'CASH', 0, 0, 0)"
+            .to_owned(),
+        format!(
+            "INSERT INTO providers (id, key, name, redemption_rate, created_at, updated_at) \
+             VALUES (1, 'p', 'P', 100000000, {at}, {at})"
+        ),
+        format!(
+            "INSERT INTO claims (id, account_id, provider_id, gb, points, status, created_at) \
+             VALUES (1, 1, 1, 1, 100000000, 'FAILED', {at})"
+        ),
+        // A lot, spent by a claim and given back by its refund; and a lot that expires later.
+        format!(
+            "INSERT INTO ledger_entries (id, account_id, unit, amount, remaining, kind, status, description, \
+             claim_id, expires_at, created_at) VALUES \
+             (1, 1, 'POINTS', 100000000, 100000000, 'REWARD', 'POSTED', 'reward', NULL, NULL, {at}), \
+             (2, 1, 'POINTS', -100000000, NULL, 'CLAIM', 'POSTED', 'claim', 1, NULL, {at}), \
+             (3, 1, 'POINTS', 100000000, NULL, 'CLAIM_REFUND', 'POSTED', 'refund', 1, NULL, {at}), \
+             (4, 1, 'POINTS', 5000000, 5000000, 'REWARD', 'POSTED', 'expiring', NULL, {later}, {at})"
+        ),
+        "INSERT INTO lot_allocations (debit_entry_id, lot_entry_id, amount) VALUES (2, 1, 100000000)".to_owned(),
+    ] {
+        db.execute_unprepared(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    referral_server::db::migrate(&db)
+        .await
+        .expect("this issue's migrations");
+    let findings = check::run(&db).await.expect("the checks run");
+    let broken: Vec<_> = findings.iter().filter(|f| !f.violations.is_empty()).collect();
+    assert!(broken.is_empty(), "{broken:#?}");
+    let given_back = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT CAST(SUM(amount) AS BIGINT) FROM lot_allocations WHERE debit_entry_id = 3".to_owned(),
+        ))
+        .await
+        .expect("reads")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("a sum");
+    assert_eq!(given_back, 100_000_000);
+}
