@@ -16,8 +16,9 @@ use entity::enums::{EntryStatus, Unit};
 use entity::{balance, ledger_entry};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, Query, SelectStatement, UnionType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait,
+    AccessMode, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionOptions,
+    TransactionTrait,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -250,60 +251,28 @@ async fn due_entries(
 
 /// Balances of many accounts, all units, as of `now`: a hold that has ended counts as
 /// available, what is left of an expired lot does not, debt is repaid from what matured, even
-/// when the background task has not written it yet. Writes nothing. One statement, and a
-/// second only when some balance has something due.
+/// when the background task has not written it yet. Writes nothing. One statement when nothing
+/// is due (the usual case); otherwise the balances with something due are read again with
+/// their due entries in one snapshot, so that a settling committed in between is seen whole or
+/// not at all.
 pub async fn balances_of(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     account_ids: &[i64],
     now: DateTime<Utc>,
 ) -> AppResult<HashMap<i64, Vec<balance::Model>>> {
-    let (rows, _) = balances_now(db, account_ids, now).await?;
+    let read = read_now(db, account_ids, now, false).await?;
     let mut map: HashMap<i64, Vec<balance::Model>> = HashMap::new();
-    for row in rows {
+    for row in read.balances {
         map.entry(row.account_id).or_default().push(row);
     }
     Ok(map)
 }
 
-/// The balance rows as of now, and, per balance with something due, the plan that got them.
-async fn balances_now(
-    db: &impl ConnectionTrait,
-    account_ids: &[i64],
-    now: DateTime<Utc>,
-) -> AppResult<(Vec<balance::Model>, HashMap<(i64, Unit), Plan>)> {
-    let mut rows = balance::Entity::find()
-        .filter(balance::Column::AccountId.is_in(account_ids.iter().copied()))
-        .all(db)
-        .await?;
-    let due_accounts: Vec<i64> = rows
-        .iter()
-        .filter(|row| is_due(row, now))
-        .map(|row| row.account_id)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let mut plans = HashMap::new();
-    if due_accounts.is_empty() {
-        return Ok((rows, plans));
-    }
-    let mut due: HashMap<(i64, Unit), Vec<ledger_entry::Model>> = HashMap::new();
-    for entry in due_entries(db, &due_accounts, None, now).await? {
-        due.entry((entry.account_id, entry.unit)).or_default().push(entry);
-    }
-    for row in rows.iter_mut().filter(|row| is_due(row, now)) {
-        let key = (row.account_id, row.unit);
-        let plan = plan::settle(Figures::of(row), due.get(&key).map_or(&[], Vec::as_slice), now);
-        plan.figures.apply_to(row);
-        plans.insert(key, plan);
-    }
-    Ok((rows, plans))
-}
-
 /// The next expiry of each balance asked for, as of `now` (None: nothing of it expires): the
 /// earliest expiry of its open lots, and what all lots expiring at that instant hold. Two
-/// statements, or three when some balance has something due.
+/// statements, or a few more in one snapshot when some balance has something due.
 pub async fn expiring_soon(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     keys: &[(i64, Unit)],
     now: DateTime<Utc>,
 ) -> AppResult<HashMap<(i64, Unit), Expiring>> {
@@ -313,51 +282,9 @@ pub async fn expiring_soon(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let (_, plans) = balances_now(db, &account_ids, now).await?;
-
-    // Each balance's first expiring lot after now, and the others expiring at that instant:
-    // a correlated MIN that seeks ix_ledger_expiring_lots once per balance.
-    let first = Alias::new("first");
-    let soonest = expiring_lots(Query::select())
-        .expr(Func::min(Expr::col((first.clone(), ledger_entry::Column::ExpiresAt))))
-        .from_as(ledger_entry::Entity, first.clone())
-        .and_where(
-            Expr::col((first.clone(), ledger_entry::Column::AccountId))
-                .equals((ledger_entry::Entity, ledger_entry::Column::AccountId)),
-        )
-        .and_where(
-            Expr::col((first.clone(), ledger_entry::Column::Unit))
-                .equals((ledger_entry::Entity, ledger_entry::Column::Unit)),
-        )
-        .and_where(Expr::col((first, ledger_entry::Column::ExpiresAt)).gt(now))
-        .to_owned();
-    // `expiring_lots` names columns without their table: inside the subquery they are the
-    // inner table's, which is what the index predicate needs.
-    let mut query = expiring_lots(Query::select());
-    query
-        .columns([
-            (ledger_entry::Entity, ledger_entry::Column::AccountId),
-            (ledger_entry::Entity, ledger_entry::Column::Unit),
-            (ledger_entry::Entity, ledger_entry::Column::ExpiresAt),
-            (ledger_entry::Entity, ledger_entry::Column::Remaining),
-        ])
-        .from(ledger_entry::Entity)
-        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::AccountId)).is_in(account_ids))
-        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::ExpiresAt)).gt(now))
-        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::ExpiresAt)).eq(Expr::from(soonest)));
-    let statement = db.get_database_backend().build(&query);
-    let mut candidates: HashMap<(i64, Unit), Vec<OpenLot>> = HashMap::new();
-    for row in db.query_all_raw(statement).await? {
-        let account: i64 = row.try_get_by_index(0)?;
-        let unit: Unit = row.try_get_by_index(1)?;
-        let at: DateTime<Utc> = row.try_get_by_index(2)?;
-        let left: Option<i64> = row.try_get_by_index(3)?;
-        candidates
-            .entry((account, unit))
-            .or_default()
-            .push((at, left.unwrap_or(0)));
-    }
-    for (key, plan) in plans {
+    let read = read_now(db, &account_ids, now, true).await?;
+    let mut candidates = read.stored_expiries;
+    for (key, plan) in read.plans {
         candidates.entry(key).or_default().extend(plan.open);
     }
     let wanted: HashSet<(i64, Unit)> = keys.iter().copied().collect();
@@ -378,6 +305,137 @@ pub async fn expiring_soon(
             })
         })
         .collect())
+}
+
+/// What a read as of now found.
+struct ReadNow {
+    /// The balance rows as of now.
+    balances: Vec<balance::Model>,
+    /// Per balance with something due, the plan that got its row.
+    plans: HashMap<(i64, Unit), Plan>,
+    /// Per balance, its first expiring lots after now as stored (asked for only).
+    stored_expiries: HashMap<(i64, Unit), Vec<OpenLot>>,
+}
+
+async fn read_now(
+    db: &DatabaseConnection,
+    account_ids: &[i64],
+    now: DateTime<Utc>,
+    with_expiries: bool,
+) -> AppResult<ReadNow> {
+    let mut balances = balance::Entity::find()
+        .filter(balance::Column::AccountId.is_in(account_ids.iter().copied()))
+        .all(db)
+        .await?;
+    let due_accounts: Vec<i64> = balances
+        .iter()
+        .filter(|row| is_due(row, now))
+        .map(|row| row.account_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut read = ReadNow {
+        balances: Vec::new(),
+        plans: HashMap::new(),
+        stored_expiries: HashMap::new(),
+    };
+    if due_accounts.is_empty() {
+        if with_expiries {
+            read.stored_expiries = stored_expiries(db, account_ids, now).await?;
+        }
+        read.balances = balances;
+        return Ok(read);
+    }
+
+    // Settling may commit between the first read and the next ones: the due accounts' rows,
+    // their due entries (and stored expiries) are read again together, in one snapshot.
+    let txn = snapshot(db).await?;
+    let again = balance::Entity::find()
+        .filter(balance::Column::AccountId.is_in(due_accounts.iter().copied()))
+        .all(&txn)
+        .await?;
+    let mut due: HashMap<(i64, Unit), Vec<ledger_entry::Model>> = HashMap::new();
+    for entry in due_entries(&txn, &due_accounts, None, now).await? {
+        due.entry((entry.account_id, entry.unit)).or_default().push(entry);
+    }
+    if with_expiries {
+        read.stored_expiries = stored_expiries(&txn, account_ids, now).await?;
+    }
+    txn.commit().await?;
+
+    let due_set: HashSet<i64> = due_accounts.into_iter().collect();
+    balances.retain(|row| !due_set.contains(&row.account_id));
+    for mut row in again {
+        if is_due(&row, now) {
+            let key = (row.account_id, row.unit);
+            let plan = plan::settle(Figures::of(&row), due.get(&key).map_or(&[], Vec::as_slice), now);
+            plan.figures.apply_to(&mut row);
+            read.plans.insert(key, plan);
+        }
+        balances.push(row);
+    }
+    read.balances = balances;
+    Ok(read)
+}
+
+/// A read-only transaction that sees one snapshot: REPEATABLE READ on PostgreSQL; on SQLite
+/// (WAL) every read transaction does.
+async fn snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    db.begin_with_options(TransactionOptions {
+        isolation_level: postgres.then_some(IsolationLevel::RepeatableRead),
+        access_mode: postgres.then_some(AccessMode::ReadOnly),
+        sqlite_transaction_mode: None,
+    })
+    .await
+}
+
+/// Each balance's first expiring lots after `now`, as stored: the lot that expires first and
+/// the others expiring at that instant, by a correlated MIN that seeks ix_ledger_expiring_lots
+/// once per balance.
+async fn stored_expiries(
+    db: &impl ConnectionTrait,
+    account_ids: &[i64],
+    now: DateTime<Utc>,
+) -> AppResult<HashMap<(i64, Unit), Vec<OpenLot>>> {
+    let first = Alias::new("first");
+    let soonest = expiring_lots(Query::select())
+        .expr(Func::min(Expr::col((first.clone(), ledger_entry::Column::ExpiresAt))))
+        .from_as(ledger_entry::Entity, first.clone())
+        .and_where(
+            Expr::col((first.clone(), ledger_entry::Column::AccountId))
+                .equals((ledger_entry::Entity, ledger_entry::Column::AccountId)),
+        )
+        .and_where(
+            Expr::col((first.clone(), ledger_entry::Column::Unit))
+                .equals((ledger_entry::Entity, ledger_entry::Column::Unit)),
+        )
+        .and_where(Expr::col((first, ledger_entry::Column::ExpiresAt)).gt(now))
+        .to_owned();
+    // `expiring_lots` names columns without their table: inside the subquery they are the
+    // inner table's, outside the outer one's, as each index predicate needs.
+    let mut query = expiring_lots(Query::select());
+    query
+        .columns([
+            (ledger_entry::Entity, ledger_entry::Column::AccountId),
+            (ledger_entry::Entity, ledger_entry::Column::Unit),
+            (ledger_entry::Entity, ledger_entry::Column::ExpiresAt),
+            (ledger_entry::Entity, ledger_entry::Column::Remaining),
+        ])
+        .from(ledger_entry::Entity)
+        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::AccountId)).is_in(account_ids.to_vec()))
+        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::ExpiresAt)).gt(now))
+        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::ExpiresAt)).eq(Expr::from(soonest)));
+    let statement = db.get_database_backend().build(&query);
+    let mut found: HashMap<(i64, Unit), Vec<OpenLot>> = HashMap::new();
+    for row in db.query_all_raw(statement).await? {
+        let account: i64 = row.try_get_by_index(0)?;
+        let unit: Unit = row.try_get_by_index(1)?;
+        let at: DateTime<Utc> = row.try_get_by_index(2)?;
+        let left: Option<i64> = row.try_get_by_index(3)?;
+        found.entry((account, unit)).or_default().push((at, left.unwrap_or(0)));
+    }
+    Ok(found)
 }
 
 /// The background task's work: settles every balance with something due by `now` (holds that
