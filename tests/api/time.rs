@@ -732,3 +732,34 @@ async fn the_migration_brings_older_ledgers_up_to_the_checks() {
         .expect("a sum");
     assert_eq!(given_back, 100_000_000);
 }
+
+#[tokio::test]
+async fn taken_back_while_held_it_is_voided_after_its_hold_ended_it_is_reversed() {
+    let app = spawn_app().await;
+    let account = customer(&app, "acct-w").await;
+    let early = reward(&app, account, "20.00", 30, None).await;
+    let late = reward(&app, account, "20.00", 30, None).await;
+    advance(&app, 10);
+    let voided = take_back(&app, early.id, amount("20.00")).await;
+    assert_eq!(voided.iter().map(|e| e.id).collect::<Vec<_>>(), vec![early.id]);
+    assert_eq!(entry_status(&app, early.id).await, "VOIDED");
+    advance(&app, 30);
+    // Day 40: the hold ended on day 30 (the task has not run); it is posted, then reversed.
+    let reversed = take_back(&app, late.id, amount("20.00")).await;
+    let kinds: Vec<_> = reversed.iter().map(|e| (e.kind, e.amount)).collect();
+    assert_eq!(kinds, vec![(EntryKind::Reversal, -20_000_000)]);
+    assert_eq!(entry_status(&app, late.id).await, "POSTED");
+    assert_eq!(
+        figures(&credit_balance(&app, "acct-w").await),
+        four("0.00", "0.00", "0.00", "0.00")
+    );
+    assert_eq!(
+        history(&app, "acct-w").await,
+        vec![
+            row("REWARD", "20.00", "VOIDED"),
+            row("REWARD", "20.00", "POSTED"),
+            row("REVERSAL", "-20.00", "POSTED"),
+        ]
+    );
+    app.assert_invariants().await;
+}

@@ -19,7 +19,6 @@ mod plan;
 mod reverse;
 mod time;
 
-pub use plan::Figures;
 pub use reverse::{TakeBack, share_of, take_back};
 pub use time::{Expiring, Settled, balances_of, expiring_soon, settle_account, settle_due};
 

@@ -25,7 +25,8 @@ use std::collections::{HashMap, HashSet};
 /// What one pass of `settle_due` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settled {
-    /// Holds that ended and became available.
+    /// Held entries whose hold ended: rewards that became available, and the partial
+    /// reversals held with them.
     pub matured: u64,
     /// Lots whose remainder expired.
     pub expired: u64,
