@@ -392,41 +392,46 @@ async fn snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr>
 }
 
 /// Each balance's first expiring lots after `now`, as stored: the lot that expires first and
-/// the others expiring at that instant, by a correlated MIN that seeks ix_ledger_expiring_lots
-/// once per balance.
+/// the others expiring at that instant. Per balance row, a correlated MIN seeks
+/// ix_ledger_expiring_lots, and the lots at that instant are found on the same index by
+/// equality; CROSS JOIN keeps the balances as the outer loop on SQLite, which would otherwise
+/// walk every entry of the account.
 async fn stored_expiries(
     db: &impl ConnectionTrait,
     account_ids: &[i64],
     now: DateTime<Utc>,
 ) -> AppResult<HashMap<(i64, Unit), Vec<OpenLot>>> {
+    use ledger_entry::Column as Entry;
+    let entries = ledger_entry::Entity;
     let first = Alias::new("first");
-    let soonest = expiring_lots(Query::select())
-        .expr(Func::min(Expr::col((first.clone(), ledger_entry::Column::ExpiresAt))))
-        .from_as(ledger_entry::Entity, first.clone())
-        .and_where(
-            Expr::col((first.clone(), ledger_entry::Column::AccountId))
-                .equals((ledger_entry::Entity, ledger_entry::Column::AccountId)),
-        )
-        .and_where(
-            Expr::col((first.clone(), ledger_entry::Column::Unit))
-                .equals((ledger_entry::Entity, ledger_entry::Column::Unit)),
-        )
-        .and_where(Expr::col((first, ledger_entry::Column::ExpiresAt)).gt(now))
+    let soonest = Query::select()
+        .expr(Func::min(Expr::col((first.clone(), Entry::ExpiresAt))))
+        .from_as(entries, first.clone())
+        .and_where(Expr::col((first.clone(), Entry::Status)).eq(Expr::cust("'POSTED'")))
+        .and_where(Expr::col((first.clone(), Entry::Remaining)).gt(Expr::cust("0")))
+        .and_where(Expr::col((first.clone(), Entry::ExpiresAt)).is_not_null())
+        .and_where(Expr::col((first.clone(), Entry::AccountId)).equals((balance::Entity, balance::Column::AccountId)))
+        .and_where(Expr::col((first.clone(), Entry::Unit)).equals((balance::Entity, balance::Column::Unit)))
+        .and_where(Expr::col((first, Entry::ExpiresAt)).gt(now))
         .to_owned();
-    // `expiring_lots` names columns without their table: inside the subquery they are the
-    // inner table's, outside the outer one's, as each index predicate needs.
-    let mut query = expiring_lots(Query::select());
-    query
+    let query = Query::select()
         .columns([
-            (ledger_entry::Entity, ledger_entry::Column::AccountId),
-            (ledger_entry::Entity, ledger_entry::Column::Unit),
-            (ledger_entry::Entity, ledger_entry::Column::ExpiresAt),
-            (ledger_entry::Entity, ledger_entry::Column::Remaining),
+            (entries, Entry::AccountId),
+            (entries, Entry::Unit),
+            (entries, Entry::ExpiresAt),
+            (entries, Entry::Remaining),
         ])
-        .from(ledger_entry::Entity)
-        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::AccountId)).is_in(account_ids.to_vec()))
-        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::ExpiresAt)).gt(now))
-        .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::ExpiresAt)).eq(Expr::from(soonest)));
+        .from(balance::Entity)
+        .cross_join(entries)
+        .and_where(Expr::col((balance::Entity, balance::Column::AccountId)).is_in(account_ids.to_vec()))
+        .and_where(Expr::col((entries, Entry::AccountId)).equals((balance::Entity, balance::Column::AccountId)))
+        .and_where(Expr::col((entries, Entry::Unit)).equals((balance::Entity, balance::Column::Unit)))
+        // The predicate of ix_ledger_expiring_lots, as literals.
+        .and_where(Expr::col((entries, Entry::Status)).eq(Expr::cust("'POSTED'")))
+        .and_where(Expr::col((entries, Entry::Remaining)).gt(Expr::cust("0")))
+        .and_where(Expr::col((entries, Entry::ExpiresAt)).is_not_null())
+        .and_where(Expr::col((entries, Entry::ExpiresAt)).eq(Expr::from(soonest)))
+        .to_owned();
     let statement = db.get_database_backend().build(&query);
     let mut found: HashMap<(i64, Unit), Vec<OpenLot>> = HashMap::new();
     for row in db.query_all_raw(statement).await? {
