@@ -676,7 +676,7 @@ async fn the_migration_brings_older_ledgers_up_to_the_checks() {
     let dir = crate::common::temp_dir("rs-migrate-");
     let url = match crate::common::fresh_postgres_database().await {
         Some(url) => url,
-        None => format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()),
+        None => crate::common::sqlite_url(&dir.path().join("old.db")),
     };
     let (db, _) = referral_server::db::connect(&url).await.expect("connects");
     // The six migrations before this issue's.
