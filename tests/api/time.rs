@@ -2,10 +2,10 @@
 //! The test moves the application's clock; balances are read through the API (BalanceDetails,
 //! HistoryPage), spends go through it (ApplyCredit, ClaimReward, CompleteClaim).
 //!
-//! Until reward rules carry `holdDays` and `expiresAfterDays` (another branch), the held and
-//! expiring rewards are posted here through the service (`ledger::post_credit` on the test's
-//! database), and taken back through `ledger::take_back` (the refund flow that calls it is
-//! another branch too).
+//! One test pays its held, expiring reward through a rule (`holdDays`, `expiresAfterDays`).
+//! The others post rewards through the service (`ledger::post_credit` on the test's database)
+//! to set up exact lots (several per account, amounts to the cent), and take them back through
+//! `ledger::take_back`, until the refund flow that calls it (another branch) is merged.
 
 use crate::helpers::*;
 use chrono::Duration;
@@ -760,6 +760,42 @@ async fn taken_back_while_held_it_is_voided_after_its_hold_ended_it_is_reversed(
             row("REWARD", "20.00", "POSTED"),
             row("REVERSAL", "-20.00", "POSTED"),
         ]
+    );
+    app.assert_invariants().await;
+}
+
+/// The same through a reward rule (holdDays, expiresAfterDays) and a sign-up: pending, then
+/// available on day 30 without the task, then expired 180 days later.
+#[tokio::test]
+async fn a_rule_with_a_hold_and_an_expiry_pays_a_reward_that_waits_then_expires() {
+    let app = spawn_app().await;
+    let mut rule = fixed_credit_rule("Held sign-up credit", "SIGNUP", "REFEREE", "20");
+    rule["holdDays"] = json!(30);
+    rule["expiresAfterDays"] = json!(180);
+    app.create_rule_id(rule).await;
+    let code = app.register_code("acct-ref", None, None).await;
+    app.register_code("acct-new", None, Some(&code)).await;
+    let balance = credit_balance(&app, "acct-new").await;
+    assert_eq!(figures(&balance), four("0.00", "20.00", "0.00", "0.00"), "{balance:#}");
+    assert!(
+        balance["expiringSoon"].is_null(),
+        "nothing expires while held: {balance:#}"
+    );
+
+    advance(&app, 30);
+    let balance = credit_balance(&app, "acct-new").await;
+    assert_eq!(figures(&balance), four("20.00", "0.00", "20.00", "0.00"), "{balance:#}");
+    assert_eq!(balance["expiringSoon"]["amount"], "20.00", "{balance:#}");
+    assert_eq!(history(&app, "acct-new").await, vec![row("REWARD", "20.00", "PENDING")]);
+
+    advance(&app, 180);
+    let balance = credit_balance(&app, "acct-new").await;
+    assert_eq!(figures(&balance), four("0.00", "0.00", "20.00", "0.00"), "{balance:#}");
+    assert!(balance["expiringSoon"].is_null(), "{balance:#}");
+    assert_eq!(settle(&app).await, Settled { matured: 1, expired: 1 });
+    assert_eq!(
+        history(&app, "acct-new").await,
+        vec![row("REWARD", "20.00", "POSTED"), row("EXPIRY", "-20.00", "POSTED")]
     );
     app.assert_invariants().await;
 }
