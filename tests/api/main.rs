@@ -28,4 +28,5 @@ mod round_trips;
 mod rules;
 mod sandbox;
 mod schema;
+mod time;
 mod validation;
