@@ -146,6 +146,7 @@ const variables = {
     ClaimReward: () => ({ input: { providerId: seed.provider, idempotencyKey: 'apollo-claim-1' } }),
     ClaimRewardAndBalance: () => ({ input: { providerId: seed.provider, idempotencyKey: 'apollo-claim-2' } }),
     ReferralStats: () => ({}),
+    BalanceDetails: () => ({}),
   },
   admin: {
     ProgramSettings: () => ({}),

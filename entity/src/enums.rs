@@ -23,8 +23,9 @@ text_enum!(
     Unit { Points, Credit, Cash }
 );
 text_enum!(
-    /// Why a ledger entry exists.
-    EntryKind { Reward, Claim, ClaimRefund, Reversal, Expiry, Adjustment, CreditApplied, Withdrawal }
+    /// Why a ledger entry exists. `Debt`: positive, the part of a reversal the balance could not
+    /// cover (owed); negative, a repayment of it from later earnings.
+    EntryKind { Reward, Claim, ClaimRefund, Reversal, Expiry, Adjustment, CreditApplied, Withdrawal, Debt }
 );
 text_enum!(EntryStatus {
     Pending,

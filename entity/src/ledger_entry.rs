@@ -23,6 +23,8 @@ pub struct Model {
     /// The rule's values when it paid this entry, as JSON: later edits of the rule do not
     /// change what was paid or why.
     pub rule_snapshot: Option<String>,
+    /// For a REVERSAL: the reward it takes back.
+    pub reverses_entry_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ mod m20261201_000001_referral_integrity;
 mod m20261201_000002_link_clicks;
 mod m20261201_000003_claim_limits;
 mod m20261204_000001_rule_spec;
+mod m20261204_000002_ledger_time;
 mod m20261204_000003_events_time;
 mod m20261204_000004_sandbox_clock;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_claim_limits::Migration),
             Box::new(m20261204_000004_sandbox_clock::Migration),
             Box::new(m20261204_000001_rule_spec::Migration),
+            Box::new(m20261204_000002_ledger_time::Migration),
             Box::new(m20261204_000003_events_time::Migration),
         ]
     }

@@ -41,7 +41,13 @@ pub async fn program_settings<'a>(ctx: &Context<'a>) -> Result<&'a program_setti
 /// Builds the data a request runs with.
 pub fn request_data(state: &AppState, viewer: Viewer) -> async_graphql::Data {
     let mut data = async_graphql::Data::default();
-    data.insert(DataLoader::new(DbLoader { db: state.db.clone() }, tokio::spawn));
+    data.insert(DataLoader::new(
+        DbLoader {
+            db: state.db.clone(),
+            clock: state.clock.clone(),
+        },
+        tokio::spawn,
+    ));
     data.insert(RequestCache::default());
     data.insert(state.clone());
     data.insert(viewer);

@@ -21,6 +21,9 @@ pub enum LedgerEntryKind {
     Adjustment,
     CreditApplied,
     Withdrawal,
+    /// Positive: what a reversal could not take from the balance, owed. Negative: that debt
+    /// repaid from later earnings.
+    Debt,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

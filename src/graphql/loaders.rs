@@ -1,7 +1,10 @@
 //! DataLoaders for every relation under a list: one `IN (…)` query per batch, whatever the
-//! page size. The keys are newtypes so one loader serves every relation.
+//! page size. The keys are newtypes so one loader serves every relation. Balances are read as
+//! of the application clock's now (a hold that ended is available before the background task
+//! posts it).
 
 use crate::amount::Amount;
+use crate::clock::Clock;
 use crate::service::clicks::{self, ReferralStats};
 use crate::service::{accounts, catalog, ledger, rules};
 use async_graphql::dataloader::Loader;
@@ -12,6 +15,8 @@ use std::collections::HashMap;
 
 pub struct DbLoader {
     pub db: DatabaseConnection,
+    /// The application's clock: balances are read as of its now.
+    pub clock: Clock,
 }
 
 type LoadResult<K, V> = Result<HashMap<K, V>, async_graphql::Error>;
@@ -33,6 +38,9 @@ pub struct ProductsOf(pub i64);
 pub struct RuleById(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReferralStatsOf(pub i64);
+/// The next expiry of one balance (account id, unit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExpiringSoonOf(pub i64, pub Unit);
 
 fn rekey<K: Eq + std::hash::Hash, V>(map: HashMap<i64, V>, key: impl Fn(i64) -> K) -> HashMap<K, V> {
     map.into_iter().map(|(id, value)| (key(id), value)).collect()
@@ -64,7 +72,10 @@ impl Loader<BalancesOf> for DbLoader {
     type Error = async_graphql::Error;
     async fn load(&self, keys: &[BalancesOf]) -> LoadResult<BalancesOf, Vec<balance::Model>> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(rekey(ledger::balances_of(&self.db, &ids).await?, BalancesOf))
+        Ok(rekey(
+            ledger::balances_of(&self.db, &ids, self.clock.now()).await?,
+            BalancesOf,
+        ))
     }
 }
 
@@ -114,5 +125,18 @@ impl Loader<ReferralStatsOf> for DbLoader {
     async fn load(&self, keys: &[ReferralStatsOf]) -> LoadResult<ReferralStatsOf, ReferralStats> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         Ok(rekey(clicks::stats_of(&self.db, &ids).await?, ReferralStatsOf))
+    }
+}
+
+impl Loader<ExpiringSoonOf> for DbLoader {
+    type Value = ledger::Expiring;
+    type Error = async_graphql::Error;
+    async fn load(&self, keys: &[ExpiringSoonOf]) -> LoadResult<ExpiringSoonOf, ledger::Expiring> {
+        let pairs: Vec<(i64, Unit)> = keys.iter().map(|k| (k.0, k.1)).collect();
+        let soon = ledger::expiring_soon(&self.db, &pairs, self.clock.now()).await?;
+        Ok(soon
+            .into_iter()
+            .map(|((account, unit), expiring)| (ExpiringSoonOf(account, unit), expiring))
+            .collect())
     }
 }

@@ -167,6 +167,8 @@ impl Account {
             available: 0,
             pending: 0,
             lifetime_earned: 0,
+            debt: 0,
+            next_due_at: None,
         });
         Ok(Balance(row))
     }
@@ -356,19 +358,47 @@ impl Balance {
         self.0.unit.into()
     }
 
-    /// What can be spent now.
+    /// What can be spent now. Never below zero: while there is debt, it is zero.
     async fn available(&self) -> Decimal {
         Decimal::micros(self.0.available)
     }
 
-    /// Earned but still on hold.
+    /// Earned but still on hold (less what was taken back while held); available when the
+    /// hold ends.
     async fn pending(&self) -> Decimal {
         Decimal::micros(self.0.pending)
     }
 
+    /// Rewards that became available, less rewards taken back (spending and expiry do not
+    /// lower it).
     async fn lifetime_earned(&self) -> Decimal {
         Decimal::micros(self.0.lifetime_earned)
     }
+
+    /// What taking rewards back could not take from the available balance: owed, and paid
+    /// first from the next earnings.
+    async fn debt(&self) -> Decimal {
+        Decimal::micros(self.0.debt)
+    }
+
+    /// The next expiry of this balance: when, and how much of it leaves then (what is left of
+    /// every lot expiring at that time). Null when nothing of it expires.
+    async fn expiring_soon(&self, ctx: &Context<'_>) -> Result<Option<ExpiringSoon>> {
+        let soon = loader(ctx)
+            .load_one(ExpiringSoonOf(self.0.account_id, self.0.unit))
+            .await?;
+        Ok(soon.map(|soon| ExpiringSoon {
+            amount: soon.amount.into(),
+            expires_at: soon.at,
+        }))
+    }
+}
+
+/// Part of a balance that will expire, and when.
+#[derive(SimpleObject)]
+pub struct ExpiringSoon {
+    pub amount: Decimal,
+    pub expires_at: DateTime<Utc>,
 }
 
 pub struct LedgerEntry(pub ledger_entry::Model);

@@ -79,6 +79,7 @@ async fn create_balances(txn: &impl ConnectionTrait, account_id: i64) -> AppResu
         available: Set(0),
         pending: Set(0),
         lifetime_earned: Set(0),
+        ..Default::default()
     });
     balance::Entity::insert_many(rows).exec_without_returning(txn).await?;
     Ok(())

@@ -1,6 +1,10 @@
 //! `referral-server check`: verifies, on the live data, every invariant the ledger promises.
 //! Each check is one SQL query that returns the rows breaking it, so a violation names what is
 //! wrong. Tests run it after every concurrent scenario.
+//!
+//! None depends on the clock: a hold whose time has passed may still be PENDING, a lot past
+//! its expiry may still hold something, until the balance is next settled; reads account for
+//! that (see `ledger::balances_of`), and the checks hold in either state.
 
 use crate::error::AppResult;
 use sea_orm::{ConnectionTrait, Statement};
@@ -36,12 +40,12 @@ const CHECKS: &[(&str, &str)] = &[
          HAVING b.available <> COALESCE(SUM(e.remaining), 0)",
     ),
     (
-        "each balance's lifetime earned equals its posted rewards",
+        "each balance's lifetime earned equals its posted rewards, net of posted reversals",
         "SELECT 'account ' || b.account_id || ' ' || b.unit || ': lifetime ' || b.lifetime_earned \
-         || ', rewards ' || COALESCE(SUM(e.amount), 0) \
+         || ', rewards less reversals ' || COALESCE(SUM(e.amount), 0) \
          FROM balances b LEFT JOIN ledger_entries e \
            ON e.account_id = b.account_id AND e.unit = b.unit AND e.status = 'POSTED' \
-          AND e.kind = 'REWARD' \
+          AND e.kind IN ('REWARD', 'REVERSAL') \
          GROUP BY b.account_id, b.unit, b.lifetime_earned \
          HAVING b.lifetime_earned <> COALESCE(SUM(e.amount), 0)",
     ),
@@ -57,12 +61,95 @@ const CHECKS: &[(&str, &str)] = &[
     (
         "no balance is negative",
         "SELECT 'account ' || account_id || ' ' || unit || ': available ' || available \
-         || ', pending ' || pending FROM balances WHERE available < 0 OR pending < 0",
+         || ', pending ' || pending || ', debt ' || debt FROM balances \
+         WHERE available < 0 OR pending < 0 OR debt < 0",
+    ),
+    (
+        "each balance's debt equals the sum of its posted DEBT entries (owed less repaid)",
+        "SELECT 'account ' || b.account_id || ' ' || b.unit || ': debt ' || b.debt \
+         || ', entries ' || COALESCE(SUM(e.amount), 0) \
+         FROM balances b LEFT JOIN ledger_entries e \
+           ON e.account_id = b.account_id AND e.unit = b.unit AND e.status = 'POSTED' AND e.kind = 'DEBT' \
+         GROUP BY b.account_id, b.unit, b.debt \
+         HAVING b.debt <> COALESCE(SUM(e.amount), 0)",
+    ),
+    (
+        "a balance in debt has nothing available (later earnings pay debt first)",
+        "SELECT 'account ' || account_id || ' ' || unit || ': debt ' || debt || ', available ' || available \
+         FROM balances WHERE debt > 0 AND available > 0",
     ),
     (
         "each lot's remaining lies between 0 and its amount",
         "SELECT 'entry ' || id || ': amount ' || amount || ', remaining ' || remaining \
          FROM ledger_entries WHERE remaining IS NOT NULL AND (remaining < 0 OR remaining > amount)",
+    ),
+    (
+        "each lot's remaining is its amount less what entries took from it, plus what refunds gave back",
+        "SELECT 'lot ' || l.id || ': amount ' || l.amount || ', remaining ' || l.remaining \
+         || ', moved ' || COALESCE(SUM(CASE WHEN m.amount < 0 THEN -a.amount ELSE a.amount END), 0) \
+         FROM ledger_entries l \
+         LEFT JOIN lot_allocations a ON a.lot_entry_id = l.id \
+         LEFT JOIN ledger_entries m ON m.id = a.debit_entry_id \
+         WHERE l.remaining IS NOT NULL \
+         GROUP BY l.id, l.amount, l.remaining \
+         HAVING l.remaining <> l.amount + COALESCE(SUM(CASE WHEN m.amount < 0 THEN -a.amount ELSE a.amount END), 0)",
+    ),
+    (
+        "only positive posted entries are lots, and every posted reward is one",
+        "SELECT 'entry ' || id || ': ' || kind || ' ' || status || ' ' || amount || ', remaining ' \
+         || COALESCE(CAST(remaining AS TEXT), 'none') FROM ledger_entries \
+         WHERE (remaining IS NOT NULL AND (status <> 'POSTED' OR amount < 0)) \
+            OR (remaining IS NULL AND status = 'POSTED' AND kind = 'REWARD')",
+    ),
+    (
+        "each EXPIRY entry takes what its lot had left, from that one lot, once its expiry passed",
+        "SELECT 'expiry ' || x.id || ': amount ' || x.amount || ', taken ' || COALESCE(SUM(a.amount), 0) \
+         || ' from ' || COUNT(a.id) || ' lots' \
+         FROM ledger_entries x \
+         LEFT JOIN lot_allocations a ON a.debit_entry_id = x.id \
+         LEFT JOIN ledger_entries l ON l.id = a.lot_entry_id \
+         WHERE x.kind = 'EXPIRY' \
+         GROUP BY x.id, x.amount, x.status \
+         HAVING x.status <> 'POSTED' OR x.amount >= 0 OR COUNT(a.id) <> 1 \
+             OR COALESCE(SUM(a.amount), 0) <> -x.amount \
+             OR COUNT(l.expires_at) <> 1 OR MAX(l.expires_at) > MAX(x.created_at)",
+    ),
+    (
+        "a lot that expired has nothing left",
+        "SELECT 'lot ' || l.id || ': expired, remaining ' || l.remaining \
+         FROM ledger_entries l \
+         WHERE l.remaining > 0 AND EXISTS (SELECT 1 FROM lot_allocations a \
+           JOIN ledger_entries x ON x.id = a.debit_entry_id AND x.kind = 'EXPIRY' WHERE a.lot_entry_id = l.id)",
+    ),
+    (
+        "a REVERSAL takes back a reward of its own balance, and never more than the reward",
+        "SELECT 'reward ' || COALESCE(CAST(r.id AS TEXT), 'missing') || ': reversals of entries ' \
+         || COALESCE(CAST(MIN(v.reverses_entry_id) AS TEXT), 'none') || ' take back ' || -SUM(v.amount) || ' of ' || COALESCE(MAX(r.amount), 0) \
+         FROM ledger_entries v \
+         LEFT JOIN ledger_entries r ON r.id = v.reverses_entry_id AND r.kind = 'REWARD' \
+          AND r.account_id = v.account_id AND r.unit = v.unit \
+         WHERE v.kind = 'REVERSAL' AND v.status <> 'VOIDED' \
+         GROUP BY v.reverses_entry_id, r.id \
+         HAVING r.id IS NULL OR MIN(v.amount) >= 0 OR -SUM(v.amount) > MAX(r.amount)",
+    ),
+    (
+        "a held REVERSAL waits with its held reward, until the same time",
+        "SELECT 'reversal ' || v.id || ' of entry ' || v.reverses_entry_id || ': ' || COALESCE(r.status, 'missing') \
+         FROM ledger_entries v LEFT JOIN ledger_entries r ON r.id = v.reverses_entry_id \
+         WHERE v.kind = 'REVERSAL' AND v.status = 'PENDING' \
+           AND (r.id IS NULL OR r.status <> 'PENDING' OR r.available_at IS NULL \
+                OR v.available_at IS NULL OR r.available_at <> v.available_at)",
+    ),
+    (
+        "no balance's next due time is later than a hold's end or an open lot's expiry",
+        "SELECT 'account ' || b.account_id || ' ' || b.unit || ': next due ' \
+         || COALESCE(CAST(b.next_due_at AS TEXT), 'never') || ', entry ' || e.id || ' due ' \
+         || CAST(COALESCE(e.available_at, e.expires_at) AS TEXT) \
+         FROM balances b JOIN ledger_entries e ON e.account_id = b.account_id AND e.unit = b.unit \
+         WHERE ((e.status = 'PENDING' AND e.available_at IS NOT NULL \
+                 AND (b.next_due_at IS NULL OR e.available_at < b.next_due_at)) \
+             OR (e.status = 'POSTED' AND e.remaining > 0 AND e.expires_at IS NOT NULL \
+                 AND (b.next_due_at IS NULL OR e.expires_at < b.next_due_at)))",
     ),
     (
         "one reward per rule, referral and occurrence",

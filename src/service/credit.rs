@@ -46,6 +46,8 @@ pub async fn apply(
 
     let txn = begin_write(db).await?;
     let account = accounts::get_by_external_id(&txn, &external_id).await?;
+    // Holds that ended count, lots that expired do not: what is available now.
+    ledger::settle_account(&txn, account.id, Unit::Credit, now).await?;
     // The balance row is locked (on SQLite the transaction already holds the write lock), so
     // what is read here is what the debit below sees: min(available, amount) is exact.
     let available = balance::Entity::find_by_id((account.id, Unit::Credit))
@@ -70,17 +72,15 @@ pub async fn apply(
     };
     if applied.is_positive() {
         let description = format!("Credit applied to invoice {invoice_id}");
-        let entry = ledger::debit(
-            &txn,
-            account.id,
-            Unit::Credit,
-            applied,
-            EntryKind::CreditApplied,
+        let debit = ledger::NewDebit {
+            account_id: account.id,
+            unit: Unit::Credit,
+            amount: applied,
+            kind: EntryKind::CreditApplied,
             description,
-            None,
-            now,
-        )
-        .await?;
+            claim_id: None,
+        };
+        let entry = ledger::debit(&txn, debit, now).await?;
         credit_application::Entity::update_many()
             .col_expr(
                 credit_application::Column::EntryId,

@@ -331,7 +331,7 @@ pub async fn disqualify(
             .ok_or_else(|| AppError::not_found("no such account"))?;
         return Ok((account, Vec::new()));
     };
-    let voided = ledger::void_pending(&txn, account.id).await?;
+    let voided = ledger::void_pending(&txn, account.id, now).await?;
     let reversed = reverse_posted_rewards(&txn, account.id, now).await?;
     audit::record(
         &txn,

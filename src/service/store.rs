@@ -104,17 +104,15 @@ pub async fn claim(
         Inserted::First(first) => return replay_claim(db, first).await,
     };
     let description = format!("Reward claim: {gb} GB of {} data", provider.name);
-    ledger::debit(
-        &txn,
-        account.id,
-        Unit::Points,
-        cost,
-        EntryKind::Claim,
+    let debit = ledger::NewDebit {
+        account_id: account.id,
+        unit: Unit::Points,
+        amount: cost,
+        kind: EntryKind::Claim,
         description,
-        Some(claim.id),
-        now,
-    )
-    .await?;
+        claim_id: Some(claim.id),
+    };
+    ledger::debit(&txn, debit, now).await?;
     enforce_claim_limits(&txn, &program, account.id, now).await?;
     let balance = ledger::balance(&txn, account.id, Unit::Points).await?;
     txn.commit().await?;

@@ -258,6 +258,7 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         "Dashboard" => json!({ "first": 20 }),
         "FriendsPage" | "HistoryPage" | "MyClaims" => json!({ "first": 20 }),
         "GenerateReferralLink" | "RewardStore" | "RewardStoreScreen" | "ReferralStats" => json!({}),
+        "BalanceDetails" => json!({}),
         // The same key for both: the second answers the first claim again and spends nothing.
         "ClaimReward" | "ClaimRewardAndBalance" => {
             json!({ "input": { "providerId": w.provider_id, "idempotencyKey": format!("matrix-{who}") } })

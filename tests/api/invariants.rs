@@ -56,7 +56,100 @@ async fn check_finds_a_lot_spent_twice_and_rewards_out_of_step() {
         broken(&app).await,
         vec![
             "each balance's available equals what its lots have left",
-            "each balance's lifetime earned equals its posted rewards",
+            "each balance's lifetime earned equals its posted rewards, net of posted reversals",
+            "each lot's remaining is its amount less what entries took from it, plus what refunds gave back",
         ]
     );
+}
+
+/// Runs `tamper`, expects exactly `expected` broken, and puts things back with `undo`.
+async fn breaks(app: &TestApp, tamper: &str, undo: &str, expected: &[&str]) {
+    let db = &app.state.db;
+    db.execute_unprepared(tamper).await.expect("tampering runs");
+    assert_eq!(broken(app).await, expected, "after {tamper}");
+    db.execute_unprepared(undo).await.expect("undoing runs");
+    assert!(broken(app).await.is_empty(), "after {undo}");
+}
+
+#[tokio::test]
+async fn check_finds_debt_expiry_holds_and_reversals_out_of_step() {
+    use crate::time::{advance, amount, customer, reward, settle, take_back};
+    let app = spawn_app().await;
+    let account = customer(&app, "acct-t").await;
+    // Debt: 20.00 taken back of which 5.00 was spent.
+    let earned = reward(&app, account, "20.00", 0, None).await;
+    app.apply_credit("inv-1", "acct-t", "5.00").await;
+    take_back(&app, earned.id, amount("20.00")).await;
+    // A lot that expires and a reward held with 40 % of it taken back.
+    let other = customer(&app, "acct-u").await;
+    reward(&app, other, "7.00", 0, Some(10)).await;
+    let held = reward(&app, other, "20.00", 30, None).await;
+    take_back(&app, held.id, amount("8.00")).await;
+    advance(&app, 11);
+    settle(&app).await;
+    app.assert_invariants().await;
+
+    breaks(
+        &app,
+        "UPDATE balances SET debt = debt + 1 WHERE debt > 0",
+        "UPDATE balances SET debt = debt - 1 WHERE debt > 0",
+        &["each balance's debt equals the sum of its posted DEBT entries (owed less repaid)"],
+    )
+    .await;
+    breaks(
+        &app,
+        // Stamped when its lot was created, before the lot's expiry.
+        "UPDATE ledger_entries SET created_at = (SELECT l.created_at FROM lot_allocations a \
+         JOIN ledger_entries l ON l.id = a.lot_entry_id WHERE a.debit_entry_id = ledger_entries.id) \
+         WHERE kind = 'EXPIRY'",
+        "UPDATE ledger_entries SET created_at = (SELECT l.expires_at FROM lot_allocations a \
+         JOIN ledger_entries l ON l.id = a.lot_entry_id WHERE a.debit_entry_id = ledger_entries.id) \
+         WHERE kind = 'EXPIRY'",
+        &["each EXPIRY entry takes what its lot had left, from that one lot, once its expiry passed"],
+    )
+    .await;
+    breaks(
+        &app,
+        "UPDATE ledger_entries SET available_at = created_at WHERE kind = 'REVERSAL' AND status = 'PENDING'",
+        &format!(
+            "UPDATE ledger_entries SET available_at = (SELECT r.available_at FROM ledger_entries r WHERE r.id = {}) \
+             WHERE kind = 'REVERSAL' AND status = 'PENDING'",
+            held.id
+        ),
+        // Earlier than the balance's next due time, too.
+        &[
+            "a held REVERSAL waits with its held reward, until the same time",
+            "no balance's next due time is later than a hold's end or an open lot's expiry",
+        ],
+    )
+    .await;
+    breaks(
+        &app,
+        "UPDATE ledger_entries SET reverses_entry_id = (SELECT MIN(id) FROM ledger_entries WHERE kind = 'DEBT') \
+         WHERE kind = 'REVERSAL' AND status = 'POSTED'",
+        &format!(
+            "UPDATE ledger_entries SET reverses_entry_id = {} WHERE kind = 'REVERSAL' AND status = 'POSTED'",
+            earned.id
+        ),
+        &["a REVERSAL takes back a reward of its own balance, and never more than the reward"],
+    )
+    .await;
+    breaks(
+        &app,
+        "UPDATE balances SET next_due_at = NULL",
+        &format!(
+            "UPDATE balances SET next_due_at = (SELECT available_at FROM ledger_entries WHERE id = {}) \
+             WHERE account_id = {other} AND unit = 'CREDIT'",
+            held.id
+        ),
+        &["no balance's next due time is later than a hold's end or an open lot's expiry"],
+    )
+    .await;
+    breaks(
+        &app,
+        &format!("UPDATE balances SET debt = 0 WHERE account_id = {account} AND unit = 'CREDIT'"),
+        &format!("UPDATE balances SET debt = 5000000 WHERE account_id = {account} AND unit = 'CREDIT'"),
+        &["each balance's debt equals the sum of its posted DEBT entries (owed less repaid)"],
+    )
+    .await;
 }

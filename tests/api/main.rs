@@ -31,4 +31,5 @@ mod rules;
 mod sandbox;
 mod schema;
 mod simulate;
+mod time;
 mod validation;
