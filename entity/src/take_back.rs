@@ -1,7 +1,8 @@
 use sea_orm::entity::prelude::*;
 
 /// Part or all of a reward entry taken back: by a refund, a corrected first purchase or a
-/// disqualification. What is left to take back of an entry is `original` less its takes.
+/// disqualification. What is left of a reward is the ledger's (its reversals point at it);
+/// this records who took it and what that wrote, for the taking event's replays.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "take_backs")]
 pub struct Model {
@@ -9,8 +10,6 @@ pub struct Model {
     pub id: i64,
     /// The reward entry taken back.
     pub entry_id: i64,
-    /// The entry's amount before anything was taken back of it.
-    pub original: i64,
     /// What this take took, in millionths (positive).
     pub amount: i64,
     pub cause: crate::enums::TakeBackCause,

@@ -10,8 +10,8 @@
 //!   as resolved), filled in from the stored canonical input; `events.refund_of`: the event a
 //!   refund refunds.
 //! - `take_backs`: each time part or all of a reward entry was taken back (a refund, a
-//!   corrected first purchase, a disqualification), how much, of what original amount, and
-//!   which entries that wrote: what is left to take back is the original less the takes.
+//!   corrected first purchase, a disqualification): how much, why, by which event, and which
+//!   entries the ledger wrote or changed (what that event answers again on a replay).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -29,7 +29,6 @@ enum TakeBacks {
     Table,
     Id,
     EntryId,
-    Original,
     Amount,
     Cause,
     EventId,
@@ -96,7 +95,6 @@ impl MigrationTrait for Migration {
                     .table(TakeBacks::Table)
                     .col(big_pk_auto(TakeBacks::Id))
                     .col(big_integer(TakeBacks::EntryId))
-                    .col(big_integer(TakeBacks::Original))
                     .col(big_integer(TakeBacks::Amount))
                     .col(string_len(TakeBacks::Cause, 32))
                     .col(big_integer_null(TakeBacks::EventId))
@@ -117,7 +115,6 @@ impl MigrationTrait for Migration {
                             .on_delete(ForeignKeyAction::Restrict),
                     )
                     .check(Expr::col(TakeBacks::Amount).gt(0))
-                    .check(Expr::col(TakeBacks::Amount).lte(Expr::col(TakeBacks::Original)))
                     .to_owned(),
             )
             .await?;

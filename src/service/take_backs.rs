@@ -1,15 +1,18 @@
-//! What has been taken back of each reward. A refund takes back its share of what an event
-//! paid, a corrected first purchase takes back what the wrong one paid, a disqualification
-//! takes back what the account was paid; one entry may meet several of them (40 % refunded,
-//! then the account disqualified), and none may take what another already took. So each take
-//! is recorded here (`take_backs`: the entry, its original amount, what was taken), the ledger
-//! does the taking (`ledger::take_back`: void what is pending, reverse what is posted), and
-//! what is left of an entry is its original amount less its takes, whatever the ledger did to
-//! the entry's own row.
+//! Taking rewards back on behalf of an event or an admin act. A refund takes back its share of
+//! what an event paid, a corrected first purchase takes back what the wrong one paid, a
+//! disqualification takes back what the account was paid; one reward may meet several of them
+//! (40 % refunded, then the account disqualified), and none may take what another took.
 //!
-//! The owners' balances are locked before the takes are read, so two transactions that take
-//! from the same entry (a refund and a disqualification) run one after the other, and the
-//! second sees the first's take.
+//! The ledger does the taking (`ledger::take_back`: void what is pending, reverse what is
+//! posted, owe what the balance cannot cover) and knows what is left of a reward: its amount
+//! less its reversals, which point at it (`reverses_entry_id`). This module adds who took it:
+//! each take is recorded in `take_backs` with its cause, the event that took it and the
+//! entries the ledger wrote or changed, so an event's replay answers the entries it changed,
+//! a voided reward included, which keeps the id of the event that paid it.
+//!
+//! The owners' balances are locked before what is left is read, so two transactions that take
+//! from the same reward (a refund and a disqualification) run one after the other, and the
+//! second sees the first's reversal.
 
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
@@ -27,26 +30,31 @@ use std::collections::{BTreeSet, HashMap};
 #[derive(Debug, Clone)]
 pub struct Standing {
     pub entry: ledger_entry::Model,
-    /// The entry's amount before anything was taken back.
-    pub original: i64,
-    /// What has been taken back of it.
+    /// What has been taken back of it: its reversals that stand (not voided), as a positive
+    /// amount.
     pub taken: i64,
 }
 
 impl Standing {
+    /// What the reward paid (the ledger never edits an entry's amount).
+    pub fn original(&self) -> i64 {
+        self.entry.amount
+    }
+
     /// What is left to take back.
     pub fn left(&self) -> i64 {
-        self.original - self.taken
+        self.entry.amount - self.taken
     }
 }
 
 /// The reward entries of `entries` that are not voided, each with what has been taken back of
 /// it; in entry order. Their owners' balance rows are locked first, until the caller's
-/// transaction ends: every take changes that balance, so two takes from one entry run one
-/// after the other, and the entries and takes read after the lock include the other's. The
-/// balance comes first as in every ledger write (a claim locks the balance, then its lots), so
-/// a take never waits on a lot while holding what a spend waits for. `FOR NO KEY UPDATE`:
-/// rows that reference the balance's account keep being inserted meanwhile.
+/// transaction ends: every take changes that balance, so two takes from one reward run one
+/// after the other, and the entries and reversals read after the lock include the other's.
+/// The balance comes first as in every ledger write (a spend locks the balance, then its
+/// lots), so a take never waits on a lot while holding what a spend waits for.
+/// `FOR NO KEY UPDATE`: rows that reference the balance's account keep being inserted
+/// meanwhile.
 pub async fn standing(txn: &impl ConnectionTrait, entries: Select<ledger_entry::Entity>) -> AppResult<Vec<Standing>> {
     let entries = entries
         .filter(ledger_entry::Column::Kind.eq(EntryKind::Reward))
@@ -66,21 +74,22 @@ pub async fn standing(txn: &impl ConnectionTrait, entries: Select<ledger_entry::
             .await?;
     }
     let entries = entries.all(txn).await?;
-    let takes = take_back::Entity::find()
-        .filter(take_back::Column::EntryId.is_in(entries.iter().map(|e| e.id)))
+    let reversals = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::ReversesEntryId.is_in(entries.iter().map(|e| e.id)))
+        .filter(ledger_entry::Column::Status.ne(EntryStatus::Voided))
         .all(txn)
         .await?;
-    let mut of_entry: HashMap<i64, (i64, i64)> = HashMap::new();
-    for take in takes {
-        let (original, taken) = of_entry.entry(take.entry_id).or_insert((take.original, 0));
-        *original = take.original;
-        *taken += take.amount;
+    let mut taken: HashMap<i64, i64> = HashMap::new();
+    for reversal in reversals {
+        if let Some(reward) = reversal.reverses_entry_id {
+            *taken.entry(reward).or_default() -= reversal.amount;
+        }
     }
     Ok(entries
         .into_iter()
-        .map(|entry| {
-            let (original, taken) = of_entry.get(&entry.id).copied().unwrap_or((entry.amount, 0));
-            Standing { entry, original, taken }
+        .map(|entry| Standing {
+            taken: taken.get(&entry.id).copied().unwrap_or(0),
+            entry,
         })
         .collect())
 }
@@ -126,7 +135,6 @@ pub async fn take(
     let ids: Vec<i64> = written.iter().map(|e| e.id).collect();
     take_back::ActiveModel {
         entry_id: Set(standing.entry.id),
-        original: Set(standing.original),
         amount: Set(take.amount),
         cause: Set(take.cause),
         event_id: Set(take.event_id),
@@ -154,32 +162,4 @@ pub async fn written_by_event(db: &impl ConnectionTrait, event_id: i64) -> AppRe
         ids.extend(written);
     }
     Ok(ids)
-}
-
-/// `original × part ÷ whole`, rounded down, in exact integer arithmetic: a refund's share of a
-/// reward. `part ≤ whole` and `whole > 0`.
-pub fn share(original: i64, part: i64, whole: i64) -> i64 {
-    if whole <= 0 || part >= whole {
-        return original;
-    }
-    let share = i128::from(original) * i128::from(part.max(0)) / i128::from(whole);
-    i64::try_from(share).unwrap_or(original)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shares_round_down_and_the_whole_is_exact() {
-        assert_eq!(share(20_000_000, 40, 100), 8_000_000);
-        assert_eq!(share(10_000_000, 1, 3), 3_333_333);
-        // Cumulative shares: after two thirds and then all of it, the three takes add up.
-        let a = share(10_000_000, 1, 3);
-        let b = share(10_000_000, 2, 3) - a;
-        let c = share(10_000_000, 3, 3) - a - b;
-        assert_eq!((a, b, c), (3_333_333, 3_333_333, 3_333_334));
-        assert_eq!(share(i64::MAX, i64::MAX - 1, i64::MAX), i64::MAX - 1);
-        assert_eq!(share(5, 0, 7), 0);
-    }
 }

@@ -15,8 +15,9 @@
 use super::{Recorded, Step, find_event, top_up};
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
+use crate::service::ledger::share_of;
 use crate::service::required_text;
-use crate::service::take_backs::{self, Take, share};
+use crate::service::take_backs::{self, Take};
 use entity::enums::{EventKind, TakeBackCause};
 use entity::{event, ledger_entry};
 use sea_orm::sea_query::{Expr, Func, LockType};
@@ -141,7 +142,12 @@ pub(super) async fn record(step: &Step<'_>, refund: &Refund) -> AppResult<Record
     let of_refunded = ledger_entry::Entity::find().filter(ledger_entry::Column::EventId.eq(refunded.id));
     for standing in take_backs::standing(txn, of_refunded).await? {
         // What of this reward the refunds so far, this one included, take back in all.
-        let due = share(standing.original, refunded_after, of);
+        let due = share_of(
+            Amount::from_micros(standing.original()),
+            Amount::from_micros(refunded_after),
+            Amount::from_micros(of),
+        )
+        .micros();
         let amount = due - standing.taken;
         if amount <= 0 {
             continue;
