@@ -6,11 +6,10 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::once::{self, Inserted};
 use crate::service::{accounts, ledger, request_hash, required_text};
-use entity::balance;
 use entity::credit_application;
 use entity::enums::{EntryKind, Unit};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 
 pub struct ApplyCredit {
@@ -46,15 +45,12 @@ pub async fn apply(
 
     let txn = begin_write(db).await?;
     let account = accounts::get_by_external_id(&txn, &external_id).await?;
-    // Holds that ended count, lots that expired do not: what is available now.
-    ledger::settle_account(&txn, account.id, Unit::Credit, now).await?;
-    // The balance row is locked (on SQLite the transaction already holds the write lock), so
-    // what is read here is what the debit below sees: min(available, amount) is exact.
-    let available = balance::Entity::find_by_id((account.id, Unit::Credit))
-        .lock_exclusive()
-        .one(&txn)
+    // Settling locks the balance row (on SQLite the transaction already holds the write lock)
+    // and answers it as of now: holds that ended count, lots that expired do not. What it
+    // answers is what the debit below sees, so min(available, amount) is exact.
+    let available = ledger::settle_account(&txn, account.id, Unit::Credit, now)
         .await?
-        .map_or(0, |b| b.available);
+        .available;
     let applied = Amount::from_micros(available.min(input.amount.micros()));
     let row = credit_application::ActiveModel {
         invoice_id: Set(invoice_id.clone()),

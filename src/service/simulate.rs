@@ -50,7 +50,7 @@ pub async fn simulate(
         .into_iter()
         .enumerate()
         .map(|(i, input)| {
-            rules::draft(input, now).map_err(|err| match err {
+            rules::draft(input).map_err(|err| match err {
                 AppError::BadInput(message) => AppError::bad_input(format!("rules[{i}]: {message}")),
                 other => other,
             })

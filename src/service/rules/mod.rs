@@ -26,7 +26,7 @@ pub const MAX_RULES: u64 = 200;
 
 /// A rule an admin has written but not saved (for the simulator): parsed and checked as
 /// `create` would, never stored.
-pub fn draft(input: RuleInput, _now: DateTime<Utc>) -> AppResult<Rule> {
+pub fn draft(input: RuleInput) -> AppResult<Rule> {
     spec::parse(input)
 }
 
