@@ -8,6 +8,7 @@
 mod abuse;
 mod admin;
 mod authz;
+mod claim_statements;
 mod client_cache;
 mod cloud_credit;
 #[path = "../common/mod.rs"]
