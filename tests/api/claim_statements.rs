@@ -23,7 +23,7 @@ async fn claim_costs(app: &TestApp, external_id: &str, provider_id: &str, key: &
 
 /// On SQLite the claim is a transaction of steps (settings, account, provider, the claim, the
 /// debit and its lots, the balance); a regression in round trips shows there too.
-const SQLITE_CLAIM_STATEMENTS: u64 = 12;
+const SQLITE_CLAIM_STATEMENTS: u64 = 10;
 
 #[tokio::test]
 async fn every_answer_to_a_claim_is_one_statement_on_postgresql() {
