@@ -8,7 +8,7 @@
 mod abuse;
 mod admin;
 mod authz;
-mod claim_statements;
+
 mod client_cache;
 mod cloud_credit;
 #[path = "../common/mod.rs"]
@@ -34,3 +34,4 @@ mod schema;
 mod simulate;
 mod time;
 mod validation;
+mod write_statements;

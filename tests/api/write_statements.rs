@@ -1,4 +1,5 @@
-//! What a claim costs in statements, and the one-statement claim under load: on PostgreSQL
+//! What the writes on the hot paths cost in statements (a regression in round trips fails
+//! here), and the one-statement claim under load. On PostgreSQL
 //! every answer to ClaimReward (a claim, a retry answered again, a key reused for another
 //! claim, a balance too small, a claim limit) is one statement; on SQLite the claim runs in
 //! steps in one transaction. Either way, 200 concurrent claims on one account spend exactly
@@ -12,6 +13,36 @@ use serde_json::{Value, json};
 
 fn postgres(app: &TestApp) -> bool {
     app.state.db.get_database_backend() == DbBackend::Postgres
+}
+
+/// The statements one RecordPurchase ran, and its body.
+async fn purchase_costs(app: &TestApp, event_id: &str, external_id: &str, gb: &str) -> (u64, Value) {
+    let before = app.state.statements.get();
+    let body = app.purchase_raw(event_id, external_id, RESIDENTIAL, gb).await;
+    (app.state.statements.get() - before, body)
+}
+
+/// A referee's first purchase (a reward paid, the referral qualified) and a later one (nothing
+/// paid): what each runs today, on both databases (the same flow in steps).
+const FIRST_PURCHASE_STATEMENTS: u64 = 15;
+const LATER_PURCHASE_STATEMENTS: u64 = 11;
+
+#[tokio::test]
+async fn a_purchase_runs_a_bounded_number_of_statements() {
+    let app = spawn_app().await;
+    app.setup_catalog().await;
+    app.chain().await;
+    let (first, paid) = purchase_costs(&app, "evt-1", "acct-b", "10").await;
+    assert_eq!(
+        paid["data"]["recordPurchase"]["rewards"][0]["amount"], "150.00",
+        "{paid:#}"
+    );
+    let (later, unpaid) = purchase_costs(&app, "evt-2", "acct-b", "10").await;
+    assert_eq!(unpaid["data"]["recordPurchase"]["rewards"], json!([]), "{unpaid:#}");
+    assert!(
+        first <= FIRST_PURCHASE_STATEMENTS && later <= LATER_PURCHASE_STATEMENTS,
+        "a first purchase ran {first} statements, a later one {later}"
+    );
 }
 
 /// The statements one ClaimReward ran, and its body.
@@ -95,7 +126,10 @@ async fn a_claim_on_the_day_a_hold_ends_spends_it() {
     reward_in(&app, account, Unit::Points, "40.00", 3, None).await;
     let (_, early) = claim_costs(&app, "acct-h", &provider_id, "k-early").await;
     assert_error_code(&early, "INSUFFICIENT_BALANCE");
-    app.state.clock.advance(chrono::Duration::days(3)).expect("the clock moves");
+    app.state
+        .clock
+        .advance(chrono::Duration::days(3))
+        .expect("the clock moves");
     let claimed = app.claim("acct-h", &provider_id, Some("k-due")).await;
     assert_eq!(claimed["balance"]["available"], "30.00", "{claimed:#}");
     app.assert_invariants().await;
