@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::limits::Limits;
+use crate::service::settings::cache::SettingsCache;
 use crate::service::{self, presets};
 use sea_orm::{DatabaseConnection, DbErr};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct Inner {
     pub limits: Limits,
     /// The one time source: services take `now` from it through their callers.
     pub clock: Clock,
+    /// The program's settings for reads, kept up to date with every instance's writes.
+    pub settings: SettingsCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -39,6 +42,9 @@ impl AppState {
         let keys = JwtKeys::new(&config);
         let limits = Limits::new(config.code_lookups_per_minute).with_link_clicks(config.link_clicks_per_minute);
         let clock = start_clock(&db, config.sandbox).await?;
+        let settings = SettingsCache::start(&db)
+            .await
+            .map_err(|err| DbErr::Custom(format!("reading the program settings: {err:?}")))?;
         let state = AppState(Arc::new(Inner {
             db,
             config,
@@ -46,6 +52,7 @@ impl AppState {
             statements,
             limits,
             clock,
+            settings,
         }));
         presets::seed(&state.db, state.clock.now())
             .await

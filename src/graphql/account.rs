@@ -1,10 +1,12 @@
 //! Accounts: the customer's own (`me`), registration by the billing system, referral links.
 
 use crate::auth::RoleGuard;
-use crate::graphql::context::{now, program_settings, state, viewer};
+use crate::graphql::context::{loader, now, settings, state, viewer};
 use crate::graphql::enums::BillingScheme;
+use crate::graphql::loaders::prime_account;
 use crate::graphql::types::{Account, Referral};
 use crate::service::accounts;
+use crate::service::accounts::dashboard::{self, AccountParts};
 use crate::service::settings::referral_link;
 use crate::service::signup::{self, Registration};
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
@@ -18,9 +20,17 @@ impl AccountQuery {
     #[graphql(guard = "RoleGuard::CUSTOMER")]
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<Account>> {
         let external_id = viewer(ctx).customer_external_id()?;
-        Ok(accounts::find_by_external_id(&state(ctx).db, external_id)
-            .await?
-            .map(Account))
+        // Its referral (with the referrer) and its balances come in the same statement when
+        // the query asks for them.
+        let selected = ctx.look_ahead();
+        let parts = AccountParts {
+            referral: selected.field("referral").exists(),
+            balances: selected.field("balance").exists(),
+        };
+        let Some(read) = dashboard::account(&state(ctx).db, external_id, parts, now(ctx)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Account(prime_account(loader(ctx), read).await)))
     }
 }
 
@@ -92,8 +102,7 @@ impl AccountMutation {
     async fn generate_referral_link(&self, ctx: &Context<'_>) -> Result<ReferralLink> {
         let external_id = viewer(ctx).customer_external_id()?;
         let account = accounts::get_by_external_id(&state(ctx).db, external_id).await?;
-        let settings = program_settings(ctx).await?;
-        let url = referral_link(settings, &state(ctx).config.public_url, &account.referral_code);
+        let url = referral_link(settings(ctx), &state(ctx).config.public_url, &account.referral_code);
         Ok(ReferralLink {
             code: account.referral_code,
             url,

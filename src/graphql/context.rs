@@ -3,17 +3,23 @@
 use crate::auth::Viewer;
 use crate::error::AppError;
 use crate::graphql::loaders::DbLoader;
-use crate::service::settings;
 use crate::state::AppState;
 use async_graphql::Context;
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use entity::program_settings;
-use tokio::sync::OnceCell;
+use std::sync::{Arc, OnceLock};
 
-/// Per-request data: the settings are read at most once per request.
+/// The request's loaders. Their cache is off unless the operation is a query
+/// (`graphql::QueryLoaderCache` turns it on): within a query nothing is written, so what one
+/// field loaded, or what a parent fetched for its children, holds for the whole answer; a
+/// mutation's later fields must see what its earlier ones wrote.
+pub type RequestLoader = DataLoader<DbLoader, HashMapCache>;
+
+/// Per-request data: the settings are taken once per request, so that all of an answer sees
+/// the same ones.
 #[derive(Default)]
 pub struct RequestCache {
-    settings: OnceCell<program_settings::Model>,
+    settings: OnceLock<Arc<program_settings::Model>>,
 }
 
 pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
@@ -29,25 +35,36 @@ pub fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
     ctx.data_unchecked::<Viewer>()
 }
 
-pub fn loader<'a>(ctx: &Context<'a>) -> &'a DataLoader<DbLoader> {
-    ctx.data_unchecked::<DataLoader<DbLoader>>()
+pub fn loader<'a>(ctx: &Context<'a>) -> &'a RequestLoader {
+    ctx.data_unchecked::<RequestLoader>()
 }
 
+/// The program's settings, from memory (`service::settings::cache`): for reads only; a write
+/// reads them in its own transaction.
+pub fn settings<'a>(ctx: &Context<'a>) -> &'a Arc<program_settings::Model> {
+    ctx.data_unchecked::<RequestCache>()
+        .settings
+        .get_or_init(|| state(ctx).settings.current())
+}
+
+/// `settings`, for the resolvers that await it.
 pub async fn program_settings<'a>(ctx: &Context<'a>) -> Result<&'a program_settings::Model, AppError> {
-    let cache = ctx.data_unchecked::<RequestCache>();
-    cache.settings.get_or_try_init(|| settings::get(&state(ctx).db)).await
+    Ok(settings(ctx))
 }
 
 /// Builds the data a request runs with.
 pub fn request_data(state: &AppState, viewer: Viewer) -> async_graphql::Data {
     let mut data = async_graphql::Data::default();
-    data.insert(DataLoader::new(
+    let loader = DataLoader::with_cache(
         DbLoader {
             db: state.db.clone(),
             clock: state.clock.clone(),
         },
         tokio::spawn,
-    ));
+        HashMapCache::default(),
+    );
+    loader.enable_all_cache(false);
+    data.insert(loader);
     data.insert(RequestCache::default());
     data.insert(state.clone());
     data.insert(viewer);

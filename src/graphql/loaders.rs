@@ -5,6 +5,8 @@
 
 use crate::amount::Amount;
 use crate::clock::Clock;
+use crate::graphql::context::RequestLoader;
+use crate::service::accounts::dashboard::{AccountRead, Friends};
 use crate::service::clicks::{self, ReferralStats};
 use crate::service::{accounts, catalog, ledger, rules};
 use async_graphql::dataloader::Loader;
@@ -55,15 +57,15 @@ impl Loader<AccountById> for DbLoader {
     }
 }
 
+/// Every key gets an answer, `None` for an account that was not referred, so that a read
+/// that found none can say so to the loader's cache too.
 impl Loader<ReferralOfReferee> for DbLoader {
-    type Value = referral::Model;
+    type Value = Option<referral::Model>;
     type Error = async_graphql::Error;
-    async fn load(&self, keys: &[ReferralOfReferee]) -> LoadResult<ReferralOfReferee, referral::Model> {
+    async fn load(&self, keys: &[ReferralOfReferee]) -> LoadResult<ReferralOfReferee, Option<referral::Model>> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(rekey(
-            accounts::accepted_referrals_of(&self.db, &ids).await?,
-            ReferralOfReferee,
-        ))
+        let mut found = accounts::accepted_referrals_of(&self.db, &ids).await?;
+        Ok(keys.iter().map(|key| (*key, found.remove(&key.0))).collect())
     }
 }
 
@@ -138,5 +140,45 @@ impl Loader<ExpiringSoonOf> for DbLoader {
             .into_iter()
             .map(|((account, unit), expiring)| (ExpiringSoonOf(account, unit), expiring))
             .collect())
+    }
+}
+
+/// Hands what a read of an account fetched with it to the loaders, for the fields that ask
+/// for it (when the operation is a query: `context::RequestLoader`). Returns the account.
+pub async fn prime_account(loader: &RequestLoader, read: AccountRead) -> account::Model {
+    let id = read.account.id;
+    if let Some(referral) = read.referral {
+        let referral = match referral {
+            Some(referred) => {
+                if let Some(referrer) = referred.referrer {
+                    loader.feed_one(AccountById(referrer.id), referrer).await;
+                }
+                Some(referred.referral)
+            }
+            None => None,
+        };
+        loader.feed_one(ReferralOfReferee(id), referral).await;
+    }
+    if let Some(balances) = read.balances {
+        loader.feed_one(BalancesOf(id), balances).await;
+    }
+    loader.feed_one(AccountById(id), read.account.clone()).await;
+    read.account
+}
+
+/// Hands a page of friends' accounts, and what each earned `referrer_id`, to the loaders.
+pub async fn prime_friends(loader: &RequestLoader, referrer_id: i64, friends: &mut Friends) {
+    let referees = std::mem::take(&mut friends.referees);
+    loader
+        .feed_many(referees.into_iter().map(|account| (AccountById(account.id), account)))
+        .await;
+    if let Some(mut earned) = friends.earned.take() {
+        let keys: Vec<i64> = friends.page.items.iter().map(|referral| referral.id).collect();
+        loader
+            .feed_many(keys.into_iter().map(|referral| {
+                let amounts = earned.remove(&referral).unwrap_or_default();
+                (EarnedThrough(referral, referrer_id), amounts)
+            }))
+            .await;
     }
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod catalog;
 pub mod context;
 pub mod credit;
+pub mod documents;
 pub mod enums;
 pub mod events;
 pub mod ids;
@@ -111,6 +112,9 @@ fn builder<M: ObjectType + Default + 'static>(
         .extension(NullPropagation)
         // Before the persisted queries: a document too large to keep is refused, not stored.
         .extension(PersistedQuerySize)
+        // Before the persisted queries too: a hash-only request is known by its hash.
+        .extension(documents::DocumentCache::default())
+        .extension(documents::QueryLoaderCache)
         .extension(ApolloPersistedQueries::new(persisted.0.clone()))
 }
 

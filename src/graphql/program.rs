@@ -2,11 +2,11 @@
 
 use crate::auth::RoleGuard;
 use crate::error::AppError;
-use crate::graphql::context::{now, program_settings, state, viewer};
+use crate::graphql::context::{now, settings, state, viewer};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Program, ProgramSettings};
 use crate::service::sandbox;
-use crate::service::settings::{self, SettingsPatch};
+use crate::service::settings::{self, SettingsPatch, cache};
 use crate::tasks;
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result};
 
@@ -17,13 +17,13 @@ pub struct ProgramQuery;
 impl ProgramQuery {
     /// Whether the program runs, for any signed-in viewer.
     #[graphql(guard = "RoleGuard::ANY")]
-    async fn program(&self, ctx: &Context<'_>) -> Result<Program> {
-        Ok(Program(program_settings(ctx).await?.clone()))
+    async fn program(&self, ctx: &Context<'_>) -> Program {
+        Program(settings(ctx).clone())
     }
 
     #[graphql(guard = "RoleGuard::ADMIN")]
-    async fn program_settings(&self, ctx: &Context<'_>) -> Result<ProgramSettings> {
-        Ok(program_settings(ctx).await?.clone().into())
+    async fn program_settings(&self, ctx: &Context<'_>) -> ProgramSettings {
+        settings(ctx).as_ref().clone().into()
     }
 }
 
@@ -82,7 +82,9 @@ impl ProgramMutation {
             max_claims_per_day: change(input.max_claims_per_day),
             reorder_window_hours: input.reorder_window_hours,
         };
-        let updated = settings::update(&state(ctx).db, &viewer(ctx).actor(), patch, now(ctx)).await?;
+        let state = state(ctx);
+        let updated = settings::update(&state.db, &viewer(ctx).actor(), patch, now(ctx)).await?;
+        state.settings.replace(updated.clone());
         Ok(updated.into())
     }
 }
@@ -114,6 +116,13 @@ impl SandboxMutation {
         }
         let (days, hours) = (days.unwrap_or(0), hours.unwrap_or(0));
         let advanced = sandbox::advance(&state.db, &viewer(ctx).actor(), &state.clock, days, hours).await?;
+        // The offset is part of the settings row: the other instances read it again. Sent after
+        // the commit, not with it (the sandbox's write is not this module's); should it be lost,
+        // nothing reads the offset from memory: each instance's clock catches up from the row.
+        state.settings.replace(advanced.settings.clone());
+        if let Err(err) = cache::announce_change(&state.db).await {
+            tracing::warn!(error = %err, "SANDBOX: the other instances were not told of the clock's move");
+        }
         // The clock has moved for good: a pass that fails here is the background task's to do
         // again at its next tick, not an error of this request (a client retrying it would
         // move the clock twice). Reads and spends settle their own account's due entries anyway.

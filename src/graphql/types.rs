@@ -3,17 +3,18 @@
 
 use crate::auth::{RoleGuard, Viewer};
 use crate::error::AppError;
-use crate::graphql::context::{loader, program_settings, state, viewer};
+use crate::graphql::context::{loader, settings, state, viewer};
 use crate::graphql::enums::*;
 use crate::graphql::ids::{Kind, Side, balance_id, participant_id, to_id};
 use crate::graphql::loaders::*;
 use crate::graphql::rules::RewardRule;
 use crate::graphql::scalars::Decimal;
+use crate::service::accounts::dashboard::{self, FriendParts};
 use crate::service::accounts::mask_name;
 use crate::service::page::{Page, PageRequest};
 use crate::service::rules::Decision;
 use crate::service::settings::referral_link;
-use crate::service::{accounts, ledger, store};
+use crate::service::store;
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -101,13 +102,8 @@ impl Account {
         &self.0.referral_code
     }
 
-    async fn referral_link(&self, ctx: &Context<'_>) -> Result<String> {
-        let settings = program_settings(ctx).await?;
-        Ok(referral_link(
-            settings,
-            &state(ctx).config.public_url,
-            &self.0.referral_code,
-        ))
+    async fn referral_link(&self, ctx: &Context<'_>) -> String {
+        referral_link(settings(ctx), &state(ctx).config.public_url, &self.0.referral_code)
     }
 
     async fn account_status(&self) -> AccountStatus {
@@ -142,7 +138,7 @@ impl Account {
 
     /// The referral code this account signed up with, when its referral was accepted.
     async fn signed_up_with_code(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        let referral = loader(ctx).load_one(ReferralOfReferee(self.0.id)).await?;
+        let referral = loader(ctx).load_one(ReferralOfReferee(self.0.id)).await?.flatten();
         Ok(referral.and_then(|r| r.code_used))
     }
 
@@ -154,7 +150,8 @@ impl Account {
 
     /// How this account was referred, if it was.
     async fn referral(&self, ctx: &Context<'_>) -> Result<Option<Referral>> {
-        Ok(loader(ctx).load_one(ReferralOfReferee(self.0.id)).await?.map(Referral))
+        let referral = loader(ctx).load_one(ReferralOfReferee(self.0.id)).await?.flatten();
+        Ok(referral.map(Referral))
     }
 
     async fn balance(&self, ctx: &Context<'_>, unit: RewardUnit) -> Result<Balance> {
@@ -181,8 +178,16 @@ impl Account {
         after: Option<String>,
     ) -> Result<Page1<Referral>> {
         ensure_can_read(ctx, &self.0)?;
-        let page = accounts::referred_friends(&state(ctx).db, self.0.id, page_request(first, after)?).await?;
-        Ok(connection(page, |r| r.id, Referral))
+        // The page, its total, the friends' accounts and what each earned: one statement.
+        let node = ctx.look_ahead().field("edges").field("node");
+        let parts = FriendParts {
+            referees: node.field("referee").exists(),
+            earned: node.field("earned").exists(),
+        };
+        let request = page_request(first, after)?;
+        let mut friends = dashboard::referred_friends(&state(ctx).db, self.0.id, request, parts).await?;
+        prime_friends(loader(ctx), self.0.id, &mut friends).await;
+        Ok(connection(friends.page, |r| r.id, Referral))
     }
 
     /// Every change of this account's balances, newest first.
@@ -195,7 +200,7 @@ impl Account {
     ) -> Result<Page1<LedgerEntry>> {
         ensure_can_read(ctx, &self.0)?;
         let request = page_request(first, after)?;
-        let page = ledger::history(&state(ctx).db, self.0.id, unit.map(Into::into), request).await?;
+        let page = dashboard::history(&state(ctx).db, self.0.id, unit.map(Into::into), request).await?;
         Ok(connection(page, |e| e.id, LedgerEntry))
     }
 
@@ -621,7 +626,7 @@ impl RuleDecision {
 }
 
 /// The public face of the program.
-pub struct Program(pub program_settings::Model);
+pub struct Program(pub std::sync::Arc<program_settings::Model>);
 
 #[Object]
 impl Program {

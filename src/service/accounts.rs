@@ -1,5 +1,7 @@
-//! Accounts: creating one (the sign-up flow is `signup`), lookups, masked names, and the lists
-//! an account's dashboard shows.
+//! Accounts: creating one (the sign-up flow is `signup`), lookups, masked names; what an
+//! account's dashboard shows is read by `dashboard`.
+
+pub mod dashboard;
 
 use crate::db::{begin_write, inserted};
 use crate::error::{AppError, AppResult};
@@ -138,18 +140,6 @@ pub async fn accepted_referrals_of(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|r| (r.referee_id, r)).collect())
-}
-
-/// The friends an account referred (rejected attempts left out), newest first.
-pub async fn referred_friends(
-    db: &impl ConnectionTrait,
-    referrer_id: i64,
-    page: PageRequest,
-) -> AppResult<Page<referral::Model>> {
-    let base = referral::Entity::find()
-        .filter(referral::Column::ReferrerId.eq(referrer_id))
-        .filter(referral::Column::Status.ne(ReferralStatus::Rejected));
-    Ok(page::fetch(db, base, referral::Column::Id, page).await?)
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<account::Model>> {

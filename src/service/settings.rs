@@ -1,4 +1,7 @@
-//! The program's settings: one row, read on most requests, changed by admins.
+//! The program's settings: one row, read on most requests, changed by admins. Reads are served
+//! from memory (`cache`); writes announce themselves so that every instance reads them again.
+
+pub mod cache;
 
 use crate::amount::Amount;
 use crate::db::begin_write;
@@ -172,6 +175,7 @@ pub async fn update(
         now,
     )
     .await?;
+    cache::announce_change(&txn).await?;
     txn.commit().await?;
     Ok(after)
 }

@@ -31,6 +31,7 @@ mod round_trips;
 mod rules;
 mod sandbox;
 mod schema;
+mod settings_cache;
 mod simulate;
 mod time;
 mod validation;

@@ -97,6 +97,98 @@ async fn the_dashboard_runs_no_more_statements_for_thirty_friends_than_for_one()
     }
 }
 
+/// What the contract's Dashboard may cost: the account with its referral, referrer and
+/// balances; the page of friends with their accounts and earnings; the page of history. The
+/// program's settings come from memory.
+const DASHBOARD_STATEMENTS: u64 = 3;
+/// The reward store: the account, its balances, the offers (settings from memory).
+const REWARD_STORE_STATEMENTS: u64 = 3;
+
+#[tokio::test]
+async fn the_dashboard_runs_three_statements_at_most_with_every_part_filled() {
+    let app = spawn_app().await;
+    let provider = app.setup_catalog().await;
+    // B was referred by A and referred C and D; C bought, so B has points, friends with and
+    // without earnings, and a history longer than one page.
+    let (a, b) = app.chain().await;
+    app.register("acct-d", Some("Dan Dunn"), Some(&b)).await;
+    app.purchase("evt-c-1", "acct-c", RESIDENTIAL, "10").await; // B: 150 points
+    app.purchase("evt-b-1", "acct-b", RESIDENTIAL, "1").await; // A: 15 points
+    app.claim("acct-b", &provider, Some("claim-b-1")).await; // B: 100 points spent
+    let token = app.customer("acct-b");
+    let dashboard = app.op("customer", "Dashboard");
+
+    for first in [1, 20] {
+        let (statements, body) = statements_for(&app, &token, &dashboard, json!({ "first": first })).await;
+        assert!(
+            statements <= DASHBOARD_STATEMENTS,
+            "Dashboard (first: {first}) ran {statements} statements, more than {DASHBOARD_STATEMENTS}"
+        );
+        let data = data_of(&body, "Dashboard");
+        assert_eq!(data["program"]["enabled"], true, "{body:#}");
+        let me = &data["me"];
+        assert_eq!(me["externalId"], "acct-b", "{body:#}");
+        assert_eq!(me["referral"]["referrer"]["referralCode"], a.as_str(), "{body:#}");
+        assert_eq!(me["referral"]["referrer"]["displayName"], "Al*** A.", "{body:#}");
+        assert_eq!(me["points"]["available"], "50.00", "{body:#}");
+        assert_eq!(me["points"]["lifetimeEarned"], "150.00", "{body:#}");
+        assert_eq!(me["credit"]["available"], "0.00", "{body:#}");
+        assert_eq!(me["credit"]["unit"], "CREDIT", "{body:#}");
+
+        let friends = &me["referredFriends"];
+        assert_eq!(friends["totalCount"], 2, "{body:#}");
+        assert_eq!(friends["pageInfo"]["hasNextPage"], first < 2, "{body:#}");
+        let edges = friends["edges"].as_array().expect("friends");
+        assert_eq!(edges.len(), first.min(2), "{body:#}");
+        // Newest first: D, who bought nothing, then C.
+        assert_eq!(edges[0]["node"]["referee"]["displayName"], "Da*** D.", "{body:#}");
+        assert_eq!(edges[0]["node"]["earned"], json!([]), "{body:#}");
+        if first > 1 {
+            assert_eq!(edges[1]["node"]["referee"]["displayName"], "Ca*** C.", "{body:#}");
+            assert_eq!(
+                edges[1]["node"]["earned"],
+                json!([{ "unit": "POINTS", "amount": "150.00" }]),
+                "{body:#}"
+            );
+            assert!(edges[1]["node"]["referee"]["firstPurchaseAt"].is_string(), "{body:#}");
+        }
+
+        let history = &me["rewardHistory"];
+        assert_eq!(history["totalCount"], 2, "{body:#}");
+        assert_eq!(history["pageInfo"]["hasNextPage"], first < 2, "{body:#}");
+        assert_eq!(history["edges"][0]["node"]["kind"], "CLAIM", "{body:#}");
+    }
+
+    // The next page of each list, after its cursor: the total is still the whole list's.
+    let friends_page = app.op("customer", "FriendsPage");
+    let (_, first_page) = statements_for(&app, &token, &friends_page, json!({ "first": 1 })).await;
+    let after = s(&first_page, "/data/me/referredFriends/pageInfo/endCursor").to_owned();
+    let (_, next) = statements_for(&app, &token, &friends_page, json!({ "first": 1, "after": after })).await;
+    let friends = &next["data"]["me"]["referredFriends"];
+    assert_eq!(friends["totalCount"], 2, "{next:#}");
+    assert_eq!(friends["pageInfo"]["hasNextPage"], false, "{next:#}");
+    assert_eq!(
+        friends["edges"][0]["node"]["referee"]["displayName"], "Ca*** C.",
+        "{next:#}"
+    );
+    let after = s(&next, "/data/me/referredFriends/pageInfo/endCursor").to_owned();
+    let (_, past_the_end) = statements_for(&app, &token, &friends_page, json!({ "first": 1, "after": after })).await;
+    let friends = &past_the_end["data"]["me"]["referredFriends"];
+    assert_eq!(
+        friends["totalCount"], 2,
+        "an empty page still counts the list: {past_the_end:#}"
+    );
+    assert_eq!(friends["edges"], json!([]), "{past_the_end:#}");
+
+    let store = app.op("customer", "RewardStore");
+    let (statements, body) = statements_for(&app, &token, &store, json!({})).await;
+    assert_eq!(body["data"]["rewardStore"]["balance"]["available"], "50.00", "{body:#}");
+    assert!(
+        statements <= REWARD_STORE_STATEMENTS,
+        "RewardStore ran {statements} statements, more than {REWARD_STORE_STATEMENTS}"
+    );
+}
+
 #[tokio::test]
 async fn claim_lists_run_no_more_statements_for_ten_claims_than_for_one() {
     let app = spawn_app().await;
