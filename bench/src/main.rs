@@ -223,7 +223,8 @@ async fn run(args: Args) -> Result<()> {
         if pg { "postgres" } else { "sqlite" },
         size_label(args.accounts)
     );
-    let out = root.join("bench/out").join(&label);
+    // A run on its own database keeps its own outputs too.
+    let out = root.join("bench/out").join(args.pg_db.as_deref().unwrap_or(&label));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let load_before = sh("cut -d' ' -f1-3 /proc/loadavg");
     let started = Instant::now();

@@ -58,16 +58,21 @@ pub fn install(dir: &Path) -> Result<PathBuf> {
         .output()
         .context("running npm (is node installed?)")?;
     if !output.status.success() || !cli.exists() {
+        // The exact error on the terminal; its first lines in the report.
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let error = stderr
+        eprintln!("{stderr}");
+        let summary: Vec<&str> = stderr
             .lines()
-            .filter(|l| l.contains("ERR"))
-            .collect::<Vec<_>>()
-            .join(" / ");
+            .filter_map(|l| l.strip_prefix("npm error ").or_else(|| l.strip_prefix("npm ERR! ")))
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('{'))
+            .filter(|l| !["at ", "syscall ", "errno "].iter().any(|p| l.starts_with(p)))
+            .take(2)
+            .collect();
         bail!(
             "npm install postgraphile@{VERSION} failed ({}): {}",
             output.status,
-            if error.is_empty() { stderr.trim() } else { error.trim() }
+            summary.join("; ")
         );
     }
     Ok(cli)
