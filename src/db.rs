@@ -57,76 +57,37 @@ pub async fn connect(url: &str) -> Result<(DatabaseConnection, StatementCounter)
 
 /// A pooled connection is never handed out inside a transaction it did not open.
 ///
-/// PostgreSQL: sqlx 0.9.0 counts a transaction only once its `BEGIN` has answered, so a future
-/// dropped while `BEGIN` is in flight returns the connection to the pool inside a transaction
-/// no one owns; the next borrower's statements run in it, and after an error every statement
-/// on it fails. SQLite: a `BEGIN` that sqlx did not send itself (a raw statement) stays open on
-/// the connection in the same way. sqlx keeps the database's own transaction status to itself,
-/// but `begin_with` reports it on both: a statement that is not a `BEGIN` "begins" a
-/// transaction only when the connection is already inside one. So instead of sqlx's ping
-/// before each checkout (one round trip), the check sends `SELECT 1` that way (the same one
-/// round trip, and it proves the connection alive just as well). A connection inside a
-/// transaction is rolled back and closed; one inside an aborted transaction is closed; the
-/// pool opens new ones.
+/// sqlx 0.9.0 counts a transaction only once its `BEGIN` has answered, so a future dropped
+/// while `BEGIN` is in flight returns the connection to the pool inside a transaction no one
+/// owns (on PostgreSQL and on SQLite alike); the next borrower's statements would run in it, and
+/// after an error every statement on it would fail. Checking each connection at checkout costs
+/// every request one more round trip per statement group, so instead no `BEGIN` is ever cut
+/// off: [`begin`] runs it as a task of its own, and a caller that goes away drops a transaction
+/// that sqlx knows about and rolls back. The checkout keeps only sqlx's own count, which costs
+/// nothing: a connection that still counts an open transaction is closed.
 fn guard_pooled_connections(options: &mut ConnectOptions) {
     options.test_before_acquire(false);
-    options.map_sqlx_postgres_before_acquire(|conn, _| Box::pin(postgres_outside_transaction(conn)));
-    options.map_sqlx_sqlite_before_acquire(|conn, _| Box::pin(sqlite_outside_transaction(conn)));
+    options.map_sqlx_postgres_before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }));
+    options.map_sqlx_sqlite_before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }));
 }
 
-/// Whether a pooled connection may be handed out: `Ok(false)` closes it. A macro rather than a
-/// generic function: `begin_with` is not callable through the `Connection` bound here (its
-/// statement type's lifetime is not general enough), so each database gets its own copy.
-macro_rules! outside_transaction {
-    ($name:ident, $connection:ty, $database:literal) => {
-        async fn $name(conn: &mut $connection) -> Result<bool, sea_orm::sqlx::Error> {
-            use sea_orm::sqlx::{Connection, Error};
-            if conn.is_in_transaction() {
-                tracing::warn!(
-                    database = $database,
-                    "a pooled connection still counts an open transaction: closing it"
-                );
-                return Ok(false);
-            }
-            match conn.begin_with("SELECT 1").await {
-                // Not inside a transaction: the usual answer.
-                Err(Error::BeginFailed) => Ok(true),
-                Ok(leaked) => {
-                    tracing::warn!(
-                        database = $database,
-                        "a pooled connection was inside a transaction it did not open (a request cut \
-                         off during BEGIN): rolling it back and closing the connection"
-                    );
-                    leaked.rollback().await?;
-                    Ok(false)
-                }
-                Err(Error::Database(err)) if err.code().as_deref() == Some(IN_FAILED_TRANSACTION) => {
-                    tracing::warn!(
-                        database = $database,
-                        "a pooled connection was inside an aborted transaction: closing it"
-                    );
-                    Ok(false)
-                }
-                Err(err) => Err(err),
-            }
-        }
-    };
+fn outside_transaction(conn: &impl sea_orm::sqlx::Connection) -> bool {
+    let inside = conn.is_in_transaction();
+    if inside {
+        tracing::warn!("a pooled connection still counts an open transaction: closing it");
+    }
+    !inside
 }
 
-outside_transaction!(
-    postgres_outside_transaction,
-    sea_orm::sqlx::postgres::PgConnection,
-    "PostgreSQL"
-);
-outside_transaction!(
-    sqlite_outside_transaction,
-    sea_orm::sqlx::sqlite::SqliteConnection,
-    "SQLite"
-);
-
-/// SQLSTATE 25P02, "current transaction is aborted, commands ignored until end of transaction
-/// block".
-const IN_FAILED_TRANSACTION: &str = "25P02";
+/// Opens a transaction so that it cannot be cut off half-way: the `BEGIN` runs as a task of its
+/// own, so a caller dropped while it is in flight leaves a transaction that sqlx counts, which
+/// it rolls back when the task's result is dropped (see [`guard_pooled_connections`]).
+pub async fn begin(db: &DatabaseConnection, options: TransactionOptions) -> Result<DatabaseTransaction, DbErr> {
+    let db = db.clone();
+    tokio::spawn(async move { db.begin_with_options(options).await })
+        .await
+        .map_err(|err| DbErr::Custom(format!("opening a transaction: {err}")))?
+}
 
 /// Applies pending migrations. Several instances may start at once on a new database (or a
 /// release that brings a migration), so migrating is serialized in the database: on PostgreSQL
@@ -173,10 +134,13 @@ const MIGRATION_LOCK: i64 = 0x7265_6665_7272_616c;
 /// runs READ COMMITTED; the services make that exact with conditional updates, row locks and
 /// unique indexes, never read-then-write.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    })
+    begin(
+        db,
+        TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        },
+    )
     .await
 }
 

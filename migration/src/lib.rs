@@ -13,6 +13,7 @@ mod m20261204_000001_rule_spec;
 mod m20261204_000002_ledger_time;
 mod m20261204_000003_events_time;
 mod m20261204_000004_sandbox_clock;
+mod m20261205_000001_claim_function;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_rule_spec::Migration),
             Box::new(m20261204_000002_ledger_time::Migration),
             Box::new(m20261204_000003_events_time::Migration),
+            Box::new(m20261205_000001_claim_function::Migration),
         ]
     }
 }

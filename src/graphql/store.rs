@@ -100,7 +100,7 @@ impl StoreQuery {
             page_request(first, after)?,
         )
         .await?;
-        Ok(connection(page, |c| c.id, Claim))
+        Ok(connection(page, |c| c.id, Claim::from))
     }
 }
 
@@ -147,7 +147,7 @@ impl StoreMutation {
         };
         let claimed = store::claim(&state(ctx).db, request, now(ctx)).await?;
         Ok(ClaimRewardPayload {
-            claim: Claim(claimed.claim),
+            claim: Claim(claimed.claim, claimed.provider),
             balance: Balance(claimed.balance),
             duplicate: claimed.duplicate,
         })
@@ -165,6 +165,8 @@ impl StoreMutation {
             now(ctx),
         )
         .await?;
-        Ok(CompleteClaimPayload { claim: Claim(claim) })
+        Ok(CompleteClaimPayload {
+            claim: Claim::from(claim),
+        })
     }
 }

@@ -218,7 +218,7 @@ impl Account {
     async fn claims(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<Page1<Claim>> {
         ensure_can_read(ctx, &self.0)?;
         let page = store::list(&state(ctx).db, Some(self.0.id), None, page_request(first, after)?).await?;
-        Ok(connection(page, |c| c.id, Claim))
+        Ok(connection(page, |c| c.id, Claim::from))
     }
 }
 
@@ -515,7 +515,15 @@ impl Product {
     }
 }
 
-pub struct Claim(pub claim::Model);
+/// A claim, and its provider when whoever made the value had it already (a claim just made
+/// read it): the answer then needs no statement for it.
+pub struct Claim(pub claim::Model, pub Option<provider::Model>);
+
+impl From<claim::Model> for Claim {
+    fn from(claim: claim::Model) -> Self {
+        Claim(claim, None)
+    }
+}
 
 #[Object]
 impl Claim {
@@ -531,6 +539,9 @@ impl Claim {
     }
 
     async fn provider(&self, ctx: &Context<'_>) -> Result<Provider> {
+        if let Some(provider) = &self.1 {
+            return Ok(Provider(provider.clone()));
+        }
         let provider = loader(ctx).load_one(ProviderById(self.0.provider_id)).await?;
         Ok(Provider(
             provider.ok_or_else(|| AppError::not_found("provider not found"))?,

@@ -95,7 +95,12 @@ pub async fn find_by_external_id(db: &impl ConnectionTrait, external_id: &str) -
 pub async fn get_by_external_id(db: &impl ConnectionTrait, external_id: &str) -> AppResult<account::Model> {
     find_by_external_id(db, external_id)
         .await?
-        .ok_or_else(|| AppError::not_found(format!("no account with externalId {external_id:?}")))
+        .ok_or_else(|| no_such_external_id(external_id))
+}
+
+/// The answer to an external id that names no account.
+pub fn no_such_external_id(external_id: &str) -> AppError {
+    AppError::not_found(format!("no account with externalId {external_id:?}"))
 }
 
 pub async fn find_by_code(db: &impl ConnectionTrait, code: &ReferralCode) -> AppResult<Option<account::Model>> {

@@ -8,6 +8,7 @@
 mod abuse;
 mod admin;
 mod authz;
+
 mod client_cache;
 mod cloud_credit;
 #[path = "../common/mod.rs"]
@@ -33,3 +34,4 @@ mod schema;
 mod simulate;
 mod time;
 mod validation;
+mod write_statements;

@@ -47,7 +47,7 @@ pub(crate) async fn reward(
     reward_in(app, account, Unit::Credit, value, hold_days, expires_after_days).await
 }
 
-async fn reward_in(
+pub(crate) async fn reward_in(
     app: &TestApp,
     account: i64,
     unit: Unit,

@@ -239,11 +239,7 @@ pub async fn debit(db: &impl ConnectionTrait, debit: NewDebit, now: DateTime<Utc
         lowered = lower(true).await?.rows_affected;
     }
     if lowered == 0 {
-        return Err(AppError::InsufficientBalance(format!(
-            "the available balance does not cover {} {}",
-            debit.amount,
-            unit_word(debit.unit)
-        )));
+        return Err(insufficient(debit.amount, debit.unit));
     }
     let entry = posted_entry(
         debit.account_id,
@@ -470,6 +466,14 @@ pub async fn entries_of_event(db: &impl ConnectionTrait, event_id: i64) -> AppRe
         .order_by_asc(ledger_entry::Column::Id)
         .all(db)
         .await?)
+}
+
+/// The answer to a spend that the available balance does not cover.
+pub fn insufficient(amount: Amount, unit: Unit) -> AppError {
+    AppError::InsufficientBalance(format!(
+        "the available balance does not cover {amount} {}",
+        unit_word(unit)
+    ))
 }
 
 pub fn unit_word(unit: Unit) -> &'static str {

@@ -18,7 +18,6 @@ use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, Query, SelectS
 use sea_orm::{
     AccessMode, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionOptions,
-    TransactionTrait,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -383,11 +382,14 @@ async fn read_now(
 /// (WAL) every read transaction does.
 async fn snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     let postgres = db.get_database_backend() == DbBackend::Postgres;
-    db.begin_with_options(TransactionOptions {
-        isolation_level: postgres.then_some(IsolationLevel::RepeatableRead),
-        access_mode: postgres.then_some(AccessMode::ReadOnly),
-        sqlite_transaction_mode: None,
-    })
+    crate::db::begin(
+        db,
+        TransactionOptions {
+            isolation_level: postgres.then_some(IsolationLevel::RepeatableRead),
+            access_mode: postgres.then_some(AccessMode::ReadOnly),
+            sqlite_transaction_mode: None,
+        },
+    )
     .await
 }
 
