@@ -98,6 +98,7 @@ pub fn parse_wrk_output(stdout: &str) -> Result<WrkResult> {
     serde_json::from_str(line).with_context(|| format!("parsing {line}"))
 }
 
+#[derive(Clone, Copy)]
 pub struct WrkRun<'a> {
     pub script: &'a Path,
     pub port: u16,

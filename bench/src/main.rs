@@ -25,7 +25,6 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use load_gen::WrkRun;
-use postgraphile::PostGraphile;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -334,8 +333,8 @@ async fn run(args: Args) -> Result<()> {
             eprintln!("{output}");
             format!("passes on the dataset ({:.1} s)", check_started.elapsed().as_secs_f64())
         }
-        // pgbench's claims take the newest lot (see bench/pgbench/claim.sql), so a database an
-        // earlier run's pgbench wrote to may have lots out of step with balances.
+        // An earlier run's pgbench may have left lots out of step with balances (its claim
+        // script took the newest lot before claims became one function).
         Err(err) if args.reuse => {
             let text = format!("{err:#}");
             let first = text
@@ -413,8 +412,8 @@ async fn run(args: Args) -> Result<()> {
     } else {
         database_url.clone()
     };
-    let postgraphile: Option<Result<PostGraphileSetup, String>> = postgraphile_cli.map(|cli| {
-        cli.map(|cli| PostGraphileSetup {
+    let postgraphile: Option<Result<postgraphile::Setup, String>> = postgraphile_cli.map(|cli| {
+        cli.map(|cli| postgraphile::Setup {
             cli,
             database_url: postgraphile_url,
             document: postgraphile_document,
@@ -501,15 +500,20 @@ async fn run(args: Args) -> Result<()> {
             };
             // PostGraphile right after the server's own Dashboard run: same data, same load.
             if let Some(setup) = postgraphile.as_ref().filter(|_| scenario == "dashboard") {
-                let dashboard = DashboardLoad {
-                    script: &script,
-                    accounts_file: &out.join("accounts-customers.txt"),
-                    query_file: &out.join("query-postgraphile-Dashboard.json"),
-                    connections,
+                let load = postgraphile::DashboardLoad {
+                    wrk: WrkRun {
+                        port: args.port + 1,
+                        scenario: "postgraphile",
+                        query_file: &out.join("query-postgraphile-Dashboard.json"),
+                        tokens_file: &out.join("accounts-customers.txt"),
+                        ..run
+                    },
+                    warmup: args.warmup,
                     tag: &format!("{tag}-postgraphile"),
                 };
+                let statements = statements.get(postgraphile::STATEMENTS_MARKER).copied();
                 let reference =
-                    postgraphile_reference(&args, &env, &out, setup, &documents, &dashboard, &statements).await?;
+                    postgraphile::reference(setup, &env, &documents["Dashboard"], load, &out, statements).await?;
                 if let Some(f) = &reference.figures {
                     eprintln!(
                         "bench: {:<10} c={connections:<3} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  \
@@ -540,13 +544,12 @@ async fn run(args: Args) -> Result<()> {
     let check_after = run_check(&env, "after the load", args.reuse);
     eprintln!("bench: check {check_after}");
 
-    // pgbench beside the write scenarios (PostgreSQL): the one-statement references first, which
-    // keep the ledger right (`check` runs again after them); then the server's own statements,
-    // whose claim script does not (bench/pgbench/claim.sql).
-    let mut check_references = String::new();
+    // pgbench beside the scenarios (PostgreSQL): the one-statement references of the write
+    // scenarios, then the server's own statements. Every script keeps the ledger right, and
+    // `check` runs once more after them all.
+    let mut check_pgbench = String::new();
     if pg {
         let dir = root.join("bench/pgbench");
-        let mut ran = false;
         for result in &mut results {
             let (file, hot) = match result.scenario.as_str() {
                 "claim" => ("claim_one.sql", false),
@@ -564,14 +567,6 @@ async fn run(args: Args) -> Result<()> {
                     |p| Reference::pgbench(name.clone(), true, &p),
                 );
             result.references.push(reference);
-            ran = true;
-        }
-        if ran {
-            check_references = format!(
-                "; {}",
-                run_check(&env, "after the one-statement references", args.reuse)
-            );
-            eprintln!("bench: check{check_references}");
         }
         for result in &mut results {
             let (file, hot) = match result.scenario.as_str() {
@@ -597,6 +592,10 @@ async fn run(args: Args) -> Result<()> {
                 Ok(p) => result.references.push(Reference::pgbench(name, false, &p)),
                 Err(reason) => notes.push(format!("pgbench {file} ({}) failed: {reason}", result.scenario)),
             }
+        }
+        if results.iter().any(|r| !r.references.is_empty()) {
+            check_pgbench = format!("; {}", run_check(&env, "after pgbench", args.reuse));
+            eprintln!("bench: check {}", check_pgbench.trim_start_matches("; "));
         }
     }
 
@@ -635,7 +634,7 @@ async fn run(args: Args) -> Result<()> {
         machine: machine(),
         load_before,
         dataset: dataset_line,
-        check: format!("{check_before}; {check_after}{check_references}"),
+        check: format!("{check_before}; {check_after}{check_pgbench}"),
         scenarios: results,
         notes,
     };
@@ -735,120 +734,6 @@ fn run_pgbench(
     }
 }
 
-/// PostGraphile as installed, and what it is asked.
-struct PostGraphileSetup {
-    cli: PathBuf,
-    database_url: String,
-    /// The Dashboard in its schema.
-    document: String,
-    port: u16,
-}
-
-/// The load PostGraphile gets: the server's dashboard scenario's.
-struct DashboardLoad<'a> {
-    script: &'a Path,
-    /// External ids of the accounts whose tokens the server's scenario uses.
-    accounts_file: &'a Path,
-    query_file: &'a Path,
-    connections: u32,
-    tag: &'a str,
-}
-
-/// The marker of PostGraphile's Dashboard in the statement log.
-const POSTGRAPHILE_DASHBOARD: &str = "PostGraphile Dashboard";
-
-/// PostGraphile answering the Dashboard under the server's dashboard load, right after the
-/// server's run (the server idles meanwhile). Its Dashboard of u2 must be the server's, value by
-/// value once mapped to the server's shape: a difference fails the run. PostGraphile not
-/// installed, or not starting, is a reference not run.
-async fn postgraphile_reference(
-    args: &Args,
-    env: &server::Env,
-    out: &Path,
-    setup: &Result<PostGraphileSetup, String>,
-    documents: &BTreeMap<&str, String>,
-    load: &DashboardLoad<'_>,
-    statements: &BTreeMap<String, usize>,
-) -> Result<Reference> {
-    let name = format!(
-        "PostGraphile {} ({} workers)",
-        postgraphile::VERSION,
-        postgraphile::WORKERS
-    );
-    let not_run = |reason: String| Reference::not_run(name.clone(), true, true, load.connections, reason);
-    let setup = match setup {
-        Ok(setup) => setup,
-        Err(reason) => return Ok(not_run(reason.clone())),
-    };
-    let log = out.join("postgraphile.log");
-    let workers = postgraphile::WORKERS;
-    let instance = match PostGraphile::start(&setup.cli, &setup.database_url, setup.port, workers, &log).await {
-        Ok(instance) => instance,
-        Err(err) => return Ok(not_run(format!("{err:#}"))),
-    };
-    let measured = async {
-        compare_dashboards(env, out, setup, &instance, documents).await?;
-        let run = WrkRun {
-            script: load.script,
-            port: setup.port,
-            threads: args.threads,
-            connections: load.connections,
-            seconds: args.duration,
-            scenario: "postgraphile",
-            query_file: load.query_file,
-            tokens_file: load.accounts_file,
-            tag: "",
-            accounts: args.accounts,
-        };
-        measure::measure(&instance.pids(), true, run, args.warmup, args.duration, load.tag)
-    }
-    .await;
-    instance.stop()?;
-    let measured = measured?;
-    if !measured.wrk.sample.is_empty() {
-        eprintln!("bench: PostGraphile's first error: {}", measured.wrk.sample);
-    }
-    let statements = statements.get(POSTGRAPHILE_DASHBOARD).copied();
-    Ok(Reference::server(name, load.connections, &measured, statements))
-}
-
-/// The server's and PostGraphile's Dashboard of u2 (three friends, a referrer), compared value
-/// by value; both answers are kept in bench/out.
-async fn compare_dashboards(
-    env: &server::Env,
-    out: &Path,
-    setup: &PostGraphileSetup,
-    instance: &PostGraphile,
-    documents: &BTreeMap<&str, String>,
-) -> Result<()> {
-    let body = serde_json::json!({ "operationName": "Dashboard", "query": documents["Dashboard"], "variables": {} });
-    let token = mint("customer", "u2")?;
-    let (status, answer) = server::http(env.port, "POST", "/graphql", Some(&token), Some(&body.to_string())).await?;
-    let server_answer: serde_json::Value =
-        serde_json::from_str(&answer).with_context(|| format!("the server answered {status}: {answer}"))?;
-    if status != 200 || server_answer.get("errors").is_some() {
-        bail!("the server answered the Dashboard of u2 with {status}: {answer}");
-    }
-    write(
-        &out.join("compare-Dashboard-server.json"),
-        &serde_json::to_string_pretty(&server_answer)?,
-    )?;
-    let reference = instance.dashboard(&setup.document, "u2").await?;
-    write(
-        &out.join("compare-Dashboard-postgraphile.json"),
-        &serde_json::to_string_pretty(&reference)?,
-    )?;
-    let mapped = postgraphile::as_dashboard(&reference, &format!("http://127.0.0.1:{}", env.port))?;
-    if let Some(difference) = postgraphile::first_difference(&server_answer["data"], &mapped) {
-        bail!(
-            "PostGraphile's Dashboard of u2 is not the server's: {difference} (both answers in {})",
-            out.display()
-        );
-    }
-    eprintln!("bench: PostGraphile's Dashboard of u2 is the server's, value by value");
-    Ok(())
-}
-
 /// Sends one of each operation (and PostGraphile one Dashboard) with PostgreSQL's
 /// `log_statement = 'all'` set on the database for this probe only, and counts the statements
 /// logged for each. They are kept in `statements-<Operation>.log` beside the results.
@@ -859,12 +744,12 @@ async fn capture_statements(
     db_name: &str,
     documents: &BTreeMap<&str, String>,
     service: &str,
-    postgraphile: Option<&PostGraphileSetup>,
+    postgraphile: Option<&postgraphile::Setup>,
 ) -> Result<BTreeMap<String, usize>> {
     let mut log = StatementLog::open(&args.pg_url, db_name, &env.database_url, &args.pg_log).await?;
     let mut probed = probe_operations(&mut log, args, env, out, documents, service).await;
     if let (Ok(()), Some(setup)) = (&probed, postgraphile) {
-        probed = probe_postgraphile(&mut log, out, setup).await;
+        probed = postgraphile::probe(&mut log, setup, out).await;
     }
     if let Err(err) = probed {
         log.abandon().await?;
@@ -873,7 +758,10 @@ async fn capture_statements(
     let segments = log.close().await?;
     let names = ["Dashboard", "RewardStore", "ClaimReward", "RecordPurchase"];
     let mut counts = BTreeMap::new();
-    for name in names.into_iter().chain(postgraphile.map(|_| POSTGRAPHILE_DASHBOARD)) {
+    for name in names
+        .into_iter()
+        .chain(postgraphile.map(|_| postgraphile::STATEMENTS_MARKER))
+    {
         let lines = segments.get(name).cloned().unwrap_or_default();
         write(
             &out.join(format!("statements-{}.log", name.replace(' ', "-"))),
@@ -937,28 +825,6 @@ async fn probe_operations(
     }
     .await;
     server.stop()?;
-    result
-}
-
-/// PostGraphile's Dashboard of u2 after its marker. A single process without cluster workers:
-/// once it answers, its schema is built, so no worker's introspection falls after the marker.
-async fn probe_postgraphile(log: &mut StatementLog, out: &Path, setup: &PostGraphileSetup) -> Result<()> {
-    let instance = PostGraphile::start(
-        &setup.cli,
-        &setup.database_url,
-        setup.port,
-        0,
-        &out.join("postgraphile-probe.log"),
-    )
-    .await?;
-    let result: Result<()> = async {
-        log.mark(POSTGRAPHILE_DASHBOARD).await?;
-        instance.dashboard(&setup.document, "u2").await?;
-        log.mark("end").await?;
-        Ok(())
-    }
-    .await;
-    instance.stop()?;
     result
 }
 
