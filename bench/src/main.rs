@@ -466,10 +466,10 @@ async fn run(args: Args) -> Result<()> {
                 scenario,
                 query_file: &query_file,
                 tokens_file: &tokens,
-                tag: "",
+                tag: &format!("{tag}-{scenario}"),
                 accounts: args.accounts,
             };
-            let measured = measure::measure(&[pid], pg, run, args.warmup, args.duration, &format!("{tag}-{scenario}"))?;
+            let measured = measure::measure(&[pid], pg, run, args.warmup)?;
             if !measured.peak_reset {
                 notes.push("VmHWM could not be reset between scenarios: peak RSS is the process's peak so far".into());
             }
@@ -506,10 +506,10 @@ async fn run(args: Args) -> Result<()> {
                         scenario: "postgraphile",
                         query_file: &out.join("query-postgraphile-Dashboard.json"),
                         tokens_file: &out.join("accounts-customers.txt"),
+                        tag: &format!("{tag}-postgraphile"),
                         ..run
                     },
                     warmup: args.warmup,
-                    tag: &format!("{tag}-postgraphile"),
                 };
                 let statements = statements.get(postgraphile::STATEMENTS_MARKER).copied();
                 let reference =

@@ -22,27 +22,19 @@ pub struct Measurement {
     pub peak_reset: bool,
 }
 
-/// Runs `run` for `warmup` seconds (not measured), then for `seconds`, measuring the
-/// processes `pids`; the runs' tags are `tag`-warm and `tag`. PostgreSQL's CPU is counted
-/// apart when `postgres` says the server runs on it (else it is part of "other").
-pub fn measure(
-    pids: &[u32],
-    postgres: bool,
-    run: WrkRun<'_>,
-    warmup: u32,
-    seconds: u32,
-    tag: &str,
-) -> Result<Measurement> {
+/// Runs `run` for `warmup` seconds (not measured, tagged `<tag>-warm`), then as it says,
+/// measuring the processes `pids`. PostgreSQL's CPU is counted apart when `postgres` says the
+/// server runs on it (else it is part of "other").
+pub fn measure(pids: &[u32], postgres: bool, run: WrkRun<'_>, warmup: u32) -> Result<Measurement> {
     let peak_reset = pids.iter().all(|pid| server::reset_peak_rss(*pid));
     if warmup > 0 {
-        let warm_tag = format!("{tag}-warm");
+        let warm_tag = format!("{}-warm", run.tag);
         load_gen::run_wrk(&WrkRun {
             seconds: warmup,
             tag: &warm_tag,
             ..run
         })?;
     }
-    let run = WrkRun { seconds, tag, ..run };
     let ticks = || -> (u64, u64, (u64, u64)) {
         (
             pids.iter().map(|pid| server::cpu_ticks(*pid)).sum(),

@@ -190,7 +190,6 @@ pub struct Setup {
 pub struct DashboardLoad<'a> {
     pub wrk: WrkRun<'a>,
     pub warmup: u32,
-    pub tag: &'a str,
 }
 
 /// The marker of PostGraphile's Dashboard in the statement log.
@@ -223,8 +222,7 @@ pub async fn reference(
     };
     let measured = async {
         compare(env, server_document, setup, &instance, out).await?;
-        let seconds = load.wrk.seconds;
-        measure::measure(&instance.pids(), true, load.wrk, load.warmup, seconds, load.tag)
+        measure::measure(&instance.pids(), true, load.wrk, load.warmup)
     }
     .await;
     instance.stop()?;
