@@ -1,6 +1,5 @@
 //! The load: the contract's own documents, sent by `wrk` with `bench/wrk/graphql.lua`, whose
-//! `done()` prints one `BENCH_RESULT {json}` line that is parsed here; and `pgbench` on the
-//! statements the server issues for the same operation.
+//! `done()` prints one `BENCH_RESULT {json}` line that is parsed here.
 
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
@@ -99,6 +98,7 @@ pub fn parse_wrk_output(stdout: &str) -> Result<WrkResult> {
     serde_json::from_str(line).with_context(|| format!("parsing {line}"))
 }
 
+#[derive(Clone, Copy)]
 pub struct WrkRun<'a> {
     pub script: &'a Path,
     pub port: u16,
@@ -141,62 +141,6 @@ pub fn run_wrk(run: &WrkRun<'_>) -> Result<WrkResult> {
     parse_wrk_output(&stdout)
 }
 
-/// The transactions per second pgbench reports (without the initial connection time).
-pub fn parse_pgbench_tps(stdout: &str) -> Option<f64> {
-    stdout
-        .lines()
-        .filter(|l| l.trim_start().starts_with("tps = "))
-        .find(|l| l.contains("without initial connection time"))
-        .or_else(|| stdout.lines().find(|l| l.trim_start().starts_with("tps = ")))
-        .and_then(|l| {
-            l.trim_start()
-                .strip_prefix("tps = ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-}
-
-/// One pgbench result: tps, failed transactions, and p50/p99 latency from its log, if any.
-#[derive(Debug, Clone, serde::Serialize, Default)]
-pub struct PgbenchResult {
-    pub tps: f64,
-    pub clients: u32,
-    pub output: String,
-}
-
-pub fn run_pgbench(
-    url: &str,
-    script: &Path,
-    clients: u32,
-    seconds: u32,
-    defines: &[(String, String)],
-) -> Result<PgbenchResult> {
-    let mut command = Command::new("pgbench");
-    command
-        .arg("-n")
-        .args(["-M", "prepared"])
-        .arg(format!("-c{clients}"))
-        .arg("-j2")
-        .arg(format!("-T{seconds}"))
-        .arg("-f")
-        .arg(script);
-    for (name, value) in defines {
-        command.arg("-D").arg(format!("{name}={value}"));
-    }
-    let output = command.arg(url).output().context("running pgbench")?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let tps = parse_pgbench_tps(&stdout)
-        .with_context(|| format!("pgbench printed no tps ({}):\n{stdout}\n{stderr}", output.status))?;
-    Ok(PgbenchResult {
-        tps,
-        clients,
-        output: stdout,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +176,7 @@ fragment Inner on LedgerEntry { kind }
     }
 
     #[test]
-    fn parses_the_lua_summary_and_pgbench() -> Result<()> {
+    fn parses_the_lua_summary() -> Result<()> {
         let out = "Running 12s test\nBENCH_RESULT {\"requests\":1200,\"duration_us\":12000000,\"rps\":100.0,\
                    \"p50_us\":1500,\"p90_us\":3000,\"p99_us\":9000,\"max_us\":20000,\"errors\":2,\"rejected\":0,\
                    \"locked\":0,\"internal\":1,\"non200\":0,\"socket_errors\":1,\"sample\":\"x\"}\n";
@@ -241,11 +185,6 @@ fragment Inner on LedgerEntry { kind }
         assert_eq!(result.p99_us, 9000.0);
         assert_eq!(result.errors, 2);
         assert!(parse_wrk_output("no summary").is_err());
-
-        let pgbench = "latency average = 9.1 ms\ninitial connection time = 20.5 ms\n\
-                       tps = 1751.234567 (without initial connection time)\n";
-        assert_eq!(parse_pgbench_tps(pgbench), Some(1751.234567));
-        assert_eq!(parse_pgbench_tps("nothing"), None);
         Ok(())
     }
 }

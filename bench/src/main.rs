@@ -3,16 +3,23 @@
 //! Builds the release server, creates a database with the server's own migrations and the
 //! points-store preset, bulk-loads a seeded dataset, runs `referral-server check` on it,
 //! starts the server and drives it with `wrk` (bench/wrk/graphql.lua) through the contract's
-//! Dashboard, RewardStore, ClaimReward (uniform and one hot account) and RecordPurchase; on
-//! PostgreSQL it also counts the statements each operation issues and runs the same
-//! statements with `pgbench` (bench/pgbench/*.sql). Prints the figures and writes them into
-//! BENCHMARKS.md. See BENCHMARKS.md for what each column means.
+//! Dashboard, RewardStore, ClaimReward (uniform and one hot account) and RecordPurchase. On
+//! PostgreSQL it also counts the statements each operation issues, and measures the
+//! references each rate is reported against: PostGraphile 4 answering the same Dashboard
+//! (bench/postgraphile/), and pgbench running the best single statement for a claim and a
+//! purchase (bench/pgbench/*_one.sql) and the server's own statements (the other scripts).
+//! Prints the figures and writes them into BENCHMARKS.md. See BENCHMARKS.md for what each
+//! column means.
 
 mod dataset;
 mod load;
 mod load_gen;
+mod measure;
+mod pgbench;
+mod postgraphile;
 mod report;
 mod server;
+mod statements;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -21,12 +28,13 @@ use load_gen::WrkRun;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
-use report::{RunReport, ScenarioResult};
+use report::{Reference, RunReport, ScenarioResult};
+use statements::StatementLog;
 use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Db {
@@ -71,12 +79,20 @@ struct Args {
     /// PostgreSQL server (the database `bench_<size>` is created on it).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     pg_url: String,
+    /// The PostgreSQL database to create instead of `bench_<size>` (dropped first): runs at the
+    /// same time on one PostgreSQL need one each.
+    #[arg(long)]
+    pg_db: Option<String>,
     /// PostgreSQL's log file, read to count the statements of each operation.
     #[arg(long, default_value = "/var/log/postgresql/postgresql-15-main.log")]
     pg_log: PathBuf,
-    /// pgbench clients (default: the server's pool size on PostgreSQL, 16).
+    /// pgbench clients running the server's own statements (default: the server's pool size on
+    /// PostgreSQL, 16). The one-statement references run with the scenario's connections.
     #[arg(long, default_value_t = 16)]
     pgbench_clients: u32,
+    /// Do not install and run PostGraphile (the Dashboard's reference).
+    #[arg(long)]
+    no_postgraphile: bool,
     #[arg(long, default_value_t = 18_480)]
     port: u16,
     /// Customers to mint tokens for (random ones; at most all of them).
@@ -206,7 +222,8 @@ async fn run(args: Args) -> Result<()> {
         if pg { "postgres" } else { "sqlite" },
         size_label(args.accounts)
     );
-    let out = root.join("bench/out").join(&label);
+    // A run on its own database keeps its own outputs too.
+    let out = root.join("bench/out").join(args.pg_db.as_deref().unwrap_or(&label));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let load_before = sh("cut -d' ' -f1-3 /proc/loadavg");
     let started = Instant::now();
@@ -224,12 +241,28 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     ensure_wrk()?;
+    // The Dashboard's reference, installed once into bench/out; a failed install is reported as
+    // a reference not run, and the run goes on without it.
+    let postgraphile_cli: Option<Result<PathBuf, String>> = (pg && args.scenarios.iter().any(|s| s == "dashboard"))
+        .then(|| {
+            if args.no_postgraphile {
+                return Err("--no-postgraphile".to_owned());
+            }
+            let dir = root.join(format!("bench/out/postgraphile-{}", postgraphile::VERSION));
+            postgraphile::install(&dir).map_err(|err| {
+                eprintln!("bench: PostGraphile will not run: {err:#}");
+                format!("{err:#}")
+            })
+        });
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
     let binary = target.join("release/referral-server");
 
-    let db_name = format!("bench_{}", size_label(args.accounts));
+    let db_name = args
+        .pg_db
+        .clone()
+        .unwrap_or_else(|| format!("bench_{}", size_label(args.accounts)));
     let database_url = if pg {
         format!("{}/{db_name}", args.pg_url.trim_end_matches('/'))
     } else {
@@ -300,8 +333,8 @@ async fn run(args: Args) -> Result<()> {
             eprintln!("{output}");
             format!("passes on the dataset ({:.1} s)", check_started.elapsed().as_secs_f64())
         }
-        // pgbench's claims take the newest lot (see bench/pgbench/claim.sql), so a database an
-        // earlier run's pgbench wrote to may have lots out of step with balances.
+        // An earlier run's pgbench may have left lots out of step with balances (its claim
+        // script took the newest lot before claims became one function).
         Err(err) if args.reuse => {
             let text = format!("{err:#}");
             let first = text
@@ -321,11 +354,14 @@ async fn run(args: Args) -> Result<()> {
     // Tokens: random customers, the hot account, the billing system.
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x70_6b);
     let count = args.tokens.min(usize::try_from(args.accounts)?);
-    let customers: Vec<String> = sample(&mut rng, usize::try_from(args.accounts)?, count)
+    let sampled: Vec<String> = sample(&mut rng, usize::try_from(args.accounts)?, count)
         .into_iter()
-        .map(|i| mint("customer", &format!("u{}", i + 1)))
-        .collect::<Result<_>>()?;
+        .map(|i| format!("u{}", i + 1))
+        .collect();
+    let customers: Vec<String> = sampled.iter().map(|id| mint("customer", id)).collect::<Result<_>>()?;
     write(&out.join("tokens-customers.txt"), &customers.join("\n"))?;
+    // PostGraphile's Dashboard is asked for the same accounts, by external id.
+    write(&out.join("accounts-customers.txt"), &sampled.join("\n"))?;
     write(&out.join("tokens-hot.txt"), &mint("customer", "u1")?)?;
     let service = mint("service", "billing")?;
     write(&out.join("tokens-service.txt"), &service)?;
@@ -353,10 +389,43 @@ async fn run(args: Args) -> Result<()> {
         )?;
     }
 
+    // The Dashboard in PostGraphile's schema (bench/postgraphile/dashboard.graphql).
+    let postgraphile_source = root.join("bench/postgraphile/dashboard.graphql");
+    let postgraphile_document = load_gen::operation_document(
+        &std::fs::read_to_string(&postgraphile_source)
+            .with_context(|| format!("reading {}", postgraphile_source.display()))?,
+        "Dashboard",
+    )?;
+    write(
+        &out.join("query-postgraphile-Dashboard.json"),
+        &serde_json::to_string(&postgraphile_document)?,
+    )?;
+    // Over TLS when PostgreSQL offers it, as the server connects (sqlx's default, `prefer`);
+    // node-postgres would not ask for it by itself.
+    let postgraphile_url = if pg && postgraphile_cli.is_some() {
+        let mut conn = load::Conn::connect(&database_url).await?;
+        let tls = conn
+            .scalar("SELECT CAST(CAST(current_setting('ssl') = 'on' AS INTEGER) AS BIGINT)")
+            .await?
+            == 1;
+        format!("{database_url}{}", if tls { "?sslmode=no-verify" } else { "" })
+    } else {
+        database_url.clone()
+    };
+    let postgraphile: Option<Result<postgraphile::Setup, String>> = postgraphile_cli.map(|cli| {
+        cli.map(|cli| postgraphile::Setup {
+            cli,
+            database_url: postgraphile_url,
+            document: postgraphile_document,
+            port: args.port + 1,
+        })
+    });
+
     // Statements per operation, from PostgreSQL's log.
-    let mut statements: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut statements: BTreeMap<String, usize> = BTreeMap::new();
     if pg {
-        match capture_statements(&args, &env, &out, &db_name, &documents, &service).await {
+        let setup = postgraphile.as_ref().and_then(|p| p.as_ref().ok());
+        match capture_statements(&args, &env, &out, &db_name, &documents, &service, setup).await {
             Ok(found) => statements = found,
             Err(err) => notes.push(format!("statements were not counted: {err:#}")),
         }
@@ -387,70 +456,83 @@ async fn run(args: Args) -> Result<()> {
                 _ => out.join("tokens-customers.txt"),
             };
             let query_file = out.join(format!("query-{operation}.json"));
-            let reset = server::reset_peak_rss(pid);
             let log_offset = std::fs::metadata(out.join("server.log")).map(|m| m.len()).unwrap_or(0);
-            let mut run = WrkRun {
+            let run = WrkRun {
                 script: &script,
                 port: args.port,
                 threads: args.threads,
                 connections,
-                seconds: args.warmup,
+                seconds: args.duration,
                 scenario,
                 query_file: &query_file,
                 tokens_file: &tokens,
-                tag: &format!("{tag}-{scenario}-warm"),
+                tag: &format!("{tag}-{scenario}"),
                 accounts: args.accounts,
             };
-            if args.warmup > 0 {
-                load_gen::run_wrk(&run)?;
+            let measured = measure::measure(&[pid], pg, run, args.warmup)?;
+            if !measured.peak_reset {
+                notes.push("VmHWM could not be reset between scenarios: peak RSS is the process's peak so far".into());
             }
-            let main_tag = format!("{tag}-{scenario}");
-            run.seconds = args.duration;
-            run.tag = &main_tag;
-            let (server0, pg0, machine0) = (server::cpu_ticks(pid), server::cpu_ticks_named("postgres"), server::machine_ticks());
-            let wrk = load_gen::run_wrk(&run)?;
-            let (server1, pg1, machine1) = (server::cpu_ticks(pid), server::cpu_ticks_named("postgres"), server::machine_ticks());
-            let peak_kb = server::status_kb(pid, "VmHWM").unwrap_or(0);
             let locked_in_log = count_in_file_from(&out.join("server.log"), log_offset, "database is locked");
-            // % of one core; ticks are 1/100 s.
-            let seconds = wrk.duration_us / 1e6;
-            let pct = |ticks: u64| ticks as f64 / seconds;
-            let busy_cores = if machine1.1 > machine0.1 {
-                (machine1.0 - machine0.0) as f64 / (machine1.1 - machine0.1) as f64 * num_cpus() * 100.0
-            } else {
-                0.0
-            };
-            let cpu_server = pct(server1.saturating_sub(server0));
-            let cpu_postgres = if pg { pct(pg1.saturating_sub(pg0)) } else { 0.0 };
-            let result = ScenarioResult {
+            eprintln!(
+                "bench: {scenario:<10} c={connections:<3} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  rejected {}  \
+                 CPU {:.2} ms/req  peak RSS {:.1} MiB  CPU srv {:.0}% pg {:.0}% other {:.0}%{}",
+                measured.wrk.rps,
+                measured.wrk.p50_us / 1000.0,
+                measured.wrk.p99_us / 1000.0,
+                measured.wrk.errors,
+                measured.wrk.rejected,
+                measured.cpu_ms_per_request,
+                measured.peak_rss_mib,
+                measured.cpu_server,
+                measured.cpu_postgres,
+                measured.cpu_other,
+                if measured.wrk.sample.is_empty() { String::new() } else { format!("\n      first error: {}", measured.wrk.sample) }
+            );
+            let mut result = ScenarioResult {
                 scenario: scenario.clone(),
                 operation: operation.into(),
                 connections,
-                peak_rss_mib: peak_kb as f64 / 1024.0,
-                cpu_server,
-                cpu_postgres,
-                cpu_other: (busy_cores - cpu_server - cpu_postgres).max(0.0),
+                server: measured,
                 locked_in_log,
                 statements: statements.get(operation).copied(),
-                pgbench: None,
-                wrk,
+                references: Vec::new(),
             };
-            if !reset {
-                notes.push("VmHWM could not be reset between scenarios: peak RSS is the process's peak so far".into());
+            // PostGraphile right after the server's own Dashboard run: same data, same load.
+            if let Some(setup) = postgraphile.as_ref().filter(|_| scenario == "dashboard") {
+                let load = postgraphile::DashboardLoad {
+                    wrk: WrkRun {
+                        port: args.port + 1,
+                        scenario: "postgraphile",
+                        query_file: &out.join("query-postgraphile-Dashboard.json"),
+                        tokens_file: &out.join("accounts-customers.txt"),
+                        tag: &format!("{tag}-postgraphile"),
+                        ..run
+                    },
+                    warmup: args.warmup,
+                };
+                let statements = statements.get(postgraphile::STATEMENTS_MARKER).copied();
+                let reference =
+                    postgraphile::reference(setup, &env, &documents["Dashboard"], load, &out, statements).await?;
+                if let Some(f) = &reference.figures {
+                    eprintln!(
+                        "bench: {:<10} c={connections:<3} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  \
+                         CPU {:.2} ms/req  peak RSS {:.1} MiB; server/PostGraphile {}",
+                        "PostGraphile",
+                        f.rate,
+                        f.p50_ms.unwrap_or(0.0),
+                        f.p99_ms.unwrap_or(0.0),
+                        f.errors,
+                        f.cpu_ms_per_request.unwrap_or(0.0),
+                        f.peak_rss_mib.unwrap_or(0.0),
+                        reference.ratio(result.server.wrk.rps),
+                    );
+                }
+                if let Some(reason) = &reference.not_run {
+                    notes.push(format!("PostGraphile not run: {reason}"));
+                }
+                result.references.push(reference);
             }
-            eprintln!(
-                "bench: {scenario:<10} c={connections:<3} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  rejected {}  peak RSS {:.1} MiB  CPU srv {:.0}% pg {:.0}% other {:.0}%{}",
-                result.wrk.rps,
-                result.wrk.p50_us / 1000.0,
-                result.wrk.p99_us / 1000.0,
-                result.wrk.errors,
-                result.wrk.rejected,
-                result.peak_rss_mib,
-                result.cpu_server,
-                result.cpu_postgres,
-                result.cpu_other,
-                if result.wrk.sample.is_empty() { String::new() } else { format!("\n      first error: {}", result.wrk.sample) }
-            );
             results.push(result);
         }
         Ok(())
@@ -459,73 +541,61 @@ async fn run(args: Args) -> Result<()> {
     server.stop()?;
     run_result?;
 
-    let check_started = Instant::now();
-    let check_after = match env.run(&["check"]) {
-        Ok(_) => format!(
-            "passes after the load too ({:.1} s)",
-            check_started.elapsed().as_secs_f64()
-        ),
-        Err(err) => {
-            let text = format!("{err:#}");
-            let first = text
-                .lines()
-                .find(|l| l.starts_with("FAIL"))
-                .unwrap_or("see the log")
-                .trim()
-                .to_owned();
-            if args.reuse {
-                format!("fails after the load too (the reused database's pgbench writes): {first}")
-            } else {
-                format!("FAILS after the load: {first}")
-            }
-        }
-    };
+    let check_after = run_check(&env, "after the load", args.reuse);
     eprintln!("bench: check {check_after}");
 
-    // pgbench on the same statements (PostgreSQL).
+    // pgbench beside the scenarios (PostgreSQL): the one-statement references of the write
+    // scenarios, then the server's own statements. Every script keeps the ledger right, and
+    // `check` runs once more after them all.
+    let mut check_pgbench = String::new();
     if pg {
-        let pgbench_dir = root.join("bench/pgbench");
+        let dir = root.join("bench/pgbench");
         for result in &mut results {
-            let (file, amin, amax) = match result.scenario.as_str() {
-                // Not a ratio target: what PostgreSQL alone reaches on the Dashboard's statements.
-                "dashboard" => ("dashboard.sql", 1, args.accounts),
-                "claim" => ("claim.sql", 1, args.accounts),
-                "claim-hot" => ("claim.sql", 1, 1),
-                "purchase" => ("purchase.sql", 1, args.accounts),
+            let (file, hot) = match result.scenario.as_str() {
+                "claim" => ("claim_one.sql", false),
+                "claim-hot" => ("claim_one.sql", true),
+                "purchase" => ("purchase_one.sql", false),
                 _ => continue,
             };
-            let defines = vec![
-                ("amin".to_owned(), amin.to_string()),
-                ("amax".to_owned(), amax.to_string()),
-            ];
-            match load_gen::run_pgbench(
+            let name = format!("pgbench `{file}`{}", if hot { " on u1" } else { "" });
+            let reference = run_pgbench(&database_url, &dir.join(file), result, result.connections, &args, &out)
+                .map_or_else(
+                    |reason| {
+                        notes.push(format!("pgbench {file} ({}) failed: {reason}", result.scenario));
+                        Reference::not_run(name.clone(), true, false, result.connections, reason)
+                    },
+                    |p| Reference::pgbench(name.clone(), true, &p),
+                );
+            result.references.push(reference);
+        }
+        for result in &mut results {
+            let (file, hot) = match result.scenario.as_str() {
+                // Not a ratio: what PostgreSQL alone reaches on the server's statements.
+                "dashboard" => ("dashboard.sql", false),
+                "claim" => ("claim.sql", false),
+                "claim-hot" => ("claim.sql", true),
+                "purchase" => ("purchase.sql", false),
+                _ => continue,
+            };
+            let name = format!(
+                "pgbench `{file}`{} (the server's statements)",
+                if hot { " on u1" } else { "" }
+            );
+            match run_pgbench(
                 &database_url,
-                &pgbench_dir.join(file),
+                &dir.join(file),
+                result,
                 args.pgbench_clients,
-                args.duration,
-                &defines,
+                &args,
+                &out,
             ) {
-                Ok(p) => {
-                    eprintln!(
-                        "bench: pgbench {file} ({}) c={}: {:.1} tps; server/pgbench {:.0} %",
-                        result.scenario,
-                        p.clients,
-                        p.tps,
-                        100.0 * result.wrk.rps / p.tps
-                    );
-                    write(&out.join(format!("pgbench-{}.txt", result.scenario)), &p.output)?;
-                    result.pgbench = Some(p);
-                }
-                Err(err) => {
-                    let text = format!("{err:#}");
-                    let reason = text
-                        .lines()
-                        .rev()
-                        .find(|l| l.contains("ERROR"))
-                        .unwrap_or(text.lines().next().unwrap_or(""));
-                    notes.push(format!("pgbench {file} failed: {}", reason.trim()));
-                }
+                Ok(p) => result.references.push(Reference::pgbench(name, false, &p)),
+                Err(reason) => notes.push(format!("pgbench {file} ({}) failed: {reason}", result.scenario)),
             }
+        }
+        if results.iter().any(|r| !r.references.is_empty()) {
+            check_pgbench = format!("; {}", run_check(&env, "after pgbench", args.reuse));
+            eprintln!("bench: check {}", check_pgbench.trim_start_matches("; "));
         }
     }
 
@@ -564,7 +634,7 @@ async fn run(args: Args) -> Result<()> {
         machine: machine(),
         load_before,
         dataset: dataset_line,
-        check: format!("{check_before}; {check_after}"),
+        check: format!("{check_before}; {check_after}{check_pgbench}"),
         scenarios: results,
         notes,
     };
@@ -580,10 +650,6 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn num_cpus() -> f64 {
-    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
-}
-
 fn count_in_file_from(path: &Path, offset: u64, needle: &str) -> u64 {
     let Ok(mut file) = std::fs::File::open(path) else {
         return 0;
@@ -596,9 +662,81 @@ fn count_in_file_from(path: &Path, offset: u64, needle: &str) -> u64 {
     text.lines().filter(|l| l.contains(needle)).count() as u64
 }
 
-/// Sends one of each operation with PostgreSQL's `log_statement = 'all'` set on the database
-/// (for this probe only), and counts the statements logged between markers. The statements are
-/// kept in `statements-<Operation>.log` beside the results.
+/// `referral-server check` after something ran, as the report's check line says it.
+fn run_check(env: &server::Env, after: &str, reuse: bool) -> String {
+    let started = Instant::now();
+    match env.run(&["check"]) {
+        Ok(_) => format!("passes {after} too ({:.1} s)", started.elapsed().as_secs_f64()),
+        Err(err) => {
+            let text = format!("{err:#}");
+            let first = text
+                .lines()
+                .find(|l| l.starts_with("FAIL"))
+                .unwrap_or("see the log")
+                .trim()
+                .to_owned();
+            if reuse {
+                format!("fails {after} too (the reused database's pgbench writes): {first}")
+            } else {
+                format!("FAILS {after}: {first}")
+            }
+        }
+    }
+}
+
+/// Runs one pgbench script beside `scenario` with `clients` clients, on u1 alone for the hot
+/// account and on every account otherwise; its output is kept in bench/out. A failure is
+/// returned as its reason.
+fn run_pgbench(
+    url: &str,
+    script: &Path,
+    scenario: &ScenarioResult,
+    clients: u32,
+    args: &Args,
+    out: &Path,
+) -> Result<pgbench::PgbenchResult, String> {
+    let file = script.file_name().and_then(|f| f.to_str()).unwrap_or("script");
+    let stem = file.trim_end_matches(".sql");
+    let amax = if scenario.scenario == "claim-hot" {
+        1
+    } else {
+        args.accounts
+    };
+    let log_prefix = out.join(format!("pgbench-log-{}-{stem}", scenario.scenario));
+    let run = pgbench::Script {
+        path: script,
+        clients,
+        seconds: args.duration,
+        defines: vec![("amin".into(), "1".into()), ("amax".into(), amax.to_string())],
+        log_prefix: &log_prefix,
+    };
+    match pgbench::run(url, &run) {
+        Ok(result) => {
+            eprintln!(
+                "bench: pgbench {file} ({}) c={clients}: {:.1} tps, p99 {:.2} ms, {} failed; server/pgbench {:.0} %",
+                scenario.scenario,
+                result.tps,
+                result.p99_ms.unwrap_or(0.0),
+                result.failed,
+                100.0 * scenario.server.wrk.rps / result.tps
+            );
+            let _ = write(
+                &out.join(format!("pgbench-{}-{stem}.txt", scenario.scenario)),
+                &result.output,
+            );
+            Ok(result)
+        }
+        Err(err) => {
+            let reason = format!("{err:#}");
+            eprintln!("bench: pgbench {file} ({}) failed: {reason}", scenario.scenario);
+            Err(reason)
+        }
+    }
+}
+
+/// Sends one of each operation (and PostGraphile one Dashboard) with PostgreSQL's
+/// `log_statement = 'all'` set on the database for this probe only, and counts the statements
+/// logged for each. They are kept in `statements-<Operation>.log` beside the results.
 async fn capture_statements(
     args: &Args,
     env: &server::Env,
@@ -606,107 +744,88 @@ async fn capture_statements(
     db_name: &str,
     documents: &BTreeMap<&str, String>,
     service: &str,
-) -> Result<BTreeMap<&'static str, usize>> {
-    let base = args.pg_url.trim_end_matches('/');
-    let mut admin = load::Conn::connect(&format!("{base}/postgres")).await?;
-    admin
-        .execute(&format!("ALTER DATABASE {db_name} SET log_statement = 'all'"))
-        .await?;
-    let offset = std::fs::metadata(&args.pg_log)
-        .map(|m| m.len())
-        .with_context(|| format!("reading {}", args.pg_log.display()))?;
-    let probe = async {
-        let server = env.start(&out.join("server-probe.log")).await?;
-        let result: Result<()> = async {
-            let mut marker = load::Conn::connect(&env.database_url).await?;
-            // u2 has three friends, as every inner account of a tree: the Dashboard's full set of
-            // statements (a leaf account's has two fewer: no friends to look up).
-            let customer = &mint("customer", "u2")?;
-            // Fresh ids, so that a reused database answers no replay.
-            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let probes: [(&str, &str, String); 4] = [
-                ("Dashboard", customer, "{}".into()),
-                ("RewardStore", customer, "{}".into()),
-                (
-                    "ClaimReward",
-                    customer,
-                    format!(r#"{{"input":{{"providerId":"prv_1","idempotencyKey":"probe-claim-{stamp}"}}}}"#),
-                ),
-                (
-                    "RecordPurchase",
-                    service,
-                    format!(
-                        r#"{{"input":{{"eventId":"probe-purchase-{stamp}","externalId":"u{}","productKey":"acme-res","quantityGb":"10"}}}}"#,
-                        // A referred account that has not purchased yet: the rule pays.
-                        (2..=args.accounts)
-                            .find(|a| dataset::Shape { accounts: args.accounts, seed: args.seed }.purchase(*a).is_none())
-                            .unwrap_or(2)
-                    ),
-                ),
-            ];
-            for (operation, token, variables) in &probes {
-                marker.execute(&format!("SELECT 'bench-marker {operation}'")).await?;
-                let body = format!(
-                    r#"{{"operationName":"{operation}","query":{},"variables":{variables}}}"#,
-                    serde_json::to_string(&documents[operation])?
-                );
-                let (status, answer) = server::http(server.port, "POST", "/graphql", Some(token), Some(&body)).await?;
-                if status != 200 || answer.contains("\"errors\"") {
-                    bail!("probe {operation} answered {status}: {answer}");
-                }
-                write(&out.join(format!("probe-{operation}.json")), &answer)?;
-            }
-            marker.execute("SELECT 'bench-marker end'").await?;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            Ok(())
-        }
-        .await;
-        server.stop()?;
-        result
+    postgraphile: Option<&postgraphile::Setup>,
+) -> Result<BTreeMap<String, usize>> {
+    let mut log = StatementLog::open(&args.pg_url, db_name, &env.database_url, &args.pg_log).await?;
+    let mut probed = probe_operations(&mut log, args, env, out, documents, service).await;
+    if let (Ok(()), Some(setup)) = (&probed, postgraphile) {
+        probed = postgraphile::probe(&mut log, setup, out).await;
     }
-    .await;
-    admin
-        .execute(&format!("ALTER DATABASE {db_name} RESET log_statement"))
-        .await?;
-    probe?;
-    let mut file = std::fs::File::open(&args.pg_log)?;
-    file.seek(std::io::SeekFrom::Start(offset))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
-    let segments = split_statements(&text, db_name);
+    if let Err(err) = probed {
+        log.abandon().await?;
+        return Err(err);
+    }
+    let segments = log.close().await?;
+    let names = ["Dashboard", "RewardStore", "ClaimReward", "RecordPurchase"];
     let mut counts = BTreeMap::new();
-    for operation in ["Dashboard", "RewardStore", "ClaimReward", "RecordPurchase"] {
-        let lines = segments.get(operation).cloned().unwrap_or_default();
-        write(&out.join(format!("statements-{operation}.log")), &lines.join("\n"))?;
-        eprintln!("bench: {operation}: {} SQL statements", lines.len());
-        counts.insert(operation, lines.len());
+    for name in names
+        .into_iter()
+        .chain(postgraphile.map(|_| postgraphile::STATEMENTS_MARKER))
+    {
+        let lines = segments.get(name).cloned().unwrap_or_default();
+        write(
+            &out.join(format!("statements-{}.log", name.replace(' ', "-"))),
+            &lines.join("\n"),
+        )?;
+        eprintln!("bench: {name}: {} SQL statements", lines.len());
+        counts.insert(name.to_owned(), lines.len());
     }
     Ok(counts)
 }
 
-/// The statements PostgreSQL logged for database `db`, grouped by the marker before them.
-fn split_statements(log: &str, db: &str) -> BTreeMap<String, Vec<String>> {
-    let mut segments: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    let tag = format!("@{db} LOG:  ");
-    for line in log.lines() {
-        let Some((_, rest)) = line.split_once(&tag) else {
-            continue;
-        };
-        let statement = rest.strip_prefix("statement: ").or_else(|| {
-            rest.strip_prefix("execute ")
-                .and_then(|r| r.split_once(": ").map(|(_, s)| s))
-        });
-        let Some(statement) = statement else { continue };
-        if let Some(name) = statement.strip_prefix("SELECT 'bench-marker ") {
-            current = Some(name.trim_end_matches('\'').to_owned());
-            continue;
+/// One request of each operation to a server started for the probe, each after its marker.
+async fn probe_operations(
+    log: &mut StatementLog,
+    args: &Args,
+    env: &server::Env,
+    out: &Path,
+    documents: &BTreeMap<&str, String>,
+    service: &str,
+) -> Result<()> {
+    let server = env.start(&out.join("server-probe.log")).await?;
+    let result: Result<()> = async {
+        // u2 has three friends, as every inner account of a tree: the Dashboard's full set of
+        // statements (a leaf account's has two fewer: no friends to look up).
+        let customer = &mint("customer", "u2")?;
+        // Fresh ids, so that a reused database answers no replay.
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let probes: [(&str, &str, String); 4] = [
+            ("Dashboard", customer, "{}".into()),
+            ("RewardStore", customer, "{}".into()),
+            (
+                "ClaimReward",
+                customer,
+                format!(r#"{{"input":{{"providerId":"prv_1","idempotencyKey":"probe-claim-{stamp}"}}}}"#),
+            ),
+            (
+                "RecordPurchase",
+                service,
+                format!(
+                    r#"{{"input":{{"eventId":"probe-purchase-{stamp}","externalId":"u{}","productKey":"acme-res","quantityGb":"10"}}}}"#,
+                    // A referred account that has not purchased yet: the rule pays.
+                    (2..=args.accounts)
+                        .find(|a| dataset::Shape { accounts: args.accounts, seed: args.seed }.purchase(*a).is_none())
+                        .unwrap_or(2)
+                ),
+            ),
+        ];
+        for (operation, token, variables) in &probes {
+            log.mark(operation).await?;
+            let body = format!(
+                r#"{{"operationName":"{operation}","query":{},"variables":{variables}}}"#,
+                serde_json::to_string(&documents[operation])?
+            );
+            let (status, answer) = server::http(server.port, "POST", "/graphql", Some(token), Some(&body)).await?;
+            if status != 200 || answer.contains("\"errors\"") {
+                bail!("probe {operation} answered {status}: {answer}");
+            }
+            write(&out.join(format!("probe-{operation}.json")), &answer)?;
         }
-        if let Some(name) = &current {
-            segments.entry(name.clone()).or_default().push(statement.to_owned());
-        }
+        Ok(())
     }
-    segments
+    .await;
+    server.stop()?;
+    result
 }
 
 #[cfg(test)]
@@ -714,19 +833,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn groups_logged_statements_by_marker() {
-        let log = "\
-2026-01-01 00:00:00 UTC [1] postgres@bench_1k LOG:  statement: SELECT 'bench-marker Dashboard'
-2026-01-01 00:00:00 UTC [2] postgres@bench_1k LOG:  execute sqlx_s_1: SELECT 1
-2026-01-01 00:00:00 UTC [2] postgres@bench_1k DETAIL:  parameters: $1 = 'x'
-2026-01-01 00:00:00 UTC [3] postgres@other LOG:  execute sqlx_s_1: SELECT 9
-2026-01-01 00:00:00 UTC [2] postgres@bench_1k LOG:  statement: BEGIN
-2026-01-01 00:00:00 UTC [1] postgres@bench_1k LOG:  statement: SELECT 'bench-marker end'
-2026-01-01 00:00:00 UTC [2] postgres@bench_1k LOG:  execute <unnamed>: SELECT 2
-";
-        let segments = split_statements(log, "bench_1k");
-        assert_eq!(segments["Dashboard"], vec!["SELECT 1".to_owned(), "BEGIN".to_owned()]);
-        assert_eq!(segments["end"], vec!["SELECT 2".to_owned()]);
+    fn labels_sizes() {
         assert_eq!(size_label(1_000_000), "1m");
         assert_eq!(size_label(1_000), "1k");
         assert_eq!(size_label(1_500), "1500");

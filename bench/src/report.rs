@@ -1,7 +1,8 @@
 //! The figures of a run: printed as a Markdown table and written into BENCHMARKS.md between
 //! the run's markers, leaving the prose around them alone.
 
-use crate::load_gen::{PgbenchResult, WrkResult};
+use crate::measure::Measurement;
+use crate::pgbench::PgbenchResult;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -9,17 +10,121 @@ pub struct ScenarioResult {
     pub scenario: String,
     pub operation: String,
     pub connections: u32,
-    pub wrk: WrkResult,
-    /// Peak RSS of the server during the scenario (warm-up included), MiB.
-    pub peak_rss_mib: f64,
-    /// CPU during the measured run, in % of one core: server, PostgreSQL, everything else.
-    pub cpu_server: f64,
-    pub cpu_postgres: f64,
-    pub cpu_other: f64,
+    /// The server under wrk.
+    pub server: Measurement,
     /// Lines of the server log that say "database is locked".
     pub locked_in_log: u64,
     pub statements: Option<usize>,
-    pub pgbench: Option<PgbenchResult>,
+    /// What the server's rate is compared with (PostgreSQL runs only).
+    pub references: Vec<Reference>,
+}
+
+/// Something the scenario's rate is compared with, in the same run.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Reference {
+    /// What ran: "PostGraphile 4.14.1", "pgbench claim_one.sql".
+    pub name: String,
+    /// The reference of the scenario's target ratio; the others show what PostgreSQL alone does
+    /// with the server's own statements.
+    pub target: bool,
+    /// The ratio reads as a multiple ("1.52×", a reference to beat several times over) rather
+    /// than a share ("52 %").
+    pub times: bool,
+    pub connections: u32,
+    /// "req/s" or "tps".
+    pub rate_unit: String,
+    pub figures: Option<ReferenceFigures>,
+    /// Why there are no figures.
+    pub not_run: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ReferenceFigures {
+    pub rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Error answers (wrk) or failed transactions (pgbench).
+    pub errors: u64,
+    pub statements: Option<usize>,
+    /// A GraphQL server's (PostGraphile's) processes, measured as the referral server's are:
+    /// CPU time per request (ms), peak RSS (MiB), and CPU in % of one core of them, of
+    /// PostgreSQL and of everything else. None for pgbench.
+    pub cpu_ms_per_request: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+    pub cpu_percent: Option<[f64; 3]>,
+}
+
+impl Reference {
+    pub fn pgbench(name: String, target: bool, result: &PgbenchResult) -> Reference {
+        Reference {
+            name,
+            target,
+            times: false,
+            connections: result.clients,
+            rate_unit: "tps".into(),
+            figures: Some(ReferenceFigures {
+                rate: result.tps,
+                p50_ms: result.p50_ms,
+                p99_ms: result.p99_ms,
+                errors: result.failed,
+                statements: Some(result.statements),
+                cpu_ms_per_request: None,
+                peak_rss_mib: None,
+                cpu_percent: None,
+            }),
+            not_run: None,
+        }
+    }
+
+    /// A GraphQL server measured like the referral server (PostGraphile).
+    pub fn server(name: String, connections: u32, measured: &Measurement, statements: Option<usize>) -> Reference {
+        Reference {
+            name,
+            target: true,
+            times: true,
+            connections,
+            rate_unit: "req/s".into(),
+            figures: Some(ReferenceFigures {
+                rate: measured.wrk.rps,
+                p50_ms: Some(measured.wrk.p50_us / 1000.0),
+                p99_ms: Some(measured.wrk.p99_us / 1000.0),
+                errors: measured.wrk.errors,
+                statements,
+                cpu_ms_per_request: Some(measured.cpu_ms_per_request),
+                peak_rss_mib: Some(measured.peak_rss_mib),
+                cpu_percent: Some([measured.cpu_server, measured.cpu_postgres, measured.cpu_other]),
+            }),
+            not_run: None,
+        }
+    }
+
+    pub fn not_run(name: String, target: bool, times: bool, connections: u32, reason: String) -> Reference {
+        Reference {
+            name,
+            target,
+            times,
+            connections,
+            rate_unit: if times { "req/s" } else { "tps" }.into(),
+            figures: None,
+            not_run: Some(reason),
+        }
+    }
+
+    /// The server's rate against this one: "1.52×" or "52 %".
+    pub fn ratio(&self, server_rate: f64) -> String {
+        match &self.figures {
+            Some(f) if f.rate > 0.0 && self.times => format!("{:.2}×", server_rate / f.rate),
+            Some(f) if f.rate > 0.0 => format!("{:.0} %", 100.0 * server_rate / f.rate),
+            _ => "–".into(),
+        }
+    }
+
+    pub fn rate(&self) -> String {
+        match &self.figures {
+            Some(f) => format!("{} {}", thousands(f.rate), self.rate_unit),
+            None => "not run".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -53,44 +158,88 @@ fn thousands(n: f64) -> String {
     out
 }
 
+fn or_dash<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+    value.map_or_else(|| "–".to_owned(), show)
+}
+
 impl RunReport {
+    /// One row per scenario: the server's figures, and its ratio to the target reference.
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| scenario | conns | req/s | p50 ms | p99 ms | errors | rejected | peak RSS MiB | CPU % server / pg / other | SQL stmts/req | pgbench tps | server / pgbench |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n",
+            "| scenario | conns | req/s | p50 ms | p99 ms | errors | rejected | SQL stmts/req | server CPU ms/req | \
+             peak RSS MiB | CPU % server / pg / other | reference | reference rate | server / reference |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |\n",
         );
         for s in &self.scenarios {
-            let (pgbench, ratio) = match &s.pgbench {
-                Some(p) => (
-                    format!("{} (c={})", thousands(p.tps), p.clients),
-                    format!("{:.0} %", 100.0 * s.wrk.rps / p.tps),
-                ),
-                None => ("–".into(), "–".into()),
-            };
-            let mut errors = s.wrk.errors.to_string();
-            if s.wrk.locked > 0 || s.locked_in_log > 0 {
-                errors.push_str(&format!(" ({} locked)", s.wrk.locked.max(s.locked_in_log)));
+            let m = &s.server;
+            let mut errors = m.wrk.errors.to_string();
+            if m.wrk.locked > 0 || s.locked_in_log > 0 {
+                errors.push_str(&format!(" ({} locked)", m.wrk.locked.max(s.locked_in_log)));
             }
+            let target = s.references.iter().find(|r| r.target);
             out.push_str(&format!(
-                "| {} (`{}`) | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} / {:.0} / {:.0} | {} | {} | {} |\n",
+                "| {} (`{}`) | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} / {:.0} / {:.0} | {} | {} | {} |\n",
                 s.scenario,
                 s.operation,
                 s.connections,
-                thousands(s.wrk.rps),
-                ms(s.wrk.p50_us),
-                ms(s.wrk.p99_us),
+                thousands(m.wrk.rps),
+                ms(m.wrk.p50_us),
+                ms(m.wrk.p99_us),
                 errors,
-                s.wrk.rejected,
-                s.peak_rss_mib,
-                s.cpu_server,
-                s.cpu_postgres,
-                s.cpu_other,
-                s.statements.map_or("–".into(), |n| n.to_string()),
-                pgbench,
-                ratio,
+                m.wrk.rejected,
+                or_dash(s.statements, |n| n.to_string()),
+                m.cpu_ms_per_request,
+                m.peak_rss_mib,
+                m.cpu_server,
+                m.cpu_postgres,
+                m.cpu_other,
+                or_dash(target, |r| r.name.clone()),
+                or_dash(target, Reference::rate),
+                or_dash(target, |r| r.ratio(m.wrk.rps)),
             ));
         }
         out
+    }
+
+    /// One row per reference of every scenario, with the figures of the server's own columns.
+    pub fn references_table(&self) -> Option<String> {
+        if self.scenarios.iter().all(|s| s.references.is_empty()) {
+            return None;
+        }
+        let mut out = String::from(
+            "| scenario | reference | conns | rate | p50 ms | p99 ms | errors | SQL stmts/req | CPU ms/req | \
+             peak RSS MiB | CPU % reference / pg / other | server / reference |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n",
+        );
+        for s in &self.scenarios {
+            for r in &s.references {
+                let Some(f) = &r.figures else {
+                    out.push_str(&format!(
+                        "| {} | {} | {} | not run | – | – | – | – | – | – | – | – |\n",
+                        s.scenario, r.name, r.connections
+                    ));
+                    continue;
+                };
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    s.scenario,
+                    r.name,
+                    r.connections,
+                    r.rate(),
+                    or_dash(f.p50_ms, |v| ms(v * 1000.0)),
+                    or_dash(f.p99_ms, |v| ms(v * 1000.0)),
+                    f.errors,
+                    or_dash(f.statements, |n| n.to_string()),
+                    or_dash(f.cpu_ms_per_request, |v| format!("{v:.2}")),
+                    or_dash(f.peak_rss_mib, |v| format!("{v:.0}")),
+                    or_dash(f.cpu_percent, |[own, pg, other]| format!(
+                        "{own:.0} / {pg:.0} / {other:.0}"
+                    )),
+                    r.ratio(s.server.wrk.rps),
+                ));
+            }
+        }
+        Some(out)
     }
 
     pub fn markdown(&self) -> String {
@@ -99,6 +248,10 @@ impl RunReport {
             self.title, self.command, self.date, self.machine, self.load_before, self.dataset, self.check
         );
         out.push_str(&self.table());
+        if let Some(references) = self.references_table() {
+            out.push_str("\nReferences, in the same run:\n\n");
+            out.push_str(&references);
+        }
         for note in &self.notes {
             out.push_str(&format!("\n- {note}"));
         }
@@ -140,6 +293,80 @@ mod tests {
             appended,
             "# B\n\n<!-- bench:sqlite-1 -->\nt\n<!-- /bench:sqlite-1 -->\n"
         );
+    }
+
+    #[test]
+    fn reports_each_scenario_against_its_target_reference() {
+        let mut server = Measurement::default();
+        server.wrk.rps = 900.0;
+        server.wrk.p99_us = 50_000.0;
+        server.cpu_ms_per_request = 1.234;
+        let pgbench = PgbenchResult {
+            tps: 1800.0,
+            clients: 32,
+            statements: 1,
+            p99_ms: Some(12.5),
+            ..Default::default()
+        };
+        let mut postgraphile = Measurement::default();
+        postgraphile.wrk.rps = 300.0;
+        let report = RunReport {
+            scenarios: vec![
+                ScenarioResult {
+                    scenario: "dashboard".into(),
+                    operation: "Dashboard".into(),
+                    connections: 32,
+                    server: server.clone(),
+                    references: vec![Reference::server("PostGraphile".into(), 32, &postgraphile, Some(2))],
+                    ..Default::default()
+                },
+                ScenarioResult {
+                    scenario: "claim".into(),
+                    operation: "ClaimReward".into(),
+                    connections: 32,
+                    server: server.clone(),
+                    references: vec![
+                        Reference::pgbench("pgbench `claim.sql`".into(), false, &pgbench),
+                        Reference::pgbench("pgbench `claim_one.sql`".into(), true, &pgbench),
+                    ],
+                    ..Default::default()
+                },
+                ScenarioResult {
+                    scenario: "purchase".into(),
+                    operation: "RecordPurchase".into(),
+                    connections: 32,
+                    server,
+                    references: vec![Reference::not_run(
+                        "pgbench `purchase_one.sql`".into(),
+                        true,
+                        false,
+                        32,
+                        "no".into(),
+                    )],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let table = report.table();
+        assert!(table.contains("| 1.23 |"), "{table}");
+        assert!(table.contains("| PostGraphile | 300 req/s | 3.00× |"), "{table}");
+        assert!(
+            table.contains("| pgbench `claim_one.sql` | 1,800 tps | 50 % |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| pgbench `purchase_one.sql` | not run | – |"),
+            "{table}"
+        );
+        let references = report.references_table().unwrap_or_default();
+        assert_eq!(references.lines().count(), 2 + 4, "{references}");
+        assert!(
+            references
+                .contains("| claim | pgbench `claim_one.sql` | 32 | 1,800 tps | – | 12.5 | 0 | 1 | – | – | – | 50 % |"),
+            "{references}"
+        );
+        assert!(RunReport::default().references_table().is_none());
     }
 
     #[test]

@@ -174,6 +174,34 @@ fn parse_stat_ticks(stat: &str) -> u64 {
     get(11) + get(12)
 }
 
+/// `pid` and every live process descended from it (a cluster's workers).
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+                .filter_map(|child| {
+                    let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+                    Some((child, parse_stat_parent(&stat)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tree = vec![pid];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(child, _)| *child));
+        index += 1;
+    }
+    tree
+}
+
+fn parse_stat_parent(stat: &str) -> Option<u32> {
+    // rest[0] is the state (field 3), rest[1] the parent's pid (field 4).
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// CPU ticks of every process whose name is `name` (all PostgreSQL backends, for example).
 pub fn cpu_ticks_named(name: &str) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -208,5 +236,6 @@ mod tests {
     fn reads_cpu_ticks_from_a_stat_line() {
         let stat = "1234 (referral server) S 1 1234 1234 0 -1 4194560 500 0 0 0 170 30 0 0 20 0 9 0 100 0 0";
         assert_eq!(parse_stat_ticks(stat), 200);
+        assert_eq!(parse_stat_parent(stat), Some(1));
     }
 }

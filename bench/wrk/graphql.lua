@@ -1,9 +1,11 @@
 -- One GraphQL operation of the contract per request, as its client sends it.
 --
 -- wrk ... -s bench/wrk/graphql.lua URL -- SCENARIO QUERY_FILE TOKENS_FILE TAG ACCOUNTS
---   SCENARIO     dashboard | store | claim | claim-hot | purchase
+--   SCENARIO     dashboard | store | claim | claim-hot | purchase | postgraphile
 --   QUERY_FILE   the operation's document as a JSON string literal (the harness writes it)
---   TOKENS_FILE  one bearer token per line; each request picks one at random
+--   TOKENS_FILE  one bearer token per line; each request picks one at random (postgraphile:
+--                one external id per line, sent as the $externalId variable, no token: the
+--                Dashboard of a random account in PostGraphile's schema)
 --   TAG          prefix of the fresh eventIds / idempotency keys of this run
 --   ACCOUNTS     accounts u1..uN exist (RecordPurchase picks a random one)
 --
@@ -32,6 +34,7 @@ local operations = {
   claim = "ClaimReward",
   ["claim-hot"] = "ClaimReward",
   purchase = "RecordPurchase",
+  postgraphile = "Dashboard",
 }
 local products = { "acme-res", "globex-res", "initech-res", "acme-dc", "globex-dc", "initech-dc" }
 
@@ -64,11 +67,13 @@ function request()
       '{"input":{"eventId":"%s","externalId":"u%d","productKey":"%s","quantityGb":"%d"}}',
       id, math.random(1, accounts), products[math.random(1, #products)], math.random(1, 50))
   end
+  local headers = { ["Content-Type"] = "application/json" }
+  if scenario == "postgraphile" then
+    variables = '{"externalId":"' .. tokens[math.random(1, #tokens)] .. '"}'
+  else
+    headers["Authorization"] = "Bearer " .. tokens[math.random(1, #tokens)]
+  end
   local body = '{"operationName":"' .. operation .. '","query":' .. query .. ',"variables":' .. variables .. '}'
-  local headers = {
-    ["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer " .. tokens[math.random(1, #tokens)],
-  }
   return wrk.format("POST", "/graphql", headers, body)
 end
 
