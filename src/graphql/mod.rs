@@ -18,10 +18,8 @@ pub mod simulate;
 pub mod store;
 pub mod types;
 
-use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, CacheStorage, LruCacheStorage};
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest, NextResolve, ResolveInfo,
-};
+use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextResolve, ResolveInfo};
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
     BatchRequest, BatchResponse, EmptySubscription, MergedObject, ObjectType, Request, Response, Schema, SchemaBuilder,
@@ -108,14 +106,9 @@ fn builder<M: ObjectType + Default + 'static>(
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(20)
-        .extension(ErrorCodes)
-        .extension(NullPropagation)
-        // Before the persisted queries: a document too large to keep is refused, not stored.
-        .extension(PersistedQuerySize)
-        // Before the persisted queries too: a hash-only request is known by its hash.
-        .extension(documents::DocumentCache::default())
-        .extension(documents::QueryLoaderCache)
-        .extension(ApolloPersistedQueries::new(persisted.0.clone()))
+        // Each extension costs every field of every answer a call: there are two.
+        .extension(Errors)
+        .extension(documents::Documents::new(persisted.clone()))
 }
 
 /// The schema (not a sandbox's), with no database: everything a request needs comes with the
@@ -150,36 +143,6 @@ pub fn schema_sdl() -> String {
     build_schema(true).sdl()
 }
 
-/// Gives every error a code: errors raised by resolvers carry theirs; those raised by
-/// async-graphql itself (syntax, validation, variable coercion, limits) are the client's.
-struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        for error in &mut response.errors {
-            let extensions = error.extensions.get_or_insert_with(Default::default);
-            if extensions.get("code").is_none() {
-                // async-graphql answers an unknown hash with this message and no code.
-                let code = if error.message == "PersistedQueryNotFound" {
-                    PERSISTED_QUERY_NOT_FOUND
-                } else {
-                    "BAD_USER_INPUT"
-                };
-                extensions.set("code", code);
-            }
-        }
-        response
-    }
-}
-
 /// The documents clients registered with Apollo's automatic persisted queries, by SHA-256:
 /// a bounded LRU shared by the schema and the HTTP layer.
 #[derive(Clone)]
@@ -212,54 +175,27 @@ impl PersistedQueries {
     }
 }
 
-/// Refuses to persist a document larger than `MAX_PERSISTED_QUERY_BYTES`, so that the cache's
-/// bound in entries is a bound in memory too. Such a document is still run when sent without
-/// the `persistedQuery` extension.
-struct PersistedQuerySize;
-
-impl ExtensionFactory for PersistedQuerySize {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PersistedQuerySize)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for PersistedQuerySize {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        if request.extensions.contains_key("persistedQuery") && request.query.len() > MAX_PERSISTED_QUERY_BYTES {
-            return Err(ServerError::new(
-                format!(
-                    "a persisted query may be at most {} KiB; send it without persistedQuery",
-                    MAX_PERSISTED_QUERY_BYTES / 1024
-                ),
-                None,
-            ));
-        }
-        next.run(ctx, request).await
-    }
-}
-
+/// How errors appear in an answer.
+///
+/// Every error gets a code: errors raised by resolvers carry theirs; those raised by
+/// async-graphql itself (syntax, validation, variable coercion, limits) are the client's.
+///
 /// Null propagation as the GraphQL spec has it. async-graphql 7 leaves out the key of any field
 /// whose resolver fails, nullable or not, so a client's cache finds a field missing. Here a
 /// nullable field that fails is answered `null` with its error; a non-null one makes its
 /// nearest nullable ancestor `null` (and `data` itself when there is none), its error kept.
 /// List items count as non-null: every list of objects in the schema is `[T!]`.
-struct NullPropagation;
+struct Errors;
 
-impl ExtensionFactory for NullPropagation {
+impl ExtensionFactory for Errors {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(NullPropagating::default())
+        Arc::new(RequestErrors::default())
     }
 }
 
 /// One request's state (extensions are created per request).
 #[derive(Default)]
-struct NullPropagating {
+struct RequestErrors {
     /// Errors of nullable fields answered `null`, added to the response at the end.
     errors: Mutex<Vec<ServerError>>,
     /// Paths of non-null fields that failed, or hold one that failed, not yet absorbed by a
@@ -268,13 +204,25 @@ struct NullPropagating {
 }
 
 #[async_trait::async_trait]
-impl Extension for NullPropagating {
+impl Extension for RequestErrors {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
         let errors = std::mem::take(&mut *self.errors.lock().unwrap_or_else(PoisonError::into_inner));
         response.errors.extend(errors);
         if !self.failed.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
             response.data = Value::Null;
+        }
+        for error in &mut response.errors {
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            if extensions.get("code").is_none() {
+                // async-graphql answers an unknown hash with this message and no code.
+                let code = if error.message == "PersistedQueryNotFound" {
+                    PERSISTED_QUERY_NOT_FOUND
+                } else {
+                    "BAD_USER_INPUT"
+                };
+                extensions.set("code", code);
+            }
         }
         response
     }
