@@ -1,5 +1,4 @@
-//! The documents requests run, in one extension (each extension costs every field of every
-//! answer a call, so the work on documents is one extension, not four):
+//! The documents requests run (hooks of the schema's one extension, `graphql::Hooks`):
 //!
 //! - Apollo's automatic persisted queries: a document registered with its SHA-256 is run again
 //!   from its hash alone (kept in `PersistedQueries`, which the HTTP layer reads too); a
@@ -20,9 +19,7 @@
 use crate::graphql::context::RequestLoader;
 use crate::graphql::{MAX_PERSISTED_QUERY_BYTES, PersistedQueries};
 use async_graphql::extensions::apollo_persisted_queries::CacheStorage;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
-};
+use async_graphql::extensions::{Extension, ExtensionContext, NextParseQuery, NextPrepareRequest, NextValidation};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Value, Variables};
 use sha2::{Digest, Sha256};
@@ -40,8 +37,7 @@ const VALIDATIONS_PER_DOCUMENT: usize = 8;
 /// The request extension of Apollo's automatic persisted queries.
 const PERSISTED_QUERY: &str = "persistedQuery";
 
-/// The extension: persisted queries, and the documents seen, shared by every request of a
-/// schema.
+/// Persisted queries, and the documents seen, shared by every request of a schema.
 pub struct Documents {
     persisted: PersistedQueries,
     kept: Arc<Mutex<Kept>>,
@@ -129,18 +125,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl ExtensionFactory for Documents {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestDocument {
+impl Documents {
+    /// What one request uses (extensions are made per request).
+    pub fn for_request(&self) -> RequestDocument {
+        RequestDocument {
             persisted: self.persisted.clone(),
             kept: self.kept.clone(),
             seen: Mutex::new(None),
-        })
+        }
     }
 }
 
-/// One request's document (extensions are created per request).
-struct RequestDocument {
+/// One request's document.
+pub struct RequestDocument {
     persisted: PersistedQueries,
     kept: Arc<Mutex<Kept>>,
     seen: Mutex<Option<Seen>>,

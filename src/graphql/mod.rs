@@ -19,12 +19,16 @@ pub mod store;
 pub mod types;
 
 use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextResolve, ResolveInfo};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextResolve,
+    NextValidation, ResolveInfo,
+};
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
     BatchRequest, BatchResponse, EmptySubscription, MergedObject, ObjectType, Request, Response, Schema, SchemaBuilder,
-    ServerError, ServerResult, Value,
+    ServerError, ServerResult, ValidationResult, Value, Variables,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Deepest selection accepted. The deepest contract operation needs 6; the standard
@@ -106,9 +110,7 @@ fn builder<M: ObjectType + Default + 'static>(
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(20)
-        // Each extension costs every field of every answer a call: there are two.
-        .extension(Errors)
-        .extension(documents::Documents::new(persisted.clone()))
+        .extension(Hooks(documents::Documents::new(persisted.clone())))
 }
 
 /// The schema (not a sandbox's), with no database: everything a request needs comes with the
@@ -175,6 +177,68 @@ impl PersistedQueries {
     }
 }
 
+/// The schema's one extension: every extension costs every field of every answer a call, so
+/// the documents requests run (`documents`) and how errors appear in answers (`RequestErrors`)
+/// share one.
+struct Hooks(documents::Documents);
+
+impl ExtensionFactory for Hooks {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RequestHooks {
+            document: self.0.for_request(),
+            errors: RequestErrors::default(),
+        })
+    }
+}
+
+struct RequestHooks {
+    document: documents::RequestDocument,
+    errors: RequestErrors,
+}
+
+#[async_trait::async_trait]
+impl Extension for RequestHooks {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        self.errors.request(ctx, next).await
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        self.document.prepare_request(ctx, request, next).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        self.document.parse_query(ctx, query, variables, next).await
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        self.document.validation(ctx, next).await
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        self.errors.resolve(ctx, info, next).await
+    }
+}
+
 /// How errors appear in an answer.
 ///
 /// Every error gets a code: errors raised by resolvers carry theirs; those raised by
@@ -184,16 +248,8 @@ impl PersistedQueries {
 /// whose resolver fails, nullable or not, so a client's cache finds a field missing. Here a
 /// nullable field that fails is answered `null` with its error; a non-null one makes its
 /// nearest nullable ancestor `null` (and `data` itself when there is none), its error kept.
-/// List items count as non-null: every list of objects in the schema is `[T!]`.
-struct Errors;
-
-impl ExtensionFactory for Errors {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestErrors::default())
-    }
-}
-
-/// One request's state (extensions are created per request).
+/// List items count as non-null: every list of objects in the schema is `[T!]`. One request's
+/// state.
 #[derive(Default)]
 struct RequestErrors {
     /// Errors of nullable fields answered `null`, added to the response at the end.
@@ -201,6 +257,9 @@ struct RequestErrors {
     /// Paths of non-null fields that failed, or hold one that failed, not yet absorbed by a
     /// nullable ancestor.
     failed: Mutex<Vec<Vec<String>>>,
+    /// Whether a non-null field failed yet: until one does, a field that succeeds has nothing
+    /// to look at.
+    any_failed: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -236,6 +295,9 @@ impl Extension for RequestErrors {
         let nullable = !info.return_type.ends_with('!');
         let path_node = info.path_node;
         let result = next.run(ctx, info).await;
+        if result.is_ok() && !self.any_failed.load(Ordering::Relaxed) {
+            return result;
+        }
         let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
         let mut path = None;
         let mut failed_below = false;
@@ -255,6 +317,7 @@ impl Extension for RequestErrors {
             result => {
                 if result.is_err() || failed_below {
                     failed.extend(path);
+                    self.any_failed.store(true, Ordering::Relaxed);
                 }
                 result
             }

@@ -15,9 +15,9 @@ use entity::enums::{EntryKind, EntryStatus, ReferralStatus, Unit};
 use entity::{account, balance, ledger_entry, referral};
 use rows::{ACCOUNT, BALANCE, LEDGER_ENTRY, REFERRAL, Row};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, Order, Query, SelectStatement};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryResult, Statement, Value};
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 // The select lists, written once: every statement is built for every request, and its column
 // lists never change. Each table's columns are read from the position where its list starts.
@@ -30,7 +30,7 @@ static REFEREES: LazyLock<String> = LazyLock::new(|| ACCOUNT.select_list("refere
 static HISTORY_PAGE: LazyLock<String> = LazyLock::new(|| LEDGER_ENTRY.select_list(PAGE, ""));
 
 /// Which parts of an account to read with it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AccountParts {
     pub referral: bool,
     pub balances: bool,
@@ -61,48 +61,13 @@ pub async fn account(
     parts: AccountParts,
     now: DateTime<Utc>,
 ) -> AppResult<Option<AccountRead>> {
-    let (me, via, referrer, balances) = (
-        Alias::new("me"),
-        Alias::new("via"),
-        Alias::new("referrer"),
-        Alias::new("bal"),
-    );
-    let mut query = Query::select();
-    // The account's columns under their own names (decoding a prefixed name costs a format).
-    query
-        .expr(Expr::cust(ME.as_str()))
-        .from_as(account::Entity, me.clone())
-        .and_where(Expr::col((me.clone(), account::Column::ExternalId)).eq(external_id));
+    let mut values = Vec::with_capacity(2);
     if parts.referral {
-        query
-            .expr(Expr::cust(VIA.as_str()))
-            .expr(Expr::cust(REFERRER.as_str()))
-            .join_as(
-                JoinType::LeftJoin,
-                referral::Entity,
-                via.clone(),
-                Condition::all()
-                    .add(
-                        Expr::col((via.clone(), referral::Column::RefereeId)).equals((me.clone(), account::Column::Id)),
-                    )
-                    .add(Expr::col((via.clone(), referral::Column::Status)).ne(ReferralStatus::Rejected)),
-            )
-            .join_as(
-                JoinType::LeftJoin,
-                account::Entity,
-                referrer.clone(),
-                Expr::col((referrer.clone(), account::Column::Id)).equals((via, referral::Column::ReferrerId)),
-            );
+        values.push(Value::from(ReferralStatus::Rejected));
     }
-    if parts.balances {
-        query.expr(Expr::cust(BALANCES.as_str())).join_as(
-            JoinType::LeftJoin,
-            balance::Entity,
-            balances.clone(),
-            Expr::col((balances, balance::Column::AccountId)).equals((me, account::Column::Id)),
-        );
-    }
-    let rows = db.query_all_raw(db.get_database_backend().build(&query)).await?;
+    values.push(Value::from(external_id));
+    let statement = texts().statement(db, Shape::Account(parts), values, || account_query(external_id, parts));
+    let rows = db.query_all_raw(statement).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -155,7 +120,7 @@ pub async fn account(
 }
 
 /// Which parts of each friend to read with a page of them.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FriendParts {
     pub referees: bool,
     pub earned: bool,
@@ -180,6 +145,140 @@ pub async fn referred_friends(
     request: PageRequest,
     parts: FriendParts,
 ) -> AppResult<Friends> {
+    // In the order of the statement's text: the count, the page, the page's ids again.
+    let page_values = |values: &mut Vec<Value>, with_limit: bool| {
+        values.extend([Value::from(referrer_id), Value::from(ReferralStatus::Rejected)]);
+        if with_limit {
+            values.extend(request.after.map(Value::from));
+            values.push(Value::from(request.fetch_limit()));
+        }
+    };
+    let mut values = Vec::with_capacity(16);
+    page_values(&mut values, false);
+    page_values(&mut values, true);
+    if parts.earned {
+        values.push(Value::from(referrer_id));
+        page_values(&mut values, true);
+        values.extend([
+            Value::from(EntryKind::Reward),
+            Value::from(EntryKind::Reversal),
+            Value::from(EntryStatus::Voided),
+        ]);
+    }
+    let shape = Shape::Friends(parts, request.after.is_some());
+    let statement = texts().statement(db, shape, values, || friends_query(referrer_id, request, parts));
+    let rows = db.query_all_raw(statement).await?;
+    let total = total_of(&rows)?;
+    let referee_at = PAGE_AT + REFERRAL.columns.len();
+    let earned_at = referee_at + if parts.referees { ACCOUNT.columns.len() } else { 0 };
+    let mut items: Vec<referral::Model> = Vec::new();
+    let mut referees = Vec::new();
+    let mut earned: HashMap<i64, Vec<(Unit, Amount)>> = HashMap::new();
+    for result in &rows {
+        let row = Row::of(result)?;
+        let Some(id) = row.get::<Option<i64>>(PAGE_AT)? else {
+            continue;
+        };
+        // A referral comes on one row per unit it earned in.
+        if items.last().map(|r| r.id) != Some(id) {
+            items.push(REFERRAL.read(result, PAGE_AT, "")?);
+            if parts.referees && row.has(referee_at)? {
+                referees.push(ACCOUNT.read(result, referee_at, "referee_")?);
+            }
+        }
+        if parts.earned
+            && let Some(unit) = row.get::<Option<String>>(earned_at)?
+        {
+            let unit = <Unit as sea_orm::ActiveEnum>::try_from_value(&unit)?;
+            let amount: i64 = row.get(earned_at + 1)?;
+            earned.entry(id).or_default().push((unit, Amount::from_micros(amount)));
+        }
+    }
+    Ok(Friends {
+        page: Page::from_rows(items, request, total),
+        referees,
+        earned: parts.earned.then_some(earned),
+    })
+}
+
+/// A page of an account's ledger entries (of one unit, or all), newest first, in one statement.
+pub async fn history(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    unit: Option<Unit>,
+    request: PageRequest,
+) -> AppResult<Page<ledger_entry::Model>> {
+    // In the order of the statement's text: the count, then the page.
+    let mut values = Vec::with_capacity(6);
+    for page in [false, true] {
+        values.push(Value::from(account_id));
+        values.extend(unit.map(Value::from));
+        if page {
+            values.extend(request.after.map(Value::from));
+            values.push(Value::from(request.fetch_limit()));
+        }
+    }
+    let shape = Shape::History(unit.is_some(), request.after.is_some());
+    let statement = texts().statement(db, shape, values, || history_query(account_id, unit, request));
+    let rows = db.query_all_raw(statement).await?;
+    let total = total_of(&rows)?;
+    let mut items = Vec::with_capacity(rows.len());
+    for result in &rows {
+        if Row::of(result)?.has(PAGE_AT)? {
+            items.push(LEDGER_ENTRY.read(result, PAGE_AT, "")?);
+        }
+    }
+    Ok(Page::from_rows(items, request, total))
+}
+
+/// The statement of `account`.
+fn account_query(external_id: &str, parts: AccountParts) -> SelectStatement {
+    let (me, via, referrer, balances) = (
+        Alias::new("me"),
+        Alias::new("via"),
+        Alias::new("referrer"),
+        Alias::new("bal"),
+    );
+    let mut query = Query::select();
+    // The account's columns under their own names (decoding a prefixed name costs a format).
+    query
+        .expr(Expr::cust(ME.as_str()))
+        .from_as(account::Entity, me.clone())
+        .and_where(Expr::col((me.clone(), account::Column::ExternalId)).eq(external_id));
+    if parts.referral {
+        query
+            .expr(Expr::cust(VIA.as_str()))
+            .expr(Expr::cust(REFERRER.as_str()))
+            .join_as(
+                JoinType::LeftJoin,
+                referral::Entity,
+                via.clone(),
+                Condition::all()
+                    .add(
+                        Expr::col((via.clone(), referral::Column::RefereeId)).equals((me.clone(), account::Column::Id)),
+                    )
+                    .add(Expr::col((via.clone(), referral::Column::Status)).ne(ReferralStatus::Rejected)),
+            )
+            .join_as(
+                JoinType::LeftJoin,
+                account::Entity,
+                referrer.clone(),
+                Expr::col((referrer.clone(), account::Column::Id)).equals((via, referral::Column::ReferrerId)),
+            );
+    }
+    if parts.balances {
+        query.expr(Expr::cust(BALANCES.as_str())).join_as(
+            JoinType::LeftJoin,
+            balance::Entity,
+            balances.clone(),
+            Expr::col((balances, balance::Column::AccountId)).equals((me, account::Column::Id)),
+        );
+    }
+    query
+}
+
+/// The statement of `referred_friends`.
+fn friends_query(referrer_id: i64, request: PageRequest, parts: FriendParts) -> SelectStatement {
     let friends = || {
         Condition::all()
             .add(Expr::col(referral::Column::ReferrerId).eq(referrer_id))
@@ -243,67 +342,73 @@ pub async fn referred_friends(
             )
             .order_by((earned, ledger_entry::Column::Unit), Order::Asc);
     }
-    let rows = db.query_all_raw(db.get_database_backend().build(&query)).await?;
-    let total = total_of(&rows)?;
-    let referee_at = PAGE_AT + REFERRAL.columns.len();
-    let earned_at = referee_at + if parts.referees { ACCOUNT.columns.len() } else { 0 };
-    let mut items: Vec<referral::Model> = Vec::new();
-    let mut referees = Vec::new();
-    let mut earned: HashMap<i64, Vec<(Unit, Amount)>> = HashMap::new();
-    for result in &rows {
-        let row = Row::of(result)?;
-        let Some(id) = row.get::<Option<i64>>(PAGE_AT)? else {
-            continue;
-        };
-        // A referral comes on one row per unit it earned in.
-        if items.last().map(|r| r.id) != Some(id) {
-            items.push(REFERRAL.read(result, PAGE_AT, "")?);
-            if parts.referees && row.has(referee_at)? {
-                referees.push(ACCOUNT.read(result, referee_at, "referee_")?);
-            }
-        }
-        if parts.earned
-            && let Some(unit) = row.get::<Option<String>>(earned_at)?
-        {
-            let unit = <Unit as sea_orm::ActiveEnum>::try_from_value(&unit)?;
-            let amount: i64 = row.get(earned_at + 1)?;
-            earned.entry(id).or_default().push((unit, Amount::from_micros(amount)));
-        }
-    }
-    Ok(Friends {
-        page: Page::from_rows(items, request, total),
-        referees,
-        earned: parts.earned.then_some(earned),
-    })
+    query
 }
 
-/// A page of an account's ledger entries (of one unit, or all), newest first, in one statement.
-pub async fn history(
-    db: &impl ConnectionTrait,
-    account_id: i64,
-    unit: Option<Unit>,
-    request: PageRequest,
-) -> AppResult<Page<ledger_entry::Model>> {
+/// The statement of `history`.
+fn history_query(account_id: i64, unit: Option<Unit>, request: PageRequest) -> SelectStatement {
     let mut entries = Condition::all().add(Expr::col(ledger_entry::Column::AccountId).eq(account_id));
     if let Some(unit) = unit {
         entries = entries.add(Expr::col(ledger_entry::Column::Unit).eq(unit));
     }
-    let query = counted_page(
+    counted_page(
         ledger_entry::Entity,
         entries,
         ledger_entry::Column::Id,
         HISTORY_PAGE.as_str(),
         request,
-    );
-    let rows = db.query_all_raw(db.get_database_backend().build(&query)).await?;
-    let total = total_of(&rows)?;
-    let mut items = Vec::with_capacity(rows.len());
-    for result in &rows {
-        if Row::of(result)?.has(PAGE_AT)? {
-            items.push(LEDGER_ENTRY.read(result, PAGE_AT, "")?);
-        }
+    )
+}
+
+/// What a statement's text depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Shape {
+    Account(AccountParts),
+    /// The parts, and whether the page starts after a cursor.
+    Friends(FriendParts, bool),
+    /// Whether of one unit, and whether the page starts after a cursor.
+    History(bool, bool),
+}
+
+/// The text of each statement, by database and shape: built once, since building it costs
+/// more than the rest of the statement's work in the server, then only its values change.
+/// Debug builds build every statement as well and compare, so the tests prove that the values
+/// are bound in the order of the text.
+#[derive(Default)]
+struct Texts(Mutex<HashMap<(bool, Shape), Arc<str>>>);
+
+fn texts() -> &'static Texts {
+    static TEXTS: LazyLock<Texts> = LazyLock::new(Texts::default);
+    &TEXTS
+}
+
+impl Texts {
+    fn statement(
+        &self,
+        db: &impl ConnectionTrait,
+        shape: Shape,
+        values: Vec<Value>,
+        build: impl Fn() -> SelectStatement,
+    ) -> Statement {
+        let backend = db.get_database_backend();
+        let key = (backend == DbBackend::Postgres, shape);
+        let known = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+        let text = known.unwrap_or_else(|| {
+            let text: Arc<str> = backend.build(&build()).sql.into();
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, text.clone());
+            text
+        });
+        let statement = Statement::from_sql_and_values(backend, text.as_ref(), values);
+        debug_assert_eq!(
+            statement,
+            backend.build(&build()),
+            "the kept text and the values bound to it"
+        );
+        statement
     }
-    Ok(Page::from_rows(items, request, total))
 }
 
 /// Where a page's columns start in `counted_page`'s rows: after the total.
