@@ -1,7 +1,12 @@
-//! What is done once per document rather than once per request: clients send the same few
-//! documents again and again, so a document's parse and its validation are kept, and a
-//! request that sends one again runs it without either. Also: the loaders' cache is turned on
-//! for queries.
+//! The documents requests run (hooks of the schema's one extension, `graphql::Hooks`):
+//!
+//! - Apollo's automatic persisted queries: a document registered with its SHA-256 is run again
+//!   from its hash alone (kept in `PersistedQueries`, which the HTTP layer reads too); a
+//!   document larger than `MAX_PERSISTED_QUERY_BYTES` is refused rather than kept;
+//! - what is done once per document rather than once per request: clients send the same few
+//!   documents again and again, so a document's parse and its validation are kept, and a
+//!   request that sends one again runs it without either;
+//! - the loaders' cache is turned on when the operation is a query (`context::RequestLoader`).
 //!
 //! A validation is kept with the variables it was checked with (their values are part of it:
 //! a variable's value must fit its argument's type), so a request with other values is
@@ -12,11 +17,12 @@
 //! whatever clients send.
 
 use crate::graphql::context::RequestLoader;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
-};
+use crate::graphql::{MAX_PERSISTED_QUERY_BYTES, PersistedQueries};
+use async_graphql::extensions::apollo_persisted_queries::CacheStorage;
+use async_graphql::extensions::{Extension, ExtensionContext, NextParseQuery, NextPrepareRequest, NextValidation};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Value, Variables};
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,16 +34,46 @@ pub const MAX_DOCUMENT_BYTES: usize = 8 * 1024;
 /// Sets of variables whose validation one document keeps: a screen asks for a few page sizes;
 /// a mutation whose variables differ every time finds none and keeps the latest.
 const VALIDATIONS_PER_DOCUMENT: usize = 8;
+/// The request extension of Apollo's automatic persisted queries.
+const PERSISTED_QUERY: &str = "persistedQuery";
 
-/// The documents seen, shared by every request of a schema.
-#[derive(Clone, Default)]
-pub struct DocumentCache(Arc<Mutex<Kept>>);
+/// Persisted queries, and the documents seen, shared by every request of a schema.
+pub struct Documents {
+    persisted: PersistedQueries,
+    kept: Arc<Mutex<Kept>>,
+}
+
+impl Documents {
+    pub fn new(persisted: PersistedQueries) -> Self {
+        Documents {
+            persisted,
+            kept: Arc::default(),
+        }
+    }
+}
 
 #[derive(Default)]
 struct Kept {
     documents: HashMap<u64, Arc<Document>>,
     /// Keys in the order they were kept: the first is the next to leave.
     order: VecDeque<u64>,
+}
+
+impl Kept {
+    fn find(&self, key: u64, source: Source<'_>) -> Option<Arc<Document>> {
+        self.documents.get(&key).filter(|d| d.source.is(source)).cloned()
+    }
+
+    fn keep(&mut self, key: u64, document: Document) {
+        if self.documents.insert(key, Arc::new(document)).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > DOCUMENTS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.documents.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// What a request names its document by, and the operation it runs of it.
@@ -85,45 +121,36 @@ struct Document {
     validated: Mutex<VecDeque<(String, ValidationResult)>>,
 }
 
-impl DocumentCache {
-    fn find(&self, key: u64, source: Source<'_>) -> Option<Arc<Document>> {
-        let kept = lock(&self.0);
-        kept.documents.get(&key).filter(|d| d.source.is(source)).cloned()
-    }
-
-    fn keep(&self, key: u64, document: Document) {
-        let mut kept = lock(&self.0);
-        if kept.documents.insert(key, Arc::new(document)).is_none() {
-            kept.order.push_back(key);
-        }
-        while kept.order.len() > DOCUMENTS {
-            if let Some(oldest) = kept.order.pop_front() {
-                kept.documents.remove(&oldest);
-            }
-        }
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl ExtensionFactory for DocumentCache {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentCaching {
-            cache: self.clone(),
-            request: Mutex::new(None),
-        })
+impl Documents {
+    /// What one request uses (extensions are made per request).
+    pub fn for_request(&self) -> RequestDocument {
+        RequestDocument {
+            persisted: self.persisted.clone(),
+            kept: self.kept.clone(),
+            seen: Mutex::new(None),
+        }
     }
 }
 
-/// One request's use of the cache (extensions are created per request).
-struct DocumentCaching {
-    cache: DocumentCache,
-    request: Mutex<Option<Seen>>,
+/// One request's document.
+pub struct RequestDocument {
+    persisted: PersistedQueries,
+    kept: Arc<Mutex<Kept>>,
+    seen: Mutex<Option<Seen>>,
 }
 
+#[derive(Default)]
 struct Seen {
+    operation: Option<String>,
+    /// The document in the cache, when it may be kept at all.
+    keeping: Option<Keeping>,
+}
+
+struct Keeping {
     key: u64,
     /// None once the document is found in the cache.
     source: Option<OwnedSource>,
@@ -136,13 +163,7 @@ struct Seen {
 /// The document a request names, when it may be kept.
 fn source_of(request: &Request) -> Option<Source<'_>> {
     let (text, persisted) = if request.query.is_empty() {
-        let Some(Value::Object(persisted)) = request.extensions.get("persistedQuery") else {
-            return None;
-        };
-        let Some(Value::String(hash)) = persisted.get("sha256Hash") else {
-            return None;
-        };
-        (hash.as_str(), true)
+        (persisted_hash(request)?, true)
     } else {
         (request.query.as_str(), false)
     };
@@ -153,22 +174,85 @@ fn source_of(request: &Request) -> Option<Source<'_>> {
     })
 }
 
+fn persisted_hash(request: &Request) -> Option<&str> {
+    let Some(Value::Object(persisted)) = request.extensions.get(PERSISTED_QUERY) else {
+        return None;
+    };
+    match persisted.get("sha256Hash") {
+        Some(Value::String(hash)) => Some(hash),
+        _ => None,
+    }
+}
+
 fn variables_key(variables: &Variables) -> String {
     serde_json::to_string(variables).unwrap_or_default()
 }
 
+#[derive(serde::Deserialize)]
+struct PersistedQuery {
+    version: i32,
+    #[serde(rename = "sha256Hash")]
+    sha256_hash: String,
+}
+
+impl RequestDocument {
+    /// Apollo's protocol, as async-graphql's own extension answers it: a hash alone runs the
+    /// document registered under it; a document with its hash is checked against it and
+    /// registered.
+    async fn persisted_query(&self, mut request: Request) -> ServerResult<Request> {
+        // Too large to keep: refused, rather than run and forgotten. Sent without the
+        // extension, it runs.
+        if request.extensions.contains_key(PERSISTED_QUERY) && request.query.len() > MAX_PERSISTED_QUERY_BYTES {
+            return Err(ServerError::new(
+                format!(
+                    "a persisted query may be at most {} KiB; send it without persistedQuery",
+                    MAX_PERSISTED_QUERY_BYTES / 1024
+                ),
+                None,
+            ));
+        }
+        let Some(value) = request.extensions.remove(PERSISTED_QUERY) else {
+            return Ok(request);
+        };
+        let persisted: PersistedQuery = async_graphql::from_value(value)
+            .map_err(|_| ServerError::new("Invalid \"PersistedQuery\" extension configuration.", None))?;
+        if persisted.version != 1 {
+            return Err(ServerError::new(
+                format!(
+                    "Only the \"PersistedQuery\" extension of version \"1\" is supported, and the current version is \"{}\".",
+                    persisted.version
+                ),
+                None,
+            ));
+        }
+        if request.query.is_empty() {
+            let document = self.persisted.0.get(persisted.sha256_hash).await;
+            request.set_parsed_query(document.ok_or_else(|| ServerError::new("PersistedQueryNotFound", None))?);
+            return Ok(request);
+        }
+        if hex::encode(Sha256::digest(request.query.as_bytes())) != persisted.sha256_hash {
+            return Err(ServerError::new("provided sha does not match query", None));
+        }
+        let document = async_graphql::parser::parse_query(&request.query)?;
+        self.persisted.0.set(persisted.sha256_hash, document.clone()).await;
+        request.query = String::new();
+        request.set_parsed_query(document);
+        Ok(request)
+    }
+}
+
 #[async_trait::async_trait]
-impl Extension for DocumentCaching {
+impl Extension for RequestDocument {
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        mut request: Request,
+        request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        let seen = source_of(&request).map(|source| {
+        let keeping = source_of(&request).map(|source| {
             let key = source.key();
-            let found = self.cache.find(key, source);
-            Seen {
+            let found = lock(&self.kept).find(key, source);
+            Keeping {
                 key,
                 source: found.is_none().then(|| OwnedSource::of(source)),
                 variables: variables_key(&request.variables),
@@ -176,16 +260,16 @@ impl Extension for DocumentCaching {
                 parsed: None,
             }
         });
-        if let Some(seen) = seen {
-            // A persisted query's document is the persisted-query extension's to hand over
-            // (it also checks a text against its hash).
-            if let Some(found) = &seen.found
-                && !request.extensions.contains_key("persistedQuery")
-            {
-                request.set_parsed_query(found.parsed.clone());
-            }
-            *lock(&self.request) = Some(seen);
+        let operation = request.operation_name.clone();
+        let persisted = request.extensions.contains_key(PERSISTED_QUERY);
+        let mut request = self.persisted_query(request).await?;
+        // A persisted query's document came from the persisted queries.
+        if let Some(found) = keeping.as_ref().and_then(|k| k.found.as_ref())
+            && !persisted
+        {
+            request.set_parsed_query(found.parsed.clone());
         }
+        *lock(&self.seen) = Some(Seen { operation, keeping });
         next.run(ctx, request).await
     }
 
@@ -197,10 +281,17 @@ impl Extension for DocumentCaching {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
-        if let Some(seen) = lock(&self.request).as_mut()
-            && seen.found.is_none()
+        let mut seen = lock(&self.seen);
+        let seen = seen.get_or_insert_with(Seen::default);
+        if let Some(keeping) = seen.keeping.as_mut()
+            && keeping.found.is_none()
         {
-            seen.parsed = Some(document.clone());
+            keeping.parsed = Some(document.clone());
+        }
+        if runs_a_query(&document, seen.operation.as_deref())
+            && let Some(loader) = ctx.data_opt::<RequestLoader>()
+        {
+            loader.enable_all_cache(true);
         }
         Ok(document)
     }
@@ -210,78 +301,34 @@ impl Extension for DocumentCaching {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let seen = lock(&self.request).take();
-        let Some(mut seen) = seen else {
+        let keeping = lock(&self.seen).as_mut().and_then(|seen| seen.keeping.take());
+        let Some(mut keeping) = keeping else {
             return next.run(ctx).await;
         };
-        if let Some(found) = &seen.found {
+        if let Some(found) = &keeping.found {
             let validated = lock(&found.validated);
-            if let Some((_, result)) = validated.iter().find(|(variables, _)| *variables == seen.variables) {
+            if let Some((_, result)) = validated.iter().find(|(variables, _)| *variables == keeping.variables) {
                 return Ok(*result);
             }
         }
         let result = next.run(ctx).await?;
-        if let Some(found) = &seen.found {
+        if let Some(found) = &keeping.found {
             let mut validated = lock(&found.validated);
             if validated.len() >= VALIDATIONS_PER_DOCUMENT {
                 validated.pop_front();
             }
-            validated.push_back((seen.variables, result));
-        } else if let (Some(source), Some(parsed)) = (seen.source.take(), seen.parsed.take()) {
-            self.cache.keep(
-                seen.key,
+            validated.push_back((keeping.variables, result));
+        } else if let (Some(source), Some(parsed)) = (keeping.source.take(), keeping.parsed.take()) {
+            lock(&self.kept).keep(
+                keeping.key,
                 Document {
                     source,
                     parsed,
-                    validated: Mutex::new(VecDeque::from([(seen.variables, result)])),
+                    validated: Mutex::new(VecDeque::from([(keeping.variables, result)])),
                 },
             );
         }
         Ok(result)
-    }
-}
-
-/// Turns the loaders' cache on when the operation to run is a query (`context::RequestLoader`).
-pub struct QueryLoaderCache;
-
-impl ExtensionFactory for QueryLoaderCache {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LoaderCaching::default())
-    }
-}
-
-#[derive(Default)]
-struct LoaderCaching {
-    operation: Mutex<Option<String>>,
-}
-
-#[async_trait::async_trait]
-impl Extension for LoaderCaching {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        lock(&self.operation).clone_from(&request.operation_name);
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let name = lock(&self.operation).take();
-        if runs_a_query(&document, name.as_deref())
-            && let Some(loader) = ctx.data_opt::<RequestLoader>()
-        {
-            loader.enable_all_cache(true);
-        }
-        Ok(document)
     }
 }
 

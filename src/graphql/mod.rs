@@ -18,15 +18,17 @@ pub mod simulate;
 pub mod store;
 pub mod types;
 
-use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, CacheStorage, LruCacheStorage};
+use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest, NextResolve, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextResolve,
+    NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
     BatchRequest, BatchResponse, EmptySubscription, MergedObject, ObjectType, Request, Response, Schema, SchemaBuilder,
-    ServerError, ServerResult, Value,
+    ServerError, ServerResult, ValidationResult, Value, Variables,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Deepest selection accepted. The deepest contract operation needs 6; the standard
@@ -108,14 +110,7 @@ fn builder<M: ObjectType + Default + 'static>(
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(20)
-        .extension(ErrorCodes)
-        .extension(NullPropagation)
-        // Before the persisted queries: a document too large to keep is refused, not stored.
-        .extension(PersistedQuerySize)
-        // Before the persisted queries too: a hash-only request is known by its hash.
-        .extension(documents::DocumentCache::default())
-        .extension(documents::QueryLoaderCache)
-        .extension(ApolloPersistedQueries::new(persisted.0.clone()))
+        .extension(Hooks(documents::Documents::new(persisted.clone())))
 }
 
 /// The schema (not a sandbox's), with no database: everything a request needs comes with the
@@ -150,36 +145,6 @@ pub fn schema_sdl() -> String {
     build_schema(true).sdl()
 }
 
-/// Gives every error a code: errors raised by resolvers carry theirs; those raised by
-/// async-graphql itself (syntax, validation, variable coercion, limits) are the client's.
-struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        for error in &mut response.errors {
-            let extensions = error.extensions.get_or_insert_with(Default::default);
-            if extensions.get("code").is_none() {
-                // async-graphql answers an unknown hash with this message and no code.
-                let code = if error.message == "PersistedQueryNotFound" {
-                    PERSISTED_QUERY_NOT_FOUND
-                } else {
-                    "BAD_USER_INPUT"
-                };
-                extensions.set("code", code);
-            }
-        }
-        response
-    }
-}
-
 /// The documents clients registered with Apollo's automatic persisted queries, by SHA-256:
 /// a bounded LRU shared by the schema and the HTTP layer.
 #[derive(Clone)]
@@ -212,69 +177,111 @@ impl PersistedQueries {
     }
 }
 
-/// Refuses to persist a document larger than `MAX_PERSISTED_QUERY_BYTES`, so that the cache's
-/// bound in entries is a bound in memory too. Such a document is still run when sent without
-/// the `persistedQuery` extension.
-struct PersistedQuerySize;
+/// The schema's one extension: every extension costs every field of every answer a call, so
+/// the documents requests run (`documents`) and how errors appear in answers (`RequestErrors`)
+/// share one.
+struct Hooks(documents::Documents);
 
-impl ExtensionFactory for PersistedQuerySize {
+impl ExtensionFactory for Hooks {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PersistedQuerySize)
+        Arc::new(RequestHooks {
+            document: self.0.for_request(),
+            errors: RequestErrors::default(),
+        })
     }
 }
 
+struct RequestHooks {
+    document: documents::RequestDocument,
+    errors: RequestErrors,
+}
+
 #[async_trait::async_trait]
-impl Extension for PersistedQuerySize {
+impl Extension for RequestHooks {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        self.errors.request(ctx, next).await
+    }
+
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if request.extensions.contains_key("persistedQuery") && request.query.len() > MAX_PERSISTED_QUERY_BYTES {
-            return Err(ServerError::new(
-                format!(
-                    "a persisted query may be at most {} KiB; send it without persistedQuery",
-                    MAX_PERSISTED_QUERY_BYTES / 1024
-                ),
-                None,
-            ));
-        }
-        next.run(ctx, request).await
+        self.document.prepare_request(ctx, request, next).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        self.document.parse_query(ctx, query, variables, next).await
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        self.document.validation(ctx, next).await
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        self.errors.resolve(ctx, info, next).await
     }
 }
 
+/// How errors appear in an answer.
+///
+/// Every error gets a code: errors raised by resolvers carry theirs; those raised by
+/// async-graphql itself (syntax, validation, variable coercion, limits) are the client's.
+///
 /// Null propagation as the GraphQL spec has it. async-graphql 7 leaves out the key of any field
 /// whose resolver fails, nullable or not, so a client's cache finds a field missing. Here a
 /// nullable field that fails is answered `null` with its error; a non-null one makes its
 /// nearest nullable ancestor `null` (and `data` itself when there is none), its error kept.
-/// List items count as non-null: every list of objects in the schema is `[T!]`.
-struct NullPropagation;
-
-impl ExtensionFactory for NullPropagation {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(NullPropagating::default())
-    }
-}
-
-/// One request's state (extensions are created per request).
+/// List items count as non-null: every list of objects in the schema is `[T!]`. One request's
+/// state.
 #[derive(Default)]
-struct NullPropagating {
+struct RequestErrors {
     /// Errors of nullable fields answered `null`, added to the response at the end.
     errors: Mutex<Vec<ServerError>>,
     /// Paths of non-null fields that failed, or hold one that failed, not yet absorbed by a
     /// nullable ancestor.
     failed: Mutex<Vec<Vec<String>>>,
+    /// Whether a non-null field failed yet: until one does, a field that succeeds has nothing
+    /// to look at.
+    any_failed: AtomicBool,
 }
 
 #[async_trait::async_trait]
-impl Extension for NullPropagating {
+impl Extension for RequestErrors {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
         let errors = std::mem::take(&mut *self.errors.lock().unwrap_or_else(PoisonError::into_inner));
         response.errors.extend(errors);
         if !self.failed.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
             response.data = Value::Null;
+        }
+        for error in &mut response.errors {
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            if extensions.get("code").is_none() {
+                // async-graphql answers an unknown hash with this message and no code.
+                let code = if error.message == "PersistedQueryNotFound" {
+                    PERSISTED_QUERY_NOT_FOUND
+                } else {
+                    "BAD_USER_INPUT"
+                };
+                extensions.set("code", code);
+            }
         }
         response
     }
@@ -288,6 +295,9 @@ impl Extension for NullPropagating {
         let nullable = !info.return_type.ends_with('!');
         let path_node = info.path_node;
         let result = next.run(ctx, info).await;
+        if result.is_ok() && !self.any_failed.load(Ordering::Relaxed) {
+            return result;
+        }
         let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
         let mut path = None;
         let mut failed_below = false;
@@ -307,6 +317,7 @@ impl Extension for NullPropagating {
             result => {
                 if result.is_err() || failed_below {
                     failed.extend(path);
+                    self.any_failed.store(true, Ordering::Relaxed);
                 }
                 result
             }

@@ -2,7 +2,9 @@
 //! account with its referral, its referrer and its balances; a page of the friends it referred
 //! with their accounts and what each of them earned it; a page of its history. A page comes
 //! with the count of all its rows in the same statement. The same reads serve a screen that
-//! shows one part alone (a page of friends, of history).
+//! shows one part alone (a page of friends, of history). Rows are read by position (`rows`).
+
+mod rows;
 
 use crate::amount::Amount;
 use crate::error::AppResult;
@@ -11,15 +13,24 @@ use crate::service::page::{Page, PageRequest};
 use chrono::{DateTime, Utc};
 use entity::enums::{EntryKind, EntryStatus, ReferralStatus, Unit};
 use entity::{account, balance, ledger_entry, referral};
+use rows::{ACCOUNT, BALANCE, LEDGER_ENTRY, REFERRAL, Row};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, Order, Query, SelectStatement};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryResult, Statement, Value};
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+// The select lists, written once: every statement is built for every request, and its column
+// lists never change. Each table's columns are read from the position where its list starts.
+static ME: LazyLock<String> = LazyLock::new(|| ACCOUNT.select_list("me", ""));
+static VIA: LazyLock<String> = LazyLock::new(|| REFERRAL.select_list("via", "via_"));
+static REFERRER: LazyLock<String> = LazyLock::new(|| ACCOUNT.select_list("referrer", "referrer_"));
+static BALANCES: LazyLock<String> = LazyLock::new(|| BALANCE.select_list("bal", "bal_"));
+static FRIENDS_PAGE: LazyLock<String> = LazyLock::new(|| REFERRAL.select_list(PAGE, ""));
+static REFEREES: LazyLock<String> = LazyLock::new(|| ACCOUNT.select_list("referee", "referee_"));
+static HISTORY_PAGE: LazyLock<String> = LazyLock::new(|| LEDGER_ENTRY.select_list(PAGE, ""));
 
 /// Which parts of an account to read with it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AccountParts {
     pub referral: bool,
     pub balances: bool,
@@ -50,70 +61,41 @@ pub async fn account(
     parts: AccountParts,
     now: DateTime<Utc>,
 ) -> AppResult<Option<AccountRead>> {
-    let (me, via, referrer, balances) = (
-        Alias::new("me"),
-        Alias::new("via"),
-        Alias::new("referrer"),
-        Alias::new("bal"),
-    );
-    let mut query = Query::select();
-    select_prefixed::<account::Entity>(&mut query, &me, "me_");
-    query
-        .from_as(account::Entity, me.clone())
-        .and_where(Expr::col((me.clone(), account::Column::ExternalId)).eq(external_id));
+    let mut values = Vec::with_capacity(2);
     if parts.referral {
-        select_prefixed::<referral::Entity>(&mut query, &via, "via_");
-        select_prefixed::<account::Entity>(&mut query, &referrer, "referrer_");
-        query
-            .join_as(
-                JoinType::LeftJoin,
-                referral::Entity,
-                via.clone(),
-                Condition::all()
-                    .add(
-                        Expr::col((via.clone(), referral::Column::RefereeId)).equals((me.clone(), account::Column::Id)),
-                    )
-                    .add(Expr::col((via.clone(), referral::Column::Status)).ne(ReferralStatus::Rejected)),
-            )
-            .join_as(
-                JoinType::LeftJoin,
-                account::Entity,
-                referrer.clone(),
-                Expr::col((referrer.clone(), account::Column::Id)).equals((via, referral::Column::ReferrerId)),
-            );
+        values.push(Value::from(ReferralStatus::Rejected));
     }
-    if parts.balances {
-        select_prefixed::<balance::Entity>(&mut query, &balances, "bal_");
-        query.join_as(
-            JoinType::LeftJoin,
-            balance::Entity,
-            balances.clone(),
-            Expr::col((balances, balance::Column::AccountId)).equals((me, account::Column::Id)),
-        );
-    }
-    let rows = db.query_all_raw(db.get_database_backend().build(&query)).await?;
+    values.push(Value::from(external_id));
+    let statement = texts().statement(db, Shape::Account(parts), values, || account_query(external_id, parts));
+    let rows = db.query_all_raw(statement).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let account = account::Model::from_query_result(first, "me_")?;
+    let account = ACCOUNT.read(first, 0, "")?;
+    let mut at = ACCOUNT.columns.len();
     let referral = if parts.referral {
-        Some(match present(first, "via_", referral::Column::Id)? {
-            true => Some(Referred {
-                referral: referral::Model::from_query_result(first, "via_")?,
-                referrer: present(first, "referrer_", account::Column::Id)?
-                    .then(|| account::Model::from_query_result(first, "referrer_"))
+        let (via, referrer) = (at, at + REFERRAL.columns.len());
+        at = referrer + ACCOUNT.columns.len();
+        let row = Row::of(first)?;
+        Some(if row.has(via)? {
+            Some(Referred {
+                referral: REFERRAL.read(first, via, "via_")?,
+                referrer: row
+                    .has(referrer)?
+                    .then(|| ACCOUNT.read(first, referrer, "referrer_"))
                     .transpose()?,
-            }),
-            false => None,
+            })
+        } else {
+            None
         })
     } else {
         None
     };
     let balances = if parts.balances {
         let mut read: Vec<balance::Model> = Vec::new();
-        for row in &rows {
-            if present(row, "bal_", balance::Column::AccountId)? {
-                let balance = balance::Model::from_query_result(row, "bal_")?;
+        for result in &rows {
+            if Row::of(result)?.has(at)? {
+                let balance = BALANCE.read(result, at, "bal_")?;
                 // A second accepted referral would repeat the balances (there is one at most).
                 if !read.iter().any(|b| b.unit == balance.unit) {
                     read.push(balance);
@@ -138,7 +120,7 @@ pub async fn account(
 }
 
 /// Which parts of each friend to read with a page of them.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FriendParts {
     pub referees: bool,
     pub earned: bool,
@@ -163,83 +145,52 @@ pub async fn referred_friends(
     request: PageRequest,
     parts: FriendParts,
 ) -> AppResult<Friends> {
-    let base = referral::Entity::find()
-        .filter(referral::Column::ReferrerId.eq(referrer_id))
-        .filter(referral::Column::Status.ne(ReferralStatus::Rejected));
-    let (page, referee, earned) = (Alias::new("p"), Alias::new("referee"), Alias::new("earned"));
-    let mut query = counted_page(base.clone(), referral::Column::Id, request);
-    if parts.referees {
-        select_prefixed::<account::Entity>(&mut query, &referee, "referee_");
-        query.join_as(
-            JoinType::LeftJoin,
-            account::Entity,
-            referee.clone(),
-            Expr::col((referee, account::Column::Id)).equals((page.clone(), referral::Column::RefereeId)),
-        );
-    }
+    // In the order of the statement's text: the count, the page, the page's ids again.
+    let page_values = |values: &mut Vec<Value>, with_limit: bool| {
+        values.extend([Value::from(referrer_id), Value::from(ReferralStatus::Rejected)]);
+        if with_limit {
+            values.extend(request.after.map(Value::from));
+            values.push(Value::from(request.fetch_limit()));
+        }
+    };
+    let mut values = Vec::with_capacity(16);
+    page_values(&mut values, false);
+    page_values(&mut values, true);
     if parts.earned {
-        // Only the referrals of the page: the same keyset query, for their ids.
-        let ids = page_query(
-            base.select_only().column(referral::Column::Id),
-            referral::Column::Id,
-            request,
-        );
-        let sums = ledger_entry::Entity::find()
-            .select_only()
-            .column(ledger_entry::Column::ReferralId)
-            .column(ledger_entry::Column::Unit)
-            // SUM(bigint) is NUMERIC on PostgreSQL; cast it back so both databases give an i64.
-            .column_as(
-                Expr::from(Func::cast_as(
-                    Func::sum(Expr::col(ledger_entry::Column::Amount)),
-                    Alias::new("BIGINT"),
-                )),
-                "amount",
-            )
-            .filter(ledger_entry::Column::AccountId.eq(referrer_id))
-            .filter(ledger_entry::Column::ReferralId.in_subquery(ids))
-            .filter(ledger_entry::Column::Kind.is_in([EntryKind::Reward, EntryKind::Reversal]))
-            .filter(ledger_entry::Column::Status.ne(EntryStatus::Voided))
-            .group_by(ledger_entry::Column::ReferralId)
-            .group_by(ledger_entry::Column::Unit)
-            .into_query();
-        query
-            .expr_as(
-                Expr::col((earned.clone(), ledger_entry::Column::Unit)),
-                Alias::new("earned_unit"),
-            )
-            .expr_as(
-                Expr::col((earned.clone(), Alias::new("amount"))),
-                Alias::new("earned_amount"),
-            )
-            .join_subquery(
-                JoinType::LeftJoin,
-                sums,
-                earned.clone(),
-                Expr::col((earned.clone(), ledger_entry::Column::ReferralId)).equals((page, referral::Column::Id)),
-            )
-            .order_by((earned, ledger_entry::Column::Unit), Order::Asc);
+        values.push(Value::from(referrer_id));
+        page_values(&mut values, true);
+        values.extend([
+            Value::from(EntryKind::Reward),
+            Value::from(EntryKind::Reversal),
+            Value::from(EntryStatus::Voided),
+        ]);
     }
-    let rows = db.query_all_raw(db.get_database_backend().build(&query)).await?;
+    let shape = Shape::Friends(parts, request.after.is_some());
+    let statement = texts().statement(db, shape, values, || friends_query(referrer_id, request, parts));
+    let rows = db.query_all_raw(statement).await?;
     let total = total_of(&rows)?;
+    let referee_at = PAGE_AT + REFERRAL.columns.len();
+    let earned_at = referee_at + if parts.referees { ACCOUNT.columns.len() } else { 0 };
     let mut items: Vec<referral::Model> = Vec::new();
     let mut referees = Vec::new();
     let mut earned: HashMap<i64, Vec<(Unit, Amount)>> = HashMap::new();
-    for row in &rows {
-        let Some(id) = row.try_get::<Option<i64>>(PAGE_PREFIX, referral::Column::Id.as_str())? else {
+    for result in &rows {
+        let row = Row::of(result)?;
+        let Some(id) = row.get::<Option<i64>>(PAGE_AT)? else {
             continue;
         };
         // A referral comes on one row per unit it earned in.
         if items.last().map(|r| r.id) != Some(id) {
-            items.push(referral::Model::from_query_result(row, PAGE_PREFIX)?);
-            if parts.referees && present(row, "referee_", account::Column::Id)? {
-                referees.push(account::Model::from_query_result(row, "referee_")?);
+            items.push(REFERRAL.read(result, PAGE_AT, "")?);
+            if parts.referees && row.has(referee_at)? {
+                referees.push(ACCOUNT.read(result, referee_at, "referee_")?);
             }
         }
         if parts.earned
-            && let Some(unit) = row.try_get::<Option<Unit>>("", "earned_unit")?
+            && let Some(unit) = row.get::<Option<String>>(earned_at)?
         {
-            let amount: i64 = row.try_get("", "earned_amount")?;
+            let unit = <Unit as sea_orm::ActiveEnum>::try_from_value(&unit)?;
+            let amount: i64 = row.get(earned_at + 1)?;
             earned.entry(id).or_default().push((unit, Amount::from_micros(amount)));
         }
     }
@@ -257,84 +208,268 @@ pub async fn history(
     unit: Option<Unit>,
     request: PageRequest,
 ) -> AppResult<Page<ledger_entry::Model>> {
-    let mut base = ledger_entry::Entity::find().filter(ledger_entry::Column::AccountId.eq(account_id));
-    if let Some(unit) = unit {
-        base = base.filter(ledger_entry::Column::Unit.eq(unit));
+    // In the order of the statement's text: the count, then the page.
+    let mut values = Vec::with_capacity(6);
+    for page in [false, true] {
+        values.push(Value::from(account_id));
+        values.extend(unit.map(Value::from));
+        if page {
+            values.extend(request.after.map(Value::from));
+            values.push(Value::from(request.fetch_limit()));
+        }
     }
-    let query = counted_page(base, ledger_entry::Column::Id, request);
-    let rows = db.query_all_raw(db.get_database_backend().build(&query)).await?;
+    let shape = Shape::History(unit.is_some(), request.after.is_some());
+    let statement = texts().statement(db, shape, values, || history_query(account_id, unit, request));
+    let rows = db.query_all_raw(statement).await?;
     let total = total_of(&rows)?;
     let mut items = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if present(row, PAGE_PREFIX, ledger_entry::Column::Id)? {
-            items.push(ledger_entry::Model::from_query_result(row, PAGE_PREFIX)?);
+    for result in &rows {
+        if Row::of(result)?.has(PAGE_AT)? {
+            items.push(LEDGER_ENTRY.read(result, PAGE_AT, "")?);
         }
     }
     Ok(Page::from_rows(items, request, total))
 }
 
-/// The prefix of a page's columns in `counted_page`.
-const PAGE_PREFIX: &str = "p_";
-const TOTAL: &str = "total_count";
-
-/// One page of `base` (keyset, newest first by `id`) beside the count of all of `base`: the
-/// count is the statement's first table and the page is joined to it, so that an empty page
-/// still answers its total (one row whose page columns are NULL). The page is `p` and its
-/// columns come prefixed with `PAGE_PREFIX`; other tables may be joined to it.
-fn counted_page<E>(base: Select<E>, id: E::Column, request: PageRequest) -> SelectStatement
-where
-    E: EntityTrait,
-{
-    let count = base
-        .clone()
-        .select_only()
-        .column_as(Expr::cust("COUNT(*)"), TOTAL)
-        .into_query();
-    let (total, page) = (Alias::new("t"), Alias::new("p"));
+/// The statement of `account`.
+fn account_query(external_id: &str, parts: AccountParts) -> SelectStatement {
+    let (me, via, referrer, balances) = (
+        Alias::new("me"),
+        Alias::new("via"),
+        Alias::new("referrer"),
+        Alias::new("bal"),
+    );
     let mut query = Query::select();
+    // The account's columns under their own names (decoding a prefixed name costs a format).
     query
-        .expr_as(Expr::col((total.clone(), Alias::new(TOTAL))), Alias::new(TOTAL))
-        .from_subquery(count, total)
-        .join_subquery(
+        .expr(Expr::cust(ME.as_str()))
+        .from_as(account::Entity, me.clone())
+        .and_where(Expr::col((me.clone(), account::Column::ExternalId)).eq(external_id));
+    if parts.referral {
+        query
+            .expr(Expr::cust(VIA.as_str()))
+            .expr(Expr::cust(REFERRER.as_str()))
+            .join_as(
+                JoinType::LeftJoin,
+                referral::Entity,
+                via.clone(),
+                Condition::all()
+                    .add(
+                        Expr::col((via.clone(), referral::Column::RefereeId)).equals((me.clone(), account::Column::Id)),
+                    )
+                    .add(Expr::col((via.clone(), referral::Column::Status)).ne(ReferralStatus::Rejected)),
+            )
+            .join_as(
+                JoinType::LeftJoin,
+                account::Entity,
+                referrer.clone(),
+                Expr::col((referrer.clone(), account::Column::Id)).equals((via, referral::Column::ReferrerId)),
+            );
+    }
+    if parts.balances {
+        query.expr(Expr::cust(BALANCES.as_str())).join_as(
             JoinType::LeftJoin,
-            page_query(base, id, request),
-            page.clone(),
-            Expr::cust("1 = 1"),
-        )
-        .order_by((page.clone(), id), Order::Desc);
-    select_prefixed::<E>(&mut query, &page, PAGE_PREFIX);
+            balance::Entity,
+            balances.clone(),
+            Expr::col((balances, balance::Column::AccountId)).equals((me, account::Column::Id)),
+        );
+    }
     query
 }
 
-/// The keyset page of `base`: `first + 1` rows (one more tells that there is a next page)
-/// older than the cursor, newest first.
-fn page_query<E: EntityTrait>(base: Select<E>, id: E::Column, request: PageRequest) -> SelectStatement {
-    let mut page = base.order_by_desc(id).limit(request.fetch_limit());
-    if let Some(after) = request.after {
-        page = page.filter(id.lt(after));
+/// The statement of `referred_friends`.
+fn friends_query(referrer_id: i64, request: PageRequest, parts: FriendParts) -> SelectStatement {
+    let friends = || {
+        Condition::all()
+            .add(Expr::col(referral::Column::ReferrerId).eq(referrer_id))
+            .add(Expr::col(referral::Column::Status).ne(ReferralStatus::Rejected))
+    };
+    let (page, referee, earned) = (Alias::new(PAGE), Alias::new("referee"), Alias::new("earned"));
+    let mut query = counted_page(
+        referral::Entity,
+        friends(),
+        referral::Column::Id,
+        FRIENDS_PAGE.as_str(),
+        request,
+    );
+    if parts.referees {
+        query.expr(Expr::cust(REFEREES.as_str())).join_as(
+            JoinType::LeftJoin,
+            account::Entity,
+            referee.clone(),
+            Expr::col((referee, account::Column::Id)).equals((page.clone(), referral::Column::RefereeId)),
+        );
     }
-    page.into_query()
+    if parts.earned {
+        // Only the referrals of the page: the same keyset query, for their ids.
+        let ids = page_query(
+            referral::Entity,
+            friends(),
+            referral::Column::Id,
+            Expr::col(referral::Column::Id),
+            request,
+        );
+        let sums = Query::select()
+            .column(ledger_entry::Column::ReferralId)
+            .column(ledger_entry::Column::Unit)
+            // SUM(bigint) is NUMERIC on PostgreSQL; cast it back so both databases give an i64.
+            .expr_as(
+                Func::cast_as(Func::sum(Expr::col(ledger_entry::Column::Amount)), Alias::new("BIGINT")),
+                Alias::new("amount"),
+            )
+            .from(ledger_entry::Entity)
+            .and_where(Expr::col(ledger_entry::Column::AccountId).eq(referrer_id))
+            .and_where(Expr::col(ledger_entry::Column::ReferralId).in_subquery(ids))
+            .and_where(Expr::col(ledger_entry::Column::Kind).is_in([EntryKind::Reward, EntryKind::Reversal]))
+            .and_where(Expr::col(ledger_entry::Column::Status).ne(EntryStatus::Voided))
+            .group_by_col(ledger_entry::Column::ReferralId)
+            .group_by_col(ledger_entry::Column::Unit)
+            .to_owned();
+        query
+            .expr_as(
+                Expr::col((earned.clone(), ledger_entry::Column::Unit)),
+                Alias::new("earned_unit"),
+            )
+            .expr_as(
+                Expr::col((earned.clone(), Alias::new("amount"))),
+                Alias::new("earned_amount"),
+            )
+            .join_subquery(
+                JoinType::LeftJoin,
+                sums,
+                earned.clone(),
+                Expr::col((earned.clone(), ledger_entry::Column::ReferralId)).equals((page, referral::Column::Id)),
+            )
+            .order_by((earned, ledger_entry::Column::Unit), Order::Asc);
+    }
+    query
+}
+
+/// The statement of `history`.
+fn history_query(account_id: i64, unit: Option<Unit>, request: PageRequest) -> SelectStatement {
+    let mut entries = Condition::all().add(Expr::col(ledger_entry::Column::AccountId).eq(account_id));
+    if let Some(unit) = unit {
+        entries = entries.add(Expr::col(ledger_entry::Column::Unit).eq(unit));
+    }
+    counted_page(
+        ledger_entry::Entity,
+        entries,
+        ledger_entry::Column::Id,
+        HISTORY_PAGE.as_str(),
+        request,
+    )
+}
+
+/// What a statement's text depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Shape {
+    Account(AccountParts),
+    /// The parts, and whether the page starts after a cursor.
+    Friends(FriendParts, bool),
+    /// Whether of one unit, and whether the page starts after a cursor.
+    History(bool, bool),
+}
+
+/// The text of each statement, by database and shape: built once, since building it costs
+/// more than the rest of the statement's work in the server, then only its values change.
+/// Debug builds build every statement as well and compare, so the tests prove that the values
+/// are bound in the order of the text.
+#[derive(Default)]
+struct Texts(Mutex<HashMap<(bool, Shape), Arc<str>>>);
+
+fn texts() -> &'static Texts {
+    static TEXTS: LazyLock<Texts> = LazyLock::new(Texts::default);
+    &TEXTS
+}
+
+impl Texts {
+    fn statement(
+        &self,
+        db: &impl ConnectionTrait,
+        shape: Shape,
+        values: Vec<Value>,
+        build: impl Fn() -> SelectStatement,
+    ) -> Statement {
+        let backend = db.get_database_backend();
+        let key = (backend == DbBackend::Postgres, shape);
+        let known = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+        let text = known.unwrap_or_else(|| {
+            let text: Arc<str> = backend.build(&build()).sql.into();
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, text.clone());
+            text
+        });
+        let statement = Statement::from_sql_and_values(backend, text.as_ref(), values);
+        debug_assert_eq!(
+            statement,
+            backend.build(&build()),
+            "the kept text and the values bound to it"
+        );
+        statement
+    }
+}
+
+/// Where a page's columns start in `counted_page`'s rows: after the total.
+const PAGE_AT: usize = 1;
+/// The page's name in `counted_page`.
+const PAGE: &str = "p";
+const TOTAL: &str = "total_count";
+
+/// One page of the rows of `table` that meet `filter` (keyset, newest first by `id`) beside
+/// their count: the count is the statement's first table and the page is joined to it, so
+/// that an empty page still answers its total (one row whose page columns are NULL). The page
+/// is `PAGE`, its columns are selected by `columns` (under their own names); other tables may
+/// be joined to it, with prefixes.
+fn counted_page<E: EntityTrait>(
+    table: E,
+    filter: Condition,
+    id: E::Column,
+    columns: &'static str,
+    request: PageRequest,
+) -> SelectStatement {
+    let count = Query::select()
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new(TOTAL))
+        .from(table)
+        .cond_where(filter.clone())
+        .to_owned();
+    let (total, page) = (Alias::new("t"), Alias::new(PAGE));
+    Query::select()
+        .expr_as(Expr::col((total.clone(), Alias::new(TOTAL))), Alias::new(TOTAL))
+        .expr(Expr::cust(columns))
+        .from_subquery(count, total)
+        .join_subquery(
+            JoinType::LeftJoin,
+            page_query(table, filter, id, Expr::cust("*"), request),
+            page.clone(),
+            Expr::cust("1 = 1"),
+        )
+        .order_by((page, id), Order::Desc)
+        .to_owned()
+}
+
+/// The keyset page of the rows of `table` that meet `filter`: `first + 1` of them (one more
+/// tells that there is a next page) older than the cursor, newest first, `selected`.
+fn page_query<E: EntityTrait>(
+    table: E,
+    filter: Condition,
+    id: E::Column,
+    selected: Expr,
+    request: PageRequest,
+) -> SelectStatement {
+    let mut page = Query::select();
+    page.expr(selected).from(table).cond_where(filter);
+    if let Some(after) = request.after {
+        page.and_where(Expr::col(id).lt(after));
+    }
+    page.order_by(id, Order::Desc).limit(request.fetch_limit()).to_owned()
 }
 
 fn total_of(rows: &[QueryResult]) -> Result<u64, DbErr> {
     let total: i64 = match rows.first() {
-        Some(row) => row.try_get("", TOTAL)?,
+        Some(row) => Row::of(row)?.get(0)?,
         None => 0,
     };
     Ok(u64::try_from(total).unwrap_or(0))
-}
-
-/// Selects every column of `E` in `table` as `<prefix><column>`, for `from_query_result`.
-fn select_prefixed<E: EntityTrait>(query: &mut SelectStatement, table: &Alias, prefix: &str) {
-    for column in E::Column::iter() {
-        query.expr_as(
-            column.select_as(Expr::col((table.clone(), column))),
-            Alias::new(format!("{prefix}{}", column.as_str())),
-        );
-    }
-}
-
-/// Whether a left-joined row is there: its key is not NULL.
-fn present<C: ColumnTrait>(row: &QueryResult, prefix: &str, key: C) -> Result<bool, DbErr> {
-    Ok(row.try_get::<Option<i64>>(prefix, key.as_str())?.is_some())
 }
