@@ -563,14 +563,13 @@ async fn run(args: Args) -> Result<()> {
             // database's best for the work and not a straw man.
             let clients = if hot { args.pgbench_clients } else { result.connections };
             let name = format!("pgbench `{file}`{}", if hot { " on u1" } else { "" });
-            let reference = run_pgbench(&database_url, &dir.join(file), result, clients, &args, &out)
-                .map_or_else(
-                    |reason| {
-                        notes.push(format!("pgbench {file} ({}) failed: {reason}", result.scenario));
-                        Reference::not_run(name.clone(), true, false, clients, reason)
-                    },
-                    |p| Reference::pgbench(name.clone(), true, &p),
-                );
+            let reference = run_pgbench(&database_url, &dir.join(file), result, clients, &args, &out).map_or_else(
+                |reason| {
+                    notes.push(format!("pgbench {file} ({}) failed: {reason}", result.scenario));
+                    Reference::not_run(name.clone(), true, false, clients, reason)
+                },
+                |p| Reference::pgbench(name.clone(), true, &p),
+            );
             result.references.push(reference);
         }
         for result in &mut results {
