@@ -25,7 +25,6 @@ pub use time::{Expiring, Settled, balances_of, expiring_soon, settle_account, se
 use crate::amount::Amount;
 use crate::db::inserted;
 use crate::error::{AppError, AppResult};
-use crate::service::page::{self, Page, PageRequest};
 use chrono::{DateTime, Utc};
 use entity::enums::{EntryKind, EntryStatus, Unit};
 use entity::{balance, ledger_entry, lot_allocation};
@@ -406,20 +405,6 @@ pub async fn balance(db: &impl ConnectionTrait, account_id: i64, unit: Unit) -> 
         .one(db)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("account {account_id} has no {unit:?} balance")))
-}
-
-/// An account's entries, newest first, optionally of one unit.
-pub async fn history(
-    db: &impl ConnectionTrait,
-    account_id: i64,
-    unit: Option<Unit>,
-    page: PageRequest,
-) -> AppResult<Page<ledger_entry::Model>> {
-    let mut base = ledger_entry::Entity::find().filter(ledger_entry::Column::AccountId.eq(account_id));
-    if let Some(unit) = unit {
-        base = base.filter(ledger_entry::Column::Unit.eq(unit));
-    }
-    Ok(page::fetch(db, base, ledger_entry::Column::Id, page).await?)
 }
 
 /// What each beneficiary earned through each referral (rewards, net of reversals, not voided),
