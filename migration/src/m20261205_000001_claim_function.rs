@@ -2,8 +2,8 @@
 //! claim costs one round trip. SQLite runs statements in-process and has no stored functions:
 //! nothing to do there, the server runs the same flow in Rust.
 
+use crate::postgres_only;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -14,16 +14,10 @@ const DOWN: &str = "DROP FUNCTION referral_claim_reward(text, bigint, text, text
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager.get_connection().execute_unprepared(UP).await?;
-        }
-        Ok(())
+        postgres_only::execute(manager, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager.get_connection().execute_unprepared(DOWN).await?;
-        }
-        Ok(())
+        postgres_only::execute(manager, DOWN).await
     }
 }

@@ -227,9 +227,12 @@ pub async fn find_product(db: &impl ConnectionTrait, key: &str) -> AppResult<Opt
 }
 
 pub async fn get_product(db: &impl ConnectionTrait, key: &str) -> AppResult<product::Model> {
-    find_product(db, key)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no product with key {key:?}")))
+    find_product(db, key).await?.ok_or_else(|| no_such_product(key))
+}
+
+/// The answer to a product key that names no product.
+pub fn no_such_product(key: &str) -> AppError {
+    AppError::not_found(format!("no product with key {key:?}"))
 }
 
 pub async fn providers(db: &impl ConnectionTrait) -> AppResult<Vec<provider::Model>> {

@@ -12,9 +12,9 @@ use entity::{account, ledger_entry, product, referral};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-/// Evaluates `rules` (the enabled ones, or an admin's draft set) against what an event established and pays what they decide,
-/// in the caller's transaction. A reward paid for a referral (sign-up bonuses aside) qualifies
-/// it. Also used at registration, for SIGNUP rules.
+/// Evaluates `rules` (the enabled ones, or an admin's draft set) against what an event
+/// established and pays what they decide, in the caller's transaction. A reward paid for a
+/// referral (sign-up bonuses aside) qualifies it. Also used at registration, for SIGNUP rules.
 pub async fn apply(
     txn: &impl ConnectionTrait,
     account: &account::Model,
@@ -29,18 +29,67 @@ pub async fn apply(
         Some(id) => accounts::by_ids(txn, &[id]).await?.remove(&id),
         None => None,
     };
-    let program = settings::get(txn).await?;
+    let parties = Parties {
+        program_enabled: settings::get(txn).await?.enabled,
+        account,
+        referral: referral.as_ref(),
+        referrer: referrer.as_ref(),
+    };
+    pay(txn, plan(&parties, event_id, event_facts, product, rules, now), now).await
+}
+
+/// Who an event's rules are about, as read with the event: the account it happened to, its
+/// accepted referral and that referral's referrer, and whether the program is on.
+pub struct Parties<'a> {
+    pub program_enabled: bool,
+    pub account: &'a account::Model,
+    pub referral: Option<&'a referral::Model>,
+    pub referrer: Option<&'a account::Model>,
+}
+
+/// What the rules decide on one event, before anything is paid.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// One per rule, in the rules' order; a planned credit's decision says REWARDED.
+    pub decisions: Vec<Decision>,
+    pub credits: Vec<PlannedCredit>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedCredit {
+    /// The index in [`Plan::decisions`] of the decision that pays it.
+    pub decision: usize,
+    pub credit: NewCredit,
+    /// Once per event (its `occurrence` is the event's id) rather than once per referral.
+    pub recurring: bool,
+    /// Whether paying it qualifies the referral: every trigger but sign-up.
+    pub qualifies: bool,
+    /// The decision instead, when the once-per-referral index finds the reward paid already
+    /// (a concurrent event paid it first).
+    pub already_paid: Decision,
+}
+
+/// Decides what `rules` pay for an event, without reading or writing anything.
+pub fn plan(
+    parties: &Parties<'_>,
+    event_id: Option<i64>,
+    event_facts: &EventFacts<'_>,
+    product: Option<&product::Model>,
+    rules: &[Rule],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Plan {
+    let account = parties.account;
     let facts = Facts {
-        program_enabled: program.enabled,
-        referral: referral.as_ref().and_then(|r| {
+        program_enabled: parties.program_enabled,
+        referral: parties.referral.and_then(|r| {
             r.referrer_id.map(|referrer_id| ReferralFacts {
                 referral_id: r.id,
                 referrer_id,
                 referee_id: r.referee_id,
-                // The flags as this transaction reads them: an event that commits while an
-                // admin disqualifies one side is ordered before the disqualification (what
-                // it posted stays, as posted rewards do).
-                referrer_disqualified: referrer.as_ref().is_some_and(|a| a.disqualified_at.is_some()),
+                // The flags as they were read: an event that commits while an admin
+                // disqualifies one side is ordered before the disqualification (what it posted
+                // stays, as posted rewards do).
+                referrer_disqualified: parties.referrer.is_some_and(|a| a.disqualified_at.is_some()),
                 referee_disqualified: account.disqualified_at.is_some(),
             })
         }),
@@ -48,10 +97,10 @@ pub async fn apply(
         billing_scheme: account.billing_scheme,
         event: event_facts.clone(),
     };
-
-    let mut rewards = Vec::new();
-    let mut decisions = Vec::new();
-    let mut qualifies = false;
+    let mut plan = Plan {
+        decisions: Vec::with_capacity(rules.len()),
+        credits: Vec::new(),
+    };
     for rule in rules {
         let (outcome, reason) = match rules::evaluate(rule, &facts, now) {
             Verdict::Skip { reason } => (Outcome::Skipped, reason),
@@ -69,7 +118,7 @@ pub async fn apply(
                     unit,
                     amount,
                     kind: EntryKind::Reward,
-                    description: describe(rule.beneficiary, event_facts, account, referrer.as_ref(), product),
+                    description: describe(rule.beneficiary, event_facts, account, parties.referrer, product),
                     event_id,
                     referral_id: Some(referral_id),
                     rule_id: Some(rule.id),
@@ -83,25 +132,55 @@ pub async fn apply(
                     available_at,
                     expires_at,
                 };
-                match ledger::post_credit(txn, credit, now).await? {
-                    Some(entry) => {
-                        rewards.push(entry);
-                        qualifies |= rule.trigger != RuleTrigger::Signup;
-                        (Outcome::Rewarded, reason)
-                    }
-                    None => (Outcome::Skipped, rules::already_paid_reason(rule)),
-                }
+                plan.credits.push(PlannedCredit {
+                    decision: plan.decisions.len(),
+                    credit,
+                    recurring: rule.payout.recurring,
+                    qualifies: rule.trigger != RuleTrigger::Signup,
+                    already_paid: Decision {
+                        rule_id: rule.id,
+                        rule_name: rule.name.clone(),
+                        outcome: Outcome::Skipped,
+                        reason: rules::already_paid_reason(rule),
+                    },
+                });
+                (Outcome::Rewarded, reason)
             }
         };
-        decisions.push(Decision {
+        plan.decisions.push(Decision {
             rule_id: rule.id,
             rule_name: rule.name.clone(),
             outcome,
             reason,
         });
     }
-    if let (true, Some(referral)) = (qualifies, &referral) {
-        qualify(txn, referral, now).await?;
+    plan
+}
+
+/// Pays a plan in the caller's transaction: each credit once (a reward the unique index finds
+/// paid already is skipped, and its decision says so), then the referral qualified if a credit
+/// that qualifies it was paid.
+async fn pay(
+    txn: &impl ConnectionTrait,
+    plan: Plan,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<(Vec<ledger_entry::Model>, Vec<Decision>)> {
+    let Plan { mut decisions, credits } = plan;
+    let mut rewards = Vec::with_capacity(credits.len());
+    let mut qualified = None;
+    for planned in credits {
+        match ledger::post_credit(txn, planned.credit, now).await? {
+            Some(entry) => {
+                if planned.qualifies {
+                    qualified = entry.referral_id;
+                }
+                rewards.push(entry);
+            }
+            None => decisions[planned.decision] = planned.already_paid,
+        }
+    }
+    if let Some(referral_id) = qualified {
+        qualify(txn, referral_id, now).await?;
     }
     Ok((rewards, decisions))
 }
@@ -133,15 +212,11 @@ fn describe(
     }
 }
 
-async fn qualify(
-    db: &impl ConnectionTrait,
-    referral: &referral::Model,
-    now: chrono::DateTime<chrono::Utc>,
-) -> AppResult<()> {
+async fn qualify(db: &impl ConnectionTrait, referral_id: i64, now: chrono::DateTime<chrono::Utc>) -> AppResult<()> {
     referral::Entity::update_many()
         .col_expr(referral::Column::Status, Expr::value(ReferralStatus::Qualified))
         .col_expr(referral::Column::QualifiedAt, Expr::value(now))
-        .filter(referral::Column::Id.eq(referral.id))
+        .filter(referral::Column::Id.eq(referral_id))
         .filter(referral::Column::Status.eq(ReferralStatus::Pending))
         .exec(db)
         .await?;

@@ -1,6 +1,6 @@
 //! What the writes on the hot paths cost in statements (a regression in round trips fails
-//! here), and the one-statement claim under load. On PostgreSQL
-//! every answer to ClaimReward (a claim, a retry answered again, a key reused for another
+//! here), and the one-statement claim under load. On PostgreSQL a purchase is two statements
+//! (its facts read, its writes in one call), and every answer to ClaimReward (a claim, a retry answered again, a key reused for another
 //! claim, a balance too small, a claim limit) is one statement; on SQLite the claim runs in
 //! steps in one transaction. Either way, 200 concurrent claims on one account spend exactly
 //! what the balance holds, lot by lot.
@@ -22,13 +22,17 @@ async fn purchase_costs(app: &TestApp, event_id: &str, external_id: &str, gb: &s
     (app.state.statements.get() - before, body)
 }
 
-/// A referee's first purchase (a reward paid, the referral qualified) and a later one (nothing
-/// paid): what each runs today, on both databases (the same flow in steps).
-const FIRST_PURCHASE_STATEMENTS: u64 = 15;
-const LATER_PURCHASE_STATEMENTS: u64 = 11;
+/// On PostgreSQL a purchase reads its facts in one statement and writes in one call, paying or
+/// not; its answer then loads the rules its decisions name and, when it paid, the accounts
+/// credited (one statement each, side by side). On SQLite it runs in steps in one transaction,
+/// and these bound the whole request.
+const POSTGRES_FIRST_PURCHASE_STATEMENTS: u64 = 4;
+const POSTGRES_LATER_PURCHASE_STATEMENTS: u64 = 3;
+const SQLITE_FIRST_PURCHASE_STATEMENTS: u64 = 15;
+const SQLITE_LATER_PURCHASE_STATEMENTS: u64 = 11;
 
 #[tokio::test]
-async fn a_purchase_runs_a_bounded_number_of_statements() {
+async fn a_purchase_is_two_statements_on_postgresql() {
     let app = spawn_app().await;
     app.setup_catalog().await;
     app.chain().await;
@@ -39,10 +43,61 @@ async fn a_purchase_runs_a_bounded_number_of_statements() {
     );
     let (later, unpaid) = purchase_costs(&app, "evt-2", "acct-b", "10").await;
     assert_eq!(unpaid["data"]["recordPurchase"]["rewards"], json!([]), "{unpaid:#}");
-    assert!(
-        first <= FIRST_PURCHASE_STATEMENTS && later <= LATER_PURCHASE_STATEMENTS,
-        "a first purchase ran {first} statements, a later one {later}"
+    let (_, mut replayed) = purchase_costs(&app, "evt-1", "acct-b", "10").await;
+    assert_eq!(
+        replayed["data"]["recordPurchase"]["event"]["duplicate"], true,
+        "{replayed:#}"
     );
+    replayed["data"]["recordPurchase"]["event"]["duplicate"] = json!(false);
+    assert_eq!(
+        replayed["data"]["recordPurchase"], paid["data"]["recordPurchase"],
+        "a retry is answered as the first time"
+    );
+    if postgres(&app) {
+        assert_eq!(
+            (first, later),
+            (POSTGRES_FIRST_PURCHASE_STATEMENTS, POSTGRES_LATER_PURCHASE_STATEMENTS),
+            "statements of a first and of a later purchase"
+        );
+    } else {
+        assert!(
+            first <= SQLITE_FIRST_PURCHASE_STATEMENTS && later <= SQLITE_LATER_PURCHASE_STATEMENTS,
+            "a first purchase ran {first} statements, a later one {later}"
+        );
+    }
+    app.assert_invariants().await;
+}
+
+/// A reward into a balance with something due (here a hold that ended) comes after what is
+/// due is settled: on PostgreSQL the call leaves such a purchase to the steps, having written
+/// nothing, and the steps settle and pay.
+#[tokio::test]
+async fn a_purchase_paying_into_a_balance_with_something_due_settles_it_first() {
+    let app = spawn_app().await;
+    app.setup_catalog().await;
+    app.chain().await;
+    let referrer = app
+        .sql_i64("SELECT id FROM accounts WHERE external_id = 'acct-a'")
+        .await;
+    reward_in(&app, referrer, Unit::Points, "20.00", 3, None).await;
+    app.state
+        .clock
+        .advance(chrono::Duration::days(3))
+        .expect("the clock moves");
+    let (statements, paid) = purchase_costs(&app, "evt-due", "acct-b", "10").await;
+    assert_eq!(
+        paid["data"]["recordPurchase"]["rewards"][0]["amount"], "150.00",
+        "{paid:#}"
+    );
+    if postgres(&app) {
+        assert!(
+            statements > POSTGRES_FIRST_PURCHASE_STATEMENTS,
+            "the purchase took the steps: {statements} statements"
+        );
+    }
+    let (available, pending, _) = app.balance("acct-a", "POINTS").await;
+    assert_eq!((available.as_str(), pending.as_str()), ("170.00", "0.00"));
+    app.assert_invariants().await;
 }
 
 /// The statements one ClaimReward ran, and its body.

@@ -34,7 +34,7 @@ use entity::enums::EventKind;
 use entity::{account, event, ledger_entry, product};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
 use serde_json::json;
@@ -124,9 +124,17 @@ pub enum Finish {
     RollBack,
 }
 
-/// Records an event under the published rules.
+/// Records an event under the published rules. On PostgreSQL a purchase is first tried in two
+/// round trips (`purchase::planned`); what that path does not decide is recorded in steps.
 pub async fn record(db: &DatabaseConnection, input: EventInput, now: DateTime<Utc>) -> AppResult<EventOutcome> {
-    record_with(db, input, &Published, Finish::Commit, now).await
+    let prepared = Prepared::new(input)?;
+    if let Fact::Purchase(purchase) = &prepared.fact
+        && db.get_database_backend() == DbBackend::Postgres
+        && let Some(outcome) = purchase::planned::record(db, &prepared, purchase, now).await?
+    {
+        return Ok(outcome);
+    }
+    record_prepared(db, prepared, &Published, Finish::Commit, now).await
 }
 
 /// Records an event against the rules `source` gives, and commits or rolls back.
@@ -137,35 +145,73 @@ pub async fn record_with(
     finish: Finish,
     now: DateTime<Utc>,
 ) -> AppResult<EventOutcome> {
-    let event_id = required_text("eventId", &input.event_id, 128)?;
-    let external_id = required_text("externalId", &input.external_id, 128)?;
-    let (fact, detail) = input.fact.canonical()?;
-    let kind = fact.kind();
-    let canonical = json!({
-        "kind": kind,
-        "externalId": external_id,
-        "occurredAt": input.occurred_at.map(|t| t.to_rfc3339()),
-        "detail": detail,
-    });
-    let key = EventKey {
-        event_id: &event_id,
-        hash: request_hash(&canonical),
-    };
+    record_prepared(db, Prepared::new(input)?, source, finish, now).await
+}
+
+/// An event's input checked and in canonical form, with the hash that tells a replay from a
+/// conflicting reuse of its eventId.
+struct Prepared {
+    event_id: String,
+    external_id: String,
+    occurred_at: Option<DateTime<Utc>>,
+    fact: Fact,
+    /// The canonical input, as stored with the event.
+    payload: String,
+    hash: String,
+}
+
+impl Prepared {
+    fn new(input: EventInput) -> AppResult<Prepared> {
+        let event_id = required_text("eventId", &input.event_id, 128)?;
+        let external_id = required_text("externalId", &input.external_id, 128)?;
+        let (fact, detail) = input.fact.canonical()?;
+        let canonical = json!({
+            "kind": fact.kind(),
+            "externalId": external_id,
+            "occurredAt": input.occurred_at.map(|t| t.to_rfc3339()),
+            "detail": detail,
+        });
+        Ok(Prepared {
+            event_id,
+            external_id,
+            occurred_at: input.occurred_at,
+            fact,
+            payload: canonical.to_string(),
+            hash: request_hash(&canonical),
+        })
+    }
+
+    fn key(&self) -> EventKey<'_> {
+        EventKey {
+            event_id: &self.event_id,
+            hash: &self.hash,
+        }
+    }
+}
+
+async fn record_prepared(
+    db: &DatabaseConnection,
+    prepared: Prepared,
+    source: &impl RuleSource,
+    finish: Finish,
+    now: DateTime<Utc>,
+) -> AppResult<EventOutcome> {
+    let key = prepared.key();
     // A replay is answered without taking the write lock.
     if let Some(first) = once::stored(db, &key).await? {
         return replay(db, first).await;
     }
 
     let txn = begin_write(db).await?;
-    let account = accounts::get_by_external_id(&txn, &external_id).await?;
+    let account = accounts::get_by_external_id(&txn, &prepared.external_id).await?;
     let row = event::ActiveModel {
-        event_id: Set(event_id.clone()),
-        kind: Set(kind),
+        event_id: Set(prepared.event_id.clone()),
+        kind: Set(prepared.fact.kind()),
         account_id: Set(account.id),
-        request_hash: Set(key.hash.clone()),
-        payload: Set(canonical.to_string()),
+        request_hash: Set(prepared.hash.clone()),
+        payload: Set(prepared.payload.clone()),
         decisions: Set("[]".into()),
-        occurred_at: Set(input.occurred_at.unwrap_or(now)),
+        occurred_at: Set(prepared.occurred_at.unwrap_or(now)),
         created_at: Set(now),
         amount: Set(None),
         refund_of: Set(None),
@@ -181,11 +227,11 @@ pub async fn record_with(
         txn: &txn,
         account: &account,
         event: &event,
-        timed: input.occurred_at.is_some(),
+        timed: prepared.occurred_at.is_some(),
         rules: &rules,
         now,
     };
-    let recorded = match &fact {
+    let recorded = match &prepared.fact {
         Fact::Purchase(purchase) => purchase::record(&step, purchase).await?,
         Fact::PaymentMethodVerified => payment_method::record(&step).await?,
         Fact::TopUp(top_up) => top_up::record(&step, top_up).await?,
@@ -248,23 +294,7 @@ impl Step<'_> {
         facts: &EventFacts<'_>,
         product: Option<&product::Model>,
     ) -> AppResult<(Vec<ledger_entry::Model>, Vec<Decision>)> {
-        if let Some(closed_at) = self.account.closed_at
-            && self.event.occurred_at > closed_at
-        {
-            let reason = format!(
-                "the account was closed at {}; what happens after that earns nothing",
-                closed_at.to_rfc3339()
-            );
-            let decisions = self
-                .rules
-                .iter()
-                .map(|rule| Decision {
-                    rule_id: rule.id,
-                    rule_name: rule.name.clone(),
-                    outcome: Outcome::Skipped,
-                    reason: reason.clone(),
-                })
-                .collect();
+        if let Some(decisions) = closed_skips(self.account, self.event.occurred_at, self.rules) {
             return Ok((Vec::new(), decisions));
         }
         rewards::apply(
@@ -280,10 +310,31 @@ impl Step<'_> {
     }
 }
 
+/// Every rule skipped, when the event happened after its account was closed: what happens
+/// after that earns nothing. `None` when the account was open then.
+fn closed_skips(account: &account::Model, occurred_at: DateTime<Utc>, rules: &[Rule]) -> Option<Vec<Decision>> {
+    let closed_at = account.closed_at.filter(|closed_at| occurred_at > *closed_at)?;
+    let reason = format!(
+        "the account was closed at {}; what happens after that earns nothing",
+        closed_at.to_rfc3339()
+    );
+    Some(
+        rules
+            .iter()
+            .map(|rule| Decision {
+                rule_id: rule.id,
+                rule_name: rule.name.clone(),
+                outcome: Outcome::Skipped,
+                reason: reason.clone(),
+            })
+            .collect(),
+    )
+}
+
 /// An event is recorded once per eventId.
 struct EventKey<'a> {
     event_id: &'a str,
-    hash: String,
+    hash: &'a str,
 }
 
 impl once::Key for EventKey<'_> {
@@ -298,7 +349,7 @@ impl once::Key for EventKey<'_> {
     }
 
     fn same_request(&self, row: &event::Model) -> bool {
-        row.request_hash == self.hash
+        row.request_hash == *self.hash
     }
 
     fn conflict(&self, row: &event::Model) -> AppError {

@@ -87,15 +87,7 @@ pub async fn post_credit(
             credit.amount
         )));
     }
-    // A hold that has already ended is no hold.
-    let held_until = credit.available_at.filter(|at| *at > now);
-    if let Some(expires_at) = credit.expires_at
-        && expires_at <= held_until.unwrap_or(now)
-    {
-        return Err(AppError::internal(anyhow::anyhow!(
-            "credit expiring at {expires_at} would expire before it is available"
-        )));
-    }
+    let held_until = checked_hold(&credit, now)?;
     let amount = credit.amount.micros();
     let row = ledger_entry::ActiveModel {
         status: Set(if held_until.is_some() {
@@ -190,6 +182,20 @@ pub async fn post_credit(
         }
     }
     Ok(Some(entry))
+}
+
+/// The end of a credit's hold, `None` when it is available at once (a hold that has already
+/// ended is no hold); an error for a credit that would expire before it is available.
+pub fn checked_hold(credit: &NewCredit, now: DateTime<Utc>) -> AppResult<Option<DateTime<Utc>>> {
+    let held_until = credit.available_at.filter(|at| *at > now);
+    if let Some(expires_at) = credit.expires_at
+        && expires_at <= held_until.unwrap_or(now)
+    {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "credit expiring at {expires_at} would expire before it is available"
+        )));
+    }
+    Ok(held_until)
 }
 
 /// `next_due_at` lowered to `at` if that is sooner: the balance's lower bound stays one.
@@ -383,7 +389,7 @@ fn posted_entry(
         remaining: Set(None),
         kind: Set(kind),
         status: Set(EntryStatus::Posted),
-        description: Set(truncate(description)),
+        description: Set(fit_description(description)),
         event_id: Set(None),
         referral_id: Set(None),
         rule_id: Set(None),
@@ -480,7 +486,7 @@ fn expect_one_row(rows: u64, what: &str) -> AppResult<()> {
 }
 
 /// Descriptions are for people; the column holds 500 characters.
-fn truncate(mut text: String) -> String {
+pub fn fit_description(mut text: String) -> String {
     if let Some((index, _)) = text.char_indices().nth(500) {
         text.truncate(index);
     }

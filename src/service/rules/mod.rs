@@ -14,6 +14,7 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::audit;
 use chrono::{DateTime, Utc};
+use entity::enums::{Beneficiary, RuleTrigger, Unit};
 use entity::{program_settings, reward_rule};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
@@ -47,6 +48,38 @@ pub async fn enabled_rules(db: &impl ConnectionTrait) -> AppResult<Vec<Rule>> {
     rows.into_iter().map(from_row).collect()
 }
 
+/// The enabled rules as one JSON value, for a statement that reads them beside other facts
+/// (PostgreSQL): read back with [`enabled_from_json`].
+pub const ENABLED_AS_JSON: &str = "(SELECT COALESCE(json_agg(json_build_object('id', r.id, 'name', r.name, \
+     'trigger', r.trigger, 'beneficiary', r.beneficiary, 'unit', r.unit, 'spec', r.spec) ORDER BY r.id), '[]') \
+     FROM reward_rules r WHERE r.enabled)";
+
+/// The rules [`ENABLED_AS_JSON`] read.
+pub fn enabled_from_json(json: &str) -> AppResult<Vec<Rule>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        id: i64,
+        name: String,
+        trigger: RuleTrigger,
+        beneficiary: Beneficiary,
+        unit: Unit,
+        spec: String,
+    }
+    let rows: Vec<Row> = serde_json::from_str(json)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("enabled reward rules as JSON: {e}")))?;
+    rows.into_iter()
+        .map(|row| {
+            from_parts(
+                row.id,
+                row.name,
+                true,
+                (row.trigger, row.beneficiary, row.unit),
+                &row.spec,
+            )
+        })
+        .collect()
+}
+
 pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, Rule>> {
     let rows = reward_rule::Entity::find()
         .filter(reward_rule::Column::Id.is_in(ids.iter().copied()))
@@ -60,15 +93,31 @@ pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap
 /// A stored row as a typed rule. A spec this server cannot read was not written by it: that
 /// is an internal error, not a rule to skip quietly.
 fn from_row(row: reward_rule::Model) -> AppResult<Rule> {
-    let (conditions, calculation, payout) = spec::read_spec(&row.spec)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("reward rule {}: unreadable spec: {e}", row.id)))?;
+    from_parts(
+        row.id,
+        row.name,
+        row.enabled,
+        (row.trigger, row.beneficiary, row.unit),
+        &row.spec,
+    )
+}
+
+fn from_parts(
+    id: i64,
+    name: String,
+    enabled: bool,
+    (trigger, beneficiary, unit): (RuleTrigger, Beneficiary, Unit),
+    spec: &str,
+) -> AppResult<Rule> {
+    let (conditions, calculation, payout) = spec::read_spec(spec)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("reward rule {id}: unreadable spec: {e}")))?;
     Ok(Rule {
-        id: row.id,
-        name: row.name,
-        enabled: row.enabled,
-        trigger: row.trigger,
-        beneficiary: row.beneficiary,
-        unit: row.unit,
+        id,
+        name,
+        enabled,
+        trigger,
+        beneficiary,
+        unit,
         conditions,
         calculation,
         payout,

@@ -21,6 +21,8 @@
 //! late purchases are decided one after the other, each against the first the one before it
 //! left; whatever the interleaving, one first purchase stands paid.
 
+pub(super) mod planned;
+
 use super::{Recorded, Step};
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
@@ -28,7 +30,7 @@ use crate::service::rules::{EventFacts, PurchaseOrder};
 use crate::service::take_backs::{self, Take};
 use crate::service::{catalog, key_text, settings};
 use entity::enums::{EntryKind, TakeBackCause};
-use entity::{account, event, ledger_entry};
+use entity::{account, event, ledger_entry, product};
 use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
@@ -65,17 +67,24 @@ impl Purchase {
     }
 }
 
+impl Purchase {
+    /// What the rules see of this purchase of `product`, standing at `order` among the
+    /// account's purchases.
+    fn facts<'a>(&self, order: PurchaseOrder, product: &'a product::Model) -> EventFacts<'a> {
+        EventFacts::Purchase {
+            order,
+            product_name: &product.name,
+            product_category: &product.category,
+            product_rate: product.product_rate.map(Amount::from_micros),
+            quantity_gb: self.quantity_gb,
+        }
+    }
+}
+
 pub(super) async fn record(step: &Step<'_>, purchase: &Purchase) -> AppResult<Recorded> {
     let product = catalog::get_product(step.txn, &purchase.product_key).await?;
     let (order, mut taken_back) = order(step).await?;
-    let facts = EventFacts::Purchase {
-        order,
-        product_name: &product.name,
-        product_category: &product.category,
-        product_rate: product.product_rate.map(Amount::from_micros),
-        quantity_gb: purchase.quantity_gb,
-    };
-    let (rewards, decisions) = step.apply(&facts, Some(&product)).await?;
+    let (rewards, decisions) = step.apply(&purchase.facts(order, &product), Some(&product)).await?;
     taken_back.extend(rewards);
     Ok(Recorded {
         rewards: taken_back,
