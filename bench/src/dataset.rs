@@ -193,7 +193,7 @@ impl Shape {
             });
         }
         for _ in 0..rng.random_range(2..=8) {
-            let amount = rng.random_range(2_000..=10_000) * MICROS;
+            let amount = rng.random_range(20_000..=100_000) * MICROS;
             lots.push(Lot {
                 source: LotSource::Adjustment,
                 amount,

@@ -79,7 +79,14 @@ impl From<EventOutcome> for RecordEventPayload {
                 duplicate: outcome.duplicate,
             },
             rewards: outcome.rewards.into_iter().map(LedgerEntry).collect(),
-            decisions: outcome.decisions.into_iter().map(RuleDecision).collect(),
+            decisions: outcome
+                .decisions
+                .into_iter()
+                .map(|decision| {
+                    let rule = outcome.rules.iter().find(|rule| rule.id == decision.rule_id).cloned();
+                    RuleDecision(decision, rule)
+                })
+                .collect(),
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::graphql::scalars::Decimal;
 use crate::service::accounts::dashboard::{self, FriendParts};
 use crate::service::accounts::mask_name;
 use crate::service::page::{Page, PageRequest};
-use crate::service::rules::Decision;
+use crate::service::rules::{Decision, Rule};
 use crate::service::settings::referral_link;
 use crate::service::store;
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
@@ -605,12 +605,16 @@ impl Event {
     }
 }
 
-/// What one rule decided about one event.
-pub struct RuleDecision(pub Decision);
+/// What one rule decided about one event, with the rule as the event read it when it is at
+/// hand (a new event's answer): then no statement loads it again.
+pub struct RuleDecision(pub Decision, pub Option<Rule>);
 
 #[Object]
 impl RuleDecision {
     async fn rule(&self, ctx: &Context<'_>) -> Result<RewardRule> {
+        if let Some(rule) = &self.1 {
+            return Ok(RewardRule(rule.clone()));
+        }
         let rule = loader(ctx).load_one(RuleById(self.0.rule_id)).await?;
         Ok(RewardRule(rule.ok_or_else(|| AppError::not_found("rule not found"))?))
     }

@@ -8,13 +8,16 @@
 --   1. the event, once per eventId: a conflict answers STORED and writes nothing (the server
 --      answers the stored event as a replay);
 --   2. the account's first purchase taken by a conditional update (of concurrent purchases
---      exactly one is first): taken, the first plan is written, else the later one;
+--      exactly one is first): taken, the first plan is written, else the later one. When the
+--      server read that the account has made its first purchase (`first_purchase_at` is never
+--      NULL again) and that this one did not happen before it, there is no first plan
+--      (`p_first` NULL): the event is written at once with the later plan's decisions;
 --   3. each planned credit, once per (rule, referral, occurrence) by the unique index: a lost
 --      race turns its decision into the plan's "already paid"; a recurring rule's occurrence
 --      is the event's id. A held credit raises `pending`, an available one `available` and
 --      `lifetime_earned`; either lowers `next_due_at` to its own date if that is sooner;
 --   4. the referral qualified when a credit was paid for it;
---   5. the event's decisions.
+--   5. the event's decisions, unless it was written with them and no reward was found paid.
 --
 -- What this function does not decide, the server's flow in steps does, from the start:
 -- whenever the function meets one of these it raises SQLSTATE RS001, the statement rolls back
@@ -86,33 +89,54 @@ DECLARE
     v_unit text;
     v_count bigint;
     v_qualify bigint;
+    -- Whether the event row holds its final decisions.
+    v_written boolean;
 BEGIN
-    INSERT INTO events (event_id, kind, account_id, request_hash, payload, decisions, occurred_at, created_at,
-                        amount)
-    VALUES (p_event_id, 'PURCHASE', p_account_id, p_request_hash, p_payload, '[]', p_occurred_at, p_now, p_amount)
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING * INTO v_event;
-    IF NOT FOUND THEN
-        outcome := 'STORED'; RETURN NEXT; RETURN;
-    END IF;
-
-    UPDATE accounts a SET first_purchase_at = v_event.occurred_at, first_purchase_event_id = v_event.id
-     WHERE a.id = p_account_id AND a.first_purchase_at IS NULL;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    first_purchase := v_count = 1;
-    IF first_purchase THEN
-        v_plan := p_first;
-    ELSE
-        IF p_timed THEN
-            -- As the flow does: concurrent late purchases are decided one after the other. FOR
-            -- NO KEY UPDATE, because concurrent events hold key-share locks on the row.
-            SELECT a.first_purchase_at INTO v_first_at FROM accounts a WHERE a.id = p_account_id FOR NO KEY UPDATE;
-            IF v_event.occurred_at < v_first_at THEN
-                RAISE EXCEPTION 'purchase % happened before the first purchase: recorded in steps', p_event_id
-                    USING ERRCODE = 'RS001';
-            END IF;
-        END IF;
+    IF p_first IS NULL THEN
+        -- The account made its first purchase before (it never becomes NULL again), and the
+        -- server saw that this one did not happen before it: a later purchase, whose
+        -- decisions are known before the event is written.
+        first_purchase := false;
         v_plan := p_later;
+        INSERT INTO events (event_id, kind, account_id, request_hash, payload, decisions, occurred_at, created_at,
+                            amount)
+        VALUES (p_event_id, 'PURCHASE', p_account_id, p_request_hash, p_payload, (v_plan -> 'decisions')::text,
+                p_occurred_at, p_now, p_amount)
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING * INTO v_event;
+        IF NOT FOUND THEN
+            outcome := 'STORED'; RETURN NEXT; RETURN;
+        END IF;
+        v_written := true;
+    ELSE
+        INSERT INTO events (event_id, kind, account_id, request_hash, payload, decisions, occurred_at, created_at,
+                            amount)
+        VALUES (p_event_id, 'PURCHASE', p_account_id, p_request_hash, p_payload, '[]', p_occurred_at, p_now, p_amount)
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING * INTO v_event;
+        IF NOT FOUND THEN
+            outcome := 'STORED'; RETURN NEXT; RETURN;
+        END IF;
+        UPDATE accounts a SET first_purchase_at = v_event.occurred_at, first_purchase_event_id = v_event.id
+         WHERE a.id = p_account_id AND a.first_purchase_at IS NULL;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        first_purchase := v_count = 1;
+        IF first_purchase THEN
+            v_plan := p_first;
+        ELSE
+            IF p_timed THEN
+                -- As the flow does: concurrent late purchases are decided one after the other.
+                -- FOR NO KEY UPDATE, because concurrent events hold key-share locks on the row.
+                SELECT a.first_purchase_at INTO v_first_at FROM accounts a WHERE a.id = p_account_id
+                   FOR NO KEY UPDATE;
+                IF v_event.occurred_at < v_first_at THEN
+                    RAISE EXCEPTION 'purchase % happened before the first purchase: recorded in steps', p_event_id
+                        USING ERRCODE = 'RS001';
+                END IF;
+            END IF;
+            v_plan := p_later;
+        END IF;
+        v_written := false;
     END IF;
 
     v_decisions := v_plan -> 'decisions';
@@ -135,6 +159,7 @@ BEGIN
         RETURNING * INTO v_entry;
         IF NOT FOUND THEN
             v_decisions := jsonb_set(v_decisions, ARRAY[v_credit ->> 'decision'], v_credit -> 'already_paid');
+            v_written := false;
             CONTINUE;
         END IF;
         IF v_held IS NOT NULL THEN
@@ -170,7 +195,9 @@ BEGIN
         UPDATE referrals r SET status = 'QUALIFIED', qualified_at = p_now
          WHERE r.id = v_qualify AND r.status = 'PENDING';
     END IF;
-    UPDATE events e SET decisions = v_decisions::text WHERE e.id = v_event.id RETURNING * INTO v_event;
+    IF NOT v_written THEN
+        UPDATE events e SET decisions = v_decisions::text WHERE e.id = v_event.id RETURNING * INTO v_event;
+    END IF;
 
     outcome := 'RECORDED';
     event_id := v_event.id; event_event_id := v_event.event_id; event_kind := v_event.kind;

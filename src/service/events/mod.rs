@@ -66,6 +66,9 @@ pub struct EventOutcome {
     /// The entries the event wrote or changed (rewards paid, rewards taken back), by id.
     pub rewards: Vec<ledger_entry::Model>,
     pub decisions: Vec<Decision>,
+    /// The rules the event was evaluated against, as it read them (none on a replay): what
+    /// its decisions name.
+    pub rules: Vec<Rule>,
 }
 
 impl Fact {
@@ -259,6 +262,7 @@ async fn record_prepared(
         duplicate: false,
         rewards,
         decisions: recorded.decisions,
+        rules,
     })
 }
 
@@ -401,5 +405,6 @@ async fn replay(db: &impl ConnectionTrait, event: event::Model) -> AppResult<Eve
         duplicate: true,
         rewards,
         decisions,
+        rules: Vec::new(),
     })
 }

@@ -133,7 +133,12 @@ pub(in crate::service::events) async fn record(
             prepared.occurred_at.is_some().into(),
             purchase.amount.map(Amount::micros).into(),
             now.into(),
-            planned(PurchaseOrder::First)?.into(),
+            // No first plan when the account made its first purchase before this one happened.
+            match account.first_purchase_at {
+                None => Some(planned(PurchaseOrder::First)?),
+                Some(_) => None,
+            }
+            .into(),
             planned(PurchaseOrder::Later)?.into(),
         ],
     );
@@ -172,6 +177,7 @@ pub(in crate::service::events) async fn record(
         duplicate: false,
         rewards: entries,
         decisions,
+        rules,
     }))
 }
 
