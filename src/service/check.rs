@@ -116,10 +116,13 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     (
         "a lot that expired has nothing left",
-        "SELECT 'lot ' || l.id || ': expired, remaining ' || l.remaining \
-         FROM ledger_entries l \
-         WHERE l.remaining > 0 AND EXISTS (SELECT 1 FROM lot_allocations a \
-           JOIN ledger_entries x ON x.id = a.debit_entry_id AND x.kind = 'EXPIRY' WHERE a.lot_entry_id = l.id)",
+        // From the EXPIRY entries to their lots (allocations are indexed by debit): asked from
+        // every lot instead, SQLite searched the allocations once per open lot, for hours at 10^6.
+        "SELECT DISTINCT 'lot ' || l.id || ': expired, remaining ' || l.remaining \
+         FROM ledger_entries x \
+         JOIN lot_allocations a ON a.debit_entry_id = x.id \
+         JOIN ledger_entries l ON l.id = a.lot_entry_id \
+         WHERE x.kind = 'EXPIRY' AND l.remaining > 0",
     ),
     (
         "a REVERSAL takes back a reward of its own balance, and never more than the reward",

@@ -110,6 +110,25 @@ async fn check_finds_debt_expiry_holds_and_reversals_out_of_step() {
     .await;
     breaks(
         &app,
+        // The expired lot given something back.
+        "UPDATE ledger_entries SET remaining = remaining + 1 WHERE id IN \
+         (SELECT a.lot_entry_id FROM lot_allocations a JOIN ledger_entries x ON x.id = a.debit_entry_id \
+          WHERE x.kind = 'EXPIRY')",
+        "UPDATE ledger_entries SET remaining = remaining - 1 WHERE id IN \
+         (SELECT a.lot_entry_id FROM lot_allocations a JOIN ledger_entries x ON x.id = a.debit_entry_id \
+          WHERE x.kind = 'EXPIRY')",
+        // The lot is also out of step with its balance, its allocations and its balance's
+        // next due time: the expiry check must be among them.
+        &[
+            "each balance's available equals what its lots have left",
+            "each lot's remaining is its amount less what entries took from it, plus what refunds gave back",
+            "a lot that expired has nothing left",
+            "no balance's next due time is later than a hold's end or an open lot's expiry",
+        ],
+    )
+    .await;
+    breaks(
+        &app,
         "UPDATE ledger_entries SET available_at = created_at WHERE kind = 'REVERSAL' AND status = 'PENDING'",
         &format!(
             "UPDATE ledger_entries SET available_at = (SELECT r.available_at FROM ledger_entries r WHERE r.id = {}) \
