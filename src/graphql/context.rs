@@ -3,17 +3,12 @@
 use crate::auth::Viewer;
 use crate::error::AppError;
 use crate::graphql::loaders::DbLoader;
+pub use crate::graphql::loaders::RequestLoader;
 use crate::state::AppState;
 use async_graphql::Context;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use entity::program_settings;
 use std::sync::{Arc, OnceLock};
-
-/// The request's loaders. Their cache is off unless the operation is a query
-/// (`graphql::QueryLoaderCache` turns it on): within a query nothing is written, so what one
-/// field loaded, or what a parent fetched for its children, holds for the whole answer; a
-/// mutation's later fields must see what its earlier ones wrote.
-pub type RequestLoader = DataLoader<DbLoader, HashMapCache>;
 
 /// Per-request data: the settings are taken once per request, so that all of an answer sees
 /// the same ones.

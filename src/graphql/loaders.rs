@@ -5,15 +5,20 @@
 
 use crate::amount::Amount;
 use crate::clock::Clock;
-use crate::graphql::context::RequestLoader;
 use crate::service::accounts::dashboard::{AccountRead, Friends};
 use crate::service::clicks::{self, ReferralStats};
 use crate::service::{accounts, catalog, ledger, rules};
-use async_graphql::dataloader::Loader;
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::enums::Unit;
 use entity::{account, balance, product, provider, referral};
 use sea_orm::DatabaseConnection;
 use std::collections::HashMap;
+
+/// The request's loaders. Their cache is off unless the operation is a query
+/// (`graphql::QueryLoaderCache` turns it on): within a query nothing is written, so what one
+/// field loaded, or what a parent fetched for its children, holds for the whole answer; a
+/// mutation's later fields must see what its earlier ones wrote.
+pub type RequestLoader = DataLoader<DbLoader, HashMapCache>;
 
 pub struct DbLoader {
     pub db: DatabaseConnection,
