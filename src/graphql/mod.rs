@@ -262,8 +262,9 @@ struct RequestErrors {
     any_failed: AtomicBool,
 }
 
-#[async_trait::async_trait]
-impl Extension for RequestErrors {
+/// Called by `RequestHooks` directly rather than as an `Extension` of its own: a trait call
+/// would box one more future for every field of every answer.
+impl RequestErrors {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
         let errors = std::mem::take(&mut *self.errors.lock().unwrap_or_else(PoisonError::into_inner));
