@@ -79,6 +79,11 @@ struct Args {
     /// PostgreSQL server (the database `bench_<size>` is created on it).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     pg_url: String,
+    /// Connect the server and every reference (PostGraphile, pgbench) to PostgreSQL over TLS
+    /// when it offers it. Off by default: a PostgreSQL on the same host is reached in plain TCP,
+    /// as the README advises (`?sslmode=disable`); with it, all of them pay for TLS alike.
+    #[arg(long)]
+    pg_tls: bool,
     /// The PostgreSQL database to create instead of `bench_<size>` (dropped first): runs at the
     /// same time on one PostgreSQL need one each.
     #[arg(long)]
@@ -264,7 +269,8 @@ async fn run(args: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| format!("bench_{}", size_label(args.accounts)));
     let database_url = if pg {
-        format!("{}/{db_name}", args.pg_url.trim_end_matches('/'))
+        let tls = if args.pg_tls { "prefer" } else { "disable" };
+        format!("{}/{db_name}?sslmode={tls}", args.pg_url.trim_end_matches('/'))
     } else {
         format!("sqlite://{}?mode=rwc", out.join(format!("{db_name}.db")).display())
     };
@@ -400,15 +406,16 @@ async fn run(args: Args) -> Result<()> {
         &out.join("query-postgraphile-Dashboard.json"),
         &serde_json::to_string(&postgraphile_document)?,
     )?;
-    // Over TLS when PostgreSQL offers it, as the server connects (sqlx's default, `prefer`);
-    // node-postgres would not ask for it by itself.
-    let postgraphile_url = if pg && postgraphile_cli.is_some() {
+    // Connected as the server is (`--pg-tls`): node-postgres understands `disable`, but
+    // `prefer` only as "require and verify", so over TLS it is told not to verify, as sqlx does not.
+    let postgraphile_url = if pg && postgraphile_cli.is_some() && args.pg_tls {
         let mut conn = load::Conn::connect(&database_url).await?;
         let tls = conn
             .scalar("SELECT CAST(CAST(current_setting('ssl') = 'on' AS INTEGER) AS BIGINT)")
             .await?
             == 1;
-        format!("{database_url}{}", if tls { "?sslmode=no-verify" } else { "" })
+        let plain = database_url.split('?').next().unwrap_or(&database_url);
+        format!("{plain}{}", if tls { "?sslmode=no-verify" } else { "" })
     } else {
         database_url.clone()
     };
@@ -616,14 +623,24 @@ async fn run(args: Args) -> Result<()> {
     if !scenarios_key.is_empty() {
         command.push_str(&format!(" --scenarios {}", args.scenarios.join(",")));
     }
+    if pg && args.pg_tls {
+        command.push_str(" --pg-tls");
+    }
     if args.reuse {
         command.push_str(" --reuse");
     }
     let report = RunReport {
-        key: format!("{label}{scenarios_key}"),
+        // A run over TLS keeps its own block beside the plain one.
+        key: format!("{label}{scenarios_key}{}", if pg && args.pg_tls { "-tls" } else { "" }),
         title: format!(
             "{}, {} accounts{}",
-            if pg { "PostgreSQL 15" } else { "SQLite" },
+            if pg && args.pg_tls {
+                "PostgreSQL 15 over TLS"
+            } else if pg {
+                "PostgreSQL 15"
+            } else {
+                "SQLite"
+            },
             size_label(args.accounts)
                 .replace('k', " thousand")
                 .replace('m', " million"),
