@@ -268,9 +268,14 @@ async fn run(args: Args) -> Result<()> {
         .pg_db
         .clone()
         .unwrap_or_else(|| format!("bench_{}", size_label(args.accounts)));
+    // TLS to PostgreSQL for the server and every reference alike, or for none of them.
+    let pg_tls = pg && args.pg_tls;
+    let pg_database_url = format!("{}/{db_name}", args.pg_url.trim_end_matches('/'));
     let database_url = if pg {
-        let tls = if args.pg_tls { "prefer" } else { "disable" };
-        format!("{}/{db_name}?sslmode={tls}", args.pg_url.trim_end_matches('/'))
+        format!(
+            "{pg_database_url}?sslmode={}",
+            if pg_tls { "prefer" } else { "disable" }
+        )
     } else {
         format!("sqlite://{}?mode=rwc", out.join(format!("{db_name}.db")).display())
     };
@@ -408,14 +413,13 @@ async fn run(args: Args) -> Result<()> {
     )?;
     // Connected as the server is (`--pg-tls`): node-postgres understands `disable`, but
     // `prefer` only as "require and verify", so over TLS it is told not to verify, as sqlx does not.
-    let postgraphile_url = if pg && postgraphile_cli.is_some() && args.pg_tls {
+    let postgraphile_url = if postgraphile_cli.is_some() && pg_tls {
         let mut conn = load::Conn::connect(&database_url).await?;
         let tls = conn
             .scalar("SELECT CAST(CAST(current_setting('ssl') = 'on' AS INTEGER) AS BIGINT)")
             .await?
             == 1;
-        let plain = database_url.split('?').next().unwrap_or(&database_url);
-        format!("{plain}{}", if tls { "?sslmode=no-verify" } else { "" })
+        format!("{pg_database_url}{}", if tls { "?sslmode=no-verify" } else { "" })
     } else {
         database_url.clone()
     };
@@ -623,7 +627,7 @@ async fn run(args: Args) -> Result<()> {
     if !scenarios_key.is_empty() {
         command.push_str(&format!(" --scenarios {}", args.scenarios.join(",")));
     }
-    if pg && args.pg_tls {
+    if pg_tls {
         command.push_str(" --pg-tls");
     }
     if args.reuse {
@@ -631,10 +635,10 @@ async fn run(args: Args) -> Result<()> {
     }
     let report = RunReport {
         // A run over TLS keeps its own block beside the plain one.
-        key: format!("{label}{scenarios_key}{}", if pg && args.pg_tls { "-tls" } else { "" }),
+        key: format!("{label}{scenarios_key}{}", if pg_tls { "-tls" } else { "" }),
         title: format!(
             "{}, {} accounts{}",
-            if pg && args.pg_tls {
+            if pg_tls {
                 "PostgreSQL 15 over TLS"
             } else if pg {
                 "PostgreSQL 15"
