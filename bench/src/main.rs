@@ -3,7 +3,8 @@
 //! Builds the release server, creates a database with the server's own migrations and the
 //! points-store preset, bulk-loads a seeded dataset, runs `referral-server check` on it,
 //! starts the server and drives it with `wrk` (bench/wrk/graphql.lua) through the contract's
-//! Dashboard, RewardStore, ClaimReward (uniform and one hot account) and RecordPurchase. On
+//! Dashboard, RewardStore, ClaimReward (uniform and one hot account) and RecordPurchase, each in
+//! rounds of the server's run and its reference's, reporting the median round. On
 //! PostgreSQL it also counts the statements each operation issues, and measures the
 //! references each rate is reported against: PostGraphile 4 answering the same Dashboard
 //! (bench/postgraphile/), and pgbench running the best single statement for a claim and a
@@ -28,7 +29,7 @@ use load_gen::WrkRun;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
-use report::{Reference, RunReport, ScenarioResult};
+use report::{Reference, RoundFigures, RunReport, ScenarioResult};
 use statements::StatementLog;
 use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _};
@@ -112,6 +113,10 @@ struct Args {
     /// Do not write BENCHMARKS.md.
     #[arg(long)]
     no_report: bool,
+    /// Rounds per scenario, each the server's run then its reference's: the median round is
+    /// reported (a single run of a reference moves by 20 % from one minute to the next).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
 }
 
 const ALL_SCENARIOS: [&str; 5] = ["dashboard", "store", "claim", "claim-hot", "purchase"];
@@ -454,96 +459,25 @@ async fn run(args: Args) -> Result<()> {
     let mut results = Vec::new();
     let run_result: Result<()> = async {
         for scenario in &args.scenarios {
-            let operation = operation_of(scenario);
-            let write_scenario = matches!(scenario.as_str(), "claim" | "claim-hot" | "purchase");
-            let connections = if write_scenario {
-                args.write_connections.unwrap_or(if pg { args.connections } else { 64 })
-            } else {
-                args.connections
-            };
-            let tokens = match scenario.as_str() {
-                "claim-hot" => out.join("tokens-hot.txt"),
-                "purchase" => out.join("tokens-service.txt"),
-                _ => out.join("tokens-customers.txt"),
-            };
-            let query_file = out.join(format!("query-{operation}.json"));
-            let log_offset = std::fs::metadata(out.join("server.log")).map(|m| m.len()).unwrap_or(0);
-            let run = WrkRun {
-                script: &script,
-                port: args.port,
-                threads: args.threads,
-                connections,
-                seconds: args.duration,
+            let result = run_scenario(
+                &args,
                 scenario,
-                query_file: &query_file,
-                tokens_file: &tokens,
-                tag: &format!("{tag}-{scenario}"),
-                accounts: args.accounts,
-            };
-            let measured = measure::measure(&[pid], pg, run, args.warmup)?;
-            if !measured.peak_reset {
-                notes.push("VmHWM could not be reset between scenarios: peak RSS is the process's peak so far".into());
-            }
-            let locked_in_log = count_in_file_from(&out.join("server.log"), log_offset, "database is locked");
-            eprintln!(
-                "bench: {scenario:<10} c={connections:<3} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  rejected {}  \
-                 CPU {:.2} ms/req  peak RSS {:.1} MiB  CPU srv {:.0}% pg {:.0}% other {:.0}%{}",
-                measured.wrk.rps,
-                measured.wrk.p50_us / 1000.0,
-                measured.wrk.p99_us / 1000.0,
-                measured.wrk.errors,
-                measured.wrk.rejected,
-                measured.cpu_ms_per_request,
-                measured.peak_rss_mib,
-                measured.cpu_server,
-                measured.cpu_postgres,
-                measured.cpu_other,
-                if measured.wrk.sample.is_empty() { String::new() } else { format!("\n      first error: {}", measured.wrk.sample) }
-            );
-            let mut result = ScenarioResult {
-                scenario: scenario.clone(),
-                operation: operation.into(),
-                connections,
-                server: measured,
-                locked_in_log,
-                statements: statements.get(operation).copied(),
-                references: Vec::new(),
-            };
-            // PostGraphile right after the server's own Dashboard run: same data, same load.
-            if let Some(setup) = postgraphile.as_ref().filter(|_| scenario == "dashboard") {
-                let load = postgraphile::DashboardLoad {
-                    wrk: WrkRun {
-                        port: args.port + 1,
-                        scenario: "postgraphile",
-                        query_file: &out.join("query-postgraphile-Dashboard.json"),
-                        tokens_file: &out.join("accounts-customers.txt"),
-                        tag: &format!("{tag}-postgraphile"),
-                        ..run
-                    },
-                    warmup: args.warmup,
-                };
-                let statements = statements.get(postgraphile::STATEMENTS_MARKER).copied();
-                let reference =
-                    postgraphile::reference(setup, &env, &documents["Dashboard"], load, &out, statements).await?;
-                if let Some(f) = &reference.figures {
-                    eprintln!(
-                        "bench: {:<10} c={connections:<3} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  \
-                         CPU {:.2} ms/req  peak RSS {:.1} MiB; server/PostGraphile {}",
-                        "PostGraphile",
-                        f.rate,
-                        f.p50_ms.unwrap_or(0.0),
-                        f.p99_ms.unwrap_or(0.0),
-                        f.errors,
-                        f.cpu_ms_per_request.unwrap_or(0.0),
-                        f.peak_rss_mib.unwrap_or(0.0),
-                        reference.ratio(result.server.wrk.rps),
-                    );
-                }
-                if let Some(reason) = &reference.not_run {
-                    notes.push(format!("PostGraphile not run: {reason}"));
-                }
-                result.references.push(reference);
-            }
+                ScenarioSetup {
+                    pid,
+                    pg,
+                    out: &out,
+                    script: &script,
+                    tag: &tag,
+                    env: &env,
+                    database_url: &database_url,
+                    pgbench_dir: &root.join("bench/pgbench"),
+                    postgraphile: postgraphile.as_ref(),
+                    server_dashboard: &documents["Dashboard"],
+                    statements: &statements,
+                },
+                &mut notes,
+            )
+            .await?;
             results.push(result);
         }
         Ok(())
@@ -552,40 +486,17 @@ async fn run(args: Args) -> Result<()> {
     server.stop()?;
     run_result?;
 
-    let check_after = run_check(&env, "after the load", args.reuse);
+    let check_after = run_check(&env, "after the load and its references", args.reuse);
     eprintln!("bench: check {check_after}");
 
-    // pgbench beside the scenarios (PostgreSQL): the one-statement references of the write
-    // scenarios, then the server's own statements. Every script keeps the ledger right, and
-    // `check` runs once more after them all.
+    // pgbench on the server's own statements (PostgreSQL), once the server has stopped: no
+    // ratio of a target, what PostgreSQL alone does with them. Every script keeps the ledger
+    // right, and `check` runs once more after them all.
     let mut check_pgbench = String::new();
     if pg {
         let dir = root.join("bench/pgbench");
         for result in &mut results {
             let (file, hot) = match result.scenario.as_str() {
-                "claim" => ("claim_one.sql", false),
-                "claim-hot" => ("claim_one.sql", true),
-                "purchase" => ("purchase_one.sql", false),
-                _ => continue,
-            };
-            // On one row, more clients only queue longer for its lock: 32 reach about half of
-            // what 16 do. The hot reference runs at the server's pool size (16), the most
-            // that the server itself ever has in flight on that row, so that it is the
-            // database's best for the work and not a straw man.
-            let clients = if hot { args.pgbench_clients } else { result.connections };
-            let name = format!("pgbench `{file}`{}", if hot { " on u1" } else { "" });
-            let reference = run_pgbench(&database_url, &dir.join(file), result, clients, &args, &out).map_or_else(
-                |reason| {
-                    notes.push(format!("pgbench {file} ({}) failed: {reason}", result.scenario));
-                    Reference::not_run(name.clone(), true, false, clients, reason)
-                },
-                |p| Reference::pgbench(name.clone(), true, &p),
-            );
-            result.references.push(reference);
-        }
-        for result in &mut results {
-            let (file, hot) = match result.scenario.as_str() {
-                // Not a ratio: what PostgreSQL alone reaches on the server's statements.
                 "dashboard" => ("dashboard.sql", false),
                 "claim" => ("claim.sql", false),
                 "claim-hot" => ("claim.sql", true),
@@ -596,10 +507,12 @@ async fn run(args: Args) -> Result<()> {
                 "pgbench `{file}`{} (the server's statements)",
                 if hot { " on u1" } else { "" }
             );
+            let server_rps = result.server.wrk.rps;
             match run_pgbench(
                 &database_url,
                 &dir.join(file),
-                result,
+                &result.scenario,
+                server_rps,
                 args.pgbench_clients,
                 &args,
                 &out,
@@ -608,7 +521,10 @@ async fn run(args: Args) -> Result<()> {
                 Err(reason) => notes.push(format!("pgbench {file} ({}) failed: {reason}", result.scenario)),
             }
         }
-        if results.iter().any(|r| !r.references.is_empty()) {
+        if results
+            .iter()
+            .any(|r| r.references.iter().any(|reference| !reference.target))
+        {
             check_pgbench = format!("; {}", run_check(&env, "after pgbench", args.reuse));
             eprintln!("bench: check {}", check_pgbench.trim_start_matches("; "));
         }
@@ -675,6 +591,208 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// What every scenario's rounds share.
+struct ScenarioSetup<'a> {
+    pid: u32,
+    pg: bool,
+    out: &'a Path,
+    script: &'a Path,
+    tag: &'a str,
+    env: &'a server::Env,
+    database_url: &'a str,
+    /// bench/pgbench, the scripts of the references.
+    pgbench_dir: &'a Path,
+    postgraphile: Option<&'a Result<postgraphile::Setup, String>>,
+    server_dashboard: &'a str,
+    statements: &'a BTreeMap<String, usize>,
+}
+
+/// The reference a scenario's target ratio is taken against.
+enum Target {
+    PostGraphile,
+    /// A one-statement pgbench script, on u1 alone for the hot account.
+    Pgbench {
+        file: &'static str,
+        hot: bool,
+    },
+}
+
+/// Runs `scenario` in `--rounds` rounds, each the server's measured run followed at once by its
+/// target reference's (PostgreSQL), so that both see the machine in the same minute. The round
+/// whose ratio (or, without a reference, whose rate) is the median is the one reported; every
+/// round's figure is kept beside it. Peak RSS is the highest of all rounds.
+async fn run_scenario(
+    args: &Args,
+    scenario: &str,
+    setup: ScenarioSetup<'_>,
+    notes: &mut Vec<String>,
+) -> Result<ScenarioResult> {
+    let operation = operation_of(scenario);
+    let write_scenario = matches!(scenario, "claim" | "claim-hot" | "purchase");
+    let connections = if write_scenario {
+        args.write_connections
+            .unwrap_or(if setup.pg { args.connections } else { 64 })
+    } else {
+        args.connections
+    };
+    let tokens = match scenario {
+        "claim-hot" => setup.out.join("tokens-hot.txt"),
+        "purchase" => setup.out.join("tokens-service.txt"),
+        _ => setup.out.join("tokens-customers.txt"),
+    };
+    let query_file = setup.out.join(format!("query-{operation}.json"));
+    let target = match scenario {
+        "dashboard" => setup.postgraphile.map(|_| Target::PostGraphile),
+        "claim" if setup.pg => Some(Target::Pgbench {
+            file: "claim_one.sql",
+            hot: false,
+        }),
+        "claim-hot" if setup.pg => Some(Target::Pgbench {
+            file: "claim_one.sql",
+            hot: true,
+        }),
+        "purchase" if setup.pg => Some(Target::Pgbench {
+            file: "purchase_one.sql",
+            hot: false,
+        }),
+        _ => None,
+    };
+    let server_log = setup.out.join("server.log");
+    let log_offset = std::fs::metadata(&server_log).map(|m| m.len()).unwrap_or(0);
+    let mut rounds: Vec<(measure::Measurement, Option<Reference>)> = Vec::new();
+    for round in 1..=args.rounds {
+        let tag = format!("{}-{scenario}-r{round}", setup.tag);
+        let run = WrkRun {
+            script: setup.script,
+            port: args.port,
+            threads: args.threads,
+            connections,
+            seconds: args.duration,
+            scenario,
+            query_file: &query_file,
+            tokens_file: &tokens,
+            tag: &tag,
+            accounts: args.accounts,
+        };
+        let measured = measure::measure(&[setup.pid], setup.pg, run, args.warmup)?;
+        if !measured.peak_reset {
+            notes.push("VmHWM could not be reset between scenarios: peak RSS is the process's peak so far".into());
+        }
+        eprintln!(
+            "bench: {scenario:<10} round {round}/{} c={connections:<3} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  \
+             errors {}  rejected {}  CPU {:.2} ms/req  peak RSS {:.1} MiB  CPU srv {:.0}% pg {:.0}% other {:.0}%{}",
+            args.rounds,
+            measured.wrk.rps,
+            measured.wrk.p50_us / 1000.0,
+            measured.wrk.p99_us / 1000.0,
+            measured.wrk.errors,
+            measured.wrk.rejected,
+            measured.cpu_ms_per_request,
+            measured.peak_rss_mib,
+            measured.cpu_server,
+            measured.cpu_postgres,
+            measured.cpu_other,
+            if measured.wrk.sample.is_empty() {
+                String::new()
+            } else {
+                format!("\n      first error: {}", measured.wrk.sample)
+            }
+        );
+        let reference = match &target {
+            None => None,
+            // PostGraphile right after the server's own Dashboard run: same data, same load.
+            Some(Target::PostGraphile) => {
+                let postgraphile_tag = format!("{}-postgraphile-r{round}", setup.tag);
+                let load = postgraphile::DashboardLoad {
+                    wrk: WrkRun {
+                        port: args.port + 1,
+                        scenario: "postgraphile",
+                        query_file: &setup.out.join("query-postgraphile-Dashboard.json"),
+                        tokens_file: &setup.out.join("accounts-customers.txt"),
+                        tag: &postgraphile_tag,
+                        ..run
+                    },
+                    warmup: args.warmup,
+                };
+                let statements = setup.statements.get(postgraphile::STATEMENTS_MARKER).copied();
+                let pg_setup = setup.postgraphile.context("PostGraphile's setup")?;
+                let reference =
+                    postgraphile::reference(pg_setup, setup.env, setup.server_dashboard, load, setup.out, statements)
+                        .await?;
+                if let Some(f) = &reference.figures {
+                    eprintln!(
+                        "bench: {:<10} round {round}/{} c={connections:<3} {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  \
+                         errors {}  CPU {:.2} ms/req  peak RSS {:.1} MiB; server/PostGraphile {}",
+                        "PostGraphile",
+                        args.rounds,
+                        f.rate,
+                        f.p50_ms.unwrap_or(0.0),
+                        f.p99_ms.unwrap_or(0.0),
+                        f.errors,
+                        f.cpu_ms_per_request.unwrap_or(0.0),
+                        f.peak_rss_mib.unwrap_or(0.0),
+                        reference.ratio(measured.wrk.rps),
+                    );
+                }
+                if let Some(reason) = &reference.not_run {
+                    notes.push(format!("PostGraphile not run: {reason}"));
+                }
+                Some(reference)
+            }
+            // The one-statement reference right after the server's run, the server idling.
+            Some(Target::Pgbench { file, hot }) => {
+                // On one row, more clients only queue longer for its lock: 32 reach about half
+                // of what 16 do. The hot reference runs at the server's pool size (16), the
+                // most that the server itself ever has in flight on that row, so that it is
+                // the database's best for the work and not a straw man.
+                let clients = if *hot { args.pgbench_clients } else { connections };
+                let name = format!("pgbench `{file}`{}", if *hot { " on u1" } else { "" });
+                Some(
+                    run_pgbench(
+                        setup.database_url,
+                        &setup.pgbench_dir.join(file),
+                        scenario,
+                        measured.wrk.rps,
+                        clients,
+                        args,
+                        setup.out,
+                    )
+                    .map_or_else(
+                        |reason| {
+                            notes.push(format!("pgbench {file} ({scenario}) failed: {reason}"));
+                            Reference::not_run(name.clone(), true, false, clients, reason)
+                        },
+                        |p| Reference::pgbench(name.clone(), true, &p),
+                    ),
+                )
+            }
+        };
+        rounds.push((measured, reference));
+    }
+    let locked_in_log = count_in_file_from(&server_log, log_offset, "database is locked");
+    let round_figures: Vec<RoundFigures> = rounds
+        .iter()
+        .map(|(measured, reference)| RoundFigures {
+            server_rate: measured.wrk.rps,
+            reference_rate: reference.as_ref().and_then(|r| r.figures.as_ref()).map(|f| f.rate),
+        })
+        .collect();
+    let peak_rss_mib = rounds.iter().map(|(m, _)| m.peak_rss_mib).fold(0.0, f64::max);
+    let chosen = report::median_round(&round_figures);
+    let (mut server, reference) = rounds.swap_remove(chosen);
+    server.peak_rss_mib = peak_rss_mib;
+    Ok(ScenarioResult {
+        scenario: scenario.to_owned(),
+        operation: operation.into(),
+        connections,
+        server,
+        locked_in_log,
+        statements: setup.statements.get(operation).copied(),
+        references: reference.into_iter().collect(),
+        rounds: round_figures,
+    })
+}
+
 fn count_in_file_from(path: &Path, offset: u64, needle: &str) -> u64 {
     let Ok(mut file) = std::fs::File::open(path) else {
         return 0;
@@ -715,19 +833,16 @@ fn run_check(env: &server::Env, after: &str, reuse: bool) -> String {
 fn run_pgbench(
     url: &str,
     script: &Path,
-    scenario: &ScenarioResult,
+    scenario: &str,
+    server_rps: f64,
     clients: u32,
     args: &Args,
     out: &Path,
 ) -> Result<pgbench::PgbenchResult, String> {
     let file = script.file_name().and_then(|f| f.to_str()).unwrap_or("script");
     let stem = file.trim_end_matches(".sql");
-    let amax = if scenario.scenario == "claim-hot" {
-        1
-    } else {
-        args.accounts
-    };
-    let log_prefix = out.join(format!("pgbench-log-{}-{stem}", scenario.scenario));
+    let amax = if scenario == "claim-hot" { 1 } else { args.accounts };
+    let log_prefix = out.join(format!("pgbench-log-{scenario}-{stem}"));
     let run = pgbench::Script {
         path: script,
         clients,
@@ -739,21 +854,18 @@ fn run_pgbench(
         Ok(result) => {
             eprintln!(
                 "bench: pgbench {file} ({}) c={clients}: {:.1} tps, p99 {:.2} ms, {} failed; server/pgbench {:.0} %",
-                scenario.scenario,
+                scenario,
                 result.tps,
                 result.p99_ms.unwrap_or(0.0),
                 result.failed,
-                100.0 * scenario.server.wrk.rps / result.tps
+                100.0 * server_rps / result.tps
             );
-            let _ = write(
-                &out.join(format!("pgbench-{}-{stem}.txt", scenario.scenario)),
-                &result.output,
-            );
+            let _ = write(&out.join(format!("pgbench-{}-{stem}.txt", scenario)), &result.output);
             Ok(result)
         }
         Err(err) => {
             let reason = format!("{err:#}");
-            eprintln!("bench: pgbench {file} ({}) failed: {reason}", scenario.scenario);
+            eprintln!("bench: pgbench {file} ({}) failed: {reason}", scenario);
             Err(reason)
         }
     }

@@ -1,7 +1,8 @@
-//! pgbench beside the scenarios, on the benchmark's database once the server has stopped: the
-//! one-statement references the write scenarios are measured against
-//! (bench/pgbench/{claim,purchase}_one.sql), and the statements the server itself issues
-//! (bench/pgbench/{claim,purchase,dashboard}.sql), which say what PostgreSQL alone does with them.
+//! pgbench on the benchmark's database: the one-statement references the write scenarios are
+//! measured against (bench/pgbench/{claim,purchase}_one.sql), each right after a round of the
+//! server's (which idles meanwhile), and, once the server has stopped, the statements the server
+//! itself issues (bench/pgbench/{claim,purchase,dashboard}.sql), which say what PostgreSQL alone
+//! does with them.
 
 use anyhow::{Context as _, Result};
 use std::path::Path;

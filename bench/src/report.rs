@@ -15,8 +15,36 @@ pub struct ScenarioResult {
     /// Lines of the server log that say "database is locked".
     pub locked_in_log: u64,
     pub statements: Option<usize>,
-    /// What the server's rate is compared with (PostgreSQL runs only).
+    /// What the server's rate is compared with (PostgreSQL runs only): the target reference of
+    /// the reported round, then the server's own statements under pgbench.
     pub references: Vec<Reference>,
+    /// Every round's rates; the reported figures are those of the median round.
+    pub rounds: Vec<RoundFigures>,
+}
+
+/// One round of a scenario: the server's rate and its target reference's, run one after the other.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct RoundFigures {
+    pub server_rate: f64,
+    pub reference_rate: Option<f64>,
+}
+
+impl RoundFigures {
+    /// The server's rate over the reference's, or the server's rate alone without a reference.
+    fn key(&self) -> f64 {
+        match self.reference_rate {
+            Some(reference) if reference > 0.0 => self.server_rate / reference,
+            _ => self.server_rate,
+        }
+    }
+}
+
+/// The round whose ratio (rate, without a reference) is the median; of an even number of
+/// rounds, the lower of the two middle ones.
+pub fn median_round(rounds: &[RoundFigures]) -> usize {
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by(|a, b| rounds[*a].key().total_cmp(&rounds[*b].key()));
+    order.get(rounds.len().saturating_sub(1) / 2).copied().unwrap_or(0)
 }
 
 /// Something the scenario's rate is compared with, in the same run.
@@ -158,6 +186,24 @@ fn thousands(n: f64) -> String {
     out
 }
 
+/// Every round's ratio to the target reference (its rate, without one), in the order run.
+fn rounds(rounds: &[RoundFigures], target: Option<&Reference>) -> String {
+    if rounds.len() < 2 {
+        return rounds.len().to_string();
+    }
+    rounds
+        .iter()
+        .map(|round| match (round.reference_rate, target) {
+            (Some(rate), Some(reference)) if rate > 0.0 && reference.times => {
+                format!("{:.2}×", round.server_rate / rate)
+            }
+            (Some(rate), Some(_)) if rate > 0.0 => format!("{:.0} %", 100.0 * round.server_rate / rate),
+            _ => thousands(round.server_rate),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn or_dash<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
     value.map_or_else(|| "–".to_owned(), show)
 }
@@ -167,8 +213,8 @@ impl RunReport {
     pub fn table(&self) -> String {
         let mut out = String::from(
             "| scenario | conns | req/s | p50 ms | p99 ms | errors | rejected | SQL stmts/req | server CPU ms/req | \
-             peak RSS MiB | CPU % server / pg / other | reference | reference rate | server / reference |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |\n",
+             peak RSS MiB | CPU % server / pg / other | reference | reference rate | server / reference | rounds |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |\n",
         );
         for s in &self.scenarios {
             let m = &s.server;
@@ -178,7 +224,7 @@ impl RunReport {
             }
             let target = s.references.iter().find(|r| r.target);
             out.push_str(&format!(
-                "| {} (`{}`) | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} / {:.0} / {:.0} | {} | {} | {} |\n",
+                "| {} (`{}`) | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} / {:.0} / {:.0} | {} | {} | {} | {} |\n",
                 s.scenario,
                 s.operation,
                 s.connections,
@@ -196,6 +242,7 @@ impl RunReport {
                 or_dash(target, |r| r.name.clone()),
                 or_dash(target, Reference::rate),
                 or_dash(target, |r| r.ratio(m.wrk.rps)),
+                rounds(&s.rounds, target),
             ));
         }
         out
@@ -367,6 +414,58 @@ mod tests {
             "{references}"
         );
         assert!(RunReport::default().references_table().is_none());
+    }
+
+    #[test]
+    fn reports_the_median_round_and_every_round_beside_it() {
+        let round = |server_rate: f64, reference_rate: Option<f64>| RoundFigures {
+            server_rate,
+            reference_rate,
+        };
+        // Ratios 2.5, 3.5, 3.0: the third round is the median, though its rate is the lowest.
+        let rounds = [
+            round(2500.0, Some(1000.0)),
+            round(2800.0, Some(800.0)),
+            round(2400.0, Some(800.0)),
+        ];
+        assert_eq!(median_round(&rounds), 2);
+        // Without a reference, by rate; of four, the lower middle one.
+        let rates = [
+            round(10.0, None),
+            round(40.0, None),
+            round(20.0, None),
+            round(30.0, None),
+        ];
+        assert_eq!(median_round(&rates), 2);
+        assert_eq!(median_round(&[]), 0);
+
+        let mut server = Measurement::default();
+        server.wrk.rps = 2400.0;
+        let mut postgraphile = Measurement::default();
+        postgraphile.wrk.rps = 800.0;
+        let report = RunReport {
+            scenarios: vec![
+                ScenarioResult {
+                    scenario: "dashboard".into(),
+                    operation: "Dashboard".into(),
+                    server: server.clone(),
+                    references: vec![Reference::server("PostGraphile".into(), 32, &postgraphile, Some(2))],
+                    rounds: rounds.to_vec(),
+                    ..Default::default()
+                },
+                ScenarioResult {
+                    scenario: "store".into(),
+                    operation: "RewardStore".into(),
+                    server,
+                    rounds: vec![round(2400.0, None)],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let table = report.table();
+        assert!(table.contains("| 800 req/s | 3.00× | 2.50×, 3.50×, 3.00× |"), "{table}");
+        assert!(table.contains("| – | – | – | 1 |"), "{table}");
     }
 
     #[test]
