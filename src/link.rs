@@ -56,7 +56,7 @@ async fn follow(
         }),
         _ => None,
     };
-    match clicks::follow(&state.db, &code, visit, state.clock.now()).await {
+    match clicks::follow(&state.db, &state.settings.current(), &code, visit, state.clock.now()).await {
         Ok(followed) => redirect(&state.config.public_url, &followed),
         Err(err) => {
             tracing::error!(error = ?err, "following a referral link");

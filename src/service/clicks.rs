@@ -7,11 +7,11 @@
 
 use crate::db::inserted;
 use crate::error::AppResult;
+use crate::service::accounts;
 use crate::service::codes::ReferralCode;
-use crate::service::{accounts, settings};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::enums::ReferralStatus;
-use entity::{click, referral};
+use entity::{click, program_settings, referral};
 use sea_orm::sea_query::{Expr, Func, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use sha2::{Digest, Sha256};
@@ -89,15 +89,16 @@ pub struct Followed {
 }
 
 /// Follows the link of `raw_code` (any case): finds its account and, for a `visit` that may
-/// count, records the visitor's click of the day unless it is already there.
-#[tracing::instrument(skip(db, visit))]
+/// count, records the visitor's click of the day unless it is already there. `settings` are the
+/// program's as the instance holds them (its settings cache): a visit reads no settings row.
+#[tracing::instrument(skip(db, settings, visit))]
 pub async fn follow(
     db: &impl ConnectionTrait,
+    settings: &program_settings::Model,
     raw_code: &str,
     visit: Option<Visit<'_>>,
     now: DateTime<Utc>,
 ) -> AppResult<Followed> {
-    let settings = settings::get(db).await?;
     let account = match ReferralCode::parse(raw_code) {
         // A disqualified account can no longer refer: its link leads nowhere, like an unknown code.
         Ok(code) if settings.enabled => accounts::find_by_code(db, &code)
@@ -128,7 +129,7 @@ pub async fn follow(
     };
     Ok(Followed {
         code: account.map(|a| a.referral_code),
-        landing_url: settings.landing_url,
+        landing_url: settings.landing_url.clone(),
         cookie_days: settings.cookie_days,
         counted,
     })

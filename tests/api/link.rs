@@ -200,6 +200,29 @@ async fn a_switched_off_program_redirects_without_a_code_and_counts_nothing() {
 }
 
 #[tokio::test]
+async fn a_visit_reads_no_settings_row_and_a_malformed_code_no_row_at_all() {
+    let app = spawn_app().await;
+    let code = app.register_code("acct-a", None, None).await;
+    app.update_settings(json!({ "landingUrl": LANDING })).await;
+    // The least of three visits, so that a statement of a background task cannot count. A
+    // repeated visit of one visitor: the account by its code, and the click the unique index
+    // turns away.
+    async fn least(app: &TestApp, path: &str) -> u64 {
+        let mut least = u64::MAX;
+        for _ in 0..3 {
+            let before = app.state.statements.get();
+            let answer = get(app, path, FIREFOX).await;
+            assert_eq!(answer.status, StatusCode::FOUND, "{path}");
+            assert!(answer.location.is_some_and(|l| l.starts_with(LANDING)), "{path}");
+            least = least.min(app.state.statements.get() - before);
+        }
+        least
+    }
+    assert_eq!(least(&app, &format!("/r/{code}")).await, 2, "a known code");
+    assert_eq!(least(&app, "/r/%3Cscript%3E").await, 0, "a malformed code");
+}
+
+#[tokio::test]
 async fn without_a_landing_url_links_land_on_the_built_in_page() {
     let app = spawn_app().await;
     let code = app.register_code("acct-a", None, None).await;
