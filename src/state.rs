@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::limits::Limits;
 use crate::service::settings::cache::SettingsCache;
+use crate::service::store::ClaimLanes;
 use crate::service::{self, presets};
 use sea_orm::{DatabaseConnection, DbErr};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct Inner {
     pub clock: Clock,
     /// The program's settings for reads, kept up to date with every instance's writes.
     pub settings: SettingsCache,
+    /// Claims of one account take turns within the instance (see `ClaimLanes`).
+    pub claim_lanes: ClaimLanes,
 }
 
 impl std::ops::Deref for AppState {
@@ -53,6 +56,7 @@ impl AppState {
             limits,
             clock,
             settings,
+            claim_lanes: ClaimLanes::default(),
         }));
         presets::seed(&state.db, state.clock.now())
             .await

@@ -145,7 +145,8 @@ impl StoreMutation {
             provider_id: from_id(Kind::Provider, &input.provider_id)?,
             idempotency_key: input.idempotency_key,
         };
-        let claimed = store::claim(&state(ctx).db, request, now(ctx)).await?;
+        let state = state(ctx);
+        let claimed = store::claim(&state.db, &state.claim_lanes, request, now(ctx)).await?;
         Ok(ClaimRewardPayload {
             claim: Claim(claimed.claim, claimed.provider),
             balance: Balance(claimed.balance),

@@ -790,11 +790,25 @@ pub fn credit_reward(external_id: &str, amount: &str) -> (String, String, String
 /// Sends the same query `variables.len()` times at once (each with its own variables) and
 /// returns the bodies in order.
 pub async fn send_concurrently(app: &TestApp, token: &str, query: &str, variables: Vec<Value>) -> Vec<Value> {
+    send_concurrently_across(app, std::slice::from_ref(&app.address), token, query, variables).await
+}
+
+/// Like `send_concurrently`, the requests dealt in turn to the servers at `addresses` (the
+/// test's and others on its database), so that they race in the database and not only in one
+/// instance.
+pub async fn send_concurrently_across(
+    app: &TestApp,
+    addresses: &[String],
+    token: &str,
+    query: &str,
+    variables: Vec<Value>,
+) -> Vec<Value> {
     let tasks: Vec<_> = variables
         .into_iter()
-        .map(|vars| {
+        .zip(addresses.iter().cycle())
+        .map(|(vars, address)| {
             let client = app.client.clone();
-            let address = app.address.clone();
+            let address = address.clone();
             let token = token.to_owned();
             let query = query.to_owned();
             tokio::spawn(async move { post_graphql(&client, &address, Some(&token), &query, vars).await.1 })
@@ -805,6 +819,18 @@ pub async fn send_concurrently(app: &TestApp, token: &str, query: &str, variable
         .into_iter()
         .map(|r| r.expect("request task panicked"))
         .collect()
+}
+
+/// A second server on the test's database, as another instance of the deployment is.
+pub async fn another_instance(app: &TestApp) -> String {
+    let state = AppState::connect(test_config(app.database_url.clone()))
+        .await
+        .expect("a second instance connects");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("local_addr"));
+    let router = referral_server::build_app(state);
+    tokio::spawn(async move { referral_server::serve(listener, router).await });
+    address
 }
 
 /// An exact decimal string ("10.00", "-3.5") in millionths, for sums without floating point.

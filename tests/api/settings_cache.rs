@@ -3,7 +3,6 @@
 //! after a lost connection too), or SQLite's data version.
 
 use crate::helpers::*;
-use referral_server::AppState;
 use sea_orm::{ConnectionTrait, DbBackend};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -11,18 +10,6 @@ use std::time::{Duration, Instant};
 /// How long another instance may take to see a change (SQLite looks every 250 ms; PostgreSQL
 /// notifies at the commit).
 const SEEN_WITHIN: Duration = Duration::from_secs(5);
-
-/// A second server on the test's database, as another instance of the deployment is.
-async fn another_instance(app: &TestApp) -> String {
-    let state = AppState::connect(test_config(app.database_url.clone()))
-        .await
-        .expect("a second instance connects");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = format!("http://{}", listener.local_addr().expect("local_addr"));
-    let router = referral_server::build_app(state);
-    tokio::spawn(async move { referral_server::serve(listener, router).await });
-    address
-}
 
 async fn dashboard(app: &TestApp, address: &str) -> Value {
     let token = app.customer("acct-a");

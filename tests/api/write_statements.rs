@@ -196,9 +196,10 @@ async fn a_claim_on_the_day_a_hold_ends_spends_it() {
 }
 
 /// 200 claims at once on one account whose points are spread over lots of uneven sizes, some
-/// expiring: exactly as many succeed as the balance covers, the rest are refused with
-/// INSUFFICIENT_BALANCE, every claim's lot allocations add up to its cost, lots are taken
-/// soonest expiry first, and `check` passes.
+/// expiring, sent to three instances on one database (within an instance claims of one account
+/// take turns; across instances only the database keeps them apart): exactly as many succeed as
+/// the balance covers, the rest are refused with INSUFFICIENT_BALANCE, every claim's lot
+/// allocations add up to its cost, lots are taken soonest expiry first, and `check` passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_claims_on_one_account_spend_exactly_the_balance() {
     let app = spawn_app().await;
@@ -219,7 +220,12 @@ async fn two_hundred_concurrent_claims_on_one_account_spend_exactly_the_balance(
     let vars = (0..200)
         .map(|i| json!({ "input": { "providerId": provider_id, "idempotencyKey": format!("hot-{i}") } }))
         .collect();
-    let bodies = send_concurrently(&app, &app.customer("acct-hot"), &query, vars).await;
+    let instances = [
+        app.address.clone(),
+        another_instance(&app).await,
+        another_instance(&app).await,
+    ];
+    let bodies = send_concurrently_across(&app, &instances, &app.customer("acct-hot"), &query, vars).await;
 
     let claimed = bodies.iter().filter(|b| error_codes(b).is_empty()).count();
     let refused = bodies

@@ -2,7 +2,10 @@
 //! a time, at the provider's redemption rate. A claim debits the balance in the same
 //! transaction that records it; a failed delivery gives the points back.
 
+mod lanes;
 mod one_statement;
+
+pub use lanes::ClaimLanes;
 
 use crate::amount::Amount;
 use crate::db::begin_write;
@@ -58,12 +61,16 @@ pub struct Claimed {
     pub duplicate: bool,
 }
 
+/// Claims `request`, after the claims of the same account that this instance started before it
+/// (`lanes`: see [`ClaimLanes`]).
 pub async fn claim(
     db: &DatabaseConnection,
+    lanes: &ClaimLanes,
     request: ClaimRequest,
     now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<Claimed> {
     let idempotency_key = optional_text("idempotencyKey", request.idempotency_key.as_deref(), 128)?;
+    let _turn = lanes.turn(&request.external_id).await;
     if db.get_database_backend() == DbBackend::Postgres {
         let fingerprint = claim_fingerprint(request.provider_id);
         let key = idempotency_key.as_deref();
