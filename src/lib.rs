@@ -16,6 +16,7 @@ pub mod logging;
 pub mod service;
 pub mod state;
 pub mod tasks;
+pub mod writer_queue;
 
 pub use http::{build_app, serve};
 pub use state::AppState;

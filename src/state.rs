@@ -8,7 +8,8 @@ use crate::limits::Limits;
 use crate::service::settings::cache::SettingsCache;
 use crate::service::store::ClaimLanes;
 use crate::service::{self, presets};
-use sea_orm::{DatabaseConnection, DbErr};
+use crate::writer_queue::WriterQueue;
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub struct Inner {
     pub settings: SettingsCache,
     /// Claims of one account take turns within the instance (see `ClaimLanes`).
     pub claim_lanes: ClaimLanes,
+    /// SQLite's mutations, queued in the order they came; None on PostgreSQL.
+    pub sqlite_writers: Option<WriterQueue>,
 }
 
 impl std::ops::Deref for AppState {
@@ -48,6 +51,7 @@ impl AppState {
         let settings = SettingsCache::start(&db)
             .await
             .map_err(|err| DbErr::Custom(format!("reading the program settings: {err:?}")))?;
+        let sqlite_writers = (db.get_database_backend() == DbBackend::Sqlite).then(WriterQueue::default);
         let state = AppState(Arc::new(Inner {
             db,
             config,
@@ -57,6 +61,7 @@ impl AppState {
             clock,
             settings,
             claim_lanes: ClaimLanes::default(),
+            sqlite_writers,
         }));
         presets::seed(&state.db, state.clock.now())
             .await

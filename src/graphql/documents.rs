@@ -25,6 +25,7 @@ use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Value,
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Documents kept: clients' documents number about 40.
@@ -132,6 +133,7 @@ impl Documents {
             persisted: self.persisted.clone(),
             kept: self.kept.clone(),
             seen: Mutex::new(None),
+            mutation: AtomicBool::new(false),
         }
     }
 }
@@ -141,6 +143,8 @@ pub struct RequestDocument {
     persisted: PersistedQueries,
     kept: Arc<Mutex<Kept>>,
     seen: Mutex<Option<Seen>>,
+    /// Whether the operation the request runs is a mutation (known once it is parsed).
+    mutation: AtomicBool,
 }
 
 #[derive(Default)]
@@ -196,6 +200,11 @@ struct PersistedQuery {
 }
 
 impl RequestDocument {
+    /// Whether the request runs a mutation (false until its document is parsed).
+    pub fn runs_a_mutation(&self) -> bool {
+        self.mutation.load(Ordering::Relaxed)
+    }
+
     /// Apollo's protocol, as async-graphql's own extension answers it: a hash alone runs the
     /// document registered under it; a document with its hash is checked against it and
     /// registered.
@@ -288,7 +297,10 @@ impl Extension for RequestDocument {
         {
             keeping.parsed = Some(document.clone());
         }
-        if runs_a_query(&document, seen.operation.as_deref())
+        let operation = seen.operation.as_deref();
+        self.mutation
+            .store(runs(&document, operation, OperationType::Mutation), Ordering::Relaxed);
+        if runs(&document, operation, OperationType::Query)
             && let Some(loader) = ctx.data_opt::<RequestLoader>()
         {
             loader.enable_all_cache(true);
@@ -332,14 +344,14 @@ impl Extension for RequestDocument {
     }
 }
 
-/// Whether the operation a request runs of `document` is a query (false when it names none of
-/// several, which the executor refuses).
-fn runs_a_query(document: &ExecutableDocument, name: Option<&str>) -> bool {
+/// Whether the operation a request runs of `document` is of type `ty` (false when it names none
+/// of several, which the executor refuses).
+fn runs(document: &ExecutableDocument, name: Option<&str>, ty: OperationType) -> bool {
     let operation = match (&document.operations, name) {
         (DocumentOperations::Single(operation), _) => Some(operation),
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
         (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations.values().next(),
         (DocumentOperations::Multiple(_), None) => None,
     };
-    operation.is_some_and(|operation| operation.node.ty == OperationType::Query)
+    operation.is_some_and(|operation| operation.node.ty == ty)
 }

@@ -18,10 +18,11 @@ pub mod simulate;
 pub mod store;
 pub mod types;
 
+use crate::state::AppState;
 use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextResolve,
-    NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextRequest,
+    NextResolve, NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
@@ -227,6 +228,25 @@ impl Extension for RequestHooks {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         self.document.validation(ctx, next).await
+    }
+
+    /// On SQLite a mutation runs in its turn (`WriterQueue`).
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let writers = ctx
+            .data_opt::<AppState>()
+            .and_then(|state| state.sqlite_writers.as_ref());
+        match writers {
+            Some(writers) if self.document.runs_a_mutation() => {
+                let _turn = writers.turn().await;
+                next.run(ctx, operation_name).await
+            }
+            _ => next.run(ctx, operation_name).await,
+        }
     }
 
     async fn resolve(

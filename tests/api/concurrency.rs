@@ -2,7 +2,9 @@
 //! one event per eventId.
 
 use crate::helpers::*;
+use sea_orm::{ConnectionTrait, DbBackend};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 fn succeeded(body: &Value, field: &str) -> bool {
     error_codes(body).is_empty() && body["data"][field].is_object()
@@ -21,7 +23,10 @@ async fn fifty_concurrent_claims_against_a_balance_for_ten_spend_exactly_ten() {
     let vars = (0..50)
         .map(|_| json!({ "input": { "providerId": provider_id } }))
         .collect();
-    let bodies = send_concurrently(&app, &app.customer("acct-a"), &query, vars).await;
+    // Two instances: within one, claims of an account take turns; between them only the
+    // database keeps the balance from being overspent.
+    let instances = [app.address.clone(), another_instance(&app).await];
+    let bodies = send_concurrently_across(&app, &instances, &app.customer("acct-a"), &query, vars).await;
 
     let ok: Vec<&Value> = bodies.iter().filter(|b| succeeded(b, "claimReward")).collect();
     let insufficient = bodies
@@ -178,4 +183,47 @@ async fn twenty_concurrent_deliveries_of_one_event_record_it_once() {
         ("150.00".into(), "0.00".into(), "150.00".into())
     );
     app.assert_invariants().await;
+}
+
+/// On SQLite a mutation waits in the instance for its turn (SQLite has one write lock, and its
+/// own waiting is by naps, in no order); a query does not wait. PostgreSQL has no such queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_mutation_waits_its_turn_and_a_query_does_not() {
+    let app = spawn_app().await;
+    let provider_id = app.setup_catalog().await;
+    app.set_redemption_rate(PROVIDER, "4").await;
+    crate::time::customer(&app, "acct-q").await;
+    let Some(writers) = app.state.sqlite_writers.as_ref() else {
+        assert_eq!(app.state.db.get_database_backend(), DbBackend::Postgres);
+        return;
+    };
+    let token = app.customer("acct-q");
+    let turn = writers.turn().await;
+    let claim = {
+        let (client, address, token) = (app.client.clone(), app.address.clone(), token.clone());
+        let query = app.op("customer", "ClaimReward");
+        let vars = json!({ "input": { "providerId": provider_id, "idempotencyKey": "queued" } });
+        tokio::spawn(async move { post_graphql(&client, &address, Some(&token), &query, vars).await.1 })
+    };
+    let dashboard = app.op("customer", "Dashboard");
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        post_graphql(&app.client, &app.address, Some(&token), &dashboard, json!({})),
+    )
+    .await
+    .expect("a query goes while a mutation waits");
+    assert!(error_codes(&read.1).is_empty(), "{:#}", read.1);
+    // Ample time for a claim that did not wait to be answered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!claim.is_finished(), "the claim waits for its turn");
+    drop(turn);
+    let claimed = tokio::time::timeout(Duration::from_secs(10), claim)
+        .await
+        .expect("the claim goes once the turn is given up")
+        .expect("the request task");
+    assert_eq!(
+        error_codes(&claimed),
+        vec!["INSUFFICIENT_BALANCE".to_owned()],
+        "{claimed:#}"
+    );
 }
