@@ -2,7 +2,7 @@
 //! one event per eventId.
 
 use crate::helpers::*;
-use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm::DbBackend;
 use serde_json::{Value, json};
 use std::time::Duration;
 
