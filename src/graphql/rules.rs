@@ -23,7 +23,7 @@ impl RuleQuery {
 }
 
 /// A rule's whole definition. Options this server does not offer yet are refused with
-/// BAD_USER_INPUT when set: invoiceNumber, windowDays, maxOccurrences, capPerReferral,
+/// BAD_USER_INPUT when set: invoiceNumber, maxOccurrences, capPerReferral,
 /// redeemableCategories, minActiveReferrals, affiliatesOnly.
 #[derive(InputObject)]
 pub struct RewardRuleInput {
@@ -40,6 +40,8 @@ pub struct RewardRuleInput {
     /// that qualifies it (0: any top-up).
     pub threshold: Option<Decimal>,
     pub invoice_number: Option<i32>,
+    /// Days (1 to 3650) after the referee's sign-up within which events count: later ones
+    /// earn nothing. Not for SIGNUP rules. 0 or null: no window.
     pub window_days: Option<i32>,
     /// Pay on every qualifying event instead of once per referral. Default false.
     pub recurring: Option<bool>,
@@ -178,18 +180,18 @@ impl RewardRule {
         self.0.account_groups()
     }
 
-    // invoiceNumber, windowDays, maxOccurrences, capPerReferral, redeemableCategories,
-    // minActiveReferrals and affiliatesOnly are not offered by this server yet: every rule has
-    // the value shown (no invoice number, no window, no cap, no restriction), and setting one
-    // is refused, so that is exactly how each rule behaves.
+    /// Only events within this many days of the referee's sign-up count; null: no window.
+    async fn window_days(&self) -> Option<i32> {
+        self.0.window_days().map(i32::from)
+    }
+
+    // invoiceNumber, maxOccurrences, capPerReferral, redeemableCategories, minActiveReferrals
+    // and affiliatesOnly are not offered by this server yet: every rule has the value shown
+    // (no invoice number, no cap, no restriction), and setting one is refused, so that is
+    // exactly how each rule behaves.
 
     /// Pays on the referee's n-th paid invoice.
     async fn invoice_number(&self) -> Option<i32> {
-        None
-    }
-
-    /// Only events within this many days of sign-up count.
-    async fn window_days(&self) -> Option<i32> {
         None
     }
 

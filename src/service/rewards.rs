@@ -8,17 +8,18 @@ use crate::service::ledger::{self, NewCredit};
 use crate::service::rules::{self, Decision, EventFacts, Facts, Outcome, ReferralFacts, Rule, Verdict};
 use crate::service::settings;
 use entity::enums::{Beneficiary, EntryKind, ReferralStatus, RuleTrigger};
-use entity::{account, ledger_entry, product, referral};
+use entity::{account, event, ledger_entry, product, referral};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 /// Evaluates `rules` (the enabled ones, or an admin's draft set) against what an event
 /// established and pays what they decide, in the caller's transaction. A reward paid for a
-/// referral (sign-up bonuses aside) qualifies it. Also used at registration, for SIGNUP rules.
+/// referral (sign-up bonuses aside) qualifies it. Also used at registration, for SIGNUP rules:
+/// without an `event`, what happened happened `now`.
 pub async fn apply(
     txn: &impl ConnectionTrait,
     account: &account::Model,
-    event_id: Option<i64>,
+    event: Option<&event::Model>,
     event_facts: &EventFacts<'_>,
     product: Option<&product::Model>,
     rules: &[Rule],
@@ -35,7 +36,20 @@ pub async fn apply(
         referral: referral.as_ref(),
         referrer: referrer.as_ref(),
     };
-    pay(txn, plan(&parties, event_id, event_facts, product, rules, now), now).await
+    pay(
+        txn,
+        plan(
+            &parties,
+            event.map(|e| e.id),
+            event_facts,
+            product,
+            rules,
+            event.map_or(now, |e| e.occurred_at),
+            now,
+        ),
+        now,
+    )
+    .await
 }
 
 /// Who an event's rules are about, as read with the event: the account it happened to, its
@@ -69,13 +83,15 @@ pub struct PlannedCredit {
     pub already_paid: Decision,
 }
 
-/// Decides what `rules` pay for an event, without reading or writing anything.
+/// Decides what `rules` pay for an event that happened at `occurred_at`, without reading or
+/// writing anything.
 pub fn plan(
     parties: &Parties<'_>,
     event_id: Option<i64>,
     event_facts: &EventFacts<'_>,
     product: Option<&product::Model>,
     rules: &[Rule],
+    occurred_at: chrono::DateTime<chrono::Utc>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Plan {
     let account = parties.account;
@@ -95,6 +111,8 @@ pub fn plan(
         }),
         account_group: account.account_group.as_deref(),
         billing_scheme: account.billing_scheme,
+        signed_up_at: account.created_at,
+        occurred_at,
         event: event_facts.clone(),
     };
     let mut plan = Plan {

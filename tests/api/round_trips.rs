@@ -46,7 +46,7 @@ async fn neutral_values_of_options_not_built_are_accepted_and_set_ones_are_not()
         ("affiliatesOnly", json!(false)),
         ("recurring", json!(false)),
         ("invoiceNumber", Value::Null),
-        ("windowDays", Value::Null),
+        ("windowDays", json!(0)),
         ("maxOccurrences", Value::Null),
         ("capPerReferral", Value::Null),
         ("expiresAfterDays", Value::Null),

@@ -252,7 +252,12 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
         (with(&valid, json!({ "expiresAfterDays": 0 })), "expiresAfterDays"),
         (with(&valid, json!({ "expiresAfterDays": 3651 })), "expiresAfterDays"),
         (with(&valid, json!({ "invoiceNumber": 1 })), "invoiceNumber"),
-        (with(&valid, json!({ "windowDays": 30 })), "windowDays"),
+        (with(&valid, json!({ "windowDays": -1 })), "windowDays"),
+        (with(&valid, json!({ "windowDays": 3651 })), "windowDays"),
+        (
+            with(&valid, json!({ "trigger": "SIGNUP", "windowDays": 30 })),
+            "windowDays",
+        ),
         (with(&valid, json!({ "maxOccurrences": 3 })), "maxOccurrences"),
         (with(&valid, json!({ "capPerReferral": "50" })), "capPerReferral"),
         (
@@ -290,6 +295,7 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
         with(&valid, json!({ "holdDays": 0, "expiresAfterDays": 1 })),
         with(&valid, json!({ "holdDays": 3650, "expiresAfterDays": 3650 })),
         with(&valid, json!({ "billingScheme": null })),
+        with(&valid, json!({ "windowDays": 3650 })),
     ]
     .into_iter()
     .enumerate()
@@ -297,7 +303,7 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
         app.create_rule(with(&input, json!({ "name": format!("neighbour {n}") })))
             .await;
     }
-    assert_eq!(app.rules().await.len(), rules_before.len() + 7);
+    assert_eq!(app.rules().await.len(), rules_before.len() + 8);
 }
 
 /// A new database, and what keeps it alive (the SQLite file's directory).
@@ -581,6 +587,46 @@ async fn conditions_read_the_account_as_registered_and_a_held_reward_says_when()
     );
     assert_eq!(decision_for(&c, &prepaid_points)["outcome"], "REWARDED", "{c:#}");
     assert_eq!(app.ledger_sum("acct-a", "POINTS").await, 3_000_000);
+}
+
+/// `windowDays` counts from the referee's sign-up to when the event happened (`occurredAt`),
+/// not to when it arrives: a late event from inside the window still pays.
+#[tokio::test]
+async fn a_window_pays_events_within_its_days_of_the_referees_sign_up_and_not_after() {
+    let app = spawn_app().await;
+    let mut windowed = fixed_credit_rule("Top-ups in the first 90 days", "TOP_UP_TOTAL_REACHED", "REFERRER", "5");
+    windowed["threshold"] = json!("0");
+    windowed["recurring"] = json!(true);
+    windowed["windowDays"] = json!(90);
+    let created = app.create_rule(windowed).await;
+    assert_eq!(created["windowDays"], 90, "{created:#}");
+    let windowed = s(&created, "/id").to_owned();
+    let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
+    app.register_scheme("acct-b", "Bob Brown", Some(&a), "PREPAID").await;
+    let signed_up = app.state.clock.now();
+
+    let day_0 = app.top_up("evt-day-0", "acct-b", "20", None).await;
+    assert_eq!(decision_for(&day_0, &windowed)["outcome"], "REWARDED", "{day_0:#}");
+    crate::time::advance(&app, 89);
+    let day_89 = app.top_up("evt-day-89", "acct-b", "20", None).await;
+    assert_eq!(decision_for(&day_89, &windowed)["outcome"], "REWARDED", "{day_89:#}");
+    crate::time::advance(&app, 11);
+    let day_100 = app.top_up("evt-day-100", "acct-b", "20", None).await;
+    let skipped = decision_for(&day_100, &windowed);
+    assert_eq!(skipped["outcome"], "SKIPPED", "{day_100:#}");
+    assert_eq!(
+        skipped["reason"], "happened 100 days after sign-up, after the rule's 90-day window",
+        "{day_100:#}"
+    );
+    // Sent on day 100, happened on day 80.
+    let mut late = TestApp::top_up_input("evt-day-80", "acct-b", "20", None);
+    late["input"]["occurredAt"] = json!((signed_up + chrono::Duration::days(80)).to_rfc3339());
+    let body = app.run(Some(&app.service()), "integration", "RecordTopUp", late).await;
+    let late = &data_of(&body, "a late top-up")["recordTopUp"];
+    assert_eq!(decision_for(late, &windowed)["outcome"], "REWARDED", "{late:#}");
+
+    assert_eq!(app.ledger_sum("acct-a", "CREDIT").await, 15_000_000);
+    app.assert_invariants().await;
 }
 
 #[tokio::test]

@@ -304,7 +304,7 @@ impl Step<'_> {
         rewards::apply(
             self.txn,
             self.account,
-            Some(self.event.id),
+            Some(self.event),
             facts,
             product,
             self.rules,

@@ -75,6 +75,10 @@ pub struct Facts<'a> {
     pub referral: Option<ReferralFacts>,
     pub account_group: Option<&'a str>,
     pub billing_scheme: BillingScheme,
+    /// When the account signed up (its creation).
+    pub signed_up_at: DateTime<Utc>,
+    /// When the event happened (`occurredAt`, or when it was recorded).
+    pub occurred_at: DateTime<Utc>,
     pub event: EventFacts<'a>,
 }
 
@@ -238,6 +242,17 @@ fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, Str
             EventFacts::TopUp { total, .. } => Err(format!("top-ups {total} of {threshold}")),
             _ => Err("a top-up total counts on top-ups only".into()),
         },
+        Condition::WithinDaysOfSignUp(days) => {
+            let window_ends = facts.signed_up_at + Duration::days(i64::from(*days));
+            if facts.occurred_at <= window_ends {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "happened {} days after sign-up, after the rule's {days}-day window",
+                    (facts.occurred_at - facts.signed_up_at).num_days()
+                ))
+            }
+        }
     }
 }
 
@@ -392,6 +407,8 @@ mod tests {
             referral: Some(referral()),
             account_group: None,
             billing_scheme: BillingScheme::Postpaid,
+            signed_up_at: now() - Duration::days(10),
+            occurred_at: now(),
             event,
         }
     }
@@ -463,6 +480,14 @@ mod tests {
                 Condition::AccountGroups(groups.iter().map(|g| (*g).to_owned()).collect()),
             )
         };
+        // Signed up `days` before the event (and `seconds` more).
+        let signed_up = |days: i64, seconds: i64| {
+            move |f: Facts<'static>| Facts {
+                signed_up_at: f.occurred_at - Duration::days(days) - Duration::seconds(seconds),
+                ..f
+            }
+        };
+        let within = |rule: Rule, days: u16| with(rule, Condition::WithinDaysOfSignUp(days));
         let late = PurchaseOrder::EarlierButLate {
             first_taken_at: now(),
             window_hours: 72,
@@ -561,6 +586,32 @@ mod tests {
                 topped_up(Beneficiary::Referrer, 10),
                 prepaid(EventFacts::PaymentMethodVerified),
                 Skip("pays on top-ups, not on a verified payment method"),
+            ),
+            // A window counts from the referee's sign-up to the event's time, its last second
+            // included.
+            (
+                "inside the window",
+                within(verified(Beneficiary::Referrer), 90),
+                signed_up(89, 0)(facts(EventFacts::PaymentMethodVerified)),
+                Pay(REFERRER, 10_000_000),
+            ),
+            (
+                "the window's last second",
+                within(verified(Beneficiary::Referrer), 90),
+                signed_up(90, 0)(facts(EventFacts::PaymentMethodVerified)),
+                Pay(REFERRER, 10_000_000),
+            ),
+            (
+                "a second after the window",
+                within(verified(Beneficiary::Referrer), 90),
+                signed_up(90, 1)(facts(EventFacts::PaymentMethodVerified)),
+                Skip("happened 90 days after sign-up, after the rule's 90-day window"),
+            ),
+            (
+                "day 100 of a 90-day window",
+                within(residential_points(), 90),
+                signed_up(100, 0)(facts(first_residential(1_000_000))),
+                Skip("happened 100 days after sign-up, after the rule's 90-day window"),
             ),
             // Program 3: rate × GB on the first residential purchase.
             (

@@ -53,6 +53,9 @@ pub enum Condition {
     /// TOP_UP_TOTAL_REACHED: the referee's own successful top-ups reach this total (0: any
     /// top-up).
     TopUpTotalAtLeast(#[serde(with = "micros")] Amount),
+    /// Only events that happen within this many days of the referee's sign-up count
+    /// (`windowDays`).
+    WithinDaysOfSignUp(u16),
 }
 
 /// How much a rule pays.
@@ -145,7 +148,6 @@ pub fn parse(input: RuleInput) -> AppResult<Rule> {
 fn refuse_unbuilt(input: &RuleInput) -> AppResult<()> {
     let not_built = [
         ("invoiceNumber", input.invoice_number.is_some()),
-        ("windowDays", input.window_days.is_some()),
         ("maxOccurrences", input.max_occurrences.is_some()),
         ("capPerReferral", input.cap_per_referral.is_some()),
         (
@@ -170,6 +172,7 @@ impl Condition {
             key_list("accountGroups", input.account_groups.as_deref())?.map(Condition::AccountGroups),
             input.billing_scheme.flatten().map(Condition::BillingScheme),
             non_negative("threshold", input.threshold)?.map(Condition::TopUpTotalAtLeast),
+            window_days(input.window_days)?.map(Condition::WithinDaysOfSignUp),
         ]
         .into_iter()
         .flatten()
@@ -197,10 +200,14 @@ impl Condition {
             Condition::TopUpTotalAtLeast(_) if trigger != RuleTrigger::TopUpTotalReached => {
                 Err(bad("threshold applies to TOP_UP_TOTAL_REACHED rules only"))
             }
+            Condition::WithinDaysOfSignUp(_) if trigger == RuleTrigger::Signup => Err(bad(
+                "windowDays does not apply to SIGNUP rules: a sign-up is always within days of itself",
+            )),
             Condition::ProductCategories(_)
             | Condition::AccountGroups(_)
             | Condition::BillingScheme(_)
-            | Condition::TopUpTotalAtLeast(_) => Ok(()),
+            | Condition::TopUpTotalAtLeast(_)
+            | Condition::WithinDaysOfSignUp(_) => Ok(()),
         }
     }
 
@@ -212,7 +219,24 @@ impl Condition {
             Condition::AccountGroups(_) => 1,
             Condition::BillingScheme(_) => 2,
             Condition::TopUpTotalAtLeast(_) => 3,
+            Condition::WithinDaysOfSignUp(_) => 4,
         }
+    }
+}
+
+/// `windowDays`: 1 to `MAX_DAYS`; absent or 0 (what a form with no window sends): no window.
+fn window_days(days: Option<i32>) -> AppResult<Option<u16>> {
+    match days {
+        None | Some(0) => Ok(None),
+        Some(days) => u16::try_from(days)
+            .ok()
+            .filter(|days| *days <= MAX_DAYS)
+            .map(Some)
+            .ok_or_else(|| {
+                bad(format!(
+                    "windowDays must be between 1 and {MAX_DAYS} (0 or null: no window)"
+                ))
+            }),
     }
 }
 
@@ -365,6 +389,14 @@ impl Rule {
     pub fn billing_scheme(&self) -> Option<BillingScheme> {
         self.conditions.iter().find_map(|c| match c {
             Condition::BillingScheme(scheme) => Some(*scheme),
+            _ => None,
+        })
+    }
+
+    /// The days after the referee's sign-up within which events count; `None`: no window.
+    pub fn window_days(&self) -> Option<u16> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::WithinDaysOfSignUp(days) => Some(*days),
             _ => None,
         })
     }
@@ -696,13 +728,6 @@ mod tests {
             ),
             (
                 RuleInput {
-                    window_days: Some(30),
-                    ..signup()
-                },
-                "windowDays",
-            ),
-            (
-                RuleInput {
                     max_occurrences: Some(3),
                     ..signup()
                 },
@@ -743,6 +768,42 @@ mod tests {
     }
 
     #[test]
+    fn a_window_counts_days_after_sign_up_and_none_is_no_window() {
+        for none in [None, Some(0)] {
+            let rule = parse(RuleInput {
+                window_days: none,
+                ..top_up()
+            })
+            .expect("valid");
+            assert_eq!(rule.window_days(), None, "{none:?}");
+        }
+        for days in [1, 90, 3650] {
+            let rule = parse(RuleInput {
+                window_days: Some(days),
+                ..top_up()
+            })
+            .expect("valid");
+            assert_eq!(rule.window_days().map(i32::from), Some(days));
+        }
+        for days in [-1, 3651, i32::MAX] {
+            assert_eq!(
+                refused(RuleInput {
+                    window_days: Some(days),
+                    ..top_up()
+                }),
+                "windowDays must be between 1 and 3650 (0 or null: no window)"
+            );
+        }
+        assert!(
+            refused(RuleInput {
+                window_days: Some(30),
+                ..signup()
+            })
+            .starts_with("windowDays does not apply to SIGNUP rules")
+        );
+    }
+
+    #[test]
     fn the_stored_form_reads_back_to_the_same_rule() {
         let rule = parse(RuleInput {
             hold_days: Some(30),
@@ -750,6 +811,7 @@ mod tests {
             recurring: Some(true),
             billing_scheme: Some(Some(BillingScheme::Prepaid)),
             account_groups: Some(vec!["business".into()]),
+            window_days: Some(90),
             ..top_up()
         })
         .expect("valid");
@@ -761,6 +823,7 @@ mod tests {
                     { "accountGroups": ["business"] },
                     { "billingScheme": "PREPAID" },
                     { "topUpTotalAtLeast": 10_000_000 },
+                    { "withinDaysOfSignUp": 90 },
                 ],
                 "calculation": { "fixed": 1_000_000 },
                 "payout": { "recurring": true, "holdDays": 30, "expiresAfterDays": 180 },

@@ -115,6 +115,7 @@ pub(in crate::service::events) async fn record(
                 &purchase.facts(order, &product),
                 Some(&product),
                 &rules,
+                occurred_at,
                 now,
             ),
         };
