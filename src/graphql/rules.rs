@@ -57,6 +57,9 @@ pub struct RewardRuleInput {
     pub redeemable_categories: Option<Vec<String>>,
     /// The referee's account groups that count.
     pub account_groups: Option<Vec<String>>,
+    /// The referrer's account groups that count (a business referrer and a residential one can
+    /// earn differently); null or empty: all of them. Left out of an update: unchanged.
+    pub referrer_groups: MaybeUndefined<Vec<String>>,
     pub min_active_referrals: Option<i32>,
     pub affiliates_only: Option<bool>,
     /// Only referees of this billing scheme count; null: both. Program 1 pays postpaid
@@ -82,6 +85,11 @@ impl From<RewardRuleInput> for RuleInput {
             expires_after_days: input.expires_after_days,
             product_categories: input.product_categories,
             account_groups: input.account_groups,
+            referrer_groups: match input.referrer_groups {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(groups) => Some(Some(groups)),
+            },
             billing_scheme: match input.billing_scheme {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
@@ -178,6 +186,11 @@ impl RewardRule {
     /// The referee's account groups that count; null: all of them.
     async fn account_groups(&self) -> Option<&[String]> {
         self.0.account_groups()
+    }
+
+    /// The referrer's account groups that count; null: all of them.
+    async fn referrer_groups(&self) -> Option<&[String]> {
+        self.0.referrer_groups()
     }
 
     /// Only events within this many days of the referee's sign-up count; null: no window.

@@ -110,6 +110,7 @@ pub fn plan(
             })
         }),
         account_group: account.account_group.as_deref(),
+        referrer_group: parties.referrer.and_then(|referrer| referrer.account_group.as_deref()),
         billing_scheme: account.billing_scheme,
         signed_up_at: account.created_at,
         occurred_at,

@@ -629,6 +629,73 @@ async fn a_window_pays_events_within_its_days_of_the_referees_sign_up_and_not_af
     app.assert_invariants().await;
 }
 
+/// A rule's `referrerGroups`, read by a query of its own (the contract's fragment leaves it out).
+async fn referrer_groups_of(app: &TestApp, id: &str) -> Value {
+    let body = app
+        .gql(
+            Some(&app.admin()),
+            "query Groups { rewardRules { id referrerGroups } }",
+            json!({}),
+        )
+        .await;
+    let rules = data_of(&body, "the rules' referrer groups")["rewardRules"].clone();
+    let rule = rules
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|rule| rule["id"] == id)
+        .unwrap_or_else(|| panic!("rule {id} listed: {rules:#}"));
+    rule["referrerGroups"].clone()
+}
+
+/// `referrerGroups` looks at the referrer's group, `accountGroups` at the referee's; a console
+/// built on the contract's rule fragment, which does not read `referrerGroups`, sends the rule
+/// back without it and keeps it.
+#[tokio::test]
+async fn a_business_referrer_rule_pays_business_referrers_only_and_an_update_without_it_keeps_it() {
+    let app = spawn_app().await;
+    let mut business = fixed_credit_rule("Business referrers", "PAYMENT_METHOD_VERIFIED", "REFERRER", "25");
+    business["referrerGroups"] = json!(["Business"]);
+    let id = app.create_rule_id(business.clone()).await;
+    assert_eq!(referrer_groups_of(&app, &id).await, json!(["business"]));
+
+    let b = app
+        .register_with(json!({ "externalId": "acct-biz", "displayName": "Bea Business", "group": "business" }))
+        .await;
+    let biz_code = s(&b, "/account/referralCode").to_owned();
+    let home = app.register_code("acct-home", Some("Hal Home"), None).await;
+    // A business friend of a referrer without a group: the referee's group does not count here.
+    app.register_with(
+        json!({ "externalId": "friend-of-home", "displayName": "Fay Friend", "referralCode": home, "group": "business" }),
+    )
+    .await;
+    app.register("friend-of-biz", Some("Finn Friend"), Some(&biz_code))
+        .await;
+
+    let paid = app.verify_payment("evt-biz", "friend-of-biz").await;
+    assert_eq!(decision_for(&paid, &id)["outcome"], "REWARDED", "{paid:#}");
+    let skipped = app.verify_payment("evt-home", "friend-of-home").await;
+    assert_eq!(decision_for(&skipped, &id)["outcome"], "SKIPPED", "{skipped:#}");
+    assert_eq!(
+        decision_for(&skipped, &id)["reason"],
+        "the referrer's account group none does not count (counted: business)",
+        "{skipped:#}"
+    );
+    assert_eq!(app.ledger_sum("acct-biz", "CREDIT").await, 25_000_000);
+    assert_eq!(app.ledger_sum("acct-home", "CREDIT").await, 0);
+
+    // Sent back as the contract's fragment reads it (no referrerGroups): kept. Null: cleared.
+    let mut renamed = business.clone();
+    renamed.as_object_mut().expect("an object").remove("referrerGroups");
+    renamed["name"] = json!("Business referrers, renamed");
+    app.update_rule(&id, renamed.clone()).await;
+    assert_eq!(referrer_groups_of(&app, &id).await, json!(["business"]));
+    renamed["referrerGroups"] = Value::Null;
+    app.update_rule(&id, renamed).await;
+    assert_eq!(referrer_groups_of(&app, &id).await, Value::Null);
+    app.assert_invariants().await;
+}
+
 #[tokio::test]
 async fn a_signup_rule_pays_when_an_accepted_referral_is_created() {
     let app = spawn_app().await;

@@ -74,6 +74,8 @@ pub struct Facts<'a> {
     pub program_enabled: bool,
     pub referral: Option<ReferralFacts>,
     pub account_group: Option<&'a str>,
+    /// The referrer's account group, when the account has a referrer with one.
+    pub referrer_group: Option<&'a str>,
     pub billing_scheme: BillingScheme,
     /// When the account signed up (its creation).
     pub signed_up_at: DateTime<Utc>,
@@ -242,6 +244,14 @@ fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, Str
             EventFacts::TopUp { total, .. } => Err(format!("top-ups {total} of {threshold}")),
             _ => Err("a top-up total counts on top-ups only".into()),
         },
+        Condition::ReferrerGroups(groups) => match facts.referrer_group {
+            Some(group) if groups.iter().any(|g| g == group) => Ok(None),
+            group => Err(format!(
+                "the referrer's account group {} does not count (counted: {})",
+                group.unwrap_or("none"),
+                groups.join(", ")
+            )),
+        },
         Condition::WithinDaysOfSignUp(days) => {
             let window_ends = facts.signed_up_at + Duration::days(i64::from(*days));
             if facts.occurred_at <= window_ends {
@@ -406,6 +416,7 @@ mod tests {
             program_enabled: true,
             referral: Some(referral()),
             account_group: None,
+            referrer_group: None,
             billing_scheme: BillingScheme::Postpaid,
             signed_up_at: now() - Duration::days(10),
             occurred_at: now(),
@@ -488,6 +499,18 @@ mod tests {
             }
         };
         let within = |rule: Rule, days: u16| with(rule, Condition::WithinDaysOfSignUp(days));
+        let referrer_in = |group: &'static str| {
+            move |f: Facts<'static>| Facts {
+                referrer_group: Some(group),
+                ..f
+            }
+        };
+        let for_referrers = |rule: Rule, groups: &[&str]| {
+            with(
+                rule,
+                Condition::ReferrerGroups(groups.iter().map(|g| (*g).to_owned()).collect()),
+            )
+        };
         let late = PurchaseOrder::EarlierButLate {
             first_taken_at: now(),
             window_hours: 72,
@@ -586,6 +609,31 @@ mod tests {
                 topped_up(Beneficiary::Referrer, 10),
                 prepaid(EventFacts::PaymentMethodVerified),
                 Skip("pays on top-ups, not on a verified payment method"),
+            ),
+            // Referrer groups look at the referrer, account groups at the referee.
+            (
+                "a business referrer",
+                for_referrers(verified(Beneficiary::Referrer), &["business"]),
+                referrer_in("business")(facts(EventFacts::PaymentMethodVerified)),
+                Pay(REFERRER, 10_000_000),
+            ),
+            (
+                "a residential referrer",
+                for_referrers(verified(Beneficiary::Referrer), &["business"]),
+                referrer_in("residential")(facts(EventFacts::PaymentMethodVerified)),
+                Skip("the referrer's account group residential does not count (counted: business)"),
+            ),
+            (
+                "a referrer without a group",
+                for_referrers(verified(Beneficiary::Referee), &["business"]),
+                facts(EventFacts::PaymentMethodVerified),
+                Skip("the referrer's account group none does not count"),
+            ),
+            (
+                "a business referee, a residential referrer",
+                for_referrers(verified(Beneficiary::Referrer), &["business"]),
+                referrer_in("residential")(business(facts(EventFacts::PaymentMethodVerified))),
+                Skip("the referrer's account group residential does not count"),
             ),
             // A window counts from the referee's sign-up to the event's time, its last second
             // included.

@@ -190,6 +190,7 @@ pub async fn update(
     now: DateTime<Utc>,
 ) -> AppResult<Rule> {
     let keeps_billing_scheme = input.billing_scheme.is_none();
+    let keeps_referrer_groups = input.referrer_groups.is_none();
     let mut rule = Rule {
         id,
         ..spec::parse(input)?
@@ -201,7 +202,10 @@ pub async fn update(
         .ok_or_else(|| AppError::not_found("no such reward rule"))?;
     let before = from_row(row.clone())?;
     if keeps_billing_scheme && let Some(scheme) = before.billing_scheme() {
-        rule.keep_billing_scheme(scheme);
+        rule.keep(Condition::BillingScheme(scheme));
+    }
+    if keeps_referrer_groups && let Some(groups) = before.referrer_groups() {
+        rule.keep(Condition::ReferrerGroups(groups.to_vec()));
     }
     let mut row = row.into_active_model();
     assign(&mut row, &rule, now);

@@ -56,6 +56,9 @@ pub enum Condition {
     /// Only events that happen within this many days of the referee's sign-up count
     /// (`windowDays`).
     WithinDaysOfSignUp(u16),
+    /// Only referrers of these account groups count (`referrerGroups`): a business referrer
+    /// and a residential one can earn differently from the same friends.
+    ReferrerGroups(Vec<String>),
 }
 
 /// How much a rule pays.
@@ -97,6 +100,9 @@ pub struct RuleInput {
     pub expires_after_days: Option<i32>,
     pub product_categories: Option<Vec<String>>,
     pub account_groups: Option<Vec<String>>,
+    /// Like `billing_scheme`: `None` when not given (an update keeps the rule's condition; the
+    /// contract's rule fragment does not read it either), `Some(None)` or an empty list: none.
+    pub referrer_groups: Option<Option<Vec<String>>>,
     /// `None`: not given (an update keeps the rule's condition: the contract's own rule
     /// fragment does not read this field, so a console built on it sends a rule back without
     /// it); `Some(None)`: no condition; `Some(Some(scheme))`: that scheme only.
@@ -173,6 +179,11 @@ impl Condition {
             input.billing_scheme.flatten().map(Condition::BillingScheme),
             non_negative("threshold", input.threshold)?.map(Condition::TopUpTotalAtLeast),
             window_days(input.window_days)?.map(Condition::WithinDaysOfSignUp),
+            key_list(
+                "referrerGroups",
+                input.referrer_groups.as_ref().and_then(Option::as_deref),
+            )?
+            .map(Condition::ReferrerGroups),
         ]
         .into_iter()
         .flatten()
@@ -207,7 +218,8 @@ impl Condition {
             | Condition::AccountGroups(_)
             | Condition::BillingScheme(_)
             | Condition::TopUpTotalAtLeast(_)
-            | Condition::WithinDaysOfSignUp(_) => Ok(()),
+            | Condition::WithinDaysOfSignUp(_)
+            | Condition::ReferrerGroups(_) => Ok(()),
         }
     }
 
@@ -220,6 +232,7 @@ impl Condition {
             Condition::BillingScheme(_) => 2,
             Condition::TopUpTotalAtLeast(_) => 3,
             Condition::WithinDaysOfSignUp(_) => 4,
+            Condition::ReferrerGroups(_) => 5,
         }
     }
 }
@@ -378,10 +391,19 @@ impl Rule {
         })
     }
 
-    /// Limits the rule to `scheme` (an update that left the field out keeps the stored one).
-    pub fn keep_billing_scheme(&mut self, scheme: BillingScheme) {
-        self.conditions.retain(|c| !matches!(c, Condition::BillingScheme(_)));
-        self.conditions.push(Condition::BillingScheme(scheme));
+    /// The referrers' account groups the rule is limited to; `None` when every group counts.
+    pub fn referrer_groups(&self) -> Option<&[String]> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::ReferrerGroups(groups) => Some(groups.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// Puts `condition` in place of the rule's condition of its kind, if any (an update that left
+    /// the field out keeps the stored one).
+    pub fn keep(&mut self, condition: Condition) {
+        self.conditions.retain(|c| c.rank() != condition.rank());
+        self.conditions.push(condition);
         self.conditions.sort_by_key(Condition::rank);
     }
 
@@ -811,6 +833,7 @@ mod tests {
             recurring: Some(true),
             billing_scheme: Some(Some(BillingScheme::Prepaid)),
             account_groups: Some(vec!["business".into()]),
+            referrer_groups: Some(Some(vec!["Reseller".into()])),
             window_days: Some(90),
             ..top_up()
         })
@@ -824,6 +847,7 @@ mod tests {
                     { "billingScheme": "PREPAID" },
                     { "topUpTotalAtLeast": 10_000_000 },
                     { "withinDaysOfSignUp": 90 },
+                    { "referrerGroups": ["reseller"] },
                 ],
                 "calculation": { "fixed": 1_000_000 },
                 "payout": { "recurring": true, "holdDays": 30, "expiresAfterDays": 180 },
