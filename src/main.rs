@@ -49,8 +49,14 @@ enum Command {
     /// Write the settings and rules of a program: points-store (program 3) or cloud-credit
     /// (program 1). Applying one again changes nothing.
     Preset {
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(presets::PRESETS))]
-        name: String,
+        #[arg(
+            value_parser = clap::builder::PossibleValuesParser::new(presets::PRESETS),
+            required_unless_present = "list"
+        )]
+        name: Option<String>,
+        /// Say what each preset sets up, and change nothing (no database needed).
+        #[arg(long, conflicts_with = "name")]
+        list: bool,
     },
     /// Mint a JWT signed with the configured key, to try the API.
     Token {
@@ -104,7 +110,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Preset { name } => {
+        Command::Preset { list: true, .. } => {
+            for line in presets::describe().map_err(|e| anyhow::anyhow!(e.message()))? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Preset { name: None, .. } => Err(anyhow::anyhow!("name a preset, or ask for --list")),
+        Command::Preset { name: Some(name), .. } => {
             let (config, _) = cli.config.into_config(true)?;
             let state = AppState::connect(config).await.context("connecting to the database")?;
             let done = presets::apply(&state.db, &name, state.clock.now())

@@ -84,6 +84,29 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
     }
 }
 
+/// What a preset is for, in a line.
+fn purpose(name: &str) -> &'static str {
+    match name {
+        "points-store" => "program 3: points for friends' purchases, spent in the reward store",
+        "cloud-credit" => "program 1: cloud credit for both sides once a friend qualifies",
+        _ => "",
+    }
+}
+
+/// What each preset sets up, for `preset --list`: a line per preset, then one per rule. Every
+/// preset also switches the program on.
+pub fn describe() -> AppResult<Vec<String>> {
+    let mut lines = Vec::new();
+    for name in PRESETS {
+        lines.push(format!("{name}: {} (switches the program on)", purpose(name)));
+        for input in preset_rules(name)? {
+            let rule = rules::draft(input)?;
+            lines.push(format!("  {}: {}", rule.name, rules::summary(&rule)));
+        }
+    }
+    Ok(lines)
+}
+
 /// Seeds a new installation (a database that never had a rule) with the rules of the
 /// `DEFAULT` preset; its settings are the ones a new database starts with (the program on).
 /// Returns whether it seeded.
@@ -127,4 +150,30 @@ pub async fn apply(db: &DatabaseConnection, name: &str, now: chrono::DateTime<ch
         done.push(format!("preset {name} is in place already: nothing changed"));
     }
     Ok(done)
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_says_what_each_preset_sets_up() {
+        let lines = describe().expect("every preset's rules parse");
+        assert_eq!(
+            lines,
+            [
+                "points-store: program 3: points for friends' purchases, spent in the reward store (switches the program on)",
+                "  Points for a friend's first residential purchase: points at the product's rate × GB to the referrer on a first purchase, products of residential, once per referral",
+                "cloud-credit: program 1: cloud credit for both sides once a friend qualifies (switches the program on)",
+                "  Cloud credit for the referrer: postpaid friend verified a payment method: 10.00 credit to the referrer on a verified payment method, postpaid referees, once per referral",
+                "  Cloud credit for the referrer: prepaid friend topped up 10.00: 10.00 credit to the referrer on top-ups, prepaid referees, once top-ups reach 10.00, once per referral",
+                "  Cloud credit for the newcomer: postpaid friend verified a payment method: 10.00 credit to the referred friend on a verified payment method, postpaid referees, once per referral",
+                "  Cloud credit for the newcomer: prepaid friend topped up 10.00: 10.00 credit to the referred friend on top-ups, prepaid referees, once top-ups reach 10.00, once per referral",
+            ]
+        );
+        for name in PRESETS {
+            assert!(!purpose(name).is_empty(), "{name} says what it is for");
+        }
+    }
 }

@@ -13,6 +13,7 @@
 // A failed expectation in a test is a panic with a message: that is what `expect` is for here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod disconnects;

@@ -266,6 +266,41 @@ fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, Str
     }
 }
 
+/// What a rule pays, on what and on which conditions, in words: `preset --list` shows each
+/// preset's rules this way.
+pub fn summary(rule: &Rule) -> String {
+    let amount = match rule.calculation {
+        Calculation::Fixed(value) => format!("{value} {}", unit_word(rule.unit)),
+        Calculation::ProductRate => format!("{} at the product's rate × GB", unit_word(rule.unit)),
+    };
+    let mut text = format!(
+        "{amount} to the {} on {}",
+        beneficiary_words(rule.beneficiary),
+        trigger_words(rule.trigger)
+    );
+    for condition in &rule.conditions {
+        text += &match condition {
+            Condition::ProductCategories(categories) => format!(", products of {}", categories.join(", ")),
+            Condition::AccountGroups(groups) => format!(", referees of {}", groups.join(", ")),
+            Condition::BillingScheme(scheme) => format!(", {} referees", scheme_word(*scheme)),
+            Condition::TopUpTotalAtLeast(threshold) => format!(", once top-ups reach {threshold}"),
+            Condition::WithinDaysOfSignUp(days) => format!(", within {days} days of sign-up"),
+            Condition::ReferrerGroups(groups) => format!(", referrers of {}", groups.join(", ")),
+        };
+    }
+    text += match rule.payout.recurring {
+        true => ", every time",
+        false => ", once per referral",
+    };
+    if rule.payout.hold_days > 0 {
+        text += &format!(", held {} days", rule.payout.hold_days);
+    }
+    if let Some(days) = rule.payout.expires_after_days {
+        text += &format!(", expires {days} days after it becomes available");
+    }
+    text
+}
+
 /// What a decision says when the unique index refused a second payment.
 pub fn already_paid_reason(rule: &Rule) -> String {
     match rule.trigger {

@@ -6,7 +6,7 @@ mod evaluate;
 mod spec;
 
 pub use evaluate::{
-    Decision, EventFacts, Facts, Outcome, PurchaseOrder, ReferralFacts, Verdict, already_paid_reason, evaluate,
+    Decision, EventFacts, Facts, Outcome, PurchaseOrder, ReferralFacts, Verdict, already_paid_reason, evaluate, summary,
 };
 pub use spec::{Calculation, Condition, MAX_CONDITION_VALUES, MAX_DAYS, Payout, Rule, RuleInput};
 
