@@ -223,14 +223,7 @@ fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, Str
             )),
             _ => Err("product categories limit purchases only".into()),
         },
-        Condition::AccountGroups(groups) => match facts.account_group {
-            Some(group) if groups.iter().any(|g| g == group) => Ok(None),
-            group => Err(format!(
-                "account group {} does not count (counted: {})",
-                group.unwrap_or("none"),
-                groups.join(", ")
-            )),
-        },
+        Condition::AccountGroups(groups) => in_groups(groups, facts.account_group, "account group"),
         Condition::BillingScheme(scheme) if *scheme == facts.billing_scheme => Ok(None),
         Condition::BillingScheme(scheme) => Err(format!(
             "the rule counts {} accounts only, and this account is {}",
@@ -244,14 +237,7 @@ fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, Str
             EventFacts::TopUp { total, .. } => Err(format!("top-ups {total} of {threshold}")),
             _ => Err("a top-up total counts on top-ups only".into()),
         },
-        Condition::ReferrerGroups(groups) => match facts.referrer_group {
-            Some(group) if groups.iter().any(|g| g == group) => Ok(None),
-            group => Err(format!(
-                "the referrer's account group {} does not count (counted: {})",
-                group.unwrap_or("none"),
-                groups.join(", ")
-            )),
-        },
+        Condition::ReferrerGroups(groups) => in_groups(groups, facts.referrer_group, "the referrer's account group"),
         Condition::WithinDaysOfSignUp(days) => {
             let window_ends = facts.signed_up_at + Duration::days(i64::from(*days));
             if facts.occurred_at <= window_ends {
@@ -263,6 +249,18 @@ fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, Str
                 ))
             }
         }
+    }
+}
+
+/// Whether `group` (`whose` it is, in words) is one of `groups`; no group is none of them.
+fn in_groups(groups: &[String], group: Option<&str>, whose: &str) -> Result<Option<String>, String> {
+    match group {
+        Some(group) if groups.iter().any(|g| g == group) => Ok(None),
+        group => Err(format!(
+            "{whose} {} does not count (counted: {})",
+            group.unwrap_or("none"),
+            groups.join(", ")
+        )),
     }
 }
 
