@@ -26,6 +26,8 @@ pub struct Model {
     pub first_purchase_event_id: Option<i64>,
     /// When the platform closed the account (status `CLOSED`).
     pub closed_at: Option<DateTimeUtc>,
+    /// How many paid invoices the account has had recorded: the last one's number.
+    pub paid_invoices: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

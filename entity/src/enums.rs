@@ -65,17 +65,24 @@ text_enum!(EventKind {
     PaymentMethodVerified,
     TopUp,
     Refund,
-    AccountClosed
+    AccountClosed,
+    InvoicePaid
 });
 text_enum!(RuleTrigger {
     Signup,
     PaymentMethodVerified,
     TopUpTotalReached,
-    FirstPurchase
+    FirstPurchase,
+    InvoicePaid,
+    SpendTotalReached
 });
 text_enum!(BillingScheme { Prepaid, Postpaid });
 text_enum!(Beneficiary { Referrer, Referee });
-text_enum!(Calculation { Fixed, ProductRate });
+text_enum!(Calculation {
+    Fixed,
+    ProductRate,
+    Percent
+});
 text_enum!(
     /// Why part or all of a reward was taken back.
     TakeBackCause { Refund, Correction, Disqualification }

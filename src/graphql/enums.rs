@@ -107,6 +107,8 @@ pub enum EventKind {
     Refund,
     /// The platform closed the account.
     AccountClosed,
+    /// An invoice of the account was paid.
+    InvoicePaid,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -122,6 +124,14 @@ pub enum RuleTrigger {
     TopUpTotalReached,
     /// The referee's first purchase.
     FirstPurchase,
+    /// The referee pays an invoice: its `invoiceNumber`-th (the account's paid invoices are
+    /// numbered in the order they are recorded), or every one from it when `recurring`, up to
+    /// `maxOccurrences` invoices.
+    InvoicePaid,
+    /// The referee's qualifying spend (invoices' cash share on the rule's
+    /// `productCategories`; what credit or coupons paid counts for nothing) reaches the
+    /// rule's `threshold` (0: any qualifying spend).
+    SpendTotalReached,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -151,8 +161,15 @@ pub enum Beneficiary {
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
 #[graphql(remote = "entity::enums::Calculation")]
 pub enum Calculation {
+    /// `value`, in the rule's unit.
     Fixed,
+    /// The product's rate × the GB bought (FIRST_PURCHASE).
     ProductRate,
+    /// `value` percent (above 100 allowed: 150 is one and a half times) of the qualifying
+    /// amount, rounded down to the cent: of the invoice (INVOICE_PAID), or of the part of
+    /// the referee's qualifying spend above `threshold` that the invoice adds
+    /// (SPEND_TOTAL_REACHED).
+    Percent,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

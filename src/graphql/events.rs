@@ -4,7 +4,8 @@ use crate::auth::RoleGuard;
 use crate::graphql::context::{now, state};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Event, LedgerEntry, RuleDecision};
-use crate::service::events::{self, EventInput, EventOutcome, Fact, Purchase, Refund, TopUp};
+use crate::service::events::{self, EventInput, EventOutcome, Fact, Invoice, Purchase, Refund, TopUp};
+use crate::service::rules::InvoiceLine;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -39,12 +40,40 @@ pub struct TopUpInput {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
+/// A paid invoice. Only what was paid in cash counts as spend (towards thresholds and
+/// percentages), spread over the lines in proportion to their amounts.
+#[derive(InputObject)]
+pub struct InvoicePaidInput {
+    /// The platform's id of this payment: the same id is recorded once.
+    pub event_id: String,
+    /// The account that paid.
+    pub external_id: String,
+    /// 1 to 100 lines; their amounts add up to the invoice's total.
+    pub lines: Vec<InvoiceLineInput>,
+    /// Paid in cash (or card). Left out: the total less `paidWithCredit`.
+    pub paid_in_cash: Option<Decimal>,
+    /// Paid with credit or coupons; counts for nothing. Left out: 0. With `paidInCash`, it
+    /// must add up to the total.
+    pub paid_with_credit: Option<Decimal>,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// One line of an invoice.
+#[derive(InputObject)]
+pub struct InvoiceLineInput {
+    /// The product category (a key, any case): rules with `productCategories` count only
+    /// lines of those.
+    pub category: String,
+    /// At least 0.
+    pub amount: Decimal,
+}
+
 #[derive(InputObject)]
 pub struct RefundInput {
     /// The platform's id of this refund: the same id is recorded once.
     pub event_id: String,
     pub external_id: String,
-    /// The eventId of the refunded purchase or top-up.
+    /// The eventId of the refunded purchase, top-up or invoice.
     pub refund_of: String,
     /// How much was refunded; left out: all that earlier refunds left. A refunded event
     /// without an amount can only be refunded whole.
@@ -123,7 +152,14 @@ impl EventMutation {
         record(ctx, input.into()).await
     }
 
-    /// A purchase or top-up refunded, in whole or in part: what it caused is taken back in
+    /// An invoice paid: the referee's paid invoices (INVOICE_PAID rules) and its cash spend
+    /// (SPEND_TOTAL_REACHED, percentages) can earn rewards.
+    #[graphql(guard = "RoleGuard::SERVICE")]
+    async fn record_invoice_paid(&self, ctx: &Context<'_>, input: InvoicePaidInput) -> Result<RecordEventPayload> {
+        record(ctx, input.into()).await
+    }
+
+    /// A purchase, top-up or invoice refunded, in whole or in part: what it caused is taken back in
     /// proportion (voided while pending, reversed once posted). The rewards answered are the
     /// entries the refund wrote or changed.
     #[graphql(guard = "RoleGuard::SERVICE")]
@@ -174,6 +210,28 @@ impl From<TopUpInput> for EventInput {
             fact: Fact::TopUp(TopUp {
                 amount: input.amount.0,
                 successful: input.successful,
+            }),
+        }
+    }
+}
+
+impl From<InvoicePaidInput> for EventInput {
+    fn from(input: InvoicePaidInput) -> Self {
+        EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact: Fact::InvoicePaid(Invoice {
+                lines: input
+                    .lines
+                    .into_iter()
+                    .map(|line| InvoiceLine {
+                        category: line.category,
+                        amount: line.amount.0,
+                    })
+                    .collect(),
+                paid_in_cash: input.paid_in_cash.map(|d| d.0),
+                paid_with_credit: input.paid_with_credit.map(|d| d.0),
             }),
         }
     }

@@ -23,8 +23,7 @@ impl RuleQuery {
 }
 
 /// A rule's whole definition. Options this server does not offer yet are refused with
-/// BAD_USER_INPUT when set: invoiceNumber, maxOccurrences, capPerReferral,
-/// redeemableCategories, minActiveReferrals, affiliatesOnly.
+/// BAD_USER_INPUT when set: redeemableCategories, minActiveReferrals, affiliatesOnly.
 #[derive(InputObject)]
 pub struct RewardRuleInput {
     pub name: String,
@@ -34,25 +33,35 @@ pub struct RewardRuleInput {
     pub beneficiary: Beneficiary,
     pub unit: RewardUnit,
     pub calculation: Calculation,
-    /// The amount of a FIXED rule.
+    /// The amount of a FIXED rule; the percentage of a PERCENT rule (more than 0, at most
+    /// 1000).
     pub value: Option<Decimal>,
     /// Required for TOP_UP_TOTAL_REACHED: the total of the referee's own successful top-ups
-    /// that qualifies it (0: any top-up).
+    /// that qualifies it (0: any top-up). For SPEND_TOTAL_REACHED: the qualifying spend that
+    /// qualifies (default 0); a PERCENT rule pays on the part above it.
     pub threshold: Option<Decimal>,
+    /// INVOICE_PAID: the referee's paid invoice that pays (1 to 1000; from it on, when
+    /// recurring). 0 or null: any (once), or from the first (recurring).
     pub invoice_number: Option<i32>,
     /// Days (1 to 3650) after the referee's sign-up within which events count: later ones
     /// earn nothing. Not for SIGNUP rules. 0 or null: no window.
     pub window_days: Option<i32>,
     /// Pay on every qualifying event instead of once per referral. Default false.
     pub recurring: Option<bool>,
+    /// A recurring INVOICE_PAID rule pays on at most this many invoices (1 to 1000). 0 or
+    /// null: no limit.
     pub max_occurrences: Option<i32>,
+    /// The most one referral may pay the rule's beneficiary in the rule's unit, counting
+    /// every rule's rewards (less what was taken back): the payment that reaches it is cut to
+    /// fit, and the rule pays nothing after. Null: no cap.
     pub cap_per_referral: Option<Decimal>,
     /// Days (0 to 3650) a reward stays PENDING before it becomes available. 0 or null: no hold.
     pub hold_days: Option<i32>,
     /// Days (1 to 3650) after a reward becomes available that what is left of it expires.
     /// Null: never.
     pub expires_after_days: Option<i32>,
-    /// FIRST_PURCHASE only: the product categories that count.
+    /// FIRST_PURCHASE, INVOICE_PAID, SPEND_TOTAL_REACHED: the product categories that count
+    /// (a first purchase's product, an invoice's lines).
     pub product_categories: Option<Vec<String>>,
     pub redeemable_categories: Option<Vec<String>>,
     /// The referee's account groups that count.
@@ -160,10 +169,10 @@ impl RewardRule {
         self.0.calculation.kind().into()
     }
 
-    /// The fixed amount of a FIXED rule.
+    /// The fixed amount of a FIXED rule; the percentage of a PERCENT rule.
     async fn value(&self) -> Option<Decimal> {
         match self.0.calculation {
-            rules::Calculation::Fixed(value) => Some(Decimal(value)),
+            rules::Calculation::Fixed(value) | rules::Calculation::Percent(value) => Some(Decimal(value)),
             rules::Calculation::ProductRate => None,
         }
     }
@@ -173,7 +182,8 @@ impl RewardRule {
         self.0.product_categories()
     }
 
-    /// For TOP_UP_TOTAL_REACHED: the top-up total that qualifies (0: any top-up).
+    /// For TOP_UP_TOTAL_REACHED: the top-up total that qualifies (0: any top-up); for
+    /// SPEND_TOTAL_REACHED: the qualifying spend.
     async fn threshold(&self) -> Option<Decimal> {
         self.0.threshold().map(Decimal)
     }
@@ -198,23 +208,25 @@ impl RewardRule {
         self.0.window_days().map(i32::from)
     }
 
-    // invoiceNumber, maxOccurrences, capPerReferral, redeemableCategories, minActiveReferrals
-    // and affiliatesOnly are not offered by this server yet: every rule has the value shown
-    // (no invoice number, no cap, no restriction), and setting one is refused, so that is
-    // exactly how each rule behaves.
-
-    /// Pays on the referee's n-th paid invoice.
+    /// INVOICE_PAID: pays on the referee's n-th paid invoice (from it on, when recurring);
+    /// null: any.
     async fn invoice_number(&self) -> Option<i32> {
-        None
+        self.0.invoice_number().map(i32::from)
     }
 
+    /// A recurring INVOICE_PAID rule pays on at most this many invoices; null: no limit.
     async fn max_occurrences(&self) -> Option<i32> {
-        None
+        self.0.payout.max_occurrences.map(i32::from)
     }
 
+    /// The most one referral pays the beneficiary in this unit, over all rules; null: no cap.
     async fn cap_per_referral(&self) -> Option<Decimal> {
-        None
+        self.0.payout.cap_per_referral.map(Decimal)
     }
+
+    // redeemableCategories, minActiveReferrals and affiliatesOnly are not offered by this
+    // server yet: every rule has the value shown (no restriction), and setting one is refused,
+    // so that is exactly how each rule behaves.
 
     /// Days a reward stays pending before it becomes available; null: available at once.
     async fn hold_days(&self) -> Option<i32> {

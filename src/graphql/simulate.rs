@@ -5,7 +5,9 @@ use crate::auth::RoleGuard;
 use crate::error::AppError;
 use crate::graphql::context::{loader, now, state};
 use crate::graphql::enums::{DecisionOutcome, EventKind, LedgerEntryKind, LedgerEntryStatus, RewardUnit};
-use crate::graphql::events::{CloseAccountInput, PaymentMethodVerifiedInput, PurchaseInput, RefundInput, TopUpInput};
+use crate::graphql::events::{
+    CloseAccountInput, InvoicePaidInput, PaymentMethodVerifiedInput, PurchaseInput, RefundInput, TopUpInput,
+};
 use crate::graphql::loaders::{AccountById, RuleById};
 use crate::graphql::rules::{RewardRule, RewardRuleInput};
 use crate::graphql::scalars::Decimal;
@@ -23,6 +25,7 @@ pub enum SimulatedEventInput {
     Purchase(PurchaseInput),
     PaymentMethodVerified(PaymentMethodVerifiedInput),
     TopUp(TopUpInput),
+    InvoicePaid(InvoicePaidInput),
     Refund(RefundInput),
     AccountClosed(CloseAccountInput),
 }
@@ -33,6 +36,7 @@ impl From<SimulatedEventInput> for EventInput {
             SimulatedEventInput::Purchase(input) => input.into(),
             SimulatedEventInput::PaymentMethodVerified(input) => input.into(),
             SimulatedEventInput::TopUp(input) => input.into(),
+            SimulatedEventInput::InvoicePaid(input) => input.into(),
             SimulatedEventInput::Refund(input) => input.into(),
             SimulatedEventInput::AccountClosed(input) => input.into(),
         }

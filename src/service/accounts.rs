@@ -10,10 +10,10 @@ use crate::service::codes::ReferralCode;
 use crate::service::page::{self, Page, PageRequest};
 use entity::enums::{AccountStatus, BillingScheme, ReferralStatus, Unit};
 use entity::{account, balance, referral};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, Set, SqlErr,
+    QueryFilter, QuerySelect, Set, SqlErr,
 };
 use std::collections::HashMap;
 
@@ -140,6 +140,19 @@ pub async fn accepted_referrals_of(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|r| (r.referee_id, r)).collect())
+}
+
+/// Locks the account's row until the transaction ends and returns it as it is then: events of
+/// one account that must be decided one after the other take this first. FOR NO KEY UPDATE:
+/// concurrent events of the account hold a key-share lock on its row (their foreign key) until
+/// they end; an exclusive lock would wait for them while they wait for it. (SQLite takes the
+/// write lock at the start of every write transaction instead.)
+pub async fn lock(db: &impl ConnectionTrait, id: i64) -> AppResult<account::Model> {
+    account::Entity::find_by_id(id)
+        .lock(LockType::NoKeyUpdate)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("account {id} vanished")))
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<account::Model>> {

@@ -166,6 +166,12 @@ const CHECKS: &[(&str, &str)] = &[
          GROUP BY event_id HAVING COUNT(*) > 1",
     ),
     (
+        "each account's count of paid invoices is the number of its recorded invoices",
+        "SELECT 'account ' || a.id || ': paid_invoices ' || a.paid_invoices || ', invoices ' || COUNT(e.id) \
+         FROM accounts a LEFT JOIN events e ON e.account_id = a.id AND e.kind = 'INVOICE_PAID' \
+         GROUP BY a.id, a.paid_invoices HAVING a.paid_invoices <> COUNT(e.id)",
+    ),
+    (
         "one accepted referral per referee",
         "SELECT 'referee ' || referee_id || ': ' || COUNT(*) || ' referrals' FROM referrals \
          WHERE status <> 'REJECTED' GROUP BY referee_id HAVING COUNT(*) > 1",

@@ -5,7 +5,9 @@
 use crate::error::AppResult;
 use crate::service::accounts::{self, mask_name};
 use crate::service::ledger::{self, NewCredit};
-use crate::service::rules::{self, Decision, EventFacts, Facts, Outcome, ReferralFacts, Rule, Verdict};
+use crate::service::rules::{
+    self, Decision, EventFacts, Facts, Outcome, PaidForReferral, ReferralFacts, Rule, Verdict,
+};
 use crate::service::settings;
 use entity::enums::{Beneficiary, EntryKind, ReferralStatus, RuleTrigger};
 use entity::{account, event, ledger_entry, product, referral};
@@ -30,11 +32,18 @@ pub async fn apply(
         Some(id) => accounts::by_ids(txn, &[id]).await?.remove(&id),
         None => None,
     };
+    let paid = match referral.as_ref() {
+        Some(referral) if rules.iter().any(|rule| rule.payout.cap_per_referral.is_some()) => {
+            paid_for_referral(txn, referral).await?
+        }
+        _ => PaidForReferral::default(),
+    };
     let parties = Parties {
         program_enabled: settings::get(txn).await?.enabled,
         account,
         referral: referral.as_ref(),
         referrer: referrer.as_ref(),
+        paid,
     };
     pay(
         txn,
@@ -52,13 +61,41 @@ pub async fn apply(
     .await
 }
 
+/// What `referral` paid so far to each side, read under the referee's row lock: events of
+/// one referee that pay capped rules are decided one after the other, each measuring against
+/// what the one before it paid.
+async fn paid_for_referral(txn: &impl ConnectionTrait, referral: &referral::Model) -> AppResult<PaidForReferral> {
+    accounts::lock(txn, referral.referee_id).await?;
+    let mut paid = PaidForReferral::default();
+    let Some(referrer_id) = referral.referrer_id else {
+        return Ok(paid);
+    };
+    let sides = [
+        (referrer_id, Beneficiary::Referrer),
+        (referral.referee_id, Beneficiary::Referee),
+    ];
+    let keys = sides.map(|(account_id, _)| (referral.id, account_id));
+    let earned = ledger::earned_by_referrals(txn, &keys).await?;
+    for (account_id, beneficiary) in sides {
+        for (unit, amount) in earned.get(&(referral.id, account_id)).into_iter().flatten() {
+            paid.add(beneficiary, *unit, *amount);
+        }
+    }
+    for rule_id in ledger::rules_paid_once(txn, referral.id).await? {
+        paid.paid_once(rule_id);
+    }
+    Ok(paid)
+}
+
 /// Who an event's rules are about, as read with the event: the account it happened to, its
-/// accepted referral and that referral's referrer, and whether the program is on.
+/// accepted referral and that referral's referrer, whether the program is on, and what the
+/// referral paid so far (only read when a rule has a cap).
 pub struct Parties<'a> {
     pub program_enabled: bool,
     pub account: &'a account::Model,
     pub referral: Option<&'a referral::Model>,
     pub referrer: Option<&'a account::Model>,
+    pub paid: PaidForReferral,
 }
 
 /// What the rules decide on one event, before anything is paid.
@@ -95,7 +132,7 @@ pub fn plan(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Plan {
     let account = parties.account;
-    let facts = Facts {
+    let mut facts = Facts {
         program_enabled: parties.program_enabled,
         referral: parties.referral.and_then(|r| {
             r.referrer_id.map(|referrer_id| ReferralFacts {
@@ -115,13 +152,20 @@ pub fn plan(
         signed_up_at: account.created_at,
         occurred_at,
         event: event_facts.clone(),
+        paid: parties.paid.clone(),
     };
     let mut plan = Plan {
         decisions: Vec::with_capacity(rules.len()),
         credits: Vec::new(),
     };
     for rule in rules {
-        let (outcome, reason) = match rules::evaluate(rule, &facts, now) {
+        let verdict = rules::evaluate(rule, &facts, now);
+        if matches!(verdict, Verdict::Pay { .. }) && facts.paid.has_paid(rule) {
+            // What the ledger's unique index would refuse: not counted against a cap either.
+            plan.decisions.push(already_paid(rule));
+            continue;
+        }
+        let (outcome, reason) = match verdict {
             Verdict::Skip { reason } => (Outcome::Skipped, reason),
             Verdict::Pay {
                 account_id,
@@ -132,6 +176,7 @@ pub fn plan(
                 available_at,
                 expires_at,
             } => {
+                facts.paid.add(rule.beneficiary, unit, amount);
                 let credit = NewCredit {
                     account_id,
                     unit,
@@ -141,12 +186,7 @@ pub fn plan(
                     event_id,
                     referral_id: Some(referral_id),
                     rule_id: Some(rule.id),
-                    // Once per referral, or once per event for a recurring rule.
-                    occurrence: Some(if rule.payout.recurring {
-                        event_id.unwrap_or(0)
-                    } else {
-                        1
-                    }),
+                    occurrence: Some(occurrence(rule, event_id, event_facts)),
                     rule_snapshot: Some(rule.snapshot().to_string()),
                     available_at,
                     expires_at,
@@ -156,12 +196,7 @@ pub fn plan(
                     credit,
                     recurring: rule.payout.recurring,
                     qualifies: rule.trigger != RuleTrigger::Signup,
-                    already_paid: Decision {
-                        rule_id: rule.id,
-                        rule_name: rule.name.clone(),
-                        outcome: Outcome::Skipped,
-                        reason: rules::already_paid_reason(rule),
-                    },
+                    already_paid: already_paid(rule),
                 });
                 (Outcome::Rewarded, reason)
             }
@@ -174,6 +209,28 @@ pub fn plan(
         });
     }
     plan
+}
+
+/// The decision of a rule whose reward for this referral (or occurrence) is paid already.
+fn already_paid(rule: &Rule) -> Decision {
+    Decision {
+        rule_id: rule.id,
+        rule_name: rule.name.clone(),
+        outcome: Outcome::Skipped,
+        reason: rules::already_paid_reason(rule),
+    }
+}
+
+/// The reward's slot among the rule's rewards for one referral, which a unique index holds
+/// once: 1 for a rule that pays once per referral; the invoice's number for a recurring
+/// INVOICE_PAID rule (so `maxOccurrences` counts invoices, and one invoice number pays once);
+/// the event's id for other recurring rules.
+fn occurrence(rule: &Rule, event_id: Option<i64>, event: &EventFacts<'_>) -> i64 {
+    match (rule.payout.recurring, rule.trigger, event.invoice_number()) {
+        (false, _, _) => 1,
+        (true, RuleTrigger::InvoicePaid, Some(number)) => i64::from(number),
+        (true, _, _) => event_id.unwrap_or(0),
+    }
 }
 
 /// Pays a plan in the caller's transaction: each credit once (a reward the unique index finds
@@ -221,6 +278,7 @@ fn describe(
             Some(product) => format!("made a first purchase ({quantity_gb} GB of {})", product.name),
             None => "made a first purchase".to_owned(),
         },
+        EventFacts::InvoicePaid { number, .. } => format!("paid invoice no. {number}"),
     };
     match beneficiary {
         Beneficiary::Referrer => format!("Referral reward: {} {action}", display_name(referee)),

@@ -1256,6 +1256,41 @@ pub fn contract_operations(file: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Refunds
+
+/// RecordRefund's variables.
+pub fn refund_vars(event_id: &str, external_id: &str, refund_of: &str, amount: Option<&str>) -> Value {
+    let mut input = json!({ "eventId": event_id, "externalId": external_id, "refundOf": refund_of });
+    if let Some(amount) = amount {
+        input["amount"] = json!(amount);
+    }
+    json!({ "input": input })
+}
+
+/// RecordRefund as the billing system; the whole response body.
+pub async fn refund_raw(
+    app: &TestApp,
+    event_id: &str,
+    external_id: &str,
+    refund_of: &str,
+    amount: Option<&str>,
+) -> Value {
+    app.run(
+        Some(&app.service()),
+        "integration",
+        "RecordRefund",
+        refund_vars(event_id, external_id, refund_of, amount),
+    )
+    .await
+}
+
+/// RecordRefund that must succeed; `recordRefund`.
+pub async fn refund(app: &TestApp, event_id: &str, external_id: &str, refund_of: &str, amount: Option<&str>) -> Value {
+    let body = refund_raw(app, event_id, external_id, refund_of, amount).await;
+    data_of(&body, event_id)["recordRefund"].clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

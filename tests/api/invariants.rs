@@ -4,6 +4,7 @@
 use crate::helpers::*;
 use referral_server::service::check;
 use sea_orm::ConnectionTrait;
+use serde_json::json;
 
 async fn broken(app: &TestApp) -> Vec<&'static str> {
     let findings = check::run(&app.state.db).await.expect("the checks run");
@@ -171,4 +172,26 @@ async fn check_finds_debt_expiry_holds_and_reversals_out_of_step() {
         &["each balance's debt equals the sum of its posted DEBT entries (owed less repaid)"],
     )
     .await;
+}
+
+/// An invoice's number is the account's count of paid invoices: a count out of step with the
+/// recorded invoices would number the next one wrong.
+#[tokio::test]
+async fn check_finds_a_count_of_paid_invoices_out_of_step() {
+    let app = spawn_app().await;
+    app.register_code("acct-a", Some("Alice Adams"), None).await;
+    let invoice = json!({ "input": {
+        "eventId": "inv-1", "externalId": "acct-a", "lines": [{ "category": "compute", "amount": "10" }] } });
+    app.run_ok(Some(&app.service()), "integration", "RecordInvoicePaid", invoice)
+        .await;
+    app.assert_invariants().await;
+    app.state
+        .db
+        .execute_unprepared("UPDATE accounts SET paid_invoices = 2")
+        .await
+        .expect("tampering runs");
+    assert_eq!(
+        broken(&app).await,
+        vec!["each account's count of paid invoices is the number of its recorded invoices"]
+    );
 }

@@ -20,6 +20,7 @@ mod helpers;
 mod idempotency;
 mod integrity;
 mod invariants;
+mod invoices;
 mod link;
 mod points_store;
 mod pool;

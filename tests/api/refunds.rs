@@ -23,29 +23,6 @@ async fn purchase(app: &TestApp, event_id: &str, external_id: &str, gb: &str, am
     data_of(&body, event_id)["recordPurchase"].clone()
 }
 
-fn refund_vars(event_id: &str, external_id: &str, refund_of: &str, amount: Option<&str>) -> Value {
-    let mut input = json!({ "eventId": event_id, "externalId": external_id, "refundOf": refund_of });
-    if let Some(amount) = amount {
-        input["amount"] = json!(amount);
-    }
-    json!({ "input": input })
-}
-
-async fn refund_raw(app: &TestApp, event_id: &str, external_id: &str, refund_of: &str, amount: Option<&str>) -> Value {
-    app.run(
-        Some(&app.service()),
-        "integration",
-        "RecordRefund",
-        refund_vars(event_id, external_id, refund_of, amount),
-    )
-    .await
-}
-
-async fn refund(app: &TestApp, event_id: &str, external_id: &str, refund_of: &str, amount: Option<&str>) -> Value {
-    let body = refund_raw(app, event_id, external_id, refund_of, amount).await;
-    data_of(&body, event_id)["recordRefund"].clone()
-}
-
 async fn close_raw(app: &TestApp, event_id: &str, external_id: &str, occurred_at: Option<&str>) -> Value {
     let mut input = json!({ "eventId": event_id, "externalId": external_id });
     if let Some(at) = occurred_at {

@@ -259,7 +259,7 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
             "windowDays",
         ),
         (with(&valid, json!({ "maxOccurrences": 3 })), "maxOccurrences"),
-        (with(&valid, json!({ "capPerReferral": "50" })), "capPerReferral"),
+        (with(&valid, json!({ "capPerReferral": "0" })), "capPerReferral"),
         (
             with(&valid, json!({ "redeemableCategories": ["compute"] })),
             "redeemableCategories",
@@ -296,6 +296,7 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
         with(&valid, json!({ "holdDays": 3650, "expiresAfterDays": 3650 })),
         with(&valid, json!({ "billingScheme": null })),
         with(&valid, json!({ "windowDays": 3650 })),
+        with(&valid, json!({ "capPerReferral": "50" })),
     ]
     .into_iter()
     .enumerate()
@@ -303,7 +304,7 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
         app.create_rule(with(&input, json!({ "name": format!("neighbour {n}") })))
             .await;
     }
-    assert_eq!(app.rules().await.len(), rules_before.len() + 8);
+    assert_eq!(app.rules().await.len(), rules_before.len() + 9);
 }
 
 /// A new database, and what keeps it alive (the SQLite file's directory).

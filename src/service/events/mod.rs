@@ -6,7 +6,7 @@
 //! again, unchanged.
 //!
 //! One module per kind owns its input check, canonical form and facts: `purchase`, `top_up`,
-//! `payment_method`, `refund`, `account_closed`. Every match over kinds here is exhaustive: a
+//! `payment_method`, `invoice`, `refund`, `account_closed`. Every match over kinds here is exhaustive: a
 //! new kind does not compile until it says what it is.
 //!
 //! A closed account's events still record. Those that happened before the closure (arriving
@@ -14,11 +14,13 @@
 //! skipped with that reason. Refunds still take back what the refunded event caused.
 
 mod account_closed;
+mod invoice;
 mod payment_method;
 mod purchase;
 mod refund;
 mod top_up;
 
+pub use invoice::{Invoice, MAX_LINES};
 pub use purchase::Purchase;
 pub use refund::Refund;
 pub use top_up::TopUp;
@@ -46,6 +48,7 @@ pub enum Fact {
     Purchase(Purchase),
     PaymentMethodVerified,
     TopUp(TopUp),
+    InvoicePaid(Invoice),
     Refund(Refund),
     AccountClosed,
 }
@@ -77,6 +80,7 @@ impl Fact {
             Fact::Purchase(_) => EventKind::Purchase,
             Fact::PaymentMethodVerified => EventKind::PaymentMethodVerified,
             Fact::TopUp(_) => EventKind::TopUp,
+            Fact::InvoicePaid(_) => EventKind::InvoicePaid,
             Fact::Refund(_) => EventKind::Refund,
             Fact::AccountClosed => EventKind::AccountClosed,
         }
@@ -94,6 +98,10 @@ impl Fact {
             Fact::TopUp(top_up) => {
                 let (top_up, detail) = top_up.canonical()?;
                 (Fact::TopUp(top_up), detail)
+            }
+            Fact::InvoicePaid(invoice) => {
+                let (invoice, detail) = invoice.canonical()?;
+                (Fact::InvoicePaid(invoice), detail)
             }
             Fact::Refund(refund) => {
                 let (refund, detail) = refund.canonical()?;
@@ -238,6 +246,7 @@ async fn record_prepared(
         Fact::Purchase(purchase) => purchase::record(&step, purchase).await?,
         Fact::PaymentMethodVerified => payment_method::record(&step).await?,
         Fact::TopUp(top_up) => top_up::record(&step, top_up).await?,
+        Fact::InvoicePaid(invoice) => invoice::record(&step, invoice).await?,
         Fact::Refund(refund) => refund::record(&step, refund).await?,
         Fact::AccountClosed => account_closed::record(&step).await?,
     };
@@ -379,7 +388,9 @@ async fn replay(db: &impl ConnectionTrait, event: event::Model) -> AppResult<Eve
     // event's id; only the kinds that take back can have any.
     let takes_back = match event.kind {
         EventKind::Purchase | EventKind::Refund => true,
-        EventKind::PaymentMethodVerified | EventKind::TopUp | EventKind::AccountClosed => false,
+        EventKind::PaymentMethodVerified | EventKind::TopUp | EventKind::InvoicePaid | EventKind::AccountClosed => {
+            false
+        }
     };
     let mut changed = if takes_back {
         take_backs::written_by_event(db, event.id).await?

@@ -1,4 +1,4 @@
-//! A refund of a purchase or a top-up, whole or in part. What the refunded event caused is taken
+//! A refund of a purchase, a top-up or a paid invoice, whole or in part. What the refunded event caused is taken
 //! back in proportion: a pending reward is voided (reduced, for a part), a posted one reversed
 //! (`take_backs`, through `ledger::take_back`).
 //!
@@ -9,7 +9,9 @@
 //! A refunded event without an amount (a purchase the platform gave no amount for) can only be
 //! refunded whole, once. Refunds of one event cannot add up to more than its amount.
 //!
-//! A refunded top-up also leaves the account's total of successful top-ups. Refunds of one
+//! A refunded top-up also leaves the account's total of successful top-ups; a refunded invoice
+//! leaves the account's qualifying spend in the same share, for the invoices after it (the
+//! invoice's amount is its lines' total, of which the refund is a share). Refunds of one
 //! event are decided one after the other: the refunded event's row is locked first.
 
 use super::{Recorded, Step, find_event, top_up};
@@ -26,7 +28,7 @@ use serde_json::json;
 
 #[derive(Debug, Clone)]
 pub struct Refund {
-    /// The eventId of the refunded purchase or top-up.
+    /// The eventId of the refunded purchase, top-up or invoice.
     pub refund_of: String,
     /// How much was refunded; absent: all that is left.
     pub amount: Option<Amount>,
@@ -76,9 +78,10 @@ pub(super) async fn record(step: &Step<'_>, refund: &Refund) -> AppResult<Record
             }
             "top-up"
         }
+        EventKind::InvoicePaid => "invoice",
         EventKind::PaymentMethodVerified | EventKind::Refund | EventKind::AccountClosed => {
             return Err(AppError::bad_input(format!(
-                "refundOf: event {:?} is not a purchase or a top-up",
+                "refundOf: event {:?} is not a purchase, a top-up or an invoice",
                 refund.refund_of
             )));
         }

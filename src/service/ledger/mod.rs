@@ -451,6 +451,21 @@ pub async fn earned_by_referrals(
     Ok(map)
 }
 
+/// The rules whose once-per-referral reward (occurrence 1) `referral_id` has: its slot is
+/// taken, whatever became of the reward.
+pub async fn rules_paid_once(db: &impl ConnectionTrait, referral_id: i64) -> AppResult<Vec<i64>> {
+    let rule_ids: Vec<Option<i64>> = ledger_entry::Entity::find()
+        .select_only()
+        .column(ledger_entry::Column::RuleId)
+        .filter(ledger_entry::Column::ReferralId.eq(referral_id))
+        .filter(ledger_entry::Column::Kind.eq(EntryKind::Reward))
+        .filter(ledger_entry::Column::Occurrence.eq(1))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rule_ids.into_iter().flatten().collect())
+}
+
 pub async fn entries_of_event(db: &impl ConnectionTrait, event_id: i64) -> AppResult<Vec<ledger_entry::Model>> {
     Ok(ledger_entry::Entity::find()
         .filter(ledger_entry::Column::EventId.eq(event_id))

@@ -36,6 +36,96 @@ pub enum PurchaseOrder {
     },
 }
 
+/// One line of an invoice: what it was for (a product category, as a key) and its amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceLine {
+    pub category: String,
+    pub amount: Amount,
+}
+
+/// A paid invoice as the rules count it: its lines, the part paid in cash (the rest was paid
+/// with credit or coupons, and counts for nothing), and what refunds took back of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidInvoice {
+    pub lines: Vec<InvoiceLine>,
+    pub cash: Amount,
+    /// The part of the total refunded so far (at most the total).
+    pub refunded: Amount,
+}
+
+impl PaidInvoice {
+    pub fn total(&self) -> Amount {
+        Amount::from_micros(self.lines.iter().map(|line| line.amount.micros()).sum())
+    }
+
+    /// Whether a line of `categories` (any line, when `None`) has an amount.
+    fn has_line_of(&self, categories: Option<&[String]>) -> bool {
+        self.lines
+            .iter()
+            .any(|line| line.amount.is_positive() && counted(categories, &line.category))
+    }
+
+    /// The cash paid for the lines of `categories` (every line, when `None`), less the share of
+    /// it that refunds took back: cash is spread over the lines in proportion to their amounts.
+    /// Rounded down to the millionth.
+    pub fn qualifying(&self, categories: Option<&[String]>) -> Amount {
+        let total = i128::from(self.total().micros());
+        if total <= 0 {
+            return Amount::ZERO;
+        }
+        let lines: i128 = self
+            .lines
+            .iter()
+            .filter(|line| counted(categories, &line.category))
+            .map(|line| i128::from(line.amount.micros()))
+            .sum();
+        let standing = (total - i128::from(self.refunded.micros())).max(0);
+        let paid = i128::from(self.cash.micros()) * lines / total;
+        Amount::from_micros(i64::try_from(paid * standing / total).unwrap_or(0))
+    }
+}
+
+/// Whether a line of `category` counts for a rule limited to `categories` (`None`: all).
+fn counted(categories: Option<&[String]>, category: &str) -> bool {
+    categories.is_none_or(|categories| categories.iter().any(|c| c == category))
+}
+
+/// What the rules paid so far, for one referral, to each side in each unit (rewards not
+/// voided, less what was taken back): what `capPerReferral` measures against. Read only when
+/// a rule has a cap, with the rules whose once-per-referral reward is paid already, so that
+/// a payment the ledger would refuse is not counted against the cap either.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaidForReferral {
+    totals: Vec<(Beneficiary, Unit, Amount)>,
+    paid_once: Vec<i64>,
+}
+
+impl PaidForReferral {
+    pub fn of(&self, beneficiary: Beneficiary, unit: Unit) -> Amount {
+        self.totals
+            .iter()
+            .find(|(b, u, _)| *b == beneficiary && *u == unit)
+            .map_or(Amount::ZERO, |(_, _, amount)| *amount)
+    }
+
+    pub fn add(&mut self, beneficiary: Beneficiary, unit: Unit, amount: Amount) {
+        match self.totals.iter_mut().find(|(b, u, _)| *b == beneficiary && *u == unit) {
+            Some((_, _, paid)) => *paid = Amount::from_micros(paid.micros().saturating_add(amount.micros())),
+            None => self.totals.push((beneficiary, unit, amount)),
+        }
+    }
+
+    /// Notes that `rule_id`'s once-per-referral reward was paid.
+    pub fn paid_once(&mut self, rule_id: i64) {
+        self.paid_once.push(rule_id);
+    }
+
+    /// Whether `rule` pays once per referral and has paid.
+    pub fn has_paid(&self, rule: &Rule) -> bool {
+        !rule.payout.recurring && self.paid_once.contains(&rule.id)
+    }
+}
+
 /// What the event itself established.
 #[derive(Debug, Clone)]
 pub enum EventFacts<'a> {
@@ -54,6 +144,13 @@ pub enum EventFacts<'a> {
         product_rate: Option<Amount>,
         quantity_gb: Amount,
     },
+    InvoicePaid {
+        /// The invoice's number among the account's paid invoices (1 for its first).
+        number: u32,
+        invoice: &'a PaidInvoice,
+        /// The account's invoices numbered before it, as refunds left them.
+        earlier: &'a [PaidInvoice],
+    },
 }
 
 impl EventFacts<'_> {
@@ -63,7 +160,36 @@ impl EventFacts<'_> {
             EventFacts::PaymentMethodVerified => RuleTrigger::PaymentMethodVerified,
             EventFacts::TopUp { .. } => RuleTrigger::TopUpTotalReached,
             EventFacts::Purchase { .. } => RuleTrigger::FirstPurchase,
+            EventFacts::InvoicePaid { .. } => RuleTrigger::InvoicePaid,
         }
+    }
+
+    /// Whether rules of `trigger` are evaluated on this event: an invoice is both a paid
+    /// invoice and spend.
+    pub fn fires_on(&self, trigger: RuleTrigger) -> bool {
+        trigger == self.trigger()
+            || matches!(self, EventFacts::InvoicePaid { .. }) && trigger == RuleTrigger::SpendTotalReached
+    }
+
+    /// An invoice's number among the account's paid invoices.
+    pub fn invoice_number(&self) -> Option<u32> {
+        match self {
+            EventFacts::InvoicePaid { number, .. } => Some(*number),
+            _ => None,
+        }
+    }
+
+    /// The account's qualifying spend on `categories` before this invoice and with it.
+    fn spend(&self, categories: Option<&[String]>) -> Option<(Amount, Amount)> {
+        let EventFacts::InvoicePaid { invoice, earlier, .. } = self else {
+            return None;
+        };
+        let before = earlier
+            .iter()
+            .map(|invoice| invoice.qualifying(categories).micros())
+            .sum::<i64>();
+        let after = before.saturating_add(invoice.qualifying(categories).micros());
+        Some((Amount::from_micros(before), Amount::from_micros(after)))
     }
 }
 
@@ -82,6 +208,9 @@ pub struct Facts<'a> {
     /// When the event happened (`occurredAt`, or when it was recorded).
     pub occurred_at: DateTime<Utc>,
     pub event: EventFacts<'a>,
+    /// What the referral paid so far (for `capPerReferral`); the planner adds each payment
+    /// of the event as it decides it.
+    pub paid: PaidForReferral,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +240,7 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
     if !facts.program_enabled {
         return Err("program is off".into());
     }
-    if rule.trigger != facts.event.trigger() {
+    if !facts.event.fires_on(rule.trigger) {
         return Err(format!(
             "pays on {}, not on {}",
             trigger_words(rule.trigger),
@@ -128,9 +257,10 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
     fires(&facts.event)?;
     let mut how = Vec::new();
     for condition in &rule.conditions {
-        how.extend(holds(condition, facts)?);
+        how.extend(holds(condition, rule, facts)?);
     }
-    let amount = match rule.calculation {
+    within_occurrences(rule, &facts.event)?;
+    let mut amount = match rule.calculation {
         Calculation::Fixed(value) => value,
         Calculation::ProductRate => {
             let EventFacts::Purchase {
@@ -146,9 +276,28 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
             how.push(format!("rate {rate} × {quantity_gb} GB"));
             rate.checked_mul(*quantity_gb).unwrap_or(Amount::ZERO)
         }
+        Calculation::Percent(percent) => {
+            let (base, of) = percentage_base(rule, &facts.event)?;
+            how.push(format!("{percent} % of {base}{of}"));
+            percent_of(percent, base)
+        }
     };
     if !amount.is_positive() {
         return Err("the reward computes to nothing".into());
+    }
+    if let Some(cap) = rule.payout.cap_per_referral {
+        let paid = facts.paid.of(rule.beneficiary, rule.unit);
+        let room = Amount::from_micros(cap.micros().saturating_sub(paid.micros()));
+        if !room.is_positive() {
+            return Err(format!(
+                "the cap per referral of {cap} {} is reached ({paid} paid)",
+                unit_word(rule.unit)
+            ));
+        }
+        if amount > room {
+            how.push(format!("{amount} cut to fit the cap per referral of {cap}"));
+            amount = room;
+        }
     }
     let hold_days = i64::from(rule.payout.hold_days);
     let available_at = (hold_days > 0).then(|| now + Duration::days(hold_days));
@@ -188,7 +337,7 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
 /// the account's first.
 fn fires(event: &EventFacts<'_>) -> Result<(), String> {
     match event {
-        EventFacts::Signup | EventFacts::PaymentMethodVerified => Ok(()),
+        EventFacts::Signup | EventFacts::PaymentMethodVerified | EventFacts::InvoicePaid { .. } => Ok(()),
         EventFacts::TopUp { successful, .. } => match successful {
             true => Ok(()),
             false => Err("the top-up did not succeed".into()),
@@ -209,11 +358,74 @@ fn fires(event: &EventFacts<'_>) -> Result<(), String> {
     }
 }
 
+/// A recurring INVOICE_PAID rule with `maxOccurrences` pays on that many invoices from its
+/// first (`invoiceNumber`, or the 1st), and not after.
+fn within_occurrences(rule: &Rule, event: &EventFacts<'_>) -> Result<(), String> {
+    let (Some(max), Some(number)) = (rule.payout.max_occurrences, event.invoice_number()) else {
+        return Ok(());
+    };
+    let first = u32::from(rule.invoice_number().unwrap_or(1));
+    let last = first + u32::from(max) - 1;
+    match number <= last {
+        true => Ok(()),
+        false => Err(format!(
+            "pays on {max} invoices, the {} to the {}; this is the {}",
+            ordinal(first),
+            ordinal(last),
+            ordinal(number)
+        )),
+    }
+}
+
+/// What a PERCENT rule takes its percentage of, and how the reason says it: the invoice's
+/// qualifying amount (INVOICE_PAID), or the part of the qualifying spend above the threshold
+/// that this invoice adds (SPEND_TOTAL_REACHED).
+fn percentage_base(rule: &Rule, event: &EventFacts<'_>) -> Result<(Amount, String), String> {
+    let categories = rule.product_categories();
+    let EventFacts::InvoicePaid { invoice, .. } = event else {
+        return Err("a percentage pays on invoices only".into());
+    };
+    match rule.trigger {
+        RuleTrigger::SpendTotalReached => {
+            let threshold = rule.threshold().unwrap_or(Amount::ZERO);
+            let (before, after) = event.spend(categories).unwrap_or_default();
+            let above = |spend: Amount| (spend.micros() - threshold.micros()).max(0);
+            let added = Amount::from_micros(above(after) - above(before));
+            Ok((added, format!(" spent above {threshold}")))
+        }
+        _ => Ok((invoice.qualifying(categories), " paid in cash".into())),
+    }
+}
+
+/// `percent` % of `base`, rounded down to the cent.
+fn percent_of(percent: Amount, base: Amount) -> Amount {
+    const CENT: i128 = 10_000;
+    let micros = i128::from(base.micros()) * i128::from(percent.micros()) / 100_000_000;
+    Amount::from_micros(i64::try_from(micros / CENT * CENT).unwrap_or(0))
+}
+
+/// 1st, 2nd, 3rd, 4th, 11th, 21st...
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 /// Whether a condition holds: `Ok` with what the reason should say of it (if anything), or
 /// `Err` with why the rule does not pay.
-fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, String> {
+fn holds(condition: &Condition, rule: &Rule, facts: &Facts<'_>) -> Result<Option<String>, String> {
     match condition {
         Condition::ProductCategories(categories) => match &facts.event {
+            EventFacts::InvoicePaid { invoice, .. } if invoice.has_line_of(Some(categories)) => Ok(None),
+            EventFacts::InvoicePaid { .. } => Err(format!(
+                "no line of the invoice is of a category that counts (counted: {})",
+                categories.join(", ")
+            )),
             EventFacts::Purchase { product_category, .. } if categories.iter().any(|c| c == product_category) => {
                 Ok(None)
             }
@@ -221,7 +433,7 @@ fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, Str
                 "product category {product_category} does not count (counted: {})",
                 categories.join(", ")
             )),
-            _ => Err("product categories limit purchases only".into()),
+            _ => Err("product categories limit purchases and invoices only".into()),
         },
         Condition::AccountGroups(groups) => in_groups(groups, facts.account_group, "account group"),
         Condition::BillingScheme(scheme) if *scheme == facts.billing_scheme => Ok(None),
@@ -238,6 +450,31 @@ fn holds(condition: &Condition, facts: &Facts<'_>) -> Result<Option<String>, Str
             _ => Err("a top-up total counts on top-ups only".into()),
         },
         Condition::ReferrerGroups(groups) => in_groups(groups, facts.referrer_group, "the referrer's account group"),
+        Condition::SpendTotalAtLeast(threshold) => {
+            let Some((_, spend)) = facts.event.spend(rule.product_categories()) else {
+                return Err("a spend total counts on invoices only".into());
+            };
+            match spend >= *threshold && spend.is_positive() {
+                true => Ok(Some(format!("qualifying spend {spend} of {threshold}"))),
+                false => Err(format!("qualifying spend {spend} of {threshold}")),
+            }
+        }
+        Condition::InvoiceNumber(first) => {
+            let Some(number) = facts.event.invoice_number() else {
+                return Err("an invoice number counts on invoices only".into());
+            };
+            let first = u32::from(*first);
+            match (rule.payout.recurring, number) {
+                (false, number) if number == first => Ok(None),
+                (true, number) if number >= first => Ok(None),
+                (recurring, number) => Err(format!(
+                    "pays on the referee's {} paid invoice{}; this is its {}",
+                    ordinal(first),
+                    if recurring { " and every one after it" } else { "" },
+                    ordinal(number)
+                )),
+            }
+        }
         Condition::WithinDaysOfSignUp(days) => {
             let window_ends = facts.signed_up_at + Duration::days(i64::from(*days));
             if facts.occurred_at <= window_ends {
@@ -270,6 +507,13 @@ pub fn summary(rule: &Rule) -> String {
     let amount = match rule.calculation {
         Calculation::Fixed(value) => format!("{value} {}", unit_word(rule.unit)),
         Calculation::ProductRate => format!("{} at the product's rate × GB", unit_word(rule.unit)),
+        Calculation::Percent(percent) => match rule.trigger {
+            RuleTrigger::SpendTotalReached => format!(
+                "{percent} % in {} of the spend above the threshold",
+                unit_word(rule.unit)
+            ),
+            _ => format!("{percent} % in {} of the cash paid", unit_word(rule.unit)),
+        },
     };
     let mut text = format!(
         "{amount} to the {} on {}",
@@ -284,12 +528,20 @@ pub fn summary(rule: &Rule) -> String {
             Condition::TopUpTotalAtLeast(threshold) => format!(", once top-ups reach {threshold}"),
             Condition::WithinDaysOfSignUp(days) => format!(", within {days} days of sign-up"),
             Condition::ReferrerGroups(groups) => format!(", referrers of {}", groups.join(", ")),
+            Condition::SpendTotalAtLeast(threshold) => format!(", once qualifying spend reaches {threshold}"),
+            Condition::InvoiceNumber(number) => format!(", from the {} paid invoice", ordinal(u32::from(*number))),
         };
     }
     text += match rule.payout.recurring {
         true => ", every time",
         false => ", once per referral",
     };
+    if let Some(max) = rule.payout.max_occurrences {
+        text += &format!(", on at most {max} invoices");
+    }
+    if let Some(cap) = rule.payout.cap_per_referral {
+        text += &format!(", at most {cap} per referral");
+    }
     if rule.payout.hold_days > 0 {
         text += &format!(", held {} days", rule.payout.hold_days);
     }
@@ -313,6 +565,8 @@ fn trigger_words(trigger: RuleTrigger) -> &'static str {
         RuleTrigger::PaymentMethodVerified => "a verified payment method",
         RuleTrigger::TopUpTotalReached => "top-ups",
         RuleTrigger::FirstPurchase => "a first purchase",
+        RuleTrigger::InvoicePaid => "a paid invoice",
+        RuleTrigger::SpendTotalReached => "qualifying spend",
     }
 }
 
@@ -454,6 +708,7 @@ mod tests {
             signed_up_at: now() - Duration::days(10),
             occurred_at: now(),
             event,
+            paid: PaidForReferral::default(),
         }
     }
 
@@ -934,6 +1189,7 @@ mod tests {
                     recurring: false,
                     hold_days,
                     expires_after_days,
+                    ..Payout::default()
                 },
                 ..verified(Beneficiary::Referrer)
             };
@@ -965,6 +1221,7 @@ mod tests {
                 recurring: false,
                 hold_days: 30,
                 expires_after_days: Some(180),
+                ..Payout::default()
             },
             ..verified(Beneficiary::Referrer)
         };
@@ -982,6 +1239,7 @@ mod tests {
                 recurring: true,
                 hold_days: 7,
                 expires_after_days: Some(30),
+                ..Payout::default()
             },
             ..topped_up(Beneficiary::Referrer, 10)
         };
@@ -992,5 +1250,157 @@ mod tests {
             evaluate(&rule, &f, now() + Duration::days(1)),
             "the hold and the expiry count from the time given"
         );
+    }
+
+    // Invoices: cash share, spend above a threshold, invoice numbers, caps.
+
+    fn invoice(lines: &[(&str, i64)], cash: i64) -> PaidInvoice {
+        PaidInvoice {
+            lines: lines
+                .iter()
+                .map(|(category, amount)| InvoiceLine {
+                    category: (*category).to_owned(),
+                    amount: units(*amount),
+                })
+                .collect(),
+            cash: units(cash),
+            refunded: Amount::ZERO,
+        }
+    }
+
+    /// The amount a rule pays on an invoice, or why it skips.
+    fn pays(
+        rule: &Rule,
+        number: u32,
+        this: &PaidInvoice,
+        earlier: &[PaidInvoice],
+        paid: i64,
+    ) -> Result<Amount, String> {
+        let mut facts = facts(EventFacts::Signup);
+        let event = EventFacts::InvoicePaid {
+            number,
+            invoice: this,
+            earlier,
+        };
+        facts.event = event;
+        facts.paid.add(rule.beneficiary, rule.unit, units(paid));
+        match evaluate(rule, &facts, now()) {
+            Verdict::Pay { amount, .. } => Ok(amount),
+            Verdict::Skip { reason } => Err(reason),
+        }
+    }
+
+    fn percent(trigger: RuleTrigger, value: i64) -> Rule {
+        rule(trigger, Beneficiary::Referrer, Calculation::Percent(units(value)))
+    }
+
+    #[test]
+    fn only_the_cash_share_of_the_counted_lines_is_qualifying_spend() {
+        let mixed = invoice(&[("compute", 60), ("storage", 40)], 50);
+        let compute = ["compute".to_owned()];
+        assert_eq!(mixed.total(), units(100));
+        assert_eq!(mixed.qualifying(None), units(50));
+        assert_eq!(mixed.qualifying(Some(&compute)), units(30));
+        assert_eq!(invoice(&[("storage", 40)], 40).qualifying(Some(&compute)), Amount::ZERO);
+        let half_refunded = PaidInvoice {
+            refunded: units(50),
+            ..mixed.clone()
+        };
+        assert_eq!(half_refunded.qualifying(Some(&compute)), units(15));
+        assert_eq!(
+            invoice(&[("compute", 0)], 0).qualifying(None),
+            Amount::ZERO,
+            "no division by zero"
+        );
+    }
+
+    #[test]
+    fn a_percentage_is_rounded_down_to_the_cent() {
+        assert_eq!(
+            percent_of(units(150), Amount::from_micros(29_990_000)),
+            Amount::from_micros(44_980_000)
+        );
+        assert_eq!(percent_of(units(10), units(480)), units(48));
+        assert_eq!(percent_of(units(5), Amount::from_micros(190_000)), Amount::ZERO);
+        assert_eq!(
+            percent_of(Amount::from_micros(12_500_000), units(3)),
+            Amount::from_micros(370_000)
+        );
+    }
+
+    #[test]
+    fn a_spend_percentage_pays_on_the_part_above_the_threshold_each_invoice_adds() {
+        let rule = with(
+            percent(RuleTrigger::SpendTotalReached, 10),
+            Condition::SpendTotalAtLeast(units(20)),
+        );
+        let first = invoice(&[("compute", 20)], 20);
+        assert_eq!(
+            pays(&rule, 1, &first, &[], 0),
+            Err("the reward computes to nothing".into()),
+            "at the threshold, nothing is above it"
+        );
+        let second = invoice(&[("compute", 480)], 480);
+        assert_eq!(pays(&rule, 2, &second, std::slice::from_ref(&first), 0), Ok(units(48)));
+        let crossing = invoice(&[("compute", 50)], 50);
+        assert_eq!(pays(&rule, 1, &crossing, &[], 0), Ok(units(3)), "10 % of 30 above 20");
+        let by_credit = invoice(&[("compute", 50)], 0);
+        assert_eq!(
+            pays(&rule, 1, &by_credit, &[], 0),
+            Err("qualifying spend 0.00 of 20.00".into())
+        );
+    }
+
+    #[test]
+    fn an_invoice_number_picks_one_invoice_or_starts_a_run_that_max_occurrences_ends() {
+        let once = with(percent(RuleTrigger::InvoicePaid, 50), Condition::InvoiceNumber(2));
+        let bill = invoice(&[("internet", 30)], 30);
+        assert_eq!(
+            pays(&once, 1, &bill, &[], 0),
+            Err("pays on the referee's 2nd paid invoice; this is its 1st".into())
+        );
+        assert_eq!(pays(&once, 2, &bill, &[], 0), Ok(units(15)));
+        assert!(pays(&once, 3, &bill, &[], 0).is_err());
+
+        let mut run = with(percent(RuleTrigger::InvoicePaid, 5), Condition::InvoiceNumber(2));
+        run.payout.recurring = true;
+        run.payout.max_occurrences = Some(12);
+        assert!(pays(&run, 1, &bill, &[], 0).is_err());
+        assert_eq!(pays(&run, 2, &bill, &[], 0), Ok(Amount::from_micros(1_500_000)));
+        assert_eq!(pays(&run, 13, &bill, &[], 0), Ok(Amount::from_micros(1_500_000)));
+        assert_eq!(
+            pays(&run, 14, &bill, &[], 0),
+            Err("pays on 12 invoices, the 2nd to the 13th; this is the 14th".into())
+        );
+    }
+
+    #[test]
+    fn a_cap_cuts_the_payment_that_reaches_it_and_refuses_the_next() {
+        let mut capped = percent(RuleTrigger::InvoicePaid, 10);
+        capped.payout.recurring = true;
+        capped.payout.cap_per_referral = Some(units(300));
+        let bill = invoice(&[("compute", 500)], 500);
+        assert_eq!(pays(&capped, 1, &bill, &[], 0), Ok(units(50)));
+        assert_eq!(pays(&capped, 5, &bill, &[], 280), Ok(units(20)));
+        assert_eq!(
+            pays(&capped, 6, &bill, &[], 300),
+            Err("the cap per referral of 300.00 credit is reached (300.00 paid)".into())
+        );
+    }
+
+    #[test]
+    fn an_invoice_is_evaluated_by_invoice_and_spend_rules_only() {
+        let bill = invoice(&[("compute", 10)], 10);
+        let verified_rule = verified(Beneficiary::Referrer);
+        assert_eq!(
+            pays(&verified_rule, 1, &bill, &[], 0),
+            Err("pays on a verified payment method, not on a paid invoice".into())
+        );
+        let fixed = rule(
+            RuleTrigger::InvoicePaid,
+            Beneficiary::Referee,
+            Calculation::Fixed(units(20)),
+        );
+        assert_eq!(pays(&fixed, 7, &invoice(&[("compute", 10)], 0), &[], 0), Ok(units(20)));
     }
 }

@@ -6,9 +6,10 @@ mod evaluate;
 mod spec;
 
 pub use evaluate::{
-    Decision, EventFacts, Facts, Outcome, PurchaseOrder, ReferralFacts, Verdict, already_paid_reason, evaluate, summary,
+    Decision, EventFacts, Facts, InvoiceLine, Outcome, PaidForReferral, PaidInvoice, PurchaseOrder, ReferralFacts,
+    Verdict, already_paid_reason, evaluate, summary,
 };
-pub use spec::{Calculation, Condition, MAX_CONDITION_VALUES, MAX_DAYS, Payout, Rule, RuleInput};
+pub use spec::{Calculation, Condition, MAX_CONDITION_VALUES, MAX_DAYS, MAX_INVOICES, Payout, Rule, RuleInput};
 
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};

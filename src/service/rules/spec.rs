@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CONDITION_VALUES: usize = 50;
 /// The longest hold, and the latest expiry, a rule may set: ten years.
 pub const MAX_DAYS: u16 = 3650;
+/// The highest `invoiceNumber` and `maxOccurrences`: monthly invoices for 83 years.
+pub const MAX_INVOICES: u16 = 1000;
+/// The highest percentage a PERCENT rule may pay.
+pub const MAX_PERCENT: i64 = 1000;
 
 /// A reward rule: what it pays on, to whom, on which conditions, how much, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,7 +47,8 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Condition {
-    /// FIRST_PURCHASE: only products of these categories count.
+    /// Only products of these categories count: a first purchase's product, an invoice's
+    /// lines (INVOICE_PAID, SPEND_TOTAL_REACHED: the others count for nothing).
     ProductCategories(Vec<String>),
     /// Only referees of these account groups count.
     AccountGroups(Vec<String>),
@@ -59,6 +64,10 @@ pub enum Condition {
     /// Only referrers of these account groups count (`referrerGroups`): a business referrer
     /// and a residential one can earn differently from the same friends.
     ReferrerGroups(Vec<String>),
+    /// SPEND_TOTAL_REACHED: the referee's qualifying spend reaches this total (0: any).
+    SpendTotalAtLeast(#[serde(with = "micros")] Amount),
+    /// INVOICE_PAID: the referee's n-th paid invoice pays (from it on, when recurring).
+    InvoiceNumber(u16),
 }
 
 /// How much a rule pays.
@@ -68,6 +77,9 @@ pub enum Calculation {
     Fixed(#[serde(with = "micros")] Amount),
     /// FIRST_PURCHASE: the product's rate × the GB bought.
     ProductRate,
+    /// This many percent of the qualifying amount (INVOICE_PAID: the invoice's;
+    /// SPEND_TOTAL_REACHED: the part of the spend above the threshold the invoice adds).
+    Percent(#[serde(with = "micros")] Amount),
 }
 
 /// When, and how often, what a rule pays reaches the beneficiary.
@@ -80,11 +92,18 @@ pub struct Payout {
     pub hold_days: u16,
     /// Days after it becomes available that what is left of a reward expires; None: never.
     pub expires_after_days: Option<u16>,
+    /// A recurring INVOICE_PAID rule pays on at most this many invoices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_occurrences: Option<u16>,
+    /// What one referral may pay the rule's beneficiary in the rule's unit, over all rules:
+    /// this rule's payment is cut to fit, and it pays nothing once the total is reached.
+    #[serde(with = "optional_micros", skip_serializing_if = "Option::is_none")]
+    pub cap_per_referral: Option<Amount>,
 }
 
-/// A rule as an admin (or a preset) writes it: the flat shape of `RewardRuleInput`. The
-/// options after `billing_scheme` are part of the API but not built yet: setting one is
-/// refused rather than stored and ignored.
+/// A rule as an admin (or a preset) writes it: the flat shape of `RewardRuleInput`. Some
+/// options are part of the API but not built yet: setting one is refused rather than stored
+/// and ignored (`refuse_unbuilt`).
 #[derive(Debug, Clone, Default)]
 pub struct RuleInput {
     pub name: String,
@@ -153,9 +172,6 @@ pub fn parse(input: RuleInput) -> AppResult<Rule> {
 /// minimum, false) is taken as "not set".
 fn refuse_unbuilt(input: &RuleInput) -> AppResult<()> {
     let not_built = [
-        ("invoiceNumber", input.invoice_number.is_some()),
-        ("maxOccurrences", input.max_occurrences.is_some()),
-        ("capPerReferral", input.cap_per_referral.is_some()),
         (
             "redeemableCategories",
             input.redeemable_categories.as_ref().is_some_and(|c| !c.is_empty()),
@@ -177,13 +193,17 @@ impl Condition {
             key_list("productCategories", input.product_categories.as_deref())?.map(Condition::ProductCategories),
             key_list("accountGroups", input.account_groups.as_deref())?.map(Condition::AccountGroups),
             input.billing_scheme.flatten().map(Condition::BillingScheme),
-            non_negative("threshold", input.threshold)?.map(Condition::TopUpTotalAtLeast),
+            non_negative("threshold", input.threshold)?.map(|threshold| match trigger {
+                RuleTrigger::SpendTotalReached => Condition::SpendTotalAtLeast(threshold),
+                _ => Condition::TopUpTotalAtLeast(threshold),
+            }),
             window_days(input.window_days)?.map(Condition::WithinDaysOfSignUp),
             key_list(
                 "referrerGroups",
                 input.referrer_groups.as_ref().and_then(Option::as_deref),
             )?
             .map(Condition::ReferrerGroups),
+            invoice_count("invoiceNumber", input.invoice_number)?.map(Condition::InvoiceNumber),
         ]
         .into_iter()
         .flatten()
@@ -198,6 +218,12 @@ impl Condition {
                 "threshold is required for a TOP_UP_TOTAL_REACHED rule (0: any top-up)",
             ));
         }
+        if trigger == RuleTrigger::SpendTotalReached
+            && !conditions.iter().any(|c| matches!(c, Condition::SpendTotalAtLeast(_)))
+        {
+            // No threshold: any qualifying spend.
+            conditions.push(Condition::SpendTotalAtLeast(Amount::ZERO));
+        }
         conditions.sort_by_key(Condition::rank);
         Ok(conditions)
     }
@@ -205,11 +231,14 @@ impl Condition {
     /// Whether the condition fits a rule with this trigger.
     fn check(&self, trigger: RuleTrigger) -> AppResult<()> {
         match self {
-            Condition::ProductCategories(_) if trigger != RuleTrigger::FirstPurchase => {
-                Err(bad("productCategories applies to FIRST_PURCHASE rules only"))
-            }
-            Condition::TopUpTotalAtLeast(_) if trigger != RuleTrigger::TopUpTotalReached => {
-                Err(bad("threshold applies to TOP_UP_TOTAL_REACHED rules only"))
+            Condition::ProductCategories(_) if !counts_products(trigger) => Err(bad(
+                "productCategories applies to FIRST_PURCHASE, INVOICE_PAID and SPEND_TOTAL_REACHED rules only",
+            )),
+            Condition::TopUpTotalAtLeast(_) if trigger != RuleTrigger::TopUpTotalReached => Err(bad(
+                "threshold applies to TOP_UP_TOTAL_REACHED and SPEND_TOTAL_REACHED rules only",
+            )),
+            Condition::InvoiceNumber(_) if trigger != RuleTrigger::InvoicePaid => {
+                Err(bad("invoiceNumber applies to INVOICE_PAID rules only"))
             }
             Condition::WithinDaysOfSignUp(_) if trigger == RuleTrigger::Signup => Err(bad(
                 "windowDays does not apply to SIGNUP rules: a sign-up is always within days of itself",
@@ -219,7 +248,9 @@ impl Condition {
             | Condition::BillingScheme(_)
             | Condition::TopUpTotalAtLeast(_)
             | Condition::WithinDaysOfSignUp(_)
-            | Condition::ReferrerGroups(_) => Ok(()),
+            | Condition::ReferrerGroups(_)
+            | Condition::SpendTotalAtLeast(_)
+            | Condition::InvoiceNumber(_) => Ok(()),
         }
     }
 
@@ -233,6 +264,8 @@ impl Condition {
             Condition::TopUpTotalAtLeast(_) => 3,
             Condition::WithinDaysOfSignUp(_) => 4,
             Condition::ReferrerGroups(_) => 5,
+            Condition::SpendTotalAtLeast(_) => 6,
+            Condition::InvoiceNumber(_) => 7,
         }
     }
 }
@@ -248,6 +281,37 @@ fn window_days(days: Option<i32>) -> AppResult<Option<u16>> {
             .ok_or_else(|| {
                 bad(format!(
                     "windowDays must be between 1 and {MAX_DAYS} (0 or null: no window)"
+                ))
+            }),
+    }
+}
+
+/// Whether events of `trigger` carry products (a purchase's, an invoice's lines) that
+/// `productCategories` can limit.
+fn counts_products(trigger: RuleTrigger) -> bool {
+    matches!(
+        trigger,
+        RuleTrigger::FirstPurchase | RuleTrigger::InvoicePaid | RuleTrigger::SpendTotalReached
+    )
+}
+
+/// Whether events of `trigger` carry spend a percentage can be taken of.
+fn counts_spend(trigger: RuleTrigger) -> bool {
+    matches!(trigger, RuleTrigger::InvoicePaid | RuleTrigger::SpendTotalReached)
+}
+
+/// `invoiceNumber`, `maxOccurrences`: 1 to `MAX_INVOICES`; absent or 0 (what a form with the
+/// field empty sends): not set.
+fn invoice_count(field: &str, count: Option<i32>) -> AppResult<Option<u16>> {
+    match count {
+        None | Some(0) => Ok(None),
+        Some(count) => u16::try_from(count)
+            .ok()
+            .filter(|count| *count <= MAX_INVOICES)
+            .map(Some)
+            .ok_or_else(|| {
+                bad(format!(
+                    "{field} must be between 1 and {MAX_INVOICES} (0 or null: not set)"
                 ))
             }),
     }
@@ -287,6 +351,14 @@ impl Calculation {
                 "value is not taken by a PRODUCT_RATE rule: the rate comes from the product",
             )),
             (enums::Calculation::ProductRate, None) => Ok(Calculation::ProductRate),
+            (enums::Calculation::Percent, Some(value))
+                if value.is_positive() && value.micros() <= MAX_PERCENT * 1_000_000 =>
+            {
+                Ok(Calculation::Percent(value))
+            }
+            (enums::Calculation::Percent, _) => Err(bad(format!(
+                "value must be a percentage greater than 0 and at most {MAX_PERCENT} for a PERCENT rule"
+            ))),
         }
     }
 
@@ -295,7 +367,10 @@ impl Calculation {
             Calculation::ProductRate if trigger != RuleTrigger::FirstPurchase => {
                 Err(bad("calculation PRODUCT_RATE applies to FIRST_PURCHASE rules only"))
             }
-            Calculation::Fixed(_) | Calculation::ProductRate => Ok(()),
+            Calculation::Percent(_) if !counts_spend(trigger) => Err(bad(
+                "calculation PERCENT applies to INVOICE_PAID and SPEND_TOTAL_REACHED rules only",
+            )),
+            Calculation::Fixed(_) | Calculation::ProductRate | Calculation::Percent(_) => Ok(()),
         }
     }
 
@@ -303,6 +378,7 @@ impl Calculation {
         match self {
             Calculation::Fixed(_) => enums::Calculation::Fixed,
             Calculation::ProductRate => enums::Calculation::ProductRate,
+            Calculation::Percent(_) => enums::Calculation::Percent,
         }
     }
 }
@@ -329,10 +405,25 @@ impl Payout {
                     })?,
             ),
         };
+        let recurring = input.recurring.unwrap_or(false);
+        let max_occurrences = invoice_count("maxOccurrences", input.max_occurrences)?;
+        if max_occurrences.is_some() && !(recurring && input.trigger == Some(RuleTrigger::InvoicePaid)) {
+            return Err(bad(
+                "maxOccurrences applies to recurring INVOICE_PAID rules only: a rule that is not recurring pays once",
+            ));
+        }
+        let cap_per_referral = match input.cap_per_referral {
+            Some(cap) if !cap.is_positive() => {
+                return Err(bad("capPerReferral must be greater than 0 (null: no cap)"));
+            }
+            cap => cap,
+        };
         Ok(Payout {
-            recurring: input.recurring.unwrap_or(false),
+            recurring,
             hold_days,
             expires_after_days,
+            max_occurrences,
+            cap_per_referral,
         })
     }
 }
@@ -423,10 +514,19 @@ impl Rule {
         })
     }
 
-    /// The top-up total that qualifies, for a TOP_UP_TOTAL_REACHED rule.
+    /// The total that qualifies: of top-ups for a TOP_UP_TOTAL_REACHED rule, of qualifying
+    /// spend for a SPEND_TOTAL_REACHED one.
     pub fn threshold(&self) -> Option<Amount> {
         self.conditions.iter().find_map(|c| match c {
-            Condition::TopUpTotalAtLeast(threshold) => Some(*threshold),
+            Condition::TopUpTotalAtLeast(threshold) | Condition::SpendTotalAtLeast(threshold) => Some(*threshold),
+            _ => None,
+        })
+    }
+
+    /// The referee's paid invoice an INVOICE_PAID rule pays on (from, when recurring).
+    pub fn invoice_number(&self) -> Option<u16> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::InvoiceNumber(number) => Some(*number),
             _ => None,
         })
     }
@@ -451,6 +551,23 @@ mod micros {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Amount, D::Error> {
         i64::deserialize(deserializer).map(Amount::from_micros)
+    }
+}
+
+/// An optional amount, stored as whole millionths or null.
+mod optional_micros {
+    use crate::amount::Amount;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(amount: &Option<Amount>, serializer: S) -> Result<S::Ok, S::Error> {
+        match amount {
+            Some(amount) => serializer.serialize_some(&amount.micros()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Amount>, D::Error> {
+        Option::<i64>::deserialize(deserializer).map(|micros| micros.map(Amount::from_micros))
     }
 }
 
@@ -542,7 +659,8 @@ mod tests {
             Payout {
                 recurring: true,
                 hold_days: 30,
-                expires_after_days: Some(180)
+                expires_after_days: Some(180),
+                ..Payout::default()
             }
         );
         let rate = parse(RuleInput {
@@ -743,27 +861,6 @@ mod tests {
         let cases: Vec<(RuleInput, &str)> = vec![
             (
                 RuleInput {
-                    invoice_number: Some(1),
-                    ..signup()
-                },
-                "invoiceNumber",
-            ),
-            (
-                RuleInput {
-                    max_occurrences: Some(3),
-                    ..signup()
-                },
-                "maxOccurrences",
-            ),
-            (
-                RuleInput {
-                    cap_per_referral: Some(Amount::from_micros(1)),
-                    ..signup()
-                },
-                "capPerReferral",
-            ),
-            (
-                RuleInput {
                     redeemable_categories: Some(vec!["compute".into()]),
                     ..signup()
                 },
@@ -786,6 +883,95 @@ mod tests {
         ];
         for (input, field) in cases {
             assert_eq!(refused(input), format!("{field} is not supported by this server yet"));
+        }
+    }
+
+    fn invoice_paid() -> RuleInput {
+        RuleInput {
+            trigger: Some(RuleTrigger::InvoicePaid),
+            calculation: Some(enums::Calculation::Percent),
+            value: Some(Amount::from_micros(5_000_000)),
+            ..signup()
+        }
+    }
+
+    #[test]
+    fn invoice_and_spend_options_are_parsed_and_checked_against_the_trigger() {
+        let run = parse(RuleInput {
+            invoice_number: Some(2),
+            recurring: Some(true),
+            max_occurrences: Some(12),
+            cap_per_referral: Some(Amount::from_micros(300_000_000)),
+            product_categories: Some(vec!["Internet".into()]),
+            ..invoice_paid()
+        })
+        .expect("valid");
+        assert_eq!(run.invoice_number(), Some(2));
+        assert_eq!(run.payout.max_occurrences, Some(12));
+        assert_eq!(run.payout.cap_per_referral, Some(Amount::from_micros(300_000_000)));
+        assert_eq!(run.calculation, Calculation::Percent(Amount::from_micros(5_000_000)));
+        let (conditions, calculation, payout) = read_spec(&run.spec_json()).expect("readable");
+        assert_eq!(
+            (conditions, calculation, payout),
+            (run.conditions.clone(), run.calculation, run.payout)
+        );
+
+        let spend = parse(RuleInput {
+            trigger: Some(RuleTrigger::SpendTotalReached),
+            ..invoice_paid()
+        })
+        .expect("valid");
+        assert_eq!(
+            spend.threshold(),
+            Some(Amount::ZERO),
+            "no threshold: any qualifying spend"
+        );
+        for (input, message) in [
+            (
+                RuleInput {
+                    max_occurrences: Some(3),
+                    ..invoice_paid()
+                },
+                "maxOccurrences applies to recurring INVOICE_PAID rules only",
+            ),
+            (
+                RuleInput {
+                    invoice_number: Some(1),
+                    ..top_up()
+                },
+                "invoiceNumber applies to INVOICE_PAID rules only",
+            ),
+            (
+                RuleInput {
+                    invoice_number: Some(1001),
+                    ..invoice_paid()
+                },
+                "invoiceNumber must be between 1 and 1000",
+            ),
+            (
+                RuleInput {
+                    calculation: Some(enums::Calculation::Percent),
+                    ..top_up()
+                },
+                "calculation PERCENT applies to INVOICE_PAID and SPEND_TOTAL_REACHED rules only",
+            ),
+            (
+                RuleInput {
+                    value: Some(Amount::from_micros(1_000_000_001)),
+                    ..invoice_paid()
+                },
+                "value must be a percentage greater than 0 and at most 1000",
+            ),
+            (
+                RuleInput {
+                    cap_per_referral: Some(Amount::ZERO),
+                    ..invoice_paid()
+                },
+                "capPerReferral must be greater than 0",
+            ),
+        ] {
+            let refusal = refused(input);
+            assert!(refusal.starts_with(message), "{refusal}");
         }
     }
 
@@ -890,7 +1076,7 @@ mod tests {
         assert!(read_spec("{}").is_err(), "a spec without a calculation is not a rule");
         for unknown in [
             r#"{"conditions":[{"windowDays":30}],"calculation":"productRate"}"#,
-            r#"{"calculation":"productRate","payout":{"capPerReferral":5}}"#,
+            r#"{"calculation":"productRate","payout":{"maxPayouts":5}}"#,
             r#"{"calculation":"productRate","percent":5}"#,
         ] {
             assert!(

@@ -137,6 +137,7 @@ pub const ACCOUNT: Table<account::Model> = Table {
         "disqualification_reason",
         "first_purchase_event_id",
         "closed_at",
+        "paid_invoices",
     ],
     read: |mut c| {
         Ok(account::Model {
@@ -156,6 +157,7 @@ pub const ACCOUNT: Table<account::Model> = Table {
             disqualification_reason: c.get()?,
             first_purchase_event_id: c.get()?,
             closed_at: c.time_or_null()?,
+            paid_invoices: c.get()?,
         })
     },
 };

@@ -28,11 +28,11 @@ use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
 use crate::service::rules::{EventFacts, PurchaseOrder};
 use crate::service::take_backs::{self, Take};
-use crate::service::{catalog, key_text, settings};
+use crate::service::{accounts, catalog, key_text, settings};
 use entity::enums::{EntryKind, TakeBackCause};
 use entity::{account, event, ledger_entry, product};
-use sea_orm::sea_query::{Expr, ExprTrait, LockType};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 
 #[derive(Debug, Clone)]
@@ -112,14 +112,7 @@ async fn order(step: &Step<'_>) -> AppResult<(PurchaseOrder, Vec<ledger_entry::M
     if !step.timed {
         return Ok((PurchaseOrder::Later, Vec::new()));
     }
-    // FOR NO KEY UPDATE: concurrent events of the account hold a key-share lock on its row
-    // (their foreign key) until they end; an exclusive lock would wait for them while they wait
-    // for it.
-    let account = account::Entity::find_by_id(event.account_id)
-        .lock(LockType::NoKeyUpdate)
-        .one(txn)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("account {} vanished", event.account_id)))?;
+    let account = accounts::lock(txn, event.account_id).await?;
     let (Some(first_at), Some(first_id)) = (account.first_purchase_at, account.first_purchase_event_id) else {
         return Ok((PurchaseOrder::Later, Vec::new()));
     };

@@ -12,7 +12,8 @@
 //!
 //! `None` hands the purchase to the flow in steps, which decides from the start: a stored
 //! eventId (a replay, answered there), a timed purchase that happened before the account's first
-//! (a correction or a late one), or a reward into a balance with something due or owed.
+//! (a correction or a late one), a rule with a cap per referral (which reads what the referral
+//! paid under the referee's lock), or a reward into a balance with something due or owed.
 
 use super::Purchase;
 use crate::amount::Amount;
@@ -97,11 +98,17 @@ pub(in crate::service::events) async fn record(
     let referral = optional::<referral::Model>(&facts, "referral_")?;
     let referrer = optional::<account::Model>(&facts, "referrer_")?;
     let rules = rules::enabled_from_json(&facts.try_get::<String>("", "rules")?)?;
+    if rules.iter().any(|rule| rule.payout.cap_per_referral.is_some()) {
+        // A cap measures against what the referral paid so far, read under the referee's
+        // lock: the steps do that.
+        return Ok(None);
+    }
     let parties = Parties {
         program_enabled: facts.try_get("", "program_enabled")?,
         account: &account,
         referral: referral.as_ref(),
         referrer: referrer.as_ref(),
+        paid: Default::default(),
     };
     let planned = |order| -> AppResult<serde_json::Value> {
         let plan = match closed_skips(&account, occurred_at, &rules) {
