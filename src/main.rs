@@ -46,8 +46,9 @@ enum Command {
         #[arg(long, default_value = "schema.graphql")]
         out: PathBuf,
     },
-    /// Write the settings and rules of a program: points-store (program 3) or cloud-credit
-    /// (program 1). Applying one again changes nothing.
+    /// Write the settings and rules of a program: points-store (program 3), cloud-credit
+    /// (program 1), isp (program 2) or refer-a-friend (program 4). Applying one again changes
+    /// nothing.
     Preset {
         #[arg(
             value_parser = clap::builder::PossibleValuesParser::new(presets::PRESETS),

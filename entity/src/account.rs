@@ -28,6 +28,10 @@ pub struct Model {
     pub closed_at: Option<DateTimeUtc>,
     /// How many paid invoices the account has had recorded: the last one's number.
     pub paid_invoices: i32,
+    /// When the latest of its paid invoices happened.
+    pub last_invoice_at: Option<DateTimeUtc>,
+    /// The total of its paid invoice recorded last, in millionths: its plan's price.
+    pub last_invoice_total: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -66,7 +66,8 @@ text_enum!(EventKind {
     TopUp,
     Refund,
     AccountClosed,
-    InvoicePaid
+    InvoicePaid,
+    AccountReopened
 });
 text_enum!(RuleTrigger {
     Signup,
@@ -74,14 +75,18 @@ text_enum!(RuleTrigger {
     TopUpTotalReached,
     FirstPurchase,
     InvoicePaid,
-    SpendTotalReached
+    SpendTotalReached,
+    ReferrerInvoicePaid
 });
 text_enum!(BillingScheme { Prepaid, Postpaid });
 text_enum!(Beneficiary { Referrer, Referee });
 text_enum!(Calculation {
     Fixed,
     ProductRate,
-    Percent
+    Percent,
+    PerActiveReferral,
+    Tiers,
+    PlanPrice
 });
 text_enum!(
     /// Why part or all of a reward was taken back.

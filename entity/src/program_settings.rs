@@ -24,6 +24,8 @@ pub struct Model {
     /// Hours after a first purchase was taken as first during which a purchase that happened
     /// earlier, arriving late, still corrects it.
     pub reorder_window_hours: i32,
+    /// Days within which a referee must have paid an invoice to count as an active referral.
+    pub active_referral_days: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

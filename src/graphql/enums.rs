@@ -109,6 +109,8 @@ pub enum EventKind {
     AccountClosed,
     /// An invoice of the account was paid.
     InvoicePaid,
+    /// The platform reopened a closed account.
+    AccountReopened,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -132,6 +134,11 @@ pub enum RuleTrigger {
     /// `productCategories`; what credit or coupons paid counts for nothing) reaches the
     /// rule's `threshold` (0: any qualifying spend).
     SpendTotalReached,
+    /// The account pays an invoice of its own: pays the account itself as a referrer
+    /// (beneficiary REFERRER, recurring), on each of its invoices, while it has
+    /// `minActiveReferrals` active referrals (referees that are open and paid an invoice within
+    /// the program's `activeReferralDays`).
+    ReferrerInvoicePaid,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -170,6 +177,28 @@ pub enum Calculation {
     /// the referee's qualifying spend above `threshold` that the invoice adds
     /// (SPEND_TOTAL_REACHED).
     Percent,
+    /// `value` per active referral of the account (REFERRER_INVOICE_PAID): 3 active × 5.00 =
+    /// 15.00.
+    PerActiveReferral,
+    /// The amount of the highest of `tiers` that the account's active referrals reach
+    /// (REFERRER_INVOICE_PAID).
+    Tiers,
+    /// `value` percent (100: a free month, 50: half a month) of a plan's price, the last paid
+    /// invoice of the account `planPriceBase` names, rounded down to the cent.
+    PlanPrice,
+}
+
+/// Whose plan a PLAN_PRICE rule takes its percentage of.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::service::rules::PlanPriceBase")]
+pub enum PlanPriceBase {
+    /// The beneficiary's own last paid invoice ("half a month of your own plan"); for a
+    /// REFERRER_INVOICE_PAID rule, the invoice it pays on.
+    Beneficiary,
+    /// The referee's invoice the rule pays on.
+    Referee,
+    /// The lesser of the two ("a free month of equal or lesser value").
+    Lesser,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

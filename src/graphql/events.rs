@@ -88,6 +88,13 @@ pub struct CloseAccountInput {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
+#[derive(InputObject)]
+pub struct ReopenAccountInput {
+    pub event_id: String,
+    pub external_id: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
 #[derive(SimpleObject)]
 pub struct RecordEventPayload {
     pub event: Event,
@@ -171,6 +178,13 @@ impl EventMutation {
     /// events still record but earn nothing; refunds still take back.
     #[graphql(guard = "RoleGuard::SERVICE")]
     async fn close_account(&self, ctx: &Context<'_>, input: CloseAccountInput) -> Result<RecordEventPayload> {
+        record(ctx, input.into()).await
+    }
+
+    /// The platform reopened a closed account: it is ACTIVE again (an active referral once it
+    /// pays), and its later events earn again. An open account stays as it is.
+    #[graphql(guard = "RoleGuard::SERVICE")]
+    async fn reopen_account(&self, ctx: &Context<'_>, input: ReopenAccountInput) -> Result<RecordEventPayload> {
         record(ctx, input.into()).await
     }
 }
@@ -258,6 +272,17 @@ impl From<CloseAccountInput> for EventInput {
             external_id: input.external_id,
             occurred_at: input.occurred_at,
             fact: Fact::AccountClosed,
+        }
+    }
+}
+
+impl From<ReopenAccountInput> for EventInput {
+    fn from(input: ReopenAccountInput) -> Self {
+        EventInput {
+            event_id: input.event_id,
+            external_id: input.external_id,
+            occurred_at: input.occurred_at,
+            fact: Fact::AccountReopened,
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct ProgramSettingsInput {
     /// Hours, 0 to 720, after a first purchase was taken as first during which a purchase
     /// that happened earlier, arriving late, still corrects it.
     pub reorder_window_hours: Option<i32>,
+    /// Days, 1 to 3650, within which a referee must have paid an invoice to count as an
+    /// active referral of its referrer.
+    pub active_referral_days: Option<i32>,
 }
 
 /// Left out: unchanged; null: cleared; a value: set.
@@ -81,6 +84,7 @@ impl ProgramMutation {
             max_pending_claims: change(input.max_pending_claims),
             max_claims_per_day: change(input.max_claims_per_day),
             reorder_window_hours: input.reorder_window_hours,
+            active_referral_days: input.active_referral_days,
         };
         let state = state(ctx);
         let updated = settings::update(&state.db, &viewer(ctx).actor(), patch, now(ctx)).await?;

@@ -4,11 +4,11 @@
 
 use crate::auth::RoleGuard;
 use crate::graphql::context::{now, state, viewer};
-use crate::graphql::enums::{Beneficiary, BillingScheme, Calculation, RewardUnit, RuleTrigger};
+use crate::graphql::enums::{Beneficiary, BillingScheme, Calculation, PlanPriceBase, RewardUnit, RuleTrigger};
 use crate::graphql::ids::{Kind, from_id, to_id};
 use crate::graphql::scalars::Decimal;
-use crate::service::rules::{self, Rule, RuleInput};
-use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
+use crate::service::rules::{self, Rule, RuleInput, TierInput};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
 
 #[derive(Default)]
 pub struct RuleQuery;
@@ -23,7 +23,7 @@ impl RuleQuery {
 }
 
 /// A rule's whole definition. Options this server does not offer yet are refused with
-/// BAD_USER_INPUT when set: redeemableCategories, minActiveReferrals, affiliatesOnly.
+/// BAD_USER_INPUT when set: redeemableCategories, affiliatesOnly.
 #[derive(InputObject)]
 pub struct RewardRuleInput {
     pub name: String,
@@ -33,8 +33,8 @@ pub struct RewardRuleInput {
     pub beneficiary: Beneficiary,
     pub unit: RewardUnit,
     pub calculation: Calculation,
-    /// The amount of a FIXED rule; the percentage of a PERCENT rule (more than 0, at most
-    /// 1000).
+    /// The amount of a FIXED rule, or per active referral of a PER_ACTIVE_REFERRAL rule; the
+    /// percentage of a PERCENT or PLAN_PRICE rule (more than 0, at most 1000).
     pub value: Option<Decimal>,
     /// Required for TOP_UP_TOTAL_REACHED: the total of the referee's own successful top-ups
     /// that qualifies it (0: any top-up). For SPEND_TOTAL_REACHED: the qualifying spend that
@@ -69,8 +69,15 @@ pub struct RewardRuleInput {
     /// The referrer's account groups that count (a business referrer and a residential one can
     /// earn differently); null or empty: all of them. Left out of an update: unchanged.
     pub referrer_groups: MaybeUndefined<Vec<String>>,
+    /// REFERRER_INVOICE_PAID: the active referrals the account needs for the rule to pay (1 to
+    /// 1000). 0 or null: none.
     pub min_active_referrals: Option<i32>,
     pub affiliates_only: Option<bool>,
+    /// TIERS: 1 to 20 tiers, each from a distinct number of active referrals. Left out of an
+    /// update: unchanged.
+    pub tiers: MaybeUndefined<Vec<RewardTierInput>>,
+    /// PLAN_PRICE: whose plan; default BENEFICIARY. Left out of an update: unchanged.
+    pub plan_price_base: MaybeUndefined<PlanPriceBase>,
     /// Only referees of this billing scheme count; null: both. Program 1 pays postpaid
     /// newcomers on a verified payment method and prepaid ones on their top-ups.
     /// Left out of an update: the rule keeps its billing scheme (a form that does not show it
@@ -111,8 +118,42 @@ impl From<RewardRuleInput> for RuleInput {
             redeemable_categories: input.redeemable_categories,
             min_active_referrals: input.min_active_referrals,
             affiliates_only: input.affiliates_only,
+            tiers: match input.tiers {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(tiers) => Some(Some(
+                    tiers
+                        .into_iter()
+                        .map(|tier| TierInput {
+                            min_active: tier.min_active,
+                            amount: tier.amount.0,
+                        })
+                        .collect(),
+                )),
+            },
+            plan_price_base: match input.plan_price_base {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(base) => Some(Some(base.into())),
+            },
         }
     }
+}
+
+/// One tier of a TIERS rule.
+#[derive(InputObject)]
+pub struct RewardTierInput {
+    /// From this many active referrals (1 to 1000).
+    pub min_active: i32,
+    /// What the rule pays from there (more than 0).
+    pub amount: Decimal,
+}
+
+/// One tier of a TIERS rule.
+#[derive(SimpleObject)]
+pub struct RewardTier {
+    pub min_active: i32,
+    pub amount: Decimal,
 }
 
 #[derive(Default)]
@@ -169,12 +210,34 @@ impl RewardRule {
         self.0.calculation.kind().into()
     }
 
-    /// The fixed amount of a FIXED rule; the percentage of a PERCENT rule.
+    /// The amount of a FIXED or PER_ACTIVE_REFERRAL rule; the percentage of a PERCENT or
+    /// PLAN_PRICE rule.
     async fn value(&self) -> Option<Decimal> {
         match self.0.calculation {
-            rules::Calculation::Fixed(value) | rules::Calculation::Percent(value) => Some(Decimal(value)),
-            rules::Calculation::ProductRate => None,
+            rules::Calculation::Fixed(value)
+            | rules::Calculation::Percent(value)
+            | rules::Calculation::PerActiveReferral(value)
+            | rules::Calculation::PlanPrice { percent: value, .. } => Some(Decimal(value)),
+            rules::Calculation::ProductRate | rules::Calculation::Tiers(_) => None,
         }
+    }
+
+    /// The tiers of a TIERS rule, from the fewest active referrals; null for other rules.
+    async fn tiers(&self) -> Option<Vec<RewardTier>> {
+        self.0.tiers().map(|tiers| {
+            tiers
+                .iter()
+                .map(|tier| RewardTier {
+                    min_active: i32::from(tier.min_active),
+                    amount: Decimal(tier.amount),
+                })
+                .collect()
+        })
+    }
+
+    /// Whose plan a PLAN_PRICE rule takes its percentage of; null for other rules.
+    async fn plan_price_base(&self) -> Option<PlanPriceBase> {
+        self.0.plan_price_base().map(Into::into)
     }
 
     /// The product categories that count; null: all of them.
@@ -224,9 +287,9 @@ impl RewardRule {
         self.0.payout.cap_per_referral.map(Decimal)
     }
 
-    // redeemableCategories, minActiveReferrals and affiliatesOnly are not offered by this
-    // server yet: every rule has the value shown (no restriction), and setting one is refused,
-    // so that is exactly how each rule behaves.
+    // redeemableCategories and affiliatesOnly are not offered by this server yet: every rule
+    // has the value shown (no restriction), and setting one is refused, so that is exactly how
+    // each rule behaves.
 
     /// Days a reward stays pending before it becomes available; null: available at once.
     async fn hold_days(&self) -> Option<i32> {
@@ -243,8 +306,9 @@ impl RewardRule {
         None
     }
 
+    /// REFERRER_INVOICE_PAID: the active referrals the account needs; null: none.
     async fn min_active_referrals(&self) -> Option<i32> {
-        None
+        self.0.min_active_referrals().map(i32::from)
     }
 
     async fn affiliates_only(&self) -> bool {

@@ -6,7 +6,8 @@ use crate::error::AppError;
 use crate::graphql::context::{loader, now, state};
 use crate::graphql::enums::{DecisionOutcome, EventKind, LedgerEntryKind, LedgerEntryStatus, RewardUnit};
 use crate::graphql::events::{
-    CloseAccountInput, InvoicePaidInput, PaymentMethodVerifiedInput, PurchaseInput, RefundInput, TopUpInput,
+    CloseAccountInput, InvoicePaidInput, PaymentMethodVerifiedInput, PurchaseInput, RefundInput, ReopenAccountInput,
+    TopUpInput,
 };
 use crate::graphql::loaders::{AccountById, RuleById};
 use crate::graphql::rules::{RewardRule, RewardRuleInput};
@@ -28,6 +29,7 @@ pub enum SimulatedEventInput {
     InvoicePaid(InvoicePaidInput),
     Refund(RefundInput),
     AccountClosed(CloseAccountInput),
+    AccountReopened(ReopenAccountInput),
 }
 
 impl From<SimulatedEventInput> for EventInput {
@@ -39,6 +41,7 @@ impl From<SimulatedEventInput> for EventInput {
             SimulatedEventInput::InvoicePaid(input) => input.into(),
             SimulatedEventInput::Refund(input) => input.into(),
             SimulatedEventInput::AccountClosed(input) => input.into(),
+            SimulatedEventInput::AccountReopened(input) => input.into(),
         }
     }
 }

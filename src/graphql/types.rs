@@ -3,7 +3,7 @@
 
 use crate::auth::{RoleGuard, Viewer};
 use crate::error::AppError;
-use crate::graphql::context::{loader, settings, state, viewer};
+use crate::graphql::context::{loader, now, settings, state, viewer};
 use crate::graphql::enums::*;
 use crate::graphql::ids::{Kind, Side, balance_id, participant_id, to_id};
 use crate::graphql::loaders::*;
@@ -14,7 +14,7 @@ use crate::service::accounts::mask_name;
 use crate::service::page::{Page, PageRequest};
 use crate::service::rules::{Decision, Rule};
 use crate::service::settings::referral_link;
-use crate::service::store;
+use crate::service::{rewards, store};
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -219,12 +219,37 @@ impl Account {
         })
     }
 
+    /// Its active referrals (referees that are open and paid an invoice within the program's
+    /// `activeReferralDays`) and the credit they earn it on its next invoice.
+    async fn active_referrals(&self, ctx: &Context<'_>) -> Result<ActiveReferrals> {
+        ensure_can_read(ctx, &self.0)?;
+        let standing = rewards::active_standing(&state(ctx).db, &self.0, now(ctx)).await?;
+        Ok(ActiveReferrals {
+            count: i32::try_from(standing.count).unwrap_or(i32::MAX),
+            within_days: standing.within_days,
+            next_invoice_credit: Decimal(standing.next_invoice_credit),
+        })
+    }
+
     /// This account's reward claims, newest first.
     async fn claims(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<Page1<Claim>> {
         ensure_can_read(ctx, &self.0)?;
         let page = store::list(&state(ctx).db, Some(self.0.id), None, page_request(first, after)?).await?;
         Ok(connection(page, |c| c.id, Claim::from))
     }
+}
+
+/// An account's active referrals: what REFERRER_INVOICE_PAID rules pay on.
+#[derive(SimpleObject)]
+pub struct ActiveReferrals {
+    /// Referees whose account is open and that paid an invoice within `withinDays`.
+    pub count: i32,
+    /// The program's `activeReferralDays`.
+    pub within_days: i32,
+    /// The credit the enabled REFERRER_INVOICE_PAID rules would pay on its next invoice now
+    /// (fixed, per active referral, tiers; percentages and plan prices depend on the invoice
+    /// and are not counted).
+    pub next_invoice_credit: Decimal,
 }
 
 /// One side of a referral, as the viewer may see it.
@@ -667,6 +692,9 @@ pub struct ProgramSettings {
     /// happened earlier, arriving late, still corrects it (what the wrong one paid is taken
     /// back, the true first is evaluated). Beyond it arrival order stands.
     pub reorder_window_hours: i32,
+    /// A referee that paid an invoice within this many days (and whose account is open) is an
+    /// active referral of its referrer (REFERRER_INVOICE_PAID rules, `minActiveReferrals`).
+    pub active_referral_days: i32,
 }
 
 #[ComplexObject]
@@ -701,6 +729,7 @@ impl From<program_settings::Model> for ProgramSettings {
             max_pending_claims: row.max_pending_claims,
             max_claims_per_day: row.max_claims_per_day,
             reorder_window_hours: row.reorder_window_hours,
+            active_referral_days: row.active_referral_days,
         }
     }
 }

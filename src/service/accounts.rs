@@ -10,10 +10,10 @@ use crate::service::codes::ReferralCode;
 use crate::service::page::{self, Page, PageRequest};
 use entity::enums::{AccountStatus, BillingScheme, ReferralStatus, Unit};
 use entity::{account, balance, referral};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, QuerySelect, Set, SqlErr,
+    PaginatorTrait, QueryFilter, QuerySelect, Set, SqlErr,
 };
 use std::collections::HashMap;
 
@@ -140,6 +140,29 @@ pub async fn accepted_referrals_of(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|r| (r.referee_id, r)).collect())
+}
+
+/// How many of `referrer_id`'s referees are active referrals: accepted, open, not
+/// disqualified, and with a paid invoice that happened at or after `since`.
+pub async fn active_referrals(
+    db: &impl ConnectionTrait,
+    referrer_id: i64,
+    since: chrono::DateTime<chrono::Utc>,
+) -> AppResult<u32> {
+    let referees = Query::select()
+        .column(referral::Column::RefereeId)
+        .from(referral::Entity)
+        .and_where(Expr::col(referral::Column::ReferrerId).eq(referrer_id))
+        .and_where(Expr::col(referral::Column::Status).ne(ReferralStatus::Rejected))
+        .to_owned();
+    let count = account::Entity::find()
+        .filter(account::Column::Id.in_subquery(referees))
+        .filter(account::Column::Status.eq(AccountStatus::Active))
+        .filter(account::Column::DisqualifiedAt.is_null())
+        .filter(account::Column::LastInvoiceAt.gte(since))
+        .count(db)
+        .await?;
+    u32::try_from(count).map_err(AppError::internal)
 }
 
 /// Locks the account's row until the transaction ends and returns it as it is then: events of

@@ -12,7 +12,7 @@ use crate::service::settings::{self, SettingsPatch};
 use entity::enums::{Beneficiary, BillingScheme, Calculation, RuleTrigger, Unit};
 use sea_orm::DatabaseConnection;
 
-pub const PRESETS: &[&str] = &["points-store", "cloud-credit"];
+pub const PRESETS: &[&str] = &["points-store", "cloud-credit", "isp", "refer-a-friend"];
 /// The program a new installation starts with.
 pub const DEFAULT: &str = "points-store";
 const ACTOR: &str = "cli:preset";
@@ -77,6 +77,95 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
             }
             Ok(rules)
         }
+        // Program 2: 20.00 credit once a friend pays its first invoice, 5 % of each of its
+        // first 12 invoices, and 10.00 off each of the referrer's own invoices while it has 4
+        // active referrals (open, paid within the program's activeReferralDays).
+        "isp" => Ok(vec![
+            RuleInput {
+                value: credit(20),
+                invoice_number: Some(1),
+                ..rule(
+                    "ISP: 20.00 credit when a friend pays its first invoice",
+                    RuleTrigger::InvoicePaid,
+                    Beneficiary::Referrer,
+                    Unit::Credit,
+                    Calculation::Fixed,
+                )
+            },
+            RuleInput {
+                value: credit(5),
+                recurring: Some(true),
+                max_occurrences: Some(12),
+                ..rule(
+                    "ISP: 5 % of each of a friend's first 12 invoices",
+                    RuleTrigger::InvoicePaid,
+                    Beneficiary::Referrer,
+                    Unit::Credit,
+                    Calculation::Percent,
+                )
+            },
+            RuleInput {
+                value: credit(10),
+                recurring: Some(true),
+                min_active_referrals: Some(4),
+                ..rule(
+                    "ISP: 10.00 off each invoice while 4 referrals are active",
+                    RuleTrigger::ReferrerInvoicePaid,
+                    Beneficiary::Referrer,
+                    Unit::Credit,
+                    Calculation::Fixed,
+                )
+            },
+        ]),
+        // Program 4: the newcomer gets 5.00 at sign-up; the referrer 20.00 once the friend's
+        // cash spend on compute reaches 20.00, plus 10 % of its compute spend above that, both
+        // within the friend's first 90 days, held 30 days, expiring 180 days after, at most
+        // 300.00 per friend.
+        "refer-a-friend" => {
+            let compute = || Some(vec!["compute".to_owned()]);
+            let spend = |input: RuleInput| RuleInput {
+                threshold: credit(20),
+                product_categories: compute(),
+                window_days: Some(90),
+                hold_days: Some(30),
+                expires_after_days: Some(180),
+                ..input
+            };
+            Ok(vec![
+                RuleInput {
+                    value: credit(5),
+                    ..rule(
+                        "Refer-a-friend: 5.00 credit for the newcomer at sign-up",
+                        RuleTrigger::Signup,
+                        Beneficiary::Referee,
+                        Unit::Credit,
+                        Calculation::Fixed,
+                    )
+                },
+                spend(RuleInput {
+                    value: credit(20),
+                    ..rule(
+                        "Refer-a-friend: 20.00 once a friend spends 20.00 on compute",
+                        RuleTrigger::SpendTotalReached,
+                        Beneficiary::Referrer,
+                        Unit::Credit,
+                        Calculation::Fixed,
+                    )
+                }),
+                spend(RuleInput {
+                    value: credit(10),
+                    recurring: Some(true),
+                    cap_per_referral: credit(300),
+                    ..rule(
+                        "Refer-a-friend: 10 % of a friend's compute spend above 20.00, up to 300.00",
+                        RuleTrigger::SpendTotalReached,
+                        Beneficiary::Referrer,
+                        Unit::Credit,
+                        Calculation::Percent,
+                    )
+                }),
+            ])
+        }
         other => Err(AppError::bad_input(format!(
             "no preset {other:?}; presets: {}",
             PRESETS.join(", ")
@@ -89,6 +178,8 @@ fn purpose(name: &str) -> &'static str {
     match name {
         "points-store" => "program 3: points for friends' purchases, spent in the reward store",
         "cloud-credit" => "program 1: cloud credit for both sides once a friend qualifies",
+        "isp" => "program 2: credit for friends' paid invoices, and discounts while referrals are active",
+        "refer-a-friend" => "program 4: a sign-up credit, then credit for a friend's cash spend on compute",
         _ => "",
     }
 }

@@ -2,6 +2,7 @@
 //! they decide through the ledger, and says in words what each reward was for. Flows (sign-up,
 //! events) call it inside their transaction.
 
+use crate::amount::Amount;
 use crate::error::AppResult;
 use crate::service::accounts::{self, mask_name};
 use crate::service::ledger::{self, NewCredit};
@@ -9,7 +10,7 @@ use crate::service::rules::{
     self, Decision, EventFacts, Facts, Outcome, PaidForReferral, ReferralFacts, Rule, Verdict,
 };
 use crate::service::settings;
-use entity::enums::{Beneficiary, EntryKind, ReferralStatus, RuleTrigger};
+use entity::enums::{Beneficiary, EntryKind, ReferralStatus, RuleTrigger, Unit};
 use entity::{account, event, ledger_entry, product, referral};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
@@ -59,6 +60,66 @@ pub async fn apply(
         now,
     )
     .await
+}
+
+/// Where an account stands as a referrer in the REFERRER_INVOICE_PAID rules: its active
+/// referrals now, the program's window for them, and the credit the enabled rules would pay on
+/// its next invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveStanding {
+    pub count: u32,
+    pub within_days: i32,
+    pub next_invoice_credit: Amount,
+}
+
+/// The account's `ActiveStanding` at `now`, read without writing. The next invoice's credit is
+/// what the enabled REFERRER_INVOICE_PAID rules in CREDIT decide on an invoice of nothing in
+/// particular paid now: fixed, per-active-referral and tier amounts; what depends on the
+/// invoice (percentages, plan prices, product categories) is not known before it.
+pub async fn active_standing(
+    db: &impl ConnectionTrait,
+    account: &account::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<ActiveStanding> {
+    let settings = settings::get(db).await?;
+    let since = now - chrono::Duration::days(i64::from(settings.active_referral_days));
+    let count = accounts::active_referrals(db, account.id, since).await?;
+    let rules: Vec<Rule> = rules::enabled_rules(db)
+        .await?
+        .into_iter()
+        .filter(|rule| rule.trigger == RuleTrigger::ReferrerInvoicePaid && rule.unit == Unit::Credit)
+        .collect();
+    let next_invoice_credit = match rules.is_empty() {
+        true => Amount::ZERO,
+        false => {
+            let invoice = rules::PaidInvoice {
+                lines: Vec::new(),
+                cash: Amount::ZERO,
+                refunded: Amount::ZERO,
+            };
+            let next = EventFacts::InvoicePaid {
+                number: u32::try_from(account.paid_invoices + 1).unwrap_or(u32::MAX),
+                invoice: &invoice,
+                earlier: &[],
+                active_referrals: Some(count),
+            };
+            let parties = Parties {
+                program_enabled: settings.enabled,
+                account,
+                referral: None,
+                referrer: None,
+                paid: PaidForReferral::default(),
+            };
+            let plan = plan(&parties, None, &next, None, &rules, now, now);
+            let micros = plan.credits.iter().map(|planned| planned.credit.amount.micros()).sum();
+            Amount::from_micros(micros)
+        }
+    };
+    Ok(ActiveStanding {
+        count,
+        within_days: settings.active_referral_days,
+        next_invoice_credit,
+    })
 }
 
 /// What `referral` paid so far to each side, read under the referee's row lock: events of
@@ -134,6 +195,12 @@ pub fn plan(
     let account = parties.account;
     let mut facts = Facts {
         program_enabled: parties.program_enabled,
+        account_id: account.id,
+        account_disqualified: account.disqualified_at.is_some(),
+        referrer_plan_price: parties
+            .referrer
+            .and_then(|referrer| referrer.last_invoice_total)
+            .map(Amount::from_micros),
         referral: parties.referral.and_then(|r| {
             r.referrer_id.map(|referrer_id| ReferralFacts {
                 referral_id: r.id,
@@ -182,9 +249,9 @@ pub fn plan(
                     unit,
                     amount,
                     kind: EntryKind::Reward,
-                    description: describe(rule.beneficiary, event_facts, account, parties.referrer, product),
+                    description: describe(rule, event_facts, account, parties.referrer, product),
                     event_id,
-                    referral_id: Some(referral_id),
+                    referral_id,
                     rule_id: Some(rule.id),
                     occurrence: Some(occurrence(rule, event_id, event_facts)),
                     rule_snapshot: Some(rule.snapshot().to_string()),
@@ -195,7 +262,7 @@ pub fn plan(
                     decision: plan.decisions.len(),
                     credit,
                     recurring: rule.payout.recurring,
-                    qualifies: rule.trigger != RuleTrigger::Signup,
+                    qualifies: rule.trigger != RuleTrigger::Signup && referral_id.is_some(),
                     already_paid: already_paid(rule),
                 });
                 (Outcome::Rewarded, reason)
@@ -262,9 +329,10 @@ async fn pay(
 }
 
 /// "Referral reward: Jo*** S. verified a payment method", or, for the newcomer,
-/// "Referral reward: you verified a payment method (invited by Al*** S.)".
+/// "Referral reward: you verified a payment method (invited by Al*** S.)"; on a referrer's own
+/// invoice, "Referral reward: your invoice no. 3, with 4 active referrals".
 fn describe(
-    beneficiary: Beneficiary,
+    rule: &Rule,
     facts: &EventFacts<'_>,
     referee: &account::Model,
     referrer: Option<&account::Model>,
@@ -278,9 +346,19 @@ fn describe(
             Some(product) => format!("made a first purchase ({quantity_gb} GB of {})", product.name),
             None => "made a first purchase".to_owned(),
         },
+        EventFacts::InvoicePaid {
+            number,
+            active_referrals,
+            ..
+        } if rule.trigger == RuleTrigger::ReferrerInvoicePaid => {
+            return format!(
+                "Referral reward: your invoice no. {number}, with {} active referrals",
+                active_referrals.unwrap_or(0)
+            );
+        }
         EventFacts::InvoicePaid { number, .. } => format!("paid invoice no. {number}"),
     };
-    match beneficiary {
+    match rule.beneficiary {
         Beneficiary::Referrer => format!("Referral reward: {} {action}", display_name(referee)),
         Beneficiary::Referee => {
             let inviter = referrer.map(display_name).unwrap_or_else(|| "a friend".to_owned());

@@ -19,6 +19,8 @@ pub const COOKIE_DAYS: std::ops::RangeInclusive<i32> = 1..=365;
 const MAX_LANDING_URL: usize = 500;
 /// The longest reorder window an admin may set: 30 days.
 pub const MAX_REORDER_WINDOW_HOURS: i32 = 720;
+/// The longest `active_referral_days`: ten years.
+pub const MAX_ACTIVE_REFERRAL_DAYS: i32 = 3650;
 
 pub async fn get(db: &impl ConnectionTrait) -> AppResult<program_settings::Model> {
     program_settings::Entity::find_by_id(SETTINGS_ID)
@@ -46,6 +48,8 @@ pub struct SettingsPatch {
     /// Hours during which a purchase that happened earlier than the first, arriving late,
     /// still corrects it; 0: never.
     pub reorder_window_hours: Option<i32>,
+    /// Days within which a referee must have paid an invoice to be an active referral.
+    pub active_referral_days: Option<i32>,
 }
 
 /// Applies the patch in one transaction. A patch that changes nothing (an admin console
@@ -104,6 +108,14 @@ pub async fn update(
         )));
     }
 
+    if let Some(days) = patch.active_referral_days
+        && !(1..=MAX_ACTIVE_REFERRAL_DAYS).contains(&days)
+    {
+        return Err(AppError::bad_input(format!(
+            "activeReferralDays must be between 1 and {MAX_ACTIVE_REFERRAL_DAYS}"
+        )));
+    }
+
     let txn = begin_write(db).await?;
     let before = get(&txn).await?;
     // Settings whose behaviour is not built yet are refused, never stored and ignored; sending
@@ -154,6 +166,9 @@ pub async fn update(
     }
     if let Some(hours) = patch.reorder_window_hours {
         wanted.reorder_window_hours = hours;
+    }
+    if let Some(days) = patch.active_referral_days {
+        wanted.active_referral_days = days;
     }
     if wanted == before {
         txn.rollback().await?;

@@ -337,6 +337,10 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         "CloseAccount" if allowed => json!({ "input": {
             "eventId": format!("close-{who}"), "externalId": format!("cust-new-{who}") } }),
         "CloseAccount" => json!({ "input": { "eventId": format!("close-{who}"), "externalId": ALICE.external_id } }),
+        // Allowed: the account the caller closed (above); hostile: Alice's.
+        "ReopenAccount" if allowed => json!({ "input": {
+            "eventId": format!("reopen-{who}"), "externalId": format!("cust-new-{who}") } }),
+        "ReopenAccount" => json!({ "input": { "eventId": format!("reopen-{who}"), "externalId": ALICE.external_id } }),
         "ApplyCredit" => TestApp::apply_credit_input(&format!("inv-{who}"), ALICE.external_id, "5"),
         "PendingClaims" => json!({ "first": 20 }),
         "CompleteClaim" => {

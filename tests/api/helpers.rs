@@ -1257,6 +1257,86 @@ pub fn contract_operations(file: &str) -> Vec<(String, String)> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Invoices, and reading an event's decisions
+
+/// `base` with some fields changed.
+pub fn with(base: &Value, changes: Value) -> Value {
+    let mut input = base.clone();
+    for (key, value) in changes.as_object().expect("changes") {
+        input[key] = value.clone();
+    }
+    input
+}
+
+/// RecordInvoicePaid's variables: the lines as (category, amount), and the payment split when
+/// given (left out: all of it in cash).
+pub fn invoice_vars(
+    event_id: &str,
+    external_id: &str,
+    lines: &[(&str, &str)],
+    cash: Option<&str>,
+    credit: Option<&str>,
+) -> Value {
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(category, amount)| json!({ "category": category, "amount": amount }))
+        .collect();
+    let mut input = json!({ "eventId": event_id, "externalId": external_id, "lines": lines });
+    if let Some(cash) = cash {
+        input["paidInCash"] = json!(cash);
+    }
+    if let Some(credit) = credit {
+        input["paidWithCredit"] = json!(credit);
+    }
+    json!({ "input": input })
+}
+
+/// RecordInvoicePaid that must succeed, as the billing system; `recordInvoicePaid`.
+pub async fn invoice(
+    app: &TestApp,
+    event_id: &str,
+    external_id: &str,
+    lines: &[(&str, &str)],
+    cash: Option<&str>,
+    credit: Option<&str>,
+) -> Value {
+    let vars = invoice_vars(event_id, external_id, lines, cash, credit);
+    let body = app
+        .run(Some(&app.service()), "integration", "RecordInvoicePaid", vars)
+        .await;
+    data_of(&body, &format!("RecordInvoicePaid {event_id}"))["recordInvoicePaid"].clone()
+}
+
+/// An invoice of one line, paid in cash.
+pub async fn paid(app: &TestApp, event_id: &str, external_id: &str, category: &str, amount: &str) -> Value {
+    invoice(app, event_id, external_id, &[(category, amount)], None, None).await
+}
+
+/// The outcome of the rule's decision in an event's (or a simulation's) answer.
+pub fn outcome<'a>(payload: &'a Value, rule_id: &str) -> &'a str {
+    s(decision_for(payload, rule_id), "/outcome")
+}
+
+/// The reason of the rule's decision in an event's (or a simulation's) answer.
+pub fn reason<'a>(payload: &'a Value, rule_id: &str) -> &'a str {
+    s(decision_for(payload, rule_id), "/reason")
+}
+
+/// The account's status as an admin reads it (`ACTIVE`, `CLOSED`).
+pub async fn account_status(app: &TestApp, external_id: &str) -> String {
+    let accounts = app.accounts(Some(external_id), 1, None).await;
+    let id = s(&nodes(&accounts)[0], "/id").to_owned();
+    let body = app
+        .gql(
+            Some(&app.admin()),
+            "query($id: ID!) { account(id: $id) { accountStatus } }",
+            json!({ "id": id }),
+        )
+        .await;
+    s(&data_of(&body, "accountStatus")["account"], "/accountStatus").to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Refunds
 
 /// RecordRefund's variables.

@@ -892,61 +892,8 @@ async fn rule_by_id(app: &TestApp, id: &str) -> Value {
         .clone()
 }
 
-/// `base` with some fields changed.
-fn with(base: &Value, changes: Value) -> Value {
-    let mut input = base.clone();
-    for (key, value) in changes.as_object().expect("changes") {
-        input[key] = value.clone();
-    }
-    input
-}
-
 // ---------------------------------------------------------------------------------------------
 // Invoices and refunds
-
-/// RecordInvoicePaid's variables: the lines as (category, amount), and the payment split when
-/// given (left out: all of it in cash).
-fn invoice_vars(
-    event_id: &str,
-    external_id: &str,
-    lines: &[(&str, &str)],
-    cash: Option<&str>,
-    credit: Option<&str>,
-) -> Value {
-    let lines: Vec<Value> = lines
-        .iter()
-        .map(|(category, amount)| json!({ "category": category, "amount": amount }))
-        .collect();
-    let mut input = json!({ "eventId": event_id, "externalId": external_id, "lines": lines });
-    if let Some(cash) = cash {
-        input["paidInCash"] = json!(cash);
-    }
-    if let Some(credit) = credit {
-        input["paidWithCredit"] = json!(credit);
-    }
-    json!({ "input": input })
-}
-
-/// RecordInvoicePaid that must succeed, as the billing system; `recordInvoicePaid`.
-async fn invoice(
-    app: &TestApp,
-    event_id: &str,
-    external_id: &str,
-    lines: &[(&str, &str)],
-    cash: Option<&str>,
-    credit: Option<&str>,
-) -> Value {
-    let vars = invoice_vars(event_id, external_id, lines, cash, credit);
-    let body = app
-        .run(Some(&app.service()), "integration", "RecordInvoicePaid", vars)
-        .await;
-    data_of(&body, &format!("RecordInvoicePaid {event_id}"))["recordInvoicePaid"].clone()
-}
-
-/// An invoice of one line, paid in cash.
-async fn paid(app: &TestApp, event_id: &str, external_id: &str, category: &str, amount: &str) -> Value {
-    invoice(app, event_id, external_id, &[(category, amount)], None, None).await
-}
 
 /// `count` invoices of one line of `amount` by the friend, sent at once: each must be recorded.
 /// Their `recordInvoicePaid` answers.
@@ -991,14 +938,4 @@ fn held(owner: &str, amount: &str) -> Entry {
 /// A balance as `TestApp::credit` answers it: (available, pending, lifetimeEarned).
 fn figures(available: &str, pending: &str, lifetime: &str) -> (String, String, String) {
     (available.to_owned(), pending.to_owned(), lifetime.to_owned())
-}
-
-/// The outcome of the rule's decision in an event's (or a simulation's) answer.
-fn outcome<'a>(payload: &'a Value, rule_id: &str) -> &'a str {
-    s(decision_for(payload, rule_id), "/outcome")
-}
-
-/// The reason of the rule's decision in an event's (or a simulation's) answer.
-fn reason<'a>(payload: &'a Value, rule_id: &str) -> &'a str {
-    s(decision_for(payload, rule_id), "/reason")
 }

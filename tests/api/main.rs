@@ -26,6 +26,7 @@ mod points_store;
 mod pool;
 mod presets;
 mod queries;
+mod referrer_invoices;
 mod refunds;
 mod reorder;
 mod round_trips;

@@ -1,4 +1,4 @@
-//! `referral-server preset <points-store|cloud-credit>`: the built binary writes a program's
+//! `referral-server preset <points-store|cloud-credit|isp|refer-a-friend>`: the built binary writes a program's
 //! rules into the database the test server runs on, and the server then runs that program.
 
 use crate::helpers::*;
@@ -147,4 +147,78 @@ async fn the_points_store_preset_keeps_one_first_purchase_rule() {
     assert_eq!(paid["rewards"].as_array().map(Vec::len), Some(1), "{paid:#}");
     assert_eq!(paid["rewards"][0]["amount"], "150.00", "{paid:#}");
     assert_eq!(app.available_points("acct-a").await, "150.00");
+}
+
+/// Program 2 from its preset: 20.00 and 5 % on a friend's first invoice, 5 % of the next ones,
+/// and 10.00 off the referrer's own invoice once 4 friends are active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_isp_preset_runs_program_two() {
+    let app = spawn_app().await;
+    run_cli(&app, &["preset", "isp"]).await;
+    let rules = app.rules().await;
+    run_cli(&app, &["preset", "isp"]).await;
+    assert_eq!(app.rules().await, rules, "a preset applied twice");
+
+    let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
+    let friends = ["acct-b", "acct-c", "acct-d", "acct-e"];
+    for friend in friends {
+        app.register(friend, Some("Friend Fox"), Some(&a)).await;
+    }
+    let first = paid(&app, "inv-b-1", "acct-b", "internet", "40.00").await;
+    let mut expected = vec![credit_reward("acct-a", "20.00"), credit_reward("acct-a", "2.00")];
+    expected.sort();
+    let mut rewarded = rewards_of(&first);
+    rewarded.sort();
+    assert_eq!(rewarded, expected, "{first:#}");
+    let own = paid(&app, "inv-a-1", "acct-a", "internet", "50.00").await;
+    assert_eq!(own["rewards"], json!([]), "one active referral of 4: {own:#}");
+    for friend in &friends[1..] {
+        paid(&app, &format!("inv-{friend}-1"), friend, "internet", "40.00").await;
+    }
+    let own = paid(&app, "inv-a-2", "acct-a", "internet", "50.00").await;
+    assert_eq!(rewards_of(&own), [credit_reward("acct-a", "10.00")], "{own:#}");
+    // 4 × (20.00 + 2.00) + 10.00
+    assert_eq!(app.ledger_sum("acct-a", "CREDIT").await, 98_000_000);
+    app.assert_invariants().await;
+}
+
+/// Program 4 from its preset: 5.00 for the newcomer at sign-up, 20.00 held for the referrer
+/// once the friend spends 20.00 on compute, then 10 % of the compute spend above it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refer_a_friend_preset_runs_program_four() {
+    let app = spawn_app().await;
+    run_cli(&app, &["preset", "refer-a-friend"]).await;
+    let rules = app.rules().await;
+    run_cli(&app, &["preset", "refer-a-friend"]).await;
+    assert_eq!(app.rules().await, rules, "a preset applied twice");
+
+    let a = app.register_code("acct-a", Some("Alice Adams"), None).await;
+    app.register("acct-b", Some("Bob Brown"), Some(&a)).await;
+    assert_eq!(
+        app.ledger_sum("acct-b", "CREDIT").await,
+        5_000_000,
+        "the sign-up credit"
+    );
+    paid(&app, "inv-1", "acct-b", "storage", "100.00").await;
+    assert_eq!(
+        app.ledger_sum("acct-a", "CREDIT").await,
+        0,
+        "storage is no qualifying spend"
+    );
+    let first = paid(&app, "inv-2", "acct-b", "compute", "500.00").await;
+    let held: Vec<_> = first["rewards"]
+        .as_array()
+        .expect("rewards")
+        .iter()
+        .map(|r| (s(r, "/amount").to_owned(), s(r, "/status").to_owned()))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("20.00".to_owned(), "PENDING".to_owned()),
+            ("48.00".to_owned(), "PENDING".to_owned())
+        ],
+        "{first:#}"
+    );
+    app.assert_invariants().await;
 }

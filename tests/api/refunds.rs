@@ -58,19 +58,6 @@ fn entry(kind: &str, status: &str, amount: &str, owner: &str) -> (String, String
     (kind.into(), status.into(), amount.into(), owner.into())
 }
 
-async fn account_status(app: &TestApp, external_id: &str) -> String {
-    let accounts = app.accounts(Some(external_id), 1, None).await;
-    let id = s(&nodes(&accounts)[0], "/id").to_owned();
-    let body = app
-        .gql(
-            Some(&app.admin()),
-            "query($id: ID!) { account(id: $id) { accountStatus } }",
-            json!({ "id": id }),
-        )
-        .await;
-    s(&data_of(&body, "accountStatus")["account"], "/accountStatus").to_owned()
-}
-
 #[tokio::test]
 async fn a_partial_refund_of_40_percent_reverses_40_percent_and_the_rest_reverses_the_rest() {
     let app = spawn_app().await;

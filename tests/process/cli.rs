@@ -26,6 +26,14 @@ fn preset_list_describes_every_preset_and_writes_nothing() {
         "  Points for a friend's first residential purchase: points at the product's rate × GB to the referrer",
         "cloud-credit: program 1",
         "  Cloud credit for the newcomer: prepaid friend topped up 10.00: 10.00 credit to the referred friend on top-ups",
+        "isp: program 2",
+        "  ISP: 10.00 off each invoice while 4 referrals are active: 10.00 credit to the referrer on the referrer's own \
+         paid invoice, while it has 4 active referrals, every time",
+        "refer-a-friend: program 4",
+        "  Refer-a-friend: 10 % of a friend's compute spend above 20.00, up to 300.00: 10.00 % in credit of the spend \
+         above the threshold to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once \
+         qualifying spend reaches 20.00, every time, at most 300.00 per referral, held 30 days, expires 180 days after \
+         it becomes available",
     ] {
         assert!(stdout.lines().any(|l| l.starts_with(line)), "{line:?} in:\n{stdout}");
     }

@@ -6,14 +6,21 @@
 //! invoices as this invoice's own update of it returns (`number`). That update locks the
 //! account's row until the event commits, so invoices of one account are numbered and decided
 //! one after the other, each against the spend of every invoice numbered before it, as refunds
-//! have left them (`earlier`).
+//! have left them (`earlier`). The same update keeps the account's latest invoice (when it
+//! happened: a referee that paid lately is an active referral; its total: the price of its
+//! plan, for PLAN_PRICE rules).
+//!
+//! An invoice of a referrer counts its active referrals for REFERRER_INVOICE_PAID rules (only
+//! when one is enabled): its referees, open and not disqualified, that paid an invoice within
+//! the program's `active_referral_days` before this one happened.
 
 use super::{Recorded, Step};
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
-use crate::service::key_text;
 use crate::service::rules::{EventFacts, InvoiceLine, PaidInvoice};
-use entity::enums::EventKind;
+use crate::service::{accounts, key_text, settings};
+use chrono::{DateTime, Duration, Utc};
+use entity::enums::{EventKind, RuleTrigger};
 use entity::{account, event};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -90,17 +97,27 @@ impl Invoice {
 }
 
 pub(super) async fn record(step: &Step<'_>, invoice: &Invoice) -> AppResult<Recorded> {
-    let number = number(step.txn, step.account.id).await?;
-    let earlier = earlier(step.txn, step.account.id, step.event.id).await?;
     let paid = PaidInvoice {
         lines: invoice.lines.clone(),
         cash: invoice.paid_in_cash.unwrap_or(Amount::ZERO),
         refunded: Amount::ZERO,
     };
+    let occurred_at = step.event.occurred_at;
+    let number = number(step.txn, step.account.id, occurred_at, paid.total()).await?;
+    let earlier = earlier(step.txn, step.account.id, step.event.id).await?;
+    let active_referrals = match step.rules.iter().any(|r| r.trigger == RuleTrigger::ReferrerInvoicePaid) {
+        true => {
+            let days = settings::get(step.txn).await?.active_referral_days;
+            let since = occurred_at - Duration::days(i64::from(days));
+            Some(accounts::active_referrals(step.txn, step.account.id, since).await?)
+        }
+        false => None,
+    };
     let facts = EventFacts::InvoicePaid {
         number,
         invoice: &paid,
         earlier: &earlier,
+        active_referrals,
     };
     let (rewards, decisions) = step.apply(&facts, None).await?;
     Ok(Recorded {
@@ -111,14 +128,31 @@ pub(super) async fn record(step: &Step<'_>, invoice: &Invoice) -> AppResult<Reco
     })
 }
 
-/// Counts the invoice among the account's paid invoices and returns its number; the update
-/// holds the account's row until the event ends.
-async fn number(db: &impl ConnectionTrait, account_id: i64) -> AppResult<u32> {
+/// Counts the invoice among the account's paid invoices, keeps it as the latest (its time, if
+/// no other happened later; its total) and returns its number; the update holds the account's
+/// row until the event ends.
+async fn number(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    occurred_at: DateTime<Utc>,
+    total: Amount,
+) -> AppResult<u32> {
+    let last_at = Expr::col(account::Column::LastInvoiceAt);
     let updated = account::Entity::update_many()
         .col_expr(
             account::Column::PaidInvoices,
             Expr::col(account::Column::PaidInvoices).add(1),
         )
+        .col_expr(
+            account::Column::LastInvoiceAt,
+            Expr::case(
+                last_at.clone().is_null().or(last_at.clone().lt(occurred_at)),
+                occurred_at,
+            )
+            .finally(last_at)
+            .into(),
+        )
+        .col_expr(account::Column::LastInvoiceTotal, Expr::value(total.micros()))
         .filter(account::Column::Id.eq(account_id))
         .exec_with_returning(db)
         .await?;

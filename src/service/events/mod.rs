@@ -6,14 +6,16 @@
 //! again, unchanged.
 //!
 //! One module per kind owns its input check, canonical form and facts: `purchase`, `top_up`,
-//! `payment_method`, `invoice`, `refund`, `account_closed`. Every match over kinds here is exhaustive: a
+//! `payment_method`, `invoice`, `refund`, `account_closed`, `account_reopened`. Every match over kinds here is exhaustive: a
 //! new kind does not compile until it says what it is.
 //!
 //! A closed account's events still record. Those that happened before the closure (arriving
 //! late) are evaluated as usual; those that happened after it earn nothing: every rule is
-//! skipped with that reason. Refunds still take back what the refunded event caused.
+//! skipped with that reason, until it is reopened. Refunds still take back what the refunded
+//! event caused.
 
 mod account_closed;
+mod account_reopened;
 mod invoice;
 mod payment_method;
 mod purchase;
@@ -51,6 +53,7 @@ pub enum Fact {
     InvoicePaid(Invoice),
     Refund(Refund),
     AccountClosed,
+    AccountReopened,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +86,7 @@ impl Fact {
             Fact::InvoicePaid(_) => EventKind::InvoicePaid,
             Fact::Refund(_) => EventKind::Refund,
             Fact::AccountClosed => EventKind::AccountClosed,
+            Fact::AccountReopened => EventKind::AccountReopened,
         }
     }
 
@@ -108,6 +112,7 @@ impl Fact {
                 (Fact::Refund(refund), detail)
             }
             Fact::AccountClosed => (Fact::AccountClosed, json!({})),
+            Fact::AccountReopened => (Fact::AccountReopened, json!({})),
         })
     }
 }
@@ -249,6 +254,7 @@ async fn record_prepared(
         Fact::InvoicePaid(invoice) => invoice::record(&step, invoice).await?,
         Fact::Refund(refund) => refund::record(&step, refund).await?,
         Fact::AccountClosed => account_closed::record(&step).await?,
+        Fact::AccountReopened => account_reopened::record(&step).await?,
     };
 
     let mut row = event.into_active_model();
@@ -388,9 +394,11 @@ async fn replay(db: &impl ConnectionTrait, event: event::Model) -> AppResult<Eve
     // event's id; only the kinds that take back can have any.
     let takes_back = match event.kind {
         EventKind::Purchase | EventKind::Refund => true,
-        EventKind::PaymentMethodVerified | EventKind::TopUp | EventKind::InvoicePaid | EventKind::AccountClosed => {
-            false
-        }
+        EventKind::PaymentMethodVerified
+        | EventKind::TopUp
+        | EventKind::InvoicePaid
+        | EventKind::AccountClosed
+        | EventKind::AccountReopened => false,
     };
     let mut changed = if takes_back {
         take_backs::written_by_event(db, event.id).await?

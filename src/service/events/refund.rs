@@ -79,7 +79,10 @@ pub(super) async fn record(step: &Step<'_>, refund: &Refund) -> AppResult<Record
             "top-up"
         }
         EventKind::InvoicePaid => "invoice",
-        EventKind::PaymentMethodVerified | EventKind::Refund | EventKind::AccountClosed => {
+        EventKind::PaymentMethodVerified
+        | EventKind::Refund
+        | EventKind::AccountClosed
+        | EventKind::AccountReopened => {
             return Err(AppError::bad_input(format!(
                 "refundOf: event {:?} is not a purchase, a top-up or an invoice",
                 refund.refund_of

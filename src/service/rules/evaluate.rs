@@ -3,7 +3,7 @@
 //! why nothing is paid. It reads nothing and writes nothing; paying, and refusing to pay
 //! twice, is `rewards` and the ledger's job.
 
-use super::spec::{Calculation, Condition, Rule};
+use super::spec::{Calculation, Condition, PlanPriceBase, Rule, Tier};
 use crate::amount::Amount;
 use crate::service::ledger::unit_word;
 use chrono::{DateTime, Duration, Utc};
@@ -150,6 +150,9 @@ pub enum EventFacts<'a> {
         invoice: &'a PaidInvoice,
         /// The account's invoices numbered before it, as refunds left them.
         earlier: &'a [PaidInvoice],
+        /// The account's active referrals when the invoice was paid; counted only when a
+        /// REFERRER_INVOICE_PAID rule is enabled.
+        active_referrals: Option<u32>,
     },
 }
 
@@ -168,7 +171,18 @@ impl EventFacts<'_> {
     /// invoice and spend.
     pub fn fires_on(&self, trigger: RuleTrigger) -> bool {
         trigger == self.trigger()
-            || matches!(self, EventFacts::InvoicePaid { .. }) && trigger == RuleTrigger::SpendTotalReached
+            || matches!(self, EventFacts::InvoicePaid { .. })
+                && matches!(
+                    trigger,
+                    RuleTrigger::SpendTotalReached | RuleTrigger::ReferrerInvoicePaid
+                )
+    }
+
+    fn active_referrals(&self) -> u32 {
+        match self {
+            EventFacts::InvoicePaid { active_referrals, .. } => active_referrals.unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// An invoice's number among the account's paid invoices.
@@ -194,11 +208,15 @@ impl EventFacts<'_> {
 }
 
 /// Everything the evaluator may know: the event, the program, the referral and the account
-/// the event is about (the referee).
+/// the event is about (the referee; for REFERRER_INVOICE_PAID rules, the referrer itself).
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
     pub program_enabled: bool,
+    pub account_id: i64,
+    pub account_disqualified: bool,
     pub referral: Option<ReferralFacts>,
+    /// The total of the referrer's paid invoice recorded last: its plan's price.
+    pub referrer_plan_price: Option<Amount>,
     pub account_group: Option<&'a str>,
     /// The referrer's account group, when the account has a referrer with one.
     pub referrer_group: Option<&'a str>,
@@ -217,7 +235,8 @@ pub struct Facts<'a> {
 pub enum Verdict {
     Pay {
         account_id: i64,
-        referral_id: i64,
+        /// None for a REFERRER_INVOICE_PAID rule: it pays for no one referral.
+        referral_id: Option<i64>,
         unit: Unit,
         amount: Amount,
         reason: String,
@@ -247,21 +266,15 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
             trigger_words(facts.event.trigger())
         ));
     }
-    let referral = facts.referral.ok_or("account has no referrer")?;
-    if referral.referrer_disqualified {
-        return Err("the referrer is disqualified".into());
-    }
-    if referral.referee_disqualified {
-        return Err("the referred account is disqualified".into());
-    }
+    let (account_id, referral_id) = beneficiary(rule, facts)?;
     fires(&facts.event)?;
     let mut how = Vec::new();
     for condition in &rule.conditions {
         how.extend(holds(condition, rule, facts)?);
     }
     within_occurrences(rule, &facts.event)?;
-    let mut amount = match rule.calculation {
-        Calculation::Fixed(value) => value,
+    let mut amount = match &rule.calculation {
+        Calculation::Fixed(value) => *value,
         Calculation::ProductRate => {
             let EventFacts::Purchase {
                 product_name,
@@ -279,7 +292,25 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
         Calculation::Percent(percent) => {
             let (base, of) = percentage_base(rule, &facts.event)?;
             how.push(format!("{percent} % of {base}{of}"));
-            percent_of(percent, base)
+            percent_of(*percent, base)
+        }
+        Calculation::PerActiveReferral(value) => {
+            let active = facts.event.active_referrals();
+            if active == 0 {
+                return Err("no active referrals".into());
+            }
+            how.push(format!("{value} × {active} active referrals"));
+            value.checked_mul_int(i64::from(active)).unwrap_or(Amount::ZERO)
+        }
+        Calculation::Tiers(tiers) => {
+            let (tier, active) = tier(tiers, facts.event.active_referrals())?;
+            how.push(format!("{active} active referrals: the tier from {}", tier.min_active));
+            tier.amount
+        }
+        Calculation::PlanPrice { percent, base } => {
+            let (price, whose) = plan_price(rule, *base, facts)?;
+            how.push(format!("{percent} % of {whose} plan, {price}"));
+            percent_of(*percent, price)
         }
     };
     if !amount.is_positive() {
@@ -320,11 +351,8 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
         reason += &format!(", expires {}", at.format("%Y-%m-%d"));
     }
     Ok(Verdict::Pay {
-        account_id: match rule.beneficiary {
-            Beneficiary::Referrer => referral.referrer_id,
-            Beneficiary::Referee => referral.referee_id,
-        },
-        referral_id: referral.referral_id,
+        account_id,
+        referral_id,
         unit: rule.unit,
         amount,
         reason,
@@ -355,6 +383,67 @@ fn fires(event: &EventFacts<'_>) -> Result<(), String> {
                  ({first_taken_at}) but arrived after the {window_hours} h reorder window, so arrival order stands"
             )),
         },
+    }
+}
+
+/// Who the rule pays and for which referral: the referrer or the referee of the account's
+/// referral, or, for a REFERRER_INVOICE_PAID rule, the account itself (no referral). A
+/// disqualified account on either side of the referral, or the account itself, stops it.
+fn beneficiary(rule: &Rule, facts: &Facts<'_>) -> Result<(i64, Option<i64>), String> {
+    if rule.trigger == RuleTrigger::ReferrerInvoicePaid {
+        return match facts.account_disqualified {
+            true => Err("the account is disqualified".into()),
+            false => Ok((facts.account_id, None)),
+        };
+    }
+    let referral = facts.referral.ok_or("account has no referrer")?;
+    if referral.referrer_disqualified {
+        return Err("the referrer is disqualified".into());
+    }
+    if referral.referee_disqualified {
+        return Err("the referred account is disqualified".into());
+    }
+    let account_id = match rule.beneficiary {
+        Beneficiary::Referrer => referral.referrer_id,
+        Beneficiary::Referee => referral.referee_id,
+    };
+    Ok((account_id, Some(referral.referral_id)))
+}
+
+/// The highest tier that `active` referrals reach.
+fn tier(tiers: &[Tier], active: u32) -> Result<(Tier, u32), String> {
+    tiers
+        .iter()
+        .rev()
+        .find(|tier| u32::from(tier.min_active) <= active)
+        .map(|tier| (*tier, active))
+        .ok_or_else(|| {
+            format!(
+                "{active} active referrals, below the lowest tier ({})",
+                tiers.first().map_or(0, |tier| tier.min_active)
+            )
+        })
+}
+
+/// The plan price a PLAN_PRICE rule takes its percentage of, and whose it is in words. The
+/// invoice paid is the plan price of the account that paid it (the referee, or for a
+/// REFERRER_INVOICE_PAID rule the referrer); a referrer's, on a referee's invoice, is its own
+/// last paid invoice.
+fn plan_price(rule: &Rule, base: PlanPriceBase, facts: &Facts<'_>) -> Result<(Amount, &'static str), String> {
+    let EventFacts::InvoicePaid { invoice, .. } = &facts.event else {
+        return Err("a plan price pays on invoices only".into());
+    };
+    let paid = invoice.total();
+    let beneficiarys = match (rule.trigger, rule.beneficiary) {
+        (RuleTrigger::ReferrerInvoicePaid, _) | (_, Beneficiary::Referee) => Ok(paid),
+        (_, Beneficiary::Referrer) => facts
+            .referrer_plan_price
+            .ok_or_else(|| "the referrer has no paid invoice yet to take a plan price from".to_owned()),
+    };
+    match base {
+        PlanPriceBase::Beneficiary => Ok((beneficiarys?, "the beneficiary's")),
+        PlanPriceBase::Referee => Ok((paid, "the referee's")),
+        PlanPriceBase::Lesser => Ok((beneficiarys?.min(paid), "the lesser")),
     }
 }
 
@@ -449,7 +538,18 @@ fn holds(condition: &Condition, rule: &Rule, facts: &Facts<'_>) -> Result<Option
             EventFacts::TopUp { total, .. } => Err(format!("top-ups {total} of {threshold}")),
             _ => Err("a top-up total counts on top-ups only".into()),
         },
+        // A REFERRER_INVOICE_PAID rule's referrer is the account itself.
+        Condition::ReferrerGroups(groups) if rule.trigger == RuleTrigger::ReferrerInvoicePaid => {
+            in_groups(groups, facts.account_group, "the referrer's account group")
+        }
         Condition::ReferrerGroups(groups) => in_groups(groups, facts.referrer_group, "the referrer's account group"),
+        Condition::MinActiveReferrals(needed) => {
+            let active = facts.event.active_referrals();
+            match active >= u32::from(*needed) {
+                true => Ok(Some(format!("{active} active referrals"))),
+                false => Err(format!("{active} active referrals of the {needed} the rule needs")),
+            }
+        }
         Condition::SpendTotalAtLeast(threshold) => {
             let Some((_, spend)) = facts.event.spend(rule.product_categories()) else {
                 return Err("a spend total counts on invoices only".into());
@@ -504,9 +604,28 @@ fn in_groups(groups: &[String], group: Option<&str>, whose: &str) -> Result<Opti
 /// What a rule pays, on what and on which conditions, in words: `preset --list` shows each
 /// preset's rules this way.
 pub fn summary(rule: &Rule) -> String {
-    let amount = match rule.calculation {
+    let amount = match &rule.calculation {
         Calculation::Fixed(value) => format!("{value} {}", unit_word(rule.unit)),
         Calculation::ProductRate => format!("{} at the product's rate × GB", unit_word(rule.unit)),
+        Calculation::PerActiveReferral(value) => format!("{value} {} per active referral", unit_word(rule.unit)),
+        Calculation::Tiers(tiers) => format!(
+            "{} by active referrals ({})",
+            unit_word(rule.unit),
+            tiers
+                .iter()
+                .map(|tier| format!("{}+: {}", tier.min_active, tier.amount))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Calculation::PlanPrice { percent, base } => format!(
+            "{percent} % in {} of {} plan",
+            unit_word(rule.unit),
+            match base {
+                PlanPriceBase::Beneficiary => "the beneficiary's",
+                PlanPriceBase::Referee => "the referee's",
+                PlanPriceBase::Lesser => "the lesser",
+            }
+        ),
         Calculation::Percent(percent) => match rule.trigger {
             RuleTrigger::SpendTotalReached => format!(
                 "{percent} % in {} of the spend above the threshold",
@@ -529,7 +648,12 @@ pub fn summary(rule: &Rule) -> String {
             Condition::WithinDaysOfSignUp(days) => format!(", within {days} days of sign-up"),
             Condition::ReferrerGroups(groups) => format!(", referrers of {}", groups.join(", ")),
             Condition::SpendTotalAtLeast(threshold) => format!(", once qualifying spend reaches {threshold}"),
-            Condition::InvoiceNumber(number) => format!(", from the {} paid invoice", ordinal(u32::from(*number))),
+            Condition::InvoiceNumber(number) => format!(
+                ", {} the {} paid invoice",
+                if rule.payout.recurring { "from" } else { "on" },
+                ordinal(u32::from(*number))
+            ),
+            Condition::MinActiveReferrals(n) => format!(", while it has {n} active referrals"),
         };
     }
     text += match rule.payout.recurring {
@@ -567,6 +691,7 @@ fn trigger_words(trigger: RuleTrigger) -> &'static str {
         RuleTrigger::FirstPurchase => "a first purchase",
         RuleTrigger::InvoicePaid => "a paid invoice",
         RuleTrigger::SpendTotalReached => "qualifying spend",
+        RuleTrigger::ReferrerInvoicePaid => "the referrer's own paid invoice",
     }
 }
 
@@ -701,7 +826,10 @@ mod tests {
     fn facts(event: EventFacts<'static>) -> Facts<'static> {
         Facts {
             program_enabled: true,
+            account_id: REFEREE,
+            account_disqualified: false,
             referral: Some(referral()),
+            referrer_plan_price: None,
             account_group: None,
             referrer_group: None,
             billing_scheme: BillingScheme::Postpaid,
@@ -1144,7 +1272,9 @@ mod tests {
                         unit,
                         ..
                     },
-                ) => (account_id, amount.micros(), *referral_id, *unit) == (account, *micros, REFERRAL, rule.unit),
+                ) => {
+                    (account_id, amount.micros(), *referral_id, *unit) == (account, *micros, Some(REFERRAL), rule.unit)
+                }
                 (Skip(part), Verdict::Skip { reason }) => reason.contains(part),
                 _ => false,
             };
@@ -1281,6 +1411,7 @@ mod tests {
             number,
             invoice: this,
             earlier,
+            active_referrals: None,
         };
         facts.event = event;
         facts.paid.add(rule.beneficiary, rule.unit, units(paid));
@@ -1402,5 +1533,143 @@ mod tests {
             Calculation::Fixed(units(20)),
         );
         assert_eq!(pays(&fixed, 7, &invoice(&[("compute", 10)], 0), &[], 0), Ok(units(20)));
+    }
+
+    // The referrer's own invoices: active referrals, tiers, plan prices.
+
+    /// What a REFERRER_INVOICE_PAID rule pays the account (REFEREE here, with no referrer of
+    /// its own) on an invoice of `total` while it has `active` active referrals.
+    fn on_own_invoice(rule: &Rule, total: i64, active: u32) -> Result<(i64, Option<i64>, Amount), String> {
+        let bill = invoice(&[("internet", total)], total);
+        let mut facts = facts(EventFacts::Signup);
+        facts.referral = None;
+        facts.event = EventFacts::InvoicePaid {
+            number: 1,
+            invoice: &bill,
+            earlier: &[],
+            active_referrals: Some(active),
+        };
+        match evaluate(rule, &facts, now()) {
+            Verdict::Pay {
+                account_id,
+                referral_id,
+                amount,
+                ..
+            } => Ok((account_id, referral_id, amount)),
+            Verdict::Skip { reason } => Err(reason),
+        }
+    }
+
+    fn own_invoice(calculation: Calculation) -> Rule {
+        let mut rule = rule(RuleTrigger::ReferrerInvoicePaid, Beneficiary::Referrer, calculation);
+        rule.payout.recurring = true;
+        rule
+    }
+
+    #[test]
+    fn a_referrers_own_invoice_pays_it_while_enough_referrals_are_active() {
+        let discount = with(
+            own_invoice(Calculation::Fixed(units(10))),
+            Condition::MinActiveReferrals(4),
+        );
+        assert_eq!(
+            on_own_invoice(&discount, 50, 4),
+            Ok((REFEREE, None, units(10))),
+            "the account itself, for no referral"
+        );
+        assert_eq!(
+            on_own_invoice(&discount, 50, 3),
+            Err("3 active referrals of the 4 the rule needs".into())
+        );
+        let per_active = own_invoice(Calculation::PerActiveReferral(units(5)));
+        assert_eq!(on_own_invoice(&per_active, 50, 3).map(|p| p.2), Ok(units(15)));
+        assert_eq!(on_own_invoice(&per_active, 50, 0), Err("no active referrals".into()));
+    }
+
+    #[test]
+    fn tiers_pay_the_highest_one_reached() {
+        let tiers = own_invoice(Calculation::Tiers(vec![
+            Tier {
+                min_active: 1,
+                amount: units(2),
+            },
+            Tier {
+                min_active: 3,
+                amount: units(5),
+            },
+            Tier {
+                min_active: 5,
+                amount: units(10),
+            },
+        ]));
+        let paid = |active| on_own_invoice(&tiers, 50, active).map(|p| p.2);
+        assert_eq!(paid(0), Err("0 active referrals, below the lowest tier (1)".into()));
+        assert_eq!(paid(1), Ok(units(2)));
+        assert_eq!(paid(4), Ok(units(5)));
+        assert_eq!(paid(9), Ok(units(10)));
+    }
+
+    #[test]
+    fn a_plan_price_is_the_beneficiarys_the_referees_or_the_lesser() {
+        let plan = |base| {
+            with(
+                rule(
+                    RuleTrigger::InvoicePaid,
+                    Beneficiary::Referrer,
+                    Calculation::PlanPrice {
+                        percent: units(100),
+                        base,
+                    },
+                ),
+                Condition::InvoiceNumber(1),
+            )
+        };
+        let friends = invoice(&[("internet", 0)], 0);
+        let friends = PaidInvoice {
+            lines: vec![InvoiceLine {
+                category: "internet".into(),
+                amount: Amount::from_micros(29_990_000),
+            }],
+            ..friends
+        };
+        let pays_with = |rule: &Rule, referrer_plan: Option<i64>| {
+            let mut facts = facts(EventFacts::Signup);
+            facts.event = EventFacts::InvoicePaid {
+                number: 1,
+                invoice: &friends,
+                earlier: &[],
+                active_referrals: None,
+            };
+            facts.referrer_plan_price = referrer_plan.map(Amount::from_micros);
+            match evaluate(rule, &facts, now()) {
+                Verdict::Pay { amount, .. } => Ok(amount),
+                Verdict::Skip { reason } => Err(reason),
+            }
+        };
+        let referrers = Some(49_990_000);
+        assert_eq!(
+            pays_with(&plan(PlanPriceBase::Lesser), referrers),
+            Ok(Amount::from_micros(29_990_000))
+        );
+        assert_eq!(
+            pays_with(&plan(PlanPriceBase::Beneficiary), referrers),
+            Ok(Amount::from_micros(49_990_000))
+        );
+        assert_eq!(
+            pays_with(&plan(PlanPriceBase::Referee), None),
+            Ok(Amount::from_micros(29_990_000))
+        );
+        assert_eq!(
+            pays_with(&plan(PlanPriceBase::Lesser), None),
+            Err("the referrer has no paid invoice yet to take a plan price from".into())
+        );
+        let half_own = own_invoice(Calculation::PlanPrice {
+            percent: units(50),
+            base: PlanPriceBase::Beneficiary,
+        });
+        assert_eq!(
+            on_own_invoice(&half_own, 39, 0).map(|p| p.2),
+            Ok(Amount::from_micros(19_500_000))
+        );
     }
 }

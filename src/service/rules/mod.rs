@@ -9,7 +9,10 @@ pub use evaluate::{
     Decision, EventFacts, Facts, InvoiceLine, Outcome, PaidForReferral, PaidInvoice, PurchaseOrder, ReferralFacts,
     Verdict, already_paid_reason, evaluate, summary,
 };
-pub use spec::{Calculation, Condition, MAX_CONDITION_VALUES, MAX_DAYS, MAX_INVOICES, Payout, Rule, RuleInput};
+pub use spec::{
+    Calculation, Condition, MAX_CONDITION_VALUES, MAX_DAYS, MAX_INVOICES, Payout, PlanPriceBase, Rule, RuleInput, Tier,
+    TierInput,
+};
 
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
@@ -190,24 +193,18 @@ pub async fn update(
     input: RuleInput,
     now: DateTime<Utc>,
 ) -> AppResult<Rule> {
-    let keeps_billing_scheme = input.billing_scheme.is_none();
-    let keeps_referrer_groups = input.referrer_groups.is_none();
-    let mut rule = Rule {
-        id,
-        ..spec::parse(input)?
-    };
     let txn = begin_write(db).await?;
     let row = reward_rule::Entity::find_by_id(id)
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("no such reward rule"))?;
     let before = from_row(row.clone())?;
-    if keeps_billing_scheme && let Some(scheme) = before.billing_scheme() {
-        rule.keep(Condition::BillingScheme(scheme));
-    }
-    if keeps_referrer_groups && let Some(groups) = before.referrer_groups() {
-        rule.keep(Condition::ReferrerGroups(groups.to_vec()));
-    }
+    let mut input = input;
+    spec::keep_unsent(&mut input, &before);
+    let rule = Rule {
+        id,
+        ..spec::parse(input)?
+    };
     let mut row = row.into_active_model();
     assign(&mut row, &rule, now);
     row.update(&txn).await?;

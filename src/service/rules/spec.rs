@@ -23,8 +23,10 @@ pub const MAX_CONDITION_VALUES: usize = 50;
 pub const MAX_DAYS: u16 = 3650;
 /// The highest `invoiceNumber` and `maxOccurrences`: monthly invoices for 83 years.
 pub const MAX_INVOICES: u16 = 1000;
-/// The highest percentage a PERCENT rule may pay.
+/// The highest percentage a PERCENT or PLAN_PRICE rule may pay.
 pub const MAX_PERCENT: i64 = 1000;
+/// The most tiers a TIERS rule may have.
+pub const MAX_TIERS: usize = 20;
 
 /// A reward rule: what it pays on, to whom, on which conditions, how much, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,10 +70,12 @@ pub enum Condition {
     SpendTotalAtLeast(#[serde(with = "micros")] Amount),
     /// INVOICE_PAID: the referee's n-th paid invoice pays (from it on, when recurring).
     InvoiceNumber(u16),
+    /// REFERRER_INVOICE_PAID: the account has at least this many active referrals.
+    MinActiveReferrals(u16),
 }
 
 /// How much a rule pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Calculation {
     Fixed(#[serde(with = "micros")] Amount),
@@ -80,6 +84,39 @@ pub enum Calculation {
     /// This many percent of the qualifying amount (INVOICE_PAID: the invoice's;
     /// SPEND_TOTAL_REACHED: the part of the spend above the threshold the invoice adds).
     Percent(#[serde(with = "micros")] Amount),
+    /// REFERRER_INVOICE_PAID: this much per active referral of the account.
+    PerActiveReferral(#[serde(with = "micros")] Amount),
+    /// REFERRER_INVOICE_PAID: the amount of the highest tier the account's active referrals
+    /// reach; in ascending `min_active`, distinct.
+    Tiers(Vec<Tier>),
+    /// This many percent (100: a free month) of a plan's price: an account's last paid invoice.
+    PlanPrice {
+        #[serde(with = "micros")]
+        percent: Amount,
+        base: PlanPriceBase,
+    },
+}
+
+/// One step of a TIERS rule: from `min_active` active referrals, `amount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tier {
+    pub min_active: u16,
+    #[serde(with = "micros")]
+    pub amount: Amount,
+}
+
+/// Whose plan a PLAN_PRICE rule takes its percentage of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PlanPriceBase {
+    /// The beneficiary's own last paid invoice ("half a month of your own plan").
+    #[default]
+    Beneficiary,
+    /// The referee's invoice the rule pays on.
+    Referee,
+    /// The lesser of the two ("a free month of equal or lesser value").
+    Lesser,
 }
 
 /// When, and how often, what a rule pays reaches the beneficiary.
@@ -133,10 +170,48 @@ pub struct RuleInput {
     pub redeemable_categories: Option<Vec<String>>,
     pub min_active_referrals: Option<i32>,
     pub affiliates_only: Option<bool>,
+    /// Like `referrer_groups`: `None` when not given (an update keeps the rule's tiers).
+    pub tiers: Option<Option<Vec<TierInput>>>,
+    /// Like `referrer_groups`: `None` when not given (an update keeps the rule's base).
+    pub plan_price_base: Option<Option<PlanPriceBase>>,
+}
+
+/// A tier as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierInput {
+    pub min_active: i32,
+    pub amount: Amount,
 }
 
 fn bad(message: impl Into<String>) -> AppError {
     AppError::bad_input(message)
+}
+
+/// Fills in what an update left out of the fields the contract's rule fragment does not read
+/// (a console built on it sends a rule back without them) from the stored rule: its billing
+/// scheme, its referrer groups, and, while it stays a TIERS or PLAN_PRICE rule, its tiers and
+/// its plan's base. Null, sent, clears them.
+pub fn keep_unsent(input: &mut RuleInput, stored: &Rule) {
+    input.billing_scheme.get_or_insert(stored.billing_scheme());
+    input
+        .referrer_groups
+        .get_or_insert_with(|| stored.referrer_groups().map(<[String]>::to_vec));
+    if input.calculation == Some(enums::Calculation::Tiers) {
+        input.tiers.get_or_insert_with(|| {
+            stored.tiers().map(|tiers| {
+                tiers
+                    .iter()
+                    .map(|tier| TierInput {
+                        min_active: i32::from(tier.min_active),
+                        amount: tier.amount,
+                    })
+                    .collect()
+            })
+        });
+    }
+    if input.calculation == Some(enums::Calculation::PlanPrice) {
+        input.plan_price_base.get_or_insert(stored.plan_price_base());
+    }
 }
 
 /// Parses and checks a rule as written. The rule has id 0 until it is stored.
@@ -150,10 +225,11 @@ pub fn parse(input: RuleInput) -> AppResult<Rule> {
     if unit == Unit::Cash {
         return Err(bad("unit CASH is not supported yet: rules pay POINTS or CREDIT"));
     }
-    let calculation = Calculation::parse(input.calculation.ok_or_else(|| missing("calculation"))?, input.value)?;
+    let calculation = Calculation::parse(input.calculation.ok_or_else(|| missing("calculation"))?, &input)?;
     calculation.check(trigger)?;
     let conditions = Condition::parse_all(&input, trigger)?;
     let payout = Payout::parse(&input)?;
+    check_trigger(trigger, beneficiary, &payout)?;
     Ok(Rule {
         id: 0,
         name,
@@ -167,6 +243,30 @@ pub fn parse(input: RuleInput) -> AppResult<Rule> {
     })
 }
 
+/// What a REFERRER_INVOICE_PAID rule must be: it pays the account that paid the invoice, as
+/// a referrer, on each of its invoices, without a referral to cap.
+fn check_trigger(trigger: RuleTrigger, beneficiary: Beneficiary, payout: &Payout) -> AppResult<()> {
+    if trigger != RuleTrigger::ReferrerInvoicePaid {
+        return Ok(());
+    }
+    if beneficiary != Beneficiary::Referrer {
+        return Err(bad(
+            "beneficiary must be REFERRER for a REFERRER_INVOICE_PAID rule: it pays the account whose invoice it is",
+        ));
+    }
+    if !payout.recurring {
+        return Err(bad(
+            "recurring must be true for a REFERRER_INVOICE_PAID rule: it pays on each of the referrer's invoices",
+        ));
+    }
+    if payout.cap_per_referral.is_some() {
+        return Err(bad(
+            "capPerReferral does not apply to REFERRER_INVOICE_PAID rules: they pay for no one referral",
+        ));
+    }
+    Ok(())
+}
+
 /// Options this server does not run yet are refused when set, never stored and ignored. A
 /// form sends back what it read, so the neutral value of each (null, an empty list, no
 /// minimum, false) is taken as "not set".
@@ -176,7 +276,6 @@ fn refuse_unbuilt(input: &RuleInput) -> AppResult<()> {
             "redeemableCategories",
             input.redeemable_categories.as_ref().is_some_and(|c| !c.is_empty()),
         ),
-        ("minActiveReferrals", input.min_active_referrals.is_some_and(|n| n != 0)),
         ("affiliatesOnly", input.affiliates_only == Some(true)),
     ];
     match not_built.iter().find(|(_, set)| *set) {
@@ -204,6 +303,7 @@ impl Condition {
             )?
             .map(Condition::ReferrerGroups),
             invoice_count("invoiceNumber", input.invoice_number)?.map(Condition::InvoiceNumber),
+            invoice_count("minActiveReferrals", input.min_active_referrals)?.map(Condition::MinActiveReferrals),
         ]
         .into_iter()
         .flatten()
@@ -240,6 +340,9 @@ impl Condition {
             Condition::InvoiceNumber(_) if trigger != RuleTrigger::InvoicePaid => {
                 Err(bad("invoiceNumber applies to INVOICE_PAID rules only"))
             }
+            Condition::MinActiveReferrals(_) if trigger != RuleTrigger::ReferrerInvoicePaid => {
+                Err(bad("minActiveReferrals applies to REFERRER_INVOICE_PAID rules only"))
+            }
             Condition::WithinDaysOfSignUp(_) if trigger == RuleTrigger::Signup => Err(bad(
                 "windowDays does not apply to SIGNUP rules: a sign-up is always within days of itself",
             )),
@@ -250,7 +353,8 @@ impl Condition {
             | Condition::WithinDaysOfSignUp(_)
             | Condition::ReferrerGroups(_)
             | Condition::SpendTotalAtLeast(_)
-            | Condition::InvoiceNumber(_) => Ok(()),
+            | Condition::InvoiceNumber(_)
+            | Condition::MinActiveReferrals(_) => Ok(()),
         }
     }
 
@@ -266,6 +370,7 @@ impl Condition {
             Condition::ReferrerGroups(_) => 5,
             Condition::SpendTotalAtLeast(_) => 6,
             Condition::InvoiceNumber(_) => 7,
+            Condition::MinActiveReferrals(_) => 8,
         }
     }
 }
@@ -289,18 +394,18 @@ fn window_days(days: Option<i32>) -> AppResult<Option<u16>> {
 /// Whether events of `trigger` carry products (a purchase's, an invoice's lines) that
 /// `productCategories` can limit.
 fn counts_products(trigger: RuleTrigger) -> bool {
+    trigger == RuleTrigger::FirstPurchase || counts_spend(trigger)
+}
+
+/// Whether events of `trigger` are invoices, with spend a percentage can be taken of.
+fn counts_spend(trigger: RuleTrigger) -> bool {
     matches!(
         trigger,
-        RuleTrigger::FirstPurchase | RuleTrigger::InvoicePaid | RuleTrigger::SpendTotalReached
+        RuleTrigger::InvoicePaid | RuleTrigger::SpendTotalReached | RuleTrigger::ReferrerInvoicePaid
     )
 }
 
-/// Whether events of `trigger` carry spend a percentage can be taken of.
-fn counts_spend(trigger: RuleTrigger) -> bool {
-    matches!(trigger, RuleTrigger::InvoicePaid | RuleTrigger::SpendTotalReached)
-}
-
-/// `invoiceNumber`, `maxOccurrences`: 1 to `MAX_INVOICES`; absent or 0 (what a form with the
+/// `invoiceNumber`, `maxOccurrences`, `minActiveReferrals`: 1 to `MAX_INVOICES`; absent or 0 (what a form with the
 /// field empty sends): not set.
 fn invoice_count(field: &str, count: Option<i32>) -> AppResult<Option<u16>> {
     match count {
@@ -314,6 +419,46 @@ fn invoice_count(field: &str, count: Option<i32>) -> AppResult<Option<u16>> {
                     "{field} must be between 1 and {MAX_INVOICES} (0 or null: not set)"
                 ))
             }),
+    }
+}
+
+/// The tiers of a TIERS rule: 1 to `MAX_TIERS`, each from a distinct number of active
+/// referrals (1 to `MAX_INVOICES`) with an amount above 0; kept in ascending order.
+fn parse_tiers(tiers: Option<&[TierInput]>) -> AppResult<Vec<Tier>> {
+    let tiers = tiers.ok_or_else(|| bad("tiers are required for a TIERS rule: [{minActive, amount}]"))?;
+    if tiers.len() > MAX_TIERS {
+        return Err(bad(format!("tiers: at most {MAX_TIERS}")));
+    }
+    let mut parsed = tiers
+        .iter()
+        .map(|tier| {
+            let min_active = invoice_count("tiers: minActive", Some(tier.min_active))?
+                .ok_or_else(|| bad(format!("tiers: minActive must be between 1 and {MAX_INVOICES}")))?;
+            if !tier.amount.is_positive() {
+                return Err(bad("tiers: each amount must be greater than 0"));
+            }
+            Ok(Tier {
+                min_active,
+                amount: tier.amount,
+            })
+        })
+        .collect::<AppResult<Vec<_>>>()?;
+    parsed.sort_by_key(|tier| tier.min_active);
+    if parsed.windows(2).any(|pair| pair[0].min_active == pair[1].min_active) {
+        return Err(bad("tiers: each minActive may appear once"));
+    }
+    Ok(parsed)
+}
+
+/// A calculation as the API spells it.
+fn calculation_word(kind: enums::Calculation) -> &'static str {
+    match kind {
+        enums::Calculation::Fixed => "FIXED",
+        enums::Calculation::ProductRate => "PRODUCT_RATE",
+        enums::Calculation::Percent => "PERCENT",
+        enums::Calculation::PerActiveReferral => "PER_ACTIVE_REFERRAL",
+        enums::Calculation::Tiers => "TIERS",
+        enums::Calculation::PlanPrice => "PLAN_PRICE",
     }
 }
 
@@ -343,34 +488,96 @@ fn key_list(field: &str, values: Option<&[String]>) -> AppResult<Option<Vec<Stri
 }
 
 impl Calculation {
-    fn parse(kind: enums::Calculation, value: Option<Amount>) -> AppResult<Calculation> {
-        match (kind, value) {
-            (enums::Calculation::Fixed, Some(value)) if value.is_positive() => Ok(Calculation::Fixed(value)),
-            (enums::Calculation::Fixed, _) => Err(bad("value must be greater than 0 for a FIXED rule")),
-            (enums::Calculation::ProductRate, Some(_)) => Err(bad(
-                "value is not taken by a PRODUCT_RATE rule: the rate comes from the product",
-            )),
-            (enums::Calculation::ProductRate, None) => Ok(Calculation::ProductRate),
-            (enums::Calculation::Percent, Some(value))
-                if value.is_positive() && value.micros() <= MAX_PERCENT * 1_000_000 =>
-            {
-                Ok(Calculation::Percent(value))
-            }
-            (enums::Calculation::Percent, _) => Err(bad(format!(
-                "value must be a percentage greater than 0 and at most {MAX_PERCENT} for a PERCENT rule"
-            ))),
+    fn parse(kind: enums::Calculation, input: &RuleInput) -> AppResult<Calculation> {
+        let tiers = input
+            .tiers
+            .as_ref()
+            .and_then(Option::as_deref)
+            .filter(|tiers| !tiers.is_empty());
+        if tiers.is_some() && kind != enums::Calculation::Tiers {
+            return Err(bad("tiers applies to TIERS rules only"));
         }
+        let base = input.plan_price_base.flatten();
+        if base.is_some() && kind != enums::Calculation::PlanPrice {
+            return Err(bad("planPriceBase applies to PLAN_PRICE rules only"));
+        }
+        let percent = |value: Option<Amount>| match value {
+            Some(value) if value.is_positive() && value.micros() <= MAX_PERCENT * 1_000_000 => Ok(value),
+            _ => Err(bad(format!(
+                "value must be a percentage greater than 0 and at most {MAX_PERCENT} for a {} rule",
+                calculation_word(kind)
+            ))),
+        };
+        let positive = |value: Option<Amount>| match value {
+            Some(value) if value.is_positive() => Ok(value),
+            _ => Err(bad(format!(
+                "value must be greater than 0 for a {} rule",
+                calculation_word(kind)
+            ))),
+        };
+        let no_value = || match input.value {
+            Some(_) => Err(bad(format!(
+                "value is not taken by a {} rule: {}",
+                calculation_word(kind),
+                match kind {
+                    enums::Calculation::ProductRate => "the rate comes from the product",
+                    _ => "the amounts come from its tiers",
+                }
+            ))),
+            None => Ok(()),
+        };
+        Ok(match kind {
+            enums::Calculation::Fixed => Calculation::Fixed(positive(input.value)?),
+            enums::Calculation::ProductRate => {
+                no_value()?;
+                Calculation::ProductRate
+            }
+            enums::Calculation::Percent => Calculation::Percent(percent(input.value)?),
+            enums::Calculation::PerActiveReferral => Calculation::PerActiveReferral(positive(input.value)?),
+            enums::Calculation::Tiers => {
+                no_value()?;
+                Calculation::Tiers(parse_tiers(tiers)?)
+            }
+            enums::Calculation::PlanPrice => Calculation::PlanPrice {
+                percent: percent(input.value)?,
+                base: base.unwrap_or_default(),
+            },
+        })
     }
 
     fn check(&self, trigger: RuleTrigger) -> AppResult<()> {
+        let only = |triggers: &str| {
+            Err(bad(format!(
+                "calculation {} applies to {triggers} rules only",
+                calculation_word(self.kind())
+            )))
+        };
         match self {
-            Calculation::ProductRate if trigger != RuleTrigger::FirstPurchase => {
-                Err(bad("calculation PRODUCT_RATE applies to FIRST_PURCHASE rules only"))
+            Calculation::ProductRate if trigger != RuleTrigger::FirstPurchase => only("FIRST_PURCHASE"),
+            Calculation::Percent(_) if !counts_spend(trigger) => {
+                only("INVOICE_PAID, SPEND_TOTAL_REACHED and REFERRER_INVOICE_PAID")
             }
-            Calculation::Percent(_) if !counts_spend(trigger) => Err(bad(
-                "calculation PERCENT applies to INVOICE_PAID and SPEND_TOTAL_REACHED rules only",
+            Calculation::PlanPrice { .. } if !counts_spend(trigger) => {
+                only("INVOICE_PAID, SPEND_TOTAL_REACHED and REFERRER_INVOICE_PAID")
+            }
+            Calculation::PlanPrice {
+                base: PlanPriceBase::Referee | PlanPriceBase::Lesser,
+                ..
+            } if trigger == RuleTrigger::ReferrerInvoicePaid => Err(bad(
+                "planPriceBase REFEREE and LESSER need a referee's invoice: a REFERRER_INVOICE_PAID rule pays on the \
+                 referrer's own (BENEFICIARY)",
             )),
-            Calculation::Fixed(_) | Calculation::ProductRate | Calculation::Percent(_) => Ok(()),
+            Calculation::PerActiveReferral(_) | Calculation::Tiers(_)
+                if trigger != RuleTrigger::ReferrerInvoicePaid =>
+            {
+                only("REFERRER_INVOICE_PAID")
+            }
+            Calculation::Fixed(_)
+            | Calculation::ProductRate
+            | Calculation::Percent(_)
+            | Calculation::PerActiveReferral(_)
+            | Calculation::Tiers(_)
+            | Calculation::PlanPrice { .. } => Ok(()),
         }
     }
 
@@ -379,6 +586,9 @@ impl Calculation {
             Calculation::Fixed(_) => enums::Calculation::Fixed,
             Calculation::ProductRate => enums::Calculation::ProductRate,
             Calculation::Percent(_) => enums::Calculation::Percent,
+            Calculation::PerActiveReferral(_) => enums::Calculation::PerActiveReferral,
+            Calculation::Tiers(_) => enums::Calculation::Tiers,
+            Calculation::PlanPrice { .. } => enums::Calculation::PlanPrice,
         }
     }
 }
@@ -446,7 +656,7 @@ impl Rule {
     pub fn spec_json(&self) -> String {
         let spec = Spec {
             conditions: self.conditions.clone(),
-            calculation: self.calculation,
+            calculation: self.calculation.clone(),
             payout: self.payout,
         };
         serde_json::to_string(&spec).unwrap_or_default()
@@ -490,14 +700,6 @@ impl Rule {
         })
     }
 
-    /// Puts `condition` in place of the rule's condition of its kind, if any (an update that left
-    /// the field out keeps the stored one).
-    pub fn keep(&mut self, condition: Condition) {
-        self.conditions.retain(|c| c.rank() != condition.rank());
-        self.conditions.push(condition);
-        self.conditions.sort_by_key(Condition::rank);
-    }
-
     /// The billing scheme the rule is limited to; `None` when both count.
     pub fn billing_scheme(&self) -> Option<BillingScheme> {
         self.conditions.iter().find_map(|c| match c {
@@ -521,6 +723,30 @@ impl Rule {
             Condition::TopUpTotalAtLeast(threshold) | Condition::SpendTotalAtLeast(threshold) => Some(*threshold),
             _ => None,
         })
+    }
+
+    /// The active referrals a REFERRER_INVOICE_PAID rule needs.
+    pub fn min_active_referrals(&self) -> Option<u16> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::MinActiveReferrals(n) => Some(*n),
+            _ => None,
+        })
+    }
+
+    /// The tiers of a TIERS rule.
+    pub fn tiers(&self) -> Option<&[Tier]> {
+        match &self.calculation {
+            Calculation::Tiers(tiers) => Some(tiers),
+            _ => None,
+        }
+    }
+
+    /// Whose plan a PLAN_PRICE rule takes its percentage of.
+    pub fn plan_price_base(&self) -> Option<PlanPriceBase> {
+        match self.calculation {
+            Calculation::PlanPrice { base, .. } => Some(base),
+            _ => None,
+        }
     }
 
     /// The referee's paid invoice an INVOICE_PAID rule pays on (from, when recurring).
@@ -868,13 +1094,6 @@ mod tests {
             ),
             (
                 RuleInput {
-                    min_active_referrals: Some(2),
-                    ..signup()
-                },
-                "minActiveReferrals",
-            ),
-            (
-                RuleInput {
                     affiliates_only: Some(true),
                     ..signup()
                 },
@@ -913,7 +1132,7 @@ mod tests {
         let (conditions, calculation, payout) = read_spec(&run.spec_json()).expect("readable");
         assert_eq!(
             (conditions, calculation, payout),
-            (run.conditions.clone(), run.calculation, run.payout)
+            (run.conditions.clone(), run.calculation.clone(), run.payout)
         );
 
         let spend = parse(RuleInput {
@@ -953,7 +1172,7 @@ mod tests {
                     calculation: Some(enums::Calculation::Percent),
                     ..top_up()
                 },
-                "calculation PERCENT applies to INVOICE_PAID and SPEND_TOTAL_REACHED rules only",
+                "calculation PERCENT applies to INVOICE_PAID, SPEND_TOTAL_REACHED and REFERRER_INVOICE_PAID rules only",
             ),
             (
                 RuleInput {
@@ -1042,7 +1261,7 @@ mod tests {
         let (conditions, calculation, payout) = read_spec(&rule.spec_json()).expect("readable");
         assert_eq!(
             (conditions, calculation, payout),
-            (rule.conditions.clone(), rule.calculation, rule.payout)
+            (rule.conditions.clone(), rule.calculation.clone(), rule.payout)
         );
     }
 

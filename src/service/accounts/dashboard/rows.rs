@@ -138,6 +138,8 @@ pub const ACCOUNT: Table<account::Model> = Table {
         "first_purchase_event_id",
         "closed_at",
         "paid_invoices",
+        "last_invoice_at",
+        "last_invoice_total",
     ],
     read: |mut c| {
         Ok(account::Model {
@@ -158,6 +160,8 @@ pub const ACCOUNT: Table<account::Model> = Table {
             first_purchase_event_id: c.get()?,
             closed_at: c.time_or_null()?,
             paid_invoices: c.get()?,
+            last_invoice_at: c.time_or_null()?,
+            last_invoice_total: c.get()?,
         })
     },
 };
