@@ -32,6 +32,11 @@ pub struct Model {
     pub last_invoice_at: Option<DateTimeUtc>,
     /// The total of its paid invoice recorded last, in millionths: its plan's price.
     pub last_invoice_total: Option<i64>,
+    /// Where it stands in the affiliate program; None: not in it.
+    pub affiliate_status: Option<crate::enums::AffiliateStatus>,
+    /// Its own terms as an affiliate, as JSON (`service::rules::AffiliateTerms`); None: the
+    /// rules' own values.
+    pub affiliate_terms: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

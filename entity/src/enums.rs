@@ -33,6 +33,10 @@ text_enum!(EntryStatus {
     Voided
 });
 text_enum!(AccountStatus { Active, Closed });
+text_enum!(
+    /// Where an account stands in the affiliate program.
+    AffiliateStatus { Applied, Approved, Rejected }
+);
 text_enum!(ReferralStatus {
     Pending,
     Qualified,

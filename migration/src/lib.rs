@@ -16,6 +16,7 @@ mod m20261204_000004_sandbox_clock;
 mod m20261205_000001_claim_function;
 mod m20261205_000002_purchase_function;
 mod m20261206_000001_invoices;
+mod m20261206_000002_affiliate_terms;
 mod postgres_only;
 
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_claim_function::Migration),
             Box::new(m20261205_000002_purchase_function::Migration),
             Box::new(m20261206_000001_invoices::Migration),
+            Box::new(m20261206_000002_affiliate_terms::Migration),
         ]
     }
 }

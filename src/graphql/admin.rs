@@ -1,10 +1,14 @@
 //! Account administration and the audit log (admin).
 
 use crate::auth::RoleGuard;
+use crate::error::AppError;
 use crate::graphql::context::{now, state, viewer};
+use crate::graphql::enums::Calculation;
 use crate::graphql::ids::{Kind, from_id};
+use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Account, AuditEntry, LedgerEntry, Page1, Referral, connection, page_request};
-use crate::service::{accounts, audit, referrals};
+use crate::service::rules::{AffiliateTerms, RuleInput};
+use crate::service::{accounts, affiliates, audit, referrals};
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
 #[derive(Default)]
@@ -51,6 +55,18 @@ pub struct SetReferralCodeInput {
     pub account_id: ID,
     /// 4 to 32 letters and digits, in any case; kept upper-case.
     pub code: String,
+}
+
+/// An affiliate's own terms, which replace the value of the rules that pay it as a referrer.
+#[derive(InputObject)]
+pub struct AffiliateTermsInput {
+    pub account_id: ID,
+    /// FIXED or PERCENT; null removes the account's terms (the rules' own values apply again).
+    pub calculation: Option<Calculation>,
+    /// The amount (FIXED, above 0) or the percentage (PERCENT, above 0, at most 1000).
+    pub value: Option<Decimal>,
+    /// Pay on every qualifying event (true) or once per referral (false, the default).
+    pub recurring: Option<bool>,
 }
 
 #[derive(InputObject)]
@@ -103,6 +119,32 @@ impl AdminMutation {
         let id = from_id(Kind::Account, &input.account_id)?;
         let account =
             accounts::set_referral_code(&state(ctx).db, &viewer(ctx).actor(), id, &input.code, now(ctx)).await?;
+        Ok(Account(account))
+    }
+
+    /// Sets an affiliate's own terms: the rules that pay the account as a referrer pay these
+    /// instead of their value (a percentage only where the rule pays on an invoice; elsewhere
+    /// the rule's value stands), once per referral or on every event. Makes the account an
+    /// approved affiliate. Audited.
+    #[graphql(guard = "RoleGuard::ADMIN")]
+    async fn set_affiliate_terms(&self, ctx: &Context<'_>, input: AffiliateTermsInput) -> Result<Account> {
+        let id = from_id(Kind::Account, &input.account_id)?;
+        let terms = match input.calculation {
+            None if input.value.is_some() => {
+                return Err(
+                    AppError::bad_input("value: terms without a calculation are removed; leave value out").into(),
+                );
+            }
+            None => None,
+            Some(calculation) => {
+                let written = RuleInput {
+                    value: input.value.map(|d| d.0),
+                    ..Default::default()
+                };
+                Some(AffiliateTerms::parse(calculation.into(), &written, input.recurring)?)
+            }
+        };
+        let account = affiliates::set_terms(&state(ctx).db, &viewer(ctx).actor(), id, terms, now(ctx)).await?;
         Ok(Account(account))
     }
 

@@ -152,6 +152,7 @@ pub enum BillingScheme {
 
 /// Where an account stands in the affiliate program.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::AffiliateStatus")]
 pub enum AffiliateStatus {
     Applied,
     Approved,

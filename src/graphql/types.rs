@@ -1,6 +1,7 @@
 //! Output types, built from domain values. Each wraps a row and exposes only chosen fields;
 //! visibility rules (masked names, staff-only fields) live here, next to the fields.
 
+use crate::amount::Amount;
 use crate::auth::{RoleGuard, Viewer};
 use crate::error::AppError;
 use crate::graphql::context::{loader, now, settings, state, viewer};
@@ -12,7 +13,7 @@ use crate::graphql::scalars::Decimal;
 use crate::service::accounts::dashboard::{self, FriendParts};
 use crate::service::accounts::mask_name;
 use crate::service::page::{Page, PageRequest};
-use crate::service::rules::{Decision, Rule};
+use crate::service::rules::{self, AffiliateTerms, Decision, Rule};
 use crate::service::settings::referral_link;
 use crate::service::{rewards, store};
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
@@ -142,10 +143,24 @@ impl Account {
         Ok(referral.and_then(|r| r.code_used))
     }
 
-    /// The account's standing in the affiliate program; null: it has not applied (the
-    /// affiliate program is not offered by this server yet).
-    async fn affiliate(&self) -> Option<Affiliate> {
-        None
+    /// The account's standing in the affiliate program and its own terms; null: it is not in
+    /// the program.
+    async fn affiliate(&self) -> Result<Option<Affiliate>> {
+        let Some(status) = self.0.affiliate_status else {
+            return Ok(None);
+        };
+        let terms = AffiliateTerms::of(&self.0)?.map(|terms| AffiliateTermsOut {
+            calculation: terms.calculation.kind().into(),
+            value: Decimal(match terms.calculation {
+                rules::Calculation::Fixed(value) | rules::Calculation::Percent(value) => value,
+                _ => Amount::ZERO,
+            }),
+            recurring: terms.recurring,
+        });
+        Ok(Some(Affiliate {
+            status: status.into(),
+            terms,
+        }))
     }
 
     /// How this account was referred, if it was.
@@ -744,6 +759,20 @@ pub struct ReferralStats {
 #[derive(SimpleObject)]
 pub struct Affiliate {
     pub status: AffiliateStatus,
+    /// Its own terms; null: the rules' own values.
+    pub terms: Option<AffiliateTermsOut>,
+}
+
+/// What the rules that pay an affiliate as a referrer pay it instead of their own value.
+#[derive(SimpleObject)]
+#[graphql(name = "AffiliateTerms")]
+pub struct AffiliateTermsOut {
+    /// FIXED or PERCENT.
+    pub calculation: Calculation,
+    /// The amount, or the percentage.
+    pub value: Decimal,
+    /// On every qualifying event (true) or once per referral.
+    pub recurring: bool,
 }
 
 /// One admin change.

@@ -2,6 +2,7 @@
 //! do their work in one transaction, and return domain values. Nothing here knows GraphQL.
 
 pub mod accounts;
+pub mod affiliates;
 pub mod audit;
 pub mod catalog;
 pub mod check;

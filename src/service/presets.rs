@@ -261,6 +261,14 @@ mod tests {
                 "  Cloud credit for the referrer: prepaid friend topped up 10.00: 10.00 credit to the referrer on top-ups, prepaid referees, once top-ups reach 10.00, once per referral",
                 "  Cloud credit for the newcomer: postpaid friend verified a payment method: 10.00 credit to the referred friend on a verified payment method, postpaid referees, once per referral",
                 "  Cloud credit for the newcomer: prepaid friend topped up 10.00: 10.00 credit to the referred friend on top-ups, prepaid referees, once top-ups reach 10.00, once per referral",
+                "isp: program 2: credit for friends' paid invoices, and discounts while referrals are active (switches the program on)",
+                "  ISP: 20.00 credit when a friend pays its first invoice: 20.00 credit to the referrer on a paid invoice, on the 1st paid invoice, once per referral",
+                "  ISP: 5 % of each of a friend's first 12 invoices: 5.00 % in credit of the cash paid to the referrer on a paid invoice, every time, on at most 12 invoices",
+                "  ISP: 10.00 off each invoice while 4 referrals are active: 10.00 credit to the referrer on the referrer's own paid invoice, while it has 4 active referrals, every time",
+                "refer-a-friend: program 4: a sign-up credit, then credit for a friend's cash spend on compute (switches the program on)",
+                "  Refer-a-friend: 5.00 credit for the newcomer at sign-up: 5.00 credit to the referred friend on sign-up, once per referral",
+                "  Refer-a-friend: 20.00 once a friend spends 20.00 on compute: 20.00 credit to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once qualifying spend reaches 20.00, once per referral, held 30 days, expires 180 days after it becomes available",
+                "  Refer-a-friend: 10 % of a friend's compute spend above 20.00, up to 300.00: 10.00 % in credit of the spend above the threshold to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once qualifying spend reaches 20.00, every time, at most 300.00 per referral, held 30 days, expires 180 days after it becomes available",
             ]
         );
         for name in PRESETS {

@@ -7,7 +7,7 @@ use crate::error::AppResult;
 use crate::service::accounts::{self, mask_name};
 use crate::service::ledger::{self, NewCredit};
 use crate::service::rules::{
-    self, Decision, EventFacts, Facts, Outcome, PaidForReferral, ReferralFacts, Rule, Verdict,
+    self, AffiliateTerms, Decision, EventFacts, Facts, Outcome, PaidForReferral, ReferralFacts, Rule, Verdict,
 };
 use crate::service::settings;
 use entity::enums::{Beneficiary, EntryKind, ReferralStatus, RuleTrigger, Unit};
@@ -44,6 +44,7 @@ pub async fn apply(
         account,
         referral: referral.as_ref(),
         referrer: referrer.as_ref(),
+        referrer_terms: referrer.as_ref().map(AffiliateTerms::of).transpose()?.flatten(),
         paid,
     };
     pay(
@@ -108,6 +109,7 @@ pub async fn active_standing(
                 account,
                 referral: None,
                 referrer: None,
+                referrer_terms: None,
                 paid: PaidForReferral::default(),
             };
             let plan = plan(&parties, None, &next, None, &rules, now, now);
@@ -149,13 +151,15 @@ async fn paid_for_referral(txn: &impl ConnectionTrait, referral: &referral::Mode
 }
 
 /// Who an event's rules are about, as read with the event: the account it happened to, its
-/// accepted referral and that referral's referrer, whether the program is on, and what the
-/// referral paid so far (only read when a rule has a cap).
+/// accepted referral and that referral's referrer (with its affiliate terms, if it has any),
+/// whether the program is on, and what the referral paid so far (only read when a rule has a
+/// cap).
 pub struct Parties<'a> {
     pub program_enabled: bool,
     pub account: &'a account::Model,
     pub referral: Option<&'a referral::Model>,
     pub referrer: Option<&'a account::Model>,
+    pub referrer_terms: Option<AffiliateTerms>,
     pub paid: PaidForReferral,
 }
 
@@ -226,6 +230,9 @@ pub fn plan(
         credits: Vec::new(),
     };
     for rule in rules {
+        // An affiliate's terms replace the value of the rules that pay it as a referrer.
+        let termed = parties.referrer_terms.as_ref().and_then(|terms| terms.apply(rule));
+        let rule = termed.as_ref().unwrap_or(rule);
         let verdict = rules::evaluate(rule, &facts, now);
         if matches!(verdict, Verdict::Pay { .. }) && facts.paid.has_paid(rule) {
             // What the ledger's unique index would refuse: not counted against a cap either.
@@ -265,7 +272,13 @@ pub fn plan(
                     qualifies: rule.trigger != RuleTrigger::Signup && referral_id.is_some(),
                     already_paid: already_paid(rule),
                 });
-                (Outcome::Rewarded, reason)
+                match termed {
+                    Some(_) => (
+                        Outcome::Rewarded,
+                        format!("{reason}; by the referrer's affiliate terms"),
+                    ),
+                    None => (Outcome::Rewarded, reason),
+                }
             }
         };
         plan.decisions.push(Decision {

@@ -7,6 +7,7 @@
 
 mod abuse;
 mod admin;
+mod affiliate_terms;
 mod authz;
 
 mod client_cache;

@@ -4,6 +4,7 @@
 
 mod evaluate;
 mod spec;
+mod terms;
 
 pub use evaluate::{
     Decision, EventFacts, Facts, InvoiceLine, Outcome, PaidForReferral, PaidInvoice, PurchaseOrder, ReferralFacts,
@@ -13,6 +14,7 @@ pub use spec::{
     Calculation, Condition, MAX_CONDITION_VALUES, MAX_DAYS, MAX_INVOICES, Payout, PlanPriceBase, Rule, RuleInput, Tier,
     TierInput,
 };
+pub use terms::AffiliateTerms;
 
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};

@@ -398,7 +398,7 @@ fn counts_products(trigger: RuleTrigger) -> bool {
 }
 
 /// Whether events of `trigger` are invoices, with spend a percentage can be taken of.
-fn counts_spend(trigger: RuleTrigger) -> bool {
+pub(super) fn counts_spend(trigger: RuleTrigger) -> bool {
     matches!(
         trigger,
         RuleTrigger::InvoicePaid | RuleTrigger::SpendTotalReached | RuleTrigger::ReferrerInvoicePaid
@@ -485,6 +485,11 @@ fn key_list(field: &str, values: Option<&[String]>) -> AppResult<Option<Vec<Stri
     keys.sort();
     keys.dedup();
     Ok(Some(keys))
+}
+
+/// A calculation as written (its value, tiers or plan base from `input`), checked on its own.
+pub(super) fn parse_calculation(kind: enums::Calculation, input: &RuleInput) -> AppResult<Calculation> {
+    Calculation::parse(kind, input)
 }
 
 impl Calculation {

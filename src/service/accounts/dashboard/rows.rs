@@ -140,6 +140,8 @@ pub const ACCOUNT: Table<account::Model> = Table {
         "paid_invoices",
         "last_invoice_at",
         "last_invoice_total",
+        "affiliate_status",
+        "affiliate_terms",
     ],
     read: |mut c| {
         Ok(account::Model {
@@ -162,6 +164,8 @@ pub const ACCOUNT: Table<account::Model> = Table {
             paid_invoices: c.get()?,
             last_invoice_at: c.time_or_null()?,
             last_invoice_total: c.get()?,
+            affiliate_status: c.text_or_null()?,
+            affiliate_terms: c.get()?,
         })
     },
 };

@@ -20,7 +20,7 @@ use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
 use crate::service::events::{EventOutcome, Prepared, closed_skips};
 use crate::service::rewards::{self, Parties, Plan};
-use crate::service::rules::{self, Decision, PurchaseOrder};
+use crate::service::rules::{self, AffiliateTerms, Decision, PurchaseOrder};
 use crate::service::{accounts, catalog, ledger, settings};
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{account, event, ledger_entry, product, referral};
@@ -108,6 +108,7 @@ pub(in crate::service::events) async fn record(
         account: &account,
         referral: referral.as_ref(),
         referrer: referrer.as_ref(),
+        referrer_terms: referrer.as_ref().map(AffiliateTerms::of).transpose()?.flatten(),
         paid: Default::default(),
     };
     let planned = |order| -> AppResult<serde_json::Value> {
