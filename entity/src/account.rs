@@ -37,6 +37,10 @@ pub struct Model {
     /// Its own terms as an affiliate, as JSON (`service::rules::AffiliateTerms`); None: the
     /// rules' own values.
     pub affiliate_terms: Option<String>,
+    /// The fingerprint of its verified payment method, as the payment provider gives it.
+    pub payment_fingerprint: Option<String>,
+    /// Why it cannot earn as a referrer (`DUPLICATE_REFERRER`); None: it can.
+    pub referrer_ineligible_reason: Option<crate::enums::RejectionReason>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -52,7 +52,14 @@ text_enum!(RejectionReason {
     // An unknown code beyond the client's quota of unknown-code lookups.
     RateLimited,
     // The code's owner is disqualified and can no longer refer.
-    ReferrerDisqualified
+    ReferrerDisqualified,
+    // The referee's payment fingerprint is its referrer's, or another referee's of the same
+    // referrer.
+    DuplicateFingerprint,
+    // Another account is the eligible referrer of the same payment fingerprint.
+    DuplicateReferrer,
+    // The code's owner has no verified payment method, and the program requires one.
+    ReferrerUnverified
 });
 text_enum!(
     /// How the referee came with the code: typed at sign-up, through a referral link, or
@@ -94,5 +101,5 @@ text_enum!(Calculation {
 });
 text_enum!(
     /// Why part or all of a reward was taken back.
-    TakeBackCause { Refund, Correction, Disqualification }
+    TakeBackCause { Refund, Correction, Disqualification, DuplicateFingerprint }
 );

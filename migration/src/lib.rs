@@ -17,6 +17,7 @@ mod m20261205_000001_claim_function;
 mod m20261205_000002_purchase_function;
 mod m20261206_000001_invoices;
 mod m20261206_000002_affiliate_terms;
+mod m20261206_000003_fingerprints;
 mod postgres_only;
 
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000002_purchase_function::Migration),
             Box::new(m20261206_000001_invoices::Migration),
             Box::new(m20261206_000002_affiliate_terms::Migration),
+            Box::new(m20261206_000003_fingerprints::Migration),
         ]
     }
 }

@@ -97,11 +97,13 @@ impl AccountMutation {
         })
     }
 
-    /// The customer's code and the link to share.
+    /// The customer's code and the link to share. FORBIDDEN while the program requires a
+    /// verified payment method (`requireVerifiedPaymentForLink`) and the account has none.
     #[graphql(guard = "RoleGuard::CUSTOMER")]
     async fn generate_referral_link(&self, ctx: &Context<'_>) -> Result<ReferralLink> {
         let external_id = viewer(ctx).customer_external_id()?;
         let account = accounts::get_by_external_id(&state(ctx).db, external_id).await?;
+        accounts::may_share(&account, settings(ctx))?;
         let url = referral_link(settings(ctx), &state(ctx).config.public_url, &account.referral_code);
         Ok(ReferralLink {
             code: account.referral_code,

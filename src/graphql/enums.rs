@@ -62,6 +62,15 @@ pub enum RejectionReason {
     RateLimited,
     /// The code's owner is disqualified and can no longer refer.
     ReferrerDisqualified,
+    /// The referee's payment fingerprint is its referrer's, or another referee's of the same
+    /// referrer: the referral is rejected and what it paid taken back.
+    DuplicateFingerprint,
+    /// Another account is the eligible referrer of the same payment fingerprint (one person is
+    /// one referrer): this one cannot earn as a referrer.
+    DuplicateReferrer,
+    /// The code's owner has no verified payment method, and the program requires one
+    /// (`requireVerifiedPaymentForLink`).
+    ReferrerUnverified,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

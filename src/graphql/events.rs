@@ -4,7 +4,7 @@ use crate::auth::RoleGuard;
 use crate::graphql::context::{now, state};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Event, LedgerEntry, RuleDecision};
-use crate::service::events::{self, EventInput, EventOutcome, Fact, Invoice, Purchase, Refund, TopUp};
+use crate::service::events::{self, EventInput, EventOutcome, Fact, Invoice, PaymentMethod, Purchase, Refund, TopUp};
 use crate::service::rules::InvoiceLine;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -25,6 +25,11 @@ pub struct PurchaseInput {
 pub struct PaymentMethodVerifiedInput {
     pub event_id: String,
     pub external_id: String,
+    /// The payment provider's fingerprint of the method (1 to 200 characters; opaque): a
+    /// referee with its referrer's, or another referee's of the same referrer, is rejected
+    /// (DUPLICATE_FINGERPRINT), and one fingerprint makes one eligible referrer
+    /// (DUPLICATE_REFERRER).
+    pub fingerprint: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
@@ -210,7 +215,9 @@ impl From<PaymentMethodVerifiedInput> for EventInput {
             event_id: input.event_id,
             external_id: input.external_id,
             occurred_at: input.occurred_at,
-            fact: Fact::PaymentMethodVerified,
+            fact: Fact::PaymentMethodVerified(PaymentMethod {
+                fingerprint: input.fingerprint,
+            }),
         }
     }
 }

@@ -42,7 +42,8 @@ pub struct ProgramSettingsInput {
     pub gb_per_claim: Option<i32>,
     /// Not built yet: only its current value (0) is accepted.
     pub minimum_withdrawal: Option<Decimal>,
-    /// Not built yet: only its current value (false) is accepted.
+    /// True: an account without a verified payment method gets no referral link (FORBIDDEN)
+    /// and its code does not attribute (REFERRER_UNVERIFIED).
     pub require_verified_payment_for_link: Option<bool>,
     /// Claims one account may have waiting for delivery at once; null: no limit.
     pub max_pending_claims: MaybeUndefined<i32>,

@@ -11,7 +11,7 @@ use crate::graphql::loaders::*;
 use crate::graphql::rules::RewardRule;
 use crate::graphql::scalars::Decimal;
 use crate::service::accounts::dashboard::{self, FriendParts};
-use crate::service::accounts::mask_name;
+use crate::service::accounts::{self, mask_name};
 use crate::service::page::{Page, PageRequest};
 use crate::service::rules::{self, AffiliateTerms, Decision, Rule};
 use crate::service::settings::referral_link;
@@ -135,6 +135,22 @@ impl Account {
     #[graphql(guard = "RoleGuard::STAFF")]
     async fn disqualification_reason(&self) -> Option<&str> {
         self.0.disqualification_reason.as_deref()
+    }
+
+    /// Why the account cannot earn as a referrer (DUPLICATE_REFERRER: another account with its
+    /// payment method is the eligible referrer); null: it can. Staff only.
+    #[graphql(guard = "RoleGuard::STAFF")]
+    async fn referrer_ineligible_reason(&self) -> Option<RejectionReason> {
+        self.0.referrer_ineligible_reason.map(Into::into)
+    }
+
+    /// The account's referrals that were refused or rejected later (an unknown code, an
+    /// unverified referrer's code, a duplicate payment fingerprint...), newest first, at most
+    /// 100. Staff only.
+    #[graphql(guard = "RoleGuard::STAFF")]
+    async fn rejected_referrals(&self, ctx: &Context<'_>) -> Result<Vec<Referral>> {
+        let rejected = accounts::rejected_referrals_of(&state(ctx).db, self.0.id).await?;
+        Ok(rejected.into_iter().map(Referral).collect())
     }
 
     /// The referral code this account signed up with, when its referral was accepted.
@@ -696,6 +712,8 @@ pub struct ProgramSettings {
     pub gb_per_claim: i32,
     #[graphql(skip)]
     pub minimum_withdrawal_micros: i64,
+    /// An account without a verified payment method gets no referral link, and its code does
+    /// not attribute.
     pub require_verified_payment_for_link: bool,
     /// Claims one account may have waiting for delivery at once; null: no limit. Beyond it a
     /// claim is refused with CLAIM_LIMIT.

@@ -9,11 +9,11 @@ use crate::service::audit;
 use crate::service::codes::ReferralCode;
 use crate::service::page::{self, Page, PageRequest};
 use entity::enums::{AccountStatus, BillingScheme, ReferralStatus, Unit};
-use entity::{account, balance, referral};
+use entity::{account, balance, program_settings, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QuerySelect, Set, SqlErr,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use std::collections::HashMap;
 
@@ -129,6 +129,17 @@ pub async fn accepted_referral_of(db: &impl ConnectionTrait, referee_id: i64) ->
         .await?)
 }
 
+/// The account's rejected referrals, newest first, at most 100.
+pub async fn rejected_referrals_of(db: &impl ConnectionTrait, referee_id: i64) -> AppResult<Vec<referral::Model>> {
+    Ok(referral::Entity::find()
+        .filter(referral::Column::RefereeId.eq(referee_id))
+        .filter(referral::Column::Status.eq(ReferralStatus::Rejected))
+        .order_by_desc(referral::Column::Id)
+        .limit(100)
+        .all(db)
+        .await?)
+}
+
 /// The accepted referrals of many referees, keyed by referee, in one query.
 pub async fn accepted_referrals_of(
     db: &impl ConnectionTrait,
@@ -140,6 +151,17 @@ pub async fn accepted_referrals_of(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|r| (r.referee_id, r)).collect())
+}
+
+/// Whether the account may share its referral link: not while the program requires a verified
+/// payment method and it has none.
+pub fn may_share(account: &account::Model, settings: &program_settings::Model) -> AppResult<()> {
+    match settings.require_verified_payment_for_link && account.payment_method_verified_at.is_none() {
+        true => Err(AppError::Forbidden(
+            "verify a payment method before sharing a referral link".into(),
+        )),
+        false => Ok(()),
+    }
 }
 
 /// How many of `referrer_id`'s referees are active referrals: accepted, open, not

@@ -61,9 +61,19 @@ pub async fn attribute_new(
         None if quota.limits.unknown_code(&quota.client) => Some(RejectionReason::UnknownCode),
         None => Some(RejectionReason::RateLimited),
         Some(referrer) if referrer.id == account.id => Some(RejectionReason::SelfReferral),
-        Some(_) if !settings::get(txn).await?.enabled => Some(RejectionReason::ProgramDisabled),
-        Some(referrer) if referrer.disqualified_at.is_some() => Some(RejectionReason::ReferrerDisqualified),
-        Some(_) => None,
+        Some(referrer) => {
+            let settings = settings::get(txn).await?;
+            if !settings.enabled {
+                Some(RejectionReason::ProgramDisabled)
+            } else if referrer.disqualified_at.is_some() {
+                Some(RejectionReason::ReferrerDisqualified)
+            } else if settings.require_verified_payment_for_link && referrer.payment_method_verified_at.is_none() {
+                // A code is a link's: one that may not be shared does not attribute either.
+                Some(RejectionReason::ReferrerUnverified)
+            } else {
+                None
+            }
+        }
     };
     let referrer_id = referrer.as_ref().map(|r| r.id).filter(|id| *id != account.id);
     match rejection {

@@ -201,6 +201,7 @@ pub fn plan(
         program_enabled: parties.program_enabled,
         account_id: account.id,
         account_disqualified: account.disqualified_at.is_some(),
+        account_ineligible_referrer: account.referrer_ineligible_reason.is_some(),
         referrer_plan_price: parties
             .referrer
             .and_then(|referrer| referrer.last_invoice_total)
@@ -215,6 +216,7 @@ pub fn plan(
                 // stays, as posted rewards do).
                 referrer_disqualified: parties.referrer.is_some_and(|a| a.disqualified_at.is_some()),
                 referee_disqualified: account.disqualified_at.is_some(),
+                referrer_ineligible: parties.referrer.is_some_and(|a| a.referrer_ineligible_reason.is_some()),
             })
         }),
         account_group: account.account_group.as_deref(),

@@ -120,20 +120,12 @@ pub async fn update(
     let before = get(&txn).await?;
     // Settings whose behaviour is not built yet are refused, never stored and ignored; sending
     // back the value they have (their default) changes nothing and is accepted.
-    let unsupported = [
-        (
-            "minimumWithdrawal",
-            patch
-                .minimum_withdrawal
-                .is_some_and(|m| m.micros() != before.minimum_withdrawal),
-        ),
-        (
-            "requireVerifiedPaymentForLink",
-            patch
-                .require_verified_payment_for_link
-                .is_some_and(|r| r != before.require_verified_payment_for_link),
-        ),
-    ];
+    let unsupported = [(
+        "minimumWithdrawal",
+        patch
+            .minimum_withdrawal
+            .is_some_and(|m| m.micros() != before.minimum_withdrawal),
+    )];
     if let Some((name, _)) = unsupported.iter().find(|(_, changed)| *changed) {
         return Err(AppError::bad_input(format!(
             "{name} is not supported by this server yet"
@@ -169,6 +161,9 @@ pub async fn update(
     }
     if let Some(days) = patch.active_referral_days {
         wanted.active_referral_days = days;
+    }
+    if let Some(required) = patch.require_verified_payment_for_link {
+        wanted.require_verified_payment_for_link = required;
     }
     if wanted == before {
         txn.rollback().await?;

@@ -17,6 +17,7 @@ mod common;
 mod concurrency;
 mod cors;
 mod credit;
+mod fingerprints;
 mod helpers;
 mod idempotency;
 mod integrity;

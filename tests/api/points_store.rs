@@ -727,7 +727,6 @@ async fn program_settings_are_read_and_changed_by_admins() {
         json!({ "cookieDays": 0 }),
         json!({ "cookieDays": 366 }),
         json!({ "minimumWithdrawal": "10" }),
-        json!({ "requireVerifiedPaymentForLink": true }),
         json!({ "gbPerClaim": 0 }),
         json!({ "currency": "EURO" }),
         // One refused field refuses the whole change.

@@ -23,6 +23,7 @@ mod refund;
 mod top_up;
 
 pub use invoice::{Invoice, MAX_LINES};
+pub use payment_method::PaymentMethod;
 pub use purchase::Purchase;
 pub use refund::Refund;
 pub use top_up::TopUp;
@@ -48,7 +49,7 @@ use std::future::Future;
 #[derive(Debug, Clone)]
 pub enum Fact {
     Purchase(Purchase),
-    PaymentMethodVerified,
+    PaymentMethodVerified(PaymentMethod),
     TopUp(TopUp),
     InvoicePaid(Invoice),
     Refund(Refund),
@@ -81,7 +82,7 @@ impl Fact {
     pub fn kind(&self) -> EventKind {
         match self {
             Fact::Purchase(_) => EventKind::Purchase,
-            Fact::PaymentMethodVerified => EventKind::PaymentMethodVerified,
+            Fact::PaymentMethodVerified(_) => EventKind::PaymentMethodVerified,
             Fact::TopUp(_) => EventKind::TopUp,
             Fact::InvoicePaid(_) => EventKind::InvoicePaid,
             Fact::Refund(_) => EventKind::Refund,
@@ -98,7 +99,10 @@ impl Fact {
                 let (purchase, detail) = purchase.canonical()?;
                 (Fact::Purchase(purchase), detail)
             }
-            Fact::PaymentMethodVerified => (Fact::PaymentMethodVerified, json!({})),
+            Fact::PaymentMethodVerified(method) => {
+                let (method, detail) = method.canonical()?;
+                (Fact::PaymentMethodVerified(method), detail)
+            }
             Fact::TopUp(top_up) => {
                 let (top_up, detail) = top_up.canonical()?;
                 (Fact::TopUp(top_up), detail)
@@ -249,7 +253,7 @@ async fn record_prepared(
     };
     let recorded = match &prepared.fact {
         Fact::Purchase(purchase) => purchase::record(&step, purchase).await?,
-        Fact::PaymentMethodVerified => payment_method::record(&step).await?,
+        Fact::PaymentMethodVerified(method) => payment_method::record(&step, method).await?,
         Fact::TopUp(top_up) => top_up::record(&step, top_up).await?,
         Fact::InvoicePaid(invoice) => invoice::record(&step, invoice).await?,
         Fact::Refund(refund) => refund::record(&step, refund).await?,

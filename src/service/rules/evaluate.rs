@@ -20,6 +20,9 @@ pub struct ReferralFacts {
     /// would reach the fraud an admin stopped, through one side or the other.
     pub referrer_disqualified: bool,
     pub referee_disqualified: bool,
+    /// The referrer shares its payment fingerprint with another account, the eligible
+    /// referrer of it: it cannot earn as a referrer (`DUPLICATE_REFERRER`).
+    pub referrer_ineligible: bool,
 }
 
 /// Where a purchase stands among the account's purchases, as the events flow decided it.
@@ -214,6 +217,8 @@ pub struct Facts<'a> {
     pub program_enabled: bool,
     pub account_id: i64,
     pub account_disqualified: bool,
+    /// The account itself cannot earn as a referrer (`DUPLICATE_REFERRER`).
+    pub account_ineligible_referrer: bool,
     pub referral: Option<ReferralFacts>,
     /// The total of the referrer's paid invoice recorded last: its plan's price.
     pub referrer_plan_price: Option<Amount>,
@@ -390,10 +395,13 @@ fn fires(event: &EventFacts<'_>) -> Result<(), String> {
 /// referral, or, for a REFERRER_INVOICE_PAID rule, the account itself (no referral). A
 /// disqualified account on either side of the referral, or the account itself, stops it.
 fn beneficiary(rule: &Rule, facts: &Facts<'_>) -> Result<(i64, Option<i64>), String> {
+    const INELIGIBLE: &str = "the referrer cannot earn as a referrer (DUPLICATE_REFERRER): another account with \
+                              its payment method is the eligible referrer";
     if rule.trigger == RuleTrigger::ReferrerInvoicePaid {
-        return match facts.account_disqualified {
-            true => Err("the account is disqualified".into()),
-            false => Ok((facts.account_id, None)),
+        return match (facts.account_disqualified, facts.account_ineligible_referrer) {
+            (true, _) => Err("the account is disqualified".into()),
+            (false, true) => Err(INELIGIBLE.into()),
+            (false, false) => Ok((facts.account_id, None)),
         };
     }
     let referral = facts.referral.ok_or("account has no referrer")?;
@@ -404,6 +412,7 @@ fn beneficiary(rule: &Rule, facts: &Facts<'_>) -> Result<(i64, Option<i64>), Str
         return Err("the referred account is disqualified".into());
     }
     let account_id = match rule.beneficiary {
+        Beneficiary::Referrer if referral.referrer_ineligible => return Err(INELIGIBLE.into()),
         Beneficiary::Referrer => referral.referrer_id,
         Beneficiary::Referee => referral.referee_id,
     };
@@ -820,6 +829,7 @@ mod tests {
             referee_id: REFEREE,
             referrer_disqualified: false,
             referee_disqualified: false,
+            referrer_ineligible: false,
         }
     }
 
@@ -828,6 +838,7 @@ mod tests {
             program_enabled: true,
             account_id: REFEREE,
             account_disqualified: false,
+            account_ineligible_referrer: false,
             referral: Some(referral()),
             referrer_plan_price: None,
             account_group: None,

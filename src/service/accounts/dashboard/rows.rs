@@ -142,6 +142,8 @@ pub const ACCOUNT: Table<account::Model> = Table {
         "last_invoice_total",
         "affiliate_status",
         "affiliate_terms",
+        "payment_fingerprint",
+        "referrer_ineligible_reason",
     ],
     read: |mut c| {
         Ok(account::Model {
@@ -166,6 +168,8 @@ pub const ACCOUNT: Table<account::Model> = Table {
             last_invoice_total: c.get()?,
             affiliate_status: c.text_or_null()?,
             affiliate_terms: c.get()?,
+            payment_fingerprint: c.get()?,
+            referrer_ineligible_reason: c.text_or_null()?,
         })
     },
 };
