@@ -20,6 +20,15 @@ mod m20261206_000002_affiliate_terms;
 mod m20261206_000003_fingerprints;
 mod postgres_only;
 
+/// Runs plain SQL statements in order: the migrations that are a list of them (SQLite adds one
+/// column per ALTER TABLE, so they are one statement each).
+async fn run_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    for statement in statements {
+        manager.get_connection().execute_unprepared(statement).await?;
+    }
+    Ok(())
+}
+
 pub struct Migrator;
 
 #[async_trait::async_trait]

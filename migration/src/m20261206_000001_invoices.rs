@@ -38,10 +38,7 @@ const DOWN: [&str; 4] = [
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for statement in UP {
-            db.execute_unprepared(statement).await?;
-        }
+        crate::run_all(manager, &UP).await?;
         // The timestamp type differs between the databases: the schema builder picks it.
         manager
             .alter_table(
@@ -55,10 +52,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for statement in DOWN {
-            db.execute_unprepared(statement).await?;
-        }
-        Ok(())
+        crate::run_all(manager, &DOWN).await
     }
 }

@@ -10,7 +10,7 @@ use crate::service::codes::ReferralCode;
 use crate::service::page::{self, Page, PageRequest};
 use entity::enums::{AccountStatus, BillingScheme, ReferralStatus, Unit};
 use entity::{account, balance, program_settings, referral};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType, OnConflict, Query, SelectStatement};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
@@ -164,6 +164,16 @@ pub fn may_share(account: &account::Model, settings: &program_settings::Model) -
     }
 }
 
+/// The ids of `referrer_id`'s accepted referees, as a subquery.
+pub fn referees_of(referrer_id: i64) -> SelectStatement {
+    Query::select()
+        .column(referral::Column::RefereeId)
+        .from(referral::Entity)
+        .and_where(Expr::col(referral::Column::ReferrerId).eq(referrer_id))
+        .and_where(Expr::col(referral::Column::Status).ne(ReferralStatus::Rejected))
+        .to_owned()
+}
+
 /// How many of `referrer_id`'s referees are active referrals: accepted, open, not
 /// disqualified, and with a paid invoice that happened at or after `since`.
 pub async fn active_referrals(
@@ -171,14 +181,8 @@ pub async fn active_referrals(
     referrer_id: i64,
     since: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<u32> {
-    let referees = Query::select()
-        .column(referral::Column::RefereeId)
-        .from(referral::Entity)
-        .and_where(Expr::col(referral::Column::ReferrerId).eq(referrer_id))
-        .and_where(Expr::col(referral::Column::Status).ne(ReferralStatus::Rejected))
-        .to_owned();
     let count = account::Entity::find()
-        .filter(account::Column::Id.in_subquery(referees))
+        .filter(account::Column::Id.in_subquery(referees_of(referrer_id)))
         .filter(account::Column::Status.eq(AccountStatus::Active))
         .filter(account::Column::DisqualifiedAt.is_null())
         .filter(account::Column::LastInvoiceAt.gte(since))

@@ -573,3 +573,21 @@ async fn ten_accounts_verifying_one_fingerprint_at_once_make_one_eligible_referr
     assert_eq!(app.available_credit(duplicate_id).await, "0.00");
     app.assert_invariants().await;
 }
+
+/// What the fraud checks decided is the staff's to see: a customer asking for it on its own
+/// account is refused.
+#[tokio::test]
+async fn a_customer_cannot_read_the_fraud_decisions_on_its_own_account() {
+    let app = spawn_app().await;
+    app.register("acct-a", Some("Alice Adams"), None).await;
+    for field in ["referrerIneligibleReason", "rejectedReferrals { id }"] {
+        let body = app
+            .gql(
+                Some(&app.customer("acct-a")),
+                &format!("query {{ me {{ id {field} }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_error_code(&body, "FORBIDDEN");
+    }
+}

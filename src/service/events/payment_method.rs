@@ -20,7 +20,7 @@ use crate::service::rules::{Decision, EventFacts, Outcome};
 use crate::service::take_backs::{self, Take};
 use entity::enums::{ReferralStatus, RejectionReason, TakeBackCause};
 use entity::{account, ledger_entry, payment_fingerprint, referral};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use serde_json::json;
 
@@ -187,14 +187,8 @@ async fn sibling_with(
     referee_id: i64,
     fingerprint: &str,
 ) -> AppResult<bool> {
-    let referees = Query::select()
-        .column(referral::Column::RefereeId)
-        .from(referral::Entity)
-        .and_where(Expr::col(referral::Column::ReferrerId).eq(referrer_id))
-        .and_where(Expr::col(referral::Column::Status).ne(ReferralStatus::Rejected))
-        .to_owned();
     let count = account::Entity::find()
-        .filter(account::Column::Id.in_subquery(referees))
+        .filter(account::Column::Id.in_subquery(accounts::referees_of(referrer_id)))
         .filter(account::Column::Id.ne(referee_id))
         .filter(account::Column::PaymentFingerprint.eq(fingerprint))
         .count(db)
