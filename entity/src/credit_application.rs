@@ -14,6 +14,8 @@ pub struct Model {
     pub applied: i64,
     pub entry_id: Option<i64>,
     pub created_at: DateTimeUtc,
+    /// What it applied to each invoice line, as JSON; None: it had no lines.
+    pub lines: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ pub mod enums;
 pub mod event;
 pub mod ledger_entry;
 pub mod lot_allocation;
+pub mod lot_limit;
 pub mod payment_fingerprint;
 pub mod product;
 pub mod program_settings;

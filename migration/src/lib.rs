@@ -18,6 +18,7 @@ mod m20261205_000002_purchase_function;
 mod m20261206_000001_invoices;
 mod m20261206_000002_affiliate_terms;
 mod m20261206_000003_fingerprints;
+mod m20261206_000004_spend_limits;
 mod postgres_only;
 
 /// Runs plain SQL statements in order: the migrations that are a list of them (SQLite adds one
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_invoices::Migration),
             Box::new(m20261206_000002_affiliate_terms::Migration),
             Box::new(m20261206_000003_fingerprints::Migration),
+            Box::new(m20261206_000004_spend_limits::Migration),
         ]
     }
 }

@@ -236,6 +236,15 @@ impl From<TopUpInput> for EventInput {
     }
 }
 
+impl From<InvoiceLineInput> for InvoiceLine {
+    fn from(line: InvoiceLineInput) -> Self {
+        InvoiceLine {
+            category: line.category,
+            amount: line.amount.0,
+        }
+    }
+}
+
 impl From<InvoicePaidInput> for EventInput {
     fn from(input: InvoicePaidInput) -> Self {
         EventInput {
@@ -243,14 +252,7 @@ impl From<InvoicePaidInput> for EventInput {
             external_id: input.external_id,
             occurred_at: input.occurred_at,
             fact: Fact::InvoicePaid(Invoice {
-                lines: input
-                    .lines
-                    .into_iter()
-                    .map(|line| InvoiceLine {
-                        category: line.category,
-                        amount: line.amount.0,
-                    })
-                    .collect(),
+                lines: input.lines.into_iter().map(Into::into).collect(),
                 paid_in_cash: input.paid_in_cash.map(|d| d.0),
                 paid_with_credit: input.paid_with_credit.map(|d| d.0),
             }),

@@ -7,6 +7,7 @@ use crate::graphql::context::{now, state, viewer};
 use crate::graphql::enums::{Beneficiary, BillingScheme, Calculation, PlanPriceBase, RewardUnit, RuleTrigger};
 use crate::graphql::ids::{Kind, from_id, to_id};
 use crate::graphql::scalars::Decimal;
+use crate::service::ledger::SpendLimit;
 use crate::service::rules::{self, Rule, RuleInput, TierInput};
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
 
@@ -22,8 +23,8 @@ impl RuleQuery {
     }
 }
 
-/// A rule's whole definition. Options this server does not offer yet are refused with
-/// BAD_USER_INPUT when set: redeemableCategories, affiliatesOnly.
+/// A rule's whole definition. An option this server does not offer yet is refused with
+/// BAD_USER_INPUT when set: affiliatesOnly.
 #[derive(InputObject)]
 pub struct RewardRuleInput {
     pub name: String,
@@ -63,7 +64,12 @@ pub struct RewardRuleInput {
     /// FIRST_PURCHASE, INVOICE_PAID, SPEND_TOTAL_REACHED: the product categories that count
     /// (a first purchase's product, an invoice's lines).
     pub product_categories: Option<Vec<String>>,
+    /// CREDIT: the product categories the credit this rule pays may be spent on (an
+    /// allow-list); null or empty: any.
     pub redeemable_categories: Option<Vec<String>>,
+    /// CREDIT: the product categories the credit this rule pays may not be spent on (an
+    /// exclusion list); not with `redeemableCategories`. Left out of an update: unchanged.
+    pub excluded_categories: MaybeUndefined<Vec<String>>,
     /// The referee's account groups that count.
     pub account_groups: Option<Vec<String>>,
     /// The referrer's account groups that count (a business referrer and a residential one can
@@ -116,6 +122,11 @@ impl From<RewardRuleInput> for RuleInput {
             max_occurrences: input.max_occurrences,
             cap_per_referral: input.cap_per_referral.map(|d| d.0),
             redeemable_categories: input.redeemable_categories,
+            excluded_categories: match input.excluded_categories {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(categories) => Some(Some(categories)),
+            },
             min_active_referrals: input.min_active_referrals,
             affiliates_only: input.affiliates_only,
             tiers: match input.tiers {
@@ -287,9 +298,8 @@ impl RewardRule {
         self.0.payout.cap_per_referral.map(Decimal)
     }
 
-    // redeemableCategories and affiliatesOnly are not offered by this server yet: every rule
-    // has the value shown (no restriction), and setting one is refused, so that is exactly how
-    // each rule behaves.
+    // affiliatesOnly is not offered by this server yet: every rule has the value shown (no
+    // restriction), and setting it is refused, so that is exactly how each rule behaves.
 
     /// Days a reward stays pending before it becomes available; null: available at once.
     async fn hold_days(&self) -> Option<i32> {
@@ -301,9 +311,20 @@ impl RewardRule {
         self.0.payout.expires_after_days.map(i32::from)
     }
 
-    /// Product categories the reward may be spent on; null: any.
-    async fn redeemable_categories(&self) -> Option<Vec<String>> {
-        None
+    /// Product categories the credit it pays may be spent on; null: any.
+    async fn redeemable_categories(&self) -> Option<&[String]> {
+        match &self.0.payout.spend_limit {
+            Some(SpendLimit::Only(categories)) => Some(categories),
+            _ => None,
+        }
+    }
+
+    /// Product categories the credit it pays may not be spent on; null: none.
+    async fn excluded_categories(&self) -> Option<&[String]> {
+        match &self.0.payout.spend_limit {
+            Some(SpendLimit::Except(categories)) => Some(categories),
+            _ => None,
+        }
     }
 
     /// REFERRER_INVOICE_PAID: the active referrals the account needs; null: none.

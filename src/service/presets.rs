@@ -119,8 +119,8 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
         ]),
         // Program 4: the newcomer gets 5.00 at sign-up; the referrer 20.00 once the friend's
         // cash spend on compute reaches 20.00, plus 10 % of its compute spend above that, both
-        // within the friend's first 90 days, held 30 days, expiring 180 days after, at most
-        // 300.00 per friend.
+        // within the friend's first 90 days, held 30 days, expiring 180 days after, spendable
+        // on compute only, at most 300.00 per friend.
         "refer-a-friend" => {
             let compute = || Some(vec!["compute".to_owned()]);
             let spend = |input: RuleInput| RuleInput {
@@ -129,6 +129,7 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
                 window_days: Some(90),
                 hold_days: Some(30),
                 expires_after_days: Some(180),
+                redeemable_categories: compute(),
                 ..input
             };
             Ok(vec![
@@ -267,8 +268,8 @@ mod tests {
                 "  ISP: 10.00 off each invoice while 4 referrals are active: 10.00 credit to the referrer on the referrer's own paid invoice, while it has 4 active referrals, every time",
                 "refer-a-friend: program 4: a sign-up credit, then credit for a friend's cash spend on compute (switches the program on)",
                 "  Refer-a-friend: 5.00 credit for the newcomer at sign-up: 5.00 credit to the referred friend on sign-up, once per referral",
-                "  Refer-a-friend: 20.00 once a friend spends 20.00 on compute: 20.00 credit to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once qualifying spend reaches 20.00, once per referral, held 30 days, expires 180 days after it becomes available",
-                "  Refer-a-friend: 10 % of a friend's compute spend above 20.00, up to 300.00: 10.00 % in credit of the spend above the threshold to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once qualifying spend reaches 20.00, every time, at most 300.00 per referral, held 30 days, expires 180 days after it becomes available",
+                "  Refer-a-friend: 20.00 once a friend spends 20.00 on compute: 20.00 credit to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once qualifying spend reaches 20.00, once per referral, held 30 days, expires 180 days after it becomes available, spendable on compute only",
+                "  Refer-a-friend: 10 % of a friend's compute spend above 20.00, up to 300.00: 10.00 % in credit of the spend above the threshold to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once qualifying spend reaches 20.00, every time, at most 300.00 per referral, held 30 days, expires 180 days after it becomes available, spendable on compute only",
             ]
         );
         for name in PRESETS {

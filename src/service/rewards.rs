@@ -266,6 +266,7 @@ pub fn plan(
                     rule_snapshot: Some(rule.snapshot().to_string()),
                     available_at,
                     expires_at,
+                    spend_limit: rule.payout.spend_limit.clone(),
                 };
                 plan.credits.push(PlannedCredit {
                     decision: plan.decisions.len(),

@@ -627,7 +627,10 @@ async fn invalid_invoice_and_spend_rules_are_refused_naming_the_field() {
         (with(&percent, json!({ "capPerReferral": "0" })), "capPerReferral"),
         (with(&percent, json!({ "capPerReferral": "-5" })), "capPerReferral"),
         (
-            with(&percent, json!({ "redeemableCategories": ["compute"] })),
+            with(
+                &percent,
+                json!({ "unit": "POINTS", "redeemableCategories": ["compute"] }),
+            ),
             "redeemableCategories",
         ),
         (with(&percent, json!({ "minActiveReferrals": 2 })), "minActiveReferrals"),

@@ -37,6 +37,7 @@ mod sandbox;
 mod schema;
 mod settings_cache;
 mod simulate;
+mod spend_limits;
 mod time;
 mod validation;
 mod write_statements;

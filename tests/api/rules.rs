@@ -261,7 +261,7 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
         (with(&valid, json!({ "maxOccurrences": 3 })), "maxOccurrences"),
         (with(&valid, json!({ "capPerReferral": "0" })), "capPerReferral"),
         (
-            with(&valid, json!({ "redeemableCategories": ["compute"] })),
+            with(&valid, json!({ "unit": "POINTS", "redeemableCategories": ["compute"] })),
             "redeemableCategories",
         ),
         (with(&valid, json!({ "minActiveReferrals": 2 })), "minActiveReferrals"),

@@ -70,6 +70,7 @@ pub(crate) async fn reward_in(
         rule_snapshot: None,
         available_at,
         expires_at: expires_after_days.map(|days| available_at.unwrap_or(now) + Duration::days(days)),
+        spend_limit: None,
     };
     let txn = begin_write(&app.state.db).await.expect("a transaction");
     let entry = ledger::post_credit(&txn, credit, now)

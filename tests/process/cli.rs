@@ -33,7 +33,7 @@ fn preset_list_describes_every_preset_and_writes_nothing() {
         "  Refer-a-friend: 10 % of a friend's compute spend above 20.00, up to 300.00: 10.00 % in credit of the spend \
          above the threshold to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once \
          qualifying spend reaches 20.00, every time, at most 300.00 per referral, held 30 days, expires 180 days after \
-         it becomes available",
+         it becomes available, spendable on compute only",
     ] {
         assert!(stdout.lines().any(|l| l.starts_with(line)), "{line:?} in:\n{stdout}");
     }

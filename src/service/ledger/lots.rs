@@ -3,29 +3,36 @@
 //! every movement of a lot is a lot allocation of the entry that moved it (taken by a negative
 //! entry, given back by a refund). Debt is repaid here too: it is a spend from the lots.
 
+use super::limits::{self, SpendLimit, SpendOn};
 use super::{expect_one_row, posted_entry, unit_word};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Utc};
 use entity::enums::EntryKind;
 use entity::{balance, ledger_entry, lot_allocation};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+};
 
 /// Lots read at a time while consuming them.
 const LOT_BATCH: u64 = 100;
 
 /// Takes `cost` from the account's lots for `entry` (a negative entry), from the lot `first`
 /// before any other when given (a reversal takes from the reward it reverses), then in the
-/// ledger's order. The balance row was updated or locked first in this transaction, which holds
-/// its lock (or SQLite's write lock): lots of one balance are never consumed by two
-/// transactions at once.
+/// ledger's order, from the lots `on` may take from. The balance row was updated or locked
+/// first in this transaction, which holds its lock (or SQLite's write lock): lots of one
+/// balance are never consumed by two transactions at once.
 pub(super) async fn consume(
     db: &impl ConnectionTrait,
     entry: &ledger_entry::Model,
     cost: i64,
     first: Option<i64>,
+    on: SpendOn<'_>,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
+    if on != SpendOn::Anything {
+        return consume_where(db, entry, cost, on, now).await;
+    }
     let mut left = cost;
     let mut taken = Vec::new();
     if let Some(first) = first {
@@ -38,22 +45,7 @@ pub(super) async fn consume(
         }
     }
     while left > 0 {
-        let lots = ledger_entry::Entity::find()
-            .filter(ledger_entry::Column::AccountId.eq(entry.account_id))
-            .filter(ledger_entry::Column::Unit.eq(entry.unit))
-            // Literals, not parameters: the predicate of the partial index ix_ledger_open_lots,
-            // which a planner matches only against constants.
-            .filter(Expr::col(ledger_entry::Column::Status).eq(Expr::cust("'POSTED'")))
-            .filter(Expr::col(ledger_entry::Column::Remaining).gt(Expr::cust("0")))
-            // Settling came first, so no open lot has expired; this only makes sure of it.
-            .filter(
-                ledger_entry::Column::ExpiresAt
-                    .is_null()
-                    .or(ledger_entry::Column::ExpiresAt.gt(now)),
-            )
-            .order_by_asc(Expr::col(ledger_entry::Column::ExpiresAt).is_null())
-            .order_by_asc(ledger_entry::Column::ExpiresAt)
-            .order_by_asc(ledger_entry::Column::Id)
+        let lots = in_order(entry.account_id, entry.unit, now)
             .limit(LOT_BATCH)
             .all(db)
             .await?;
@@ -73,6 +65,78 @@ pub(super) async fn consume(
                 break;
             }
         }
+    }
+    record(db, taken).await
+}
+
+/// The account's open lots of `unit`, in the ledger's order: soonest expiry first, then oldest.
+fn in_order(account_id: i64, unit: entity::enums::Unit, now: DateTime<Utc>) -> Select<ledger_entry::Entity> {
+    ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::AccountId.eq(account_id))
+        .filter(ledger_entry::Column::Unit.eq(unit))
+        // Literals, not parameters: the predicate of the partial index ix_ledger_open_lots,
+        // which a planner matches only against constants.
+        .filter(Expr::col(ledger_entry::Column::Status).eq(Expr::cust("'POSTED'")))
+        .filter(Expr::col(ledger_entry::Column::Remaining).gt(Expr::cust("0")))
+        // Settling came first, so no open lot has expired; this only makes sure of it.
+        .filter(
+            ledger_entry::Column::ExpiresAt
+                .is_null()
+                .or(ledger_entry::Column::ExpiresAt.gt(now)),
+        )
+        .order_by_asc(Expr::col(ledger_entry::Column::ExpiresAt).is_null())
+        .order_by_asc(ledger_entry::Column::ExpiresAt)
+        .order_by_asc(ledger_entry::Column::Id)
+}
+
+/// The account's open lots of `unit`, in the ledger's order (soonest expiry first, then
+/// oldest), with their restrictions: all of them, for spends that must skip some.
+pub(super) async fn open_lots(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    unit: entity::enums::Unit,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<(ledger_entry::Model, Option<SpendLimit>)>> {
+    let lots = in_order(account_id, unit, now).all(db).await?;
+    let ids: Vec<i64> = lots.iter().map(|lot| lot.id).collect();
+    let mut limits = limits::of_lots(db, &ids).await?;
+    Ok(lots
+        .into_iter()
+        .map(|lot| {
+            let limit = limits.remove(&lot.id);
+            (lot, limit)
+        })
+        .collect())
+}
+
+/// `consume` from the lots `on` may take from only.
+async fn consume_where(
+    db: &impl ConnectionTrait,
+    entry: &ledger_entry::Model,
+    cost: i64,
+    on: SpendOn<'_>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let mut left = cost;
+    let mut taken = Vec::new();
+    for (lot, limit) in open_lots(db, entry.account_id, entry.unit, now).await? {
+        if left == 0 {
+            break;
+        }
+        if !on.may_take(limit.as_ref()) {
+            continue;
+        }
+        let take = std::cmp::min(lot.remaining.unwrap_or(0), left);
+        adjust(db, lot.id, -take).await?;
+        taken.push((entry.id, lot.id, take));
+        left -= take;
+    }
+    if left > 0 {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "account {} has {left} less in the {} lots it may spend than was planned",
+            entry.account_id,
+            unit_word(entry.unit)
+        )));
     }
     record(db, taken).await
 }
@@ -182,7 +246,7 @@ pub(super) async fn repay_debt(
     )
     .insert(db)
     .await?;
-    consume(db, &entry, repaid, None, now).await?;
+    consume(db, &entry, repaid, None, SpendOn::Anything, now).await?;
     let lowered = balance::Entity::update_many()
         .col_expr(
             balance::Column::Available,

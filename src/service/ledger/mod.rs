@@ -14,11 +14,13 @@
 //! This file: the entries that move a balance (credits, debits, refunds of debits, voiding),
 //! and the reads of entries. `lots.rs`: taking from lots and repaying debt.
 
+mod limits;
 mod lots;
 mod plan;
 mod reverse;
 mod time;
 
+pub use limits::{SpendLimit, SpendOn};
 pub use reverse::{TakeBack, share_of, take_back};
 pub use time::{Expiring, Settled, balances_of, expiring_soon, settle_account, settle_due};
 
@@ -53,6 +55,8 @@ pub struct NewCredit {
     /// When what is left of the lot expires (counted from availability). None: never. Must be
     /// after the credit becomes available.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Where the credit may be spent; None: anywhere.
+    pub spend_limit: Option<SpendLimit>,
 }
 
 /// A negative entry to post: something spent from the available balance.
@@ -131,6 +135,9 @@ pub async fn post_credit(
     let Some(entry) = inserted(insert)? else {
         return Ok(None);
     };
+    if let Some(limit) = &credit.spend_limit {
+        limits::restrict(db, entry.id, limit).await?;
+    }
     match held_until {
         Some(at) => {
             // Nothing due before `now` is changed by a hold that ends later: no settling.
@@ -217,6 +224,25 @@ fn earliest_due(at: DateTime<Utc>) -> Expr {
 /// background task runs.
 pub async fn debit(db: &impl ConnectionTrait, debit: NewDebit, now: DateTime<Utc>) -> AppResult<ledger_entry::Model> {
     let cost = debit.amount.micros();
+    debit_on(db, debit, &[(SpendOn::Anything, cost)], now).await
+}
+
+/// `debit`, whose lots are taken in parts, each from the lots it may spend (an invoice line's
+/// category): the parts add up to the debit's amount, and the caller planned them against the
+/// lots it read in this transaction (`open_lots`), so each part finds what it needs.
+pub async fn debit_on(
+    db: &impl ConnectionTrait,
+    debit: NewDebit,
+    parts: &[(SpendOn<'_>, i64)],
+    now: DateTime<Utc>,
+) -> AppResult<ledger_entry::Model> {
+    let cost = debit.amount.micros();
+    if parts.iter().map(|(_, part)| part).sum::<i64>() != cost || parts.iter().any(|(_, part)| *part < 0) {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "the parts of a debit of {} do not add up to it",
+            debit.amount
+        )));
+    }
     if cost <= 0 {
         return Err(AppError::internal(anyhow::anyhow!(
             "debit of {} is not positive",
@@ -257,8 +283,23 @@ pub async fn debit(db: &impl ConnectionTrait, debit: NewDebit, now: DateTime<Utc
     )
     .insert(db)
     .await?;
-    lots::consume(db, &entry, cost, None, now).await?;
+    for (on, part) in parts {
+        if *part > 0 {
+            lots::consume(db, &entry, *part, None, *on, now).await?;
+        }
+    }
     Ok(entry)
+}
+
+/// The account's open lots of `unit` in the order spending takes them, each with what it may
+/// pay, as of now (settle the balance first).
+pub async fn open_lots(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    unit: Unit,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<(ledger_entry::Model, Option<SpendLimit>)>> {
+    lots::open_lots(db, account_id, unit, now).await
 }
 
 /// Gives a debit back: the lots it consumed regain what it took (keeping their expiry, so a

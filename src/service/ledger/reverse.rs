@@ -17,7 +17,7 @@
 //! `lifetime_earned` counts rewards net of what was taken back: a posted reversal lowers it by
 //! its whole amount (covered or owed), a held one when it matures.
 
-use super::{expect_one_row, lots, lower_pending, posted_entry, settle_account};
+use super::{SpendOn, expect_one_row, lots, lower_pending, posted_entry, settle_account};
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Utc};
@@ -146,7 +146,7 @@ pub async fn take_back(
             let entry = reversal(EntryStatus::Posted).insert(db).await?;
             let covered = std::cmp::min(amount, balance.available);
             if covered > 0 {
-                lots::consume(db, &entry, covered, Some(reward.id), now).await?;
+                lots::consume(db, &entry, covered, Some(reward.id), SpendOn::Anything, now).await?;
             }
             let owed = amount - covered;
             let mut written = vec![entry];

@@ -5,7 +5,7 @@
 
 use super::spec::{Calculation, Condition, PlanPriceBase, Rule, Tier};
 use crate::amount::Amount;
-use crate::service::ledger::unit_word;
+use crate::service::ledger::{SpendLimit, unit_word};
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::{Beneficiary, BillingScheme, RuleTrigger, Unit};
 use serde::{Deserialize, Serialize};
@@ -680,6 +680,11 @@ pub fn summary(rule: &Rule) -> String {
     }
     if let Some(days) = rule.payout.expires_after_days {
         text += &format!(", expires {days} days after it becomes available");
+    }
+    match &rule.payout.spend_limit {
+        Some(SpendLimit::Only(categories)) => text += &format!(", spendable on {} only", categories.join(", ")),
+        Some(SpendLimit::Except(categories)) => text += &format!(", not spendable on {}", categories.join(", ")),
+        None => {}
     }
     text
 }

@@ -13,6 +13,7 @@
 
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
+use crate::service::ledger::SpendLimit;
 use crate::service::{key_text, required_text};
 use entity::enums::{self, Beneficiary, BillingScheme, RuleTrigger, Unit};
 use serde::{Deserialize, Serialize};
@@ -119,8 +120,8 @@ pub enum PlanPriceBase {
     Lesser,
 }
 
-/// When, and how often, what a rule pays reaches the beneficiary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// When, and how often, what a rule pays reaches the beneficiary, and where it may be spent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Payout {
     /// Pay on every qualifying event instead of once per referral.
@@ -136,6 +137,9 @@ pub struct Payout {
     /// this rule's payment is cut to fit, and it pays nothing once the total is reached.
     #[serde(with = "optional_micros", skip_serializing_if = "Option::is_none")]
     pub cap_per_referral: Option<Amount>,
+    /// The product categories the credit it pays may be spent on, or may not; None: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spend_limit: Option<SpendLimit>,
 }
 
 /// A rule as an admin (or a preset) writes it: the flat shape of `RewardRuleInput`. Some
@@ -170,6 +174,8 @@ pub struct RuleInput {
     pub redeemable_categories: Option<Vec<String>>,
     pub min_active_referrals: Option<i32>,
     pub affiliates_only: Option<bool>,
+    /// Like `referrer_groups`: `None` when not given (an update keeps the rule's list).
+    pub excluded_categories: Option<Option<Vec<String>>>,
     /// Like `referrer_groups`: `None` when not given (an update keeps the rule's tiers).
     pub tiers: Option<Option<Vec<TierInput>>>,
     /// Like `referrer_groups`: `None` when not given (an update keeps the rule's base).
@@ -193,6 +199,12 @@ fn bad(message: impl Into<String>) -> AppError {
 /// its plan's base. Null, sent, clears them.
 pub fn keep_unsent(input: &mut RuleInput, stored: &Rule) {
     input.billing_scheme.get_or_insert(stored.billing_scheme());
+    input
+        .excluded_categories
+        .get_or_insert_with(|| match &stored.payout.spend_limit {
+            Some(SpendLimit::Except(categories)) => Some(categories.clone()),
+            _ => None,
+        });
     input
         .referrer_groups
         .get_or_insert_with(|| stored.referrer_groups().map(<[String]>::to_vec));
@@ -271,13 +283,7 @@ fn check_trigger(trigger: RuleTrigger, beneficiary: Beneficiary, payout: &Payout
 /// form sends back what it read, so the neutral value of each (null, an empty list, no
 /// minimum, false) is taken as "not set".
 fn refuse_unbuilt(input: &RuleInput) -> AppResult<()> {
-    let not_built = [
-        (
-            "redeemableCategories",
-            input.redeemable_categories.as_ref().is_some_and(|c| !c.is_empty()),
-        ),
-        ("affiliatesOnly", input.affiliates_only == Some(true)),
-    ];
+    let not_built = [("affiliatesOnly", input.affiliates_only == Some(true))];
     match not_built.iter().find(|(_, set)| *set) {
         Some((field, _)) => Err(bad(format!("{field} is not supported by this server yet"))),
         None => Ok(()),
@@ -633,12 +639,39 @@ impl Payout {
             }
             cap => cap,
         };
+        let spend_limit = match (
+            key_list("redeemableCategories", input.redeemable_categories.as_deref())?,
+            key_list(
+                "excludedCategories",
+                input.excluded_categories.as_ref().and_then(Option::as_deref),
+            )?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "excludedCategories: set redeemableCategories (where the credit may be spent) or \
+                     excludedCategories (where it may not), not both",
+                ));
+            }
+            (Some(only), None) => Some(SpendLimit::Only(only)),
+            (None, Some(except)) => Some(SpendLimit::Except(except)),
+            (None, None) => None,
+        };
+        if spend_limit.is_some() && input.unit != Some(Unit::Credit) {
+            let field = match spend_limit {
+                Some(SpendLimit::Except(_)) => "excludedCategories",
+                _ => "redeemableCategories",
+            };
+            return Err(bad(format!(
+                "{field} applies to CREDIT rules only: credit is what invoices are paid with"
+            )));
+        }
         Ok(Payout {
             recurring,
             hold_days,
             expires_after_days,
             max_occurrences,
             cap_per_referral,
+            spend_limit,
         })
     }
 }
@@ -662,7 +695,7 @@ impl Rule {
         let spec = Spec {
             conditions: self.conditions.clone(),
             calculation: self.calculation.clone(),
-            payout: self.payout,
+            payout: self.payout.clone(),
         };
         serde_json::to_string(&spec).unwrap_or_default()
     }
@@ -1089,25 +1122,49 @@ mod tests {
 
     #[test]
     fn options_of_programs_not_built_are_refused_when_set() {
-        let cases: Vec<(RuleInput, &str)> = vec![
-            (
-                RuleInput {
-                    redeemable_categories: Some(vec!["compute".into()]),
-                    ..signup()
-                },
-                "redeemableCategories",
-            ),
-            (
-                RuleInput {
-                    affiliates_only: Some(true),
-                    ..signup()
-                },
-                "affiliatesOnly",
-            ),
-        ];
-        for (input, field) in cases {
-            assert_eq!(refused(input), format!("{field} is not supported by this server yet"));
-        }
+        let input = RuleInput {
+            affiliates_only: Some(true),
+            ..signup()
+        };
+        assert_eq!(refused(input), "affiliatesOnly is not supported by this server yet");
+    }
+
+    #[test]
+    fn credit_may_be_limited_to_categories_or_away_from_them_but_not_both() {
+        let only = parse(RuleInput {
+            redeemable_categories: Some(vec!["Compute".into()]),
+            ..signup()
+        })
+        .expect("valid");
+        assert_eq!(only.payout.spend_limit, Some(SpendLimit::Only(vec!["compute".into()])));
+        let except = parse(RuleInput {
+            excluded_categories: Some(Some(vec!["domains".into()])),
+            redeemable_categories: Some(vec![]),
+            ..signup()
+        })
+        .expect("valid");
+        assert_eq!(
+            except.payout.spend_limit,
+            Some(SpendLimit::Except(vec!["domains".into()]))
+        );
+        let (_, _, payout) = read_spec(&except.spec_json()).expect("readable");
+        assert_eq!(payout, except.payout);
+        assert!(
+            refused(RuleInput {
+                redeemable_categories: Some(vec!["compute".into()]),
+                excluded_categories: Some(Some(vec!["domains".into()])),
+                ..signup()
+            })
+            .starts_with("excludedCategories: set redeemableCategories")
+        );
+        assert!(
+            refused(RuleInput {
+                unit: Some(Unit::Points),
+                redeemable_categories: Some(vec!["compute".into()]),
+                ..signup()
+            })
+            .starts_with("redeemableCategories applies to CREDIT rules only")
+        );
     }
 
     fn invoice_paid() -> RuleInput {

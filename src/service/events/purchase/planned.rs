@@ -98,9 +98,12 @@ pub(in crate::service::events) async fn record(
     let referral = optional::<referral::Model>(&facts, "referral_")?;
     let referrer = optional::<account::Model>(&facts, "referrer_")?;
     let rules = rules::enabled_from_json(&facts.try_get::<String>("", "rules")?)?;
-    if rules.iter().any(|rule| rule.payout.cap_per_referral.is_some()) {
+    if rules
+        .iter()
+        .any(|rule| rule.payout.cap_per_referral.is_some() || rule.payout.spend_limit.is_some())
+    {
         // A cap measures against what the referral paid so far, read under the referee's
-        // lock: the steps do that.
+        // lock, and a restricted lot records where it may be spent: the steps do both.
         return Ok(None);
     }
     let parties = Parties {
