@@ -87,7 +87,8 @@ text_enum!(RuleTrigger {
     FirstPurchase,
     InvoicePaid,
     SpendTotalReached,
-    ReferrerInvoicePaid
+    ReferrerInvoicePaid,
+    Purchase
 });
 text_enum!(BillingScheme { Prepaid, Postpaid });
 text_enum!(Beneficiary { Referrer, Referee });

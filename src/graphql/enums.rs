@@ -148,6 +148,9 @@ pub enum RuleTrigger {
     /// `minActiveReferrals` active referrals (referees that are open and paid an invoice within
     /// the program's `activeReferralDays`).
     ReferrerInvoicePaid,
+    /// Every purchase of the referee (FIRST_PURCHASE pays on the first only): a fixed amount,
+    /// the product's rate × GB, or a PERCENT of what it paid (`amount`).
+    Purchase,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

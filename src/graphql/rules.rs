@@ -23,8 +23,7 @@ impl RuleQuery {
     }
 }
 
-/// A rule's whole definition. An option this server does not offer yet is refused with
-/// BAD_USER_INPUT when set: affiliatesOnly.
+/// A rule's whole definition.
 #[derive(InputObject)]
 pub struct RewardRuleInput {
     pub name: String,
@@ -78,6 +77,8 @@ pub struct RewardRuleInput {
     /// REFERRER_INVOICE_PAID: the active referrals the account needs for the rule to pay (1 to
     /// 1000). 0 or null: none.
     pub min_active_referrals: Option<i32>,
+    /// Only referrers that are approved affiliates earn from it (for REFERRER_INVOICE_PAID:
+    /// the paying account itself). Default false.
     pub affiliates_only: Option<bool>,
     /// TIERS: 1 to 20 tiers, each from a distinct number of active referrals. Left out of an
     /// update: unchanged.
@@ -298,9 +299,6 @@ impl RewardRule {
         self.0.payout.cap_per_referral.map(Decimal)
     }
 
-    // affiliatesOnly is not offered by this server yet: every rule has the value shown (no
-    // restriction), and setting it is refused, so that is exactly how each rule behaves.
-
     /// Days a reward stays pending before it becomes available; null: available at once.
     async fn hold_days(&self) -> Option<i32> {
         Some(i32::from(self.0.payout.hold_days)).filter(|days| *days > 0)
@@ -332,8 +330,9 @@ impl RewardRule {
         self.0.min_active_referrals().map(i32::from)
     }
 
+    /// Only referrers that are approved affiliates earn from it.
     async fn affiliates_only(&self) -> bool {
-        false
+        self.0.conditions.contains(&rules::Condition::AffiliatesOnly)
     }
 
     /// The referee's billing scheme that counts; null: both.

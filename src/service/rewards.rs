@@ -10,7 +10,7 @@ use crate::service::rules::{
     self, AffiliateTerms, Decision, EventFacts, Facts, Outcome, PaidForReferral, ReferralFacts, Rule, Verdict,
 };
 use crate::service::settings;
-use entity::enums::{Beneficiary, EntryKind, ReferralStatus, RuleTrigger, Unit};
+use entity::enums::{AffiliateStatus, Beneficiary, EntryKind, ReferralStatus, RuleTrigger, Unit};
 use entity::{account, event, ledger_entry, product, referral};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
@@ -202,6 +202,7 @@ pub fn plan(
         account_id: account.id,
         account_disqualified: account.disqualified_at.is_some(),
         account_ineligible_referrer: account.referrer_ineligible_reason.is_some(),
+        account_affiliate: account.affiliate_status == Some(AffiliateStatus::Approved),
         referrer_plan_price: parties
             .referrer
             .and_then(|referrer| referrer.last_invoice_total)
@@ -217,6 +218,9 @@ pub fn plan(
                 referrer_disqualified: parties.referrer.is_some_and(|a| a.disqualified_at.is_some()),
                 referee_disqualified: account.disqualified_at.is_some(),
                 referrer_ineligible: parties.referrer.is_some_and(|a| a.referrer_ineligible_reason.is_some()),
+                referrer_affiliate: parties
+                    .referrer
+                    .is_some_and(|a| a.affiliate_status == Some(AffiliateStatus::Approved)),
             })
         }),
         account_group: account.account_group.as_deref(),
@@ -358,6 +362,10 @@ fn describe(
         EventFacts::Signup => "signed up with a referral code".to_owned(),
         EventFacts::PaymentMethodVerified => "verified a payment method".to_owned(),
         EventFacts::TopUp { total, .. } => format!("topped up to a total of {total}"),
+        EventFacts::Purchase { quantity_gb, .. } if rule.trigger == RuleTrigger::Purchase => match product {
+            Some(product) => format!("bought {quantity_gb} GB of {}", product.name),
+            None => "made a purchase".to_owned(),
+        },
         EventFacts::Purchase { quantity_gb, .. } => match product {
             Some(product) => format!("made a first purchase ({quantity_gb} GB of {})", product.name),
             None => "made a first purchase".to_owned(),

@@ -177,3 +177,37 @@ async fn set_terms(app: &TestApp, account_id: &str, terms: Value) -> Value {
     let body = set_terms_raw(app, account_id, terms).await;
     data_of(&body, "SetAffiliateTerms")["setAffiliateTerms"].clone()
 }
+
+/// An `affiliatesOnly` rule pays referrers that are approved affiliates (here made so by their
+/// terms) and skips the others, saying why.
+#[tokio::test]
+async fn an_affiliates_only_rule_pays_approved_affiliates_only() {
+    let app = spawn_app().await;
+    let mut rule = fixed_credit_rule("Affiliates: 7.00", "PAYMENT_METHOD_VERIFIED", "REFERRER", "7");
+    rule["affiliatesOnly"] = json!(true);
+    let created = app.create_rule(rule).await;
+    assert_eq!(created["affiliatesOnly"], true, "{created:#}");
+    let rule = s(&created, "/id").to_owned();
+    let affiliate = app.register("acct-a", Some("Alice Adams"), None).await;
+    let plain = app.register_code("acct-p", Some("Paul Plain"), None).await;
+    app.register(
+        "acct-b",
+        Some("Bob Brown"),
+        Some(s(&affiliate, "/account/referralCode")),
+    )
+    .await;
+    app.register("acct-c", Some("Carol Clark"), Some(&plain)).await;
+    set_terms(
+        &app,
+        s(&affiliate, "/account/id"),
+        json!({ "calculation": "FIXED", "value": "7" }),
+    )
+    .await;
+
+    let b = app.verify_payment("pmv-b", "acct-b").await;
+    assert_eq!(rewards_of(&b), [credit_reward("acct-a", "7.00")], "{b:#}");
+    let c = app.verify_payment("pmv-c", "acct-c").await;
+    assert_eq!(outcome(&c, &rule), "SKIPPED", "{c:#}");
+    assert!(reason(&c, &rule).contains("approved affiliates only"), "{c:#}");
+    app.assert_invariants().await;
+}

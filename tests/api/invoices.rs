@@ -634,7 +634,6 @@ async fn invalid_invoice_and_spend_rules_are_refused_naming_the_field() {
             "redeemableCategories",
         ),
         (with(&percent, json!({ "minActiveReferrals": 2 })), "minActiveReferrals"),
-        (with(&percent, json!({ "affiliatesOnly": true })), "affiliatesOnly"),
     ];
     let rules_before = app.rules().await;
     let snapshot_before = app.snapshot().await;
@@ -941,4 +940,32 @@ fn held(owner: &str, amount: &str) -> Entry {
 /// A balance as `TestApp::credit` answers it: (available, pending, lifetimeEarned).
 fn figures(available: &str, pending: &str, lifetime: &str) -> (String, String, String) {
     (available.to_owned(), pending.to_owned(), lifetime.to_owned())
+}
+
+/// PURCHASE pays on every purchase, not only the first: 10 % of what each cost, and a purchase
+/// sent without its amount is skipped with the reason.
+#[tokio::test]
+async fn a_purchase_rule_pays_a_percentage_of_every_purchase() {
+    let app = spawn_app().await;
+    app.setup_catalog().await;
+    let mut rule = rule_input("10 % of every purchase", "PURCHASE", "REFERRER", "CREDIT", "PERCENT");
+    rule["value"] = json!("10");
+    rule["recurring"] = json!(true);
+    let (id, _) = program_2(&app, rule).await;
+    for (n, amount) in [(1, Some("50.00")), (2, Some("30.00")), (3, None)] {
+        let mut input = TestApp::purchase_input(&format!("buy-{n}"), FRIEND, RESIDENTIAL, "5");
+        if let Some(amount) = amount {
+            input["input"]["amount"] = json!(amount);
+        }
+        let body = app
+            .run(Some(&app.service()), "integration", "RecordPurchase", input)
+            .await;
+        let answer = &data_of(&body, "RecordPurchase")["recordPurchase"];
+        match amount {
+            Some(_) => assert_eq!(outcome(answer, &id), "REWARDED", "{answer:#}"),
+            None => assert!(reason(answer, &id).contains("without its amount"), "{answer:#}"),
+        }
+    }
+    assert_eq!(app.ledger_sum(REFERRER, "CREDIT").await, 8_000_000);
+    app.assert_invariants().await;
 }

@@ -65,7 +65,6 @@ async fn neutral_values_of_options_not_built_are_accepted_and_set_ones_are_not()
     // is still refused, by create and update alike.
     let rules_before = app.rules().await;
     for (field, value) in [
-        ("affiliatesOnly", json!(true)),
         ("holdDays", json!(-1)),
         ("minActiveReferrals", json!(2)),
         ("productCategories", json!(["residential"])),

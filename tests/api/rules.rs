@@ -265,7 +265,6 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
             "redeemableCategories",
         ),
         (with(&valid, json!({ "minActiveReferrals": 2 })), "minActiveReferrals"),
-        (with(&valid, json!({ "affiliatesOnly": true })), "affiliatesOnly"),
     ];
     let rules_before = app.rules().await;
     let snapshot_before = app.snapshot().await;

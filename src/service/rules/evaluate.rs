@@ -23,6 +23,8 @@ pub struct ReferralFacts {
     /// The referrer shares its payment fingerprint with another account, the eligible
     /// referrer of it: it cannot earn as a referrer (`DUPLICATE_REFERRER`).
     pub referrer_ineligible: bool,
+    /// The referrer is an approved affiliate.
+    pub referrer_affiliate: bool,
 }
 
 /// Where a purchase stands among the account's purchases, as the events flow decided it.
@@ -146,6 +148,8 @@ pub enum EventFacts<'a> {
         product_category: &'a str,
         product_rate: Option<Amount>,
         quantity_gb: Amount,
+        /// What the customer paid, if the billing system said.
+        amount: Option<Amount>,
     },
     InvoicePaid {
         /// The invoice's number among the account's paid invoices (1 for its first).
@@ -179,6 +183,7 @@ impl EventFacts<'_> {
                     trigger,
                     RuleTrigger::SpendTotalReached | RuleTrigger::ReferrerInvoicePaid
                 )
+            || matches!(self, EventFacts::Purchase { .. }) && trigger == RuleTrigger::Purchase
     }
 
     fn active_referrals(&self) -> u32 {
@@ -219,6 +224,8 @@ pub struct Facts<'a> {
     pub account_disqualified: bool,
     /// The account itself cannot earn as a referrer (`DUPLICATE_REFERRER`).
     pub account_ineligible_referrer: bool,
+    /// The account itself is an approved affiliate.
+    pub account_affiliate: bool,
     pub referral: Option<ReferralFacts>,
     /// The total of the referrer's paid invoice recorded last: its plan's price.
     pub referrer_plan_price: Option<Amount>,
@@ -272,7 +279,7 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
         ));
     }
     let (account_id, referral_id) = beneficiary(rule, facts)?;
-    fires(&facts.event)?;
+    fires(rule.trigger, &facts.event)?;
     let mut how = Vec::new();
     for condition in &rule.conditions {
         how.extend(holds(condition, rule, facts)?);
@@ -367,9 +374,10 @@ fn decide(rule: &Rule, facts: &Facts<'_>, now: DateTime<Utc>) -> Result<Verdict,
 }
 
 /// What each trigger means beyond the event's kind: a top-up that succeeded, a purchase that is
-/// the account's first.
-fn fires(event: &EventFacts<'_>) -> Result<(), String> {
+/// the account's first (any purchase, for PURCHASE).
+fn fires(trigger: RuleTrigger, event: &EventFacts<'_>) -> Result<(), String> {
     match event {
+        EventFacts::Purchase { .. } if trigger == RuleTrigger::Purchase => Ok(()),
         EventFacts::Signup | EventFacts::PaymentMethodVerified | EventFacts::InvoicePaid { .. } => Ok(()),
         EventFacts::TopUp { successful, .. } => match successful {
             true => Ok(()),
@@ -476,12 +484,16 @@ fn within_occurrences(rule: &Rule, event: &EventFacts<'_>) -> Result<(), String>
 }
 
 /// What a PERCENT rule takes its percentage of, and how the reason says it: the invoice's
-/// qualifying amount (INVOICE_PAID), or the part of the qualifying spend above the threshold
-/// that this invoice adds (SPEND_TOTAL_REACHED).
+/// qualifying amount (INVOICE_PAID), the part of the qualifying spend above the threshold
+/// that this invoice adds (SPEND_TOTAL_REACHED), or what a purchase cost (PURCHASE).
 fn percentage_base(rule: &Rule, event: &EventFacts<'_>) -> Result<(Amount, String), String> {
     let categories = rule.product_categories();
+    if let EventFacts::Purchase { amount, .. } = event {
+        let amount = amount.ok_or("the purchase came without its amount, so a percentage of it is unknown")?;
+        return Ok((amount, " paid for the purchase".into()));
+    }
     let EventFacts::InvoicePaid { invoice, .. } = event else {
-        return Err("a percentage pays on invoices only".into());
+        return Err("a percentage pays on invoices and purchases only".into());
     };
     match rule.trigger {
         RuleTrigger::SpendTotalReached => {
@@ -552,6 +564,16 @@ fn holds(condition: &Condition, rule: &Rule, facts: &Facts<'_>) -> Result<Option
             in_groups(groups, facts.account_group, "the referrer's account group")
         }
         Condition::ReferrerGroups(groups) => in_groups(groups, facts.referrer_group, "the referrer's account group"),
+        Condition::AffiliatesOnly => {
+            let affiliate = match rule.trigger {
+                RuleTrigger::ReferrerInvoicePaid => facts.account_affiliate,
+                _ => facts.referral.is_some_and(|referral| referral.referrer_affiliate),
+            };
+            match affiliate {
+                true => Ok(None),
+                false => Err("the rule pays approved affiliates only, and the referrer is not one".into()),
+            }
+        }
         Condition::MinActiveReferrals(needed) => {
             let active = facts.event.active_referrals();
             match active >= u32::from(*needed) {
@@ -663,6 +685,7 @@ pub fn summary(rule: &Rule) -> String {
                 ordinal(u32::from(*number))
             ),
             Condition::MinActiveReferrals(n) => format!(", while it has {n} active referrals"),
+            Condition::AffiliatesOnly => ", approved affiliates only".to_owned(),
         };
     }
     text += match rule.payout.recurring {
@@ -706,6 +729,7 @@ fn trigger_words(trigger: RuleTrigger) -> &'static str {
         RuleTrigger::InvoicePaid => "a paid invoice",
         RuleTrigger::SpendTotalReached => "qualifying spend",
         RuleTrigger::ReferrerInvoicePaid => "the referrer's own paid invoice",
+        RuleTrigger::Purchase => "a purchase",
     }
 }
 
@@ -835,6 +859,7 @@ mod tests {
             referrer_disqualified: false,
             referee_disqualified: false,
             referrer_ineligible: false,
+            referrer_affiliate: false,
         }
     }
 
@@ -844,6 +869,7 @@ mod tests {
             account_id: REFEREE,
             account_disqualified: false,
             account_ineligible_referrer: false,
+            account_affiliate: false,
             referral: Some(referral()),
             referrer_plan_price: None,
             account_group: None,
@@ -877,6 +903,7 @@ mod tests {
             product_category: category,
             product_rate: rate.map(Amount::from_micros),
             quantity_gb: Amount::from_micros(gb),
+            amount: None,
         }
     }
 

@@ -73,6 +73,8 @@ pub enum Condition {
     InvoiceNumber(u16),
     /// REFERRER_INVOICE_PAID: the account has at least this many active referrals.
     MinActiveReferrals(u16),
+    /// Only referrers that are approved affiliates count (`affiliatesOnly`).
+    AffiliatesOnly,
 }
 
 /// How much a rule pays.
@@ -142,9 +144,7 @@ pub struct Payout {
     pub spend_limit: Option<SpendLimit>,
 }
 
-/// A rule as an admin (or a preset) writes it: the flat shape of `RewardRuleInput`. Some
-/// options are part of the API but not built yet: setting one is refused rather than stored
-/// and ignored (`refuse_unbuilt`).
+/// A rule as an admin (or a preset) writes it: the flat shape of `RewardRuleInput`.
 #[derive(Debug, Clone, Default)]
 pub struct RuleInput {
     pub name: String,
@@ -228,7 +228,6 @@ pub fn keep_unsent(input: &mut RuleInput, stored: &Rule) {
 
 /// Parses and checks a rule as written. The rule has id 0 until it is stored.
 pub fn parse(input: RuleInput) -> AppResult<Rule> {
-    refuse_unbuilt(&input)?;
     let missing = |field: &str| bad(format!("{field} is required"));
     let name = required_text("name", &input.name, 200)?;
     let trigger = input.trigger.ok_or_else(|| missing("trigger"))?;
@@ -279,17 +278,6 @@ fn check_trigger(trigger: RuleTrigger, beneficiary: Beneficiary, payout: &Payout
     Ok(())
 }
 
-/// Options this server does not run yet are refused when set, never stored and ignored. A
-/// form sends back what it read, so the neutral value of each (null, an empty list, no
-/// minimum, false) is taken as "not set".
-fn refuse_unbuilt(input: &RuleInput) -> AppResult<()> {
-    let not_built = [("affiliatesOnly", input.affiliates_only == Some(true))];
-    match not_built.iter().find(|(_, set)| *set) {
-        Some((field, _)) => Err(bad(format!("{field} is not supported by this server yet"))),
-        None => Ok(()),
-    }
-}
-
 impl Condition {
     /// Every condition the input sets, checked against the trigger, in rank order. One line
     /// per option.
@@ -310,6 +298,7 @@ impl Condition {
             .map(Condition::ReferrerGroups),
             invoice_count("invoiceNumber", input.invoice_number)?.map(Condition::InvoiceNumber),
             invoice_count("minActiveReferrals", input.min_active_referrals)?.map(Condition::MinActiveReferrals),
+            (input.affiliates_only == Some(true)).then_some(Condition::AffiliatesOnly),
         ]
         .into_iter()
         .flatten()
@@ -338,7 +327,7 @@ impl Condition {
     fn check(&self, trigger: RuleTrigger) -> AppResult<()> {
         match self {
             Condition::ProductCategories(_) if !counts_products(trigger) => Err(bad(
-                "productCategories applies to FIRST_PURCHASE, INVOICE_PAID and SPEND_TOTAL_REACHED rules only",
+                "productCategories applies to FIRST_PURCHASE, PURCHASE and invoice rules only",
             )),
             Condition::TopUpTotalAtLeast(_) if trigger != RuleTrigger::TopUpTotalReached => Err(bad(
                 "threshold applies to TOP_UP_TOTAL_REACHED and SPEND_TOTAL_REACHED rules only",
@@ -360,7 +349,8 @@ impl Condition {
             | Condition::ReferrerGroups(_)
             | Condition::SpendTotalAtLeast(_)
             | Condition::InvoiceNumber(_)
-            | Condition::MinActiveReferrals(_) => Ok(()),
+            | Condition::MinActiveReferrals(_)
+            | Condition::AffiliatesOnly => Ok(()),
         }
     }
 
@@ -377,6 +367,7 @@ impl Condition {
             Condition::SpendTotalAtLeast(_) => 6,
             Condition::InvoiceNumber(_) => 7,
             Condition::MinActiveReferrals(_) => 8,
+            Condition::AffiliatesOnly => 9,
         }
     }
 }
@@ -400,7 +391,7 @@ fn window_days(days: Option<i32>) -> AppResult<Option<u16>> {
 /// Whether events of `trigger` carry products (a purchase's, an invoice's lines) that
 /// `productCategories` can limit.
 fn counts_products(trigger: RuleTrigger) -> bool {
-    trigger == RuleTrigger::FirstPurchase || counts_spend(trigger)
+    matches!(trigger, RuleTrigger::FirstPurchase | RuleTrigger::Purchase) || counts_spend(trigger)
 }
 
 /// Whether events of `trigger` are invoices, with spend a percentage can be taken of.
@@ -564,9 +555,11 @@ impl Calculation {
             )))
         };
         match self {
-            Calculation::ProductRate if trigger != RuleTrigger::FirstPurchase => only("FIRST_PURCHASE"),
-            Calculation::Percent(_) if !counts_spend(trigger) => {
-                only("INVOICE_PAID, SPEND_TOTAL_REACHED and REFERRER_INVOICE_PAID")
+            Calculation::ProductRate if !matches!(trigger, RuleTrigger::FirstPurchase | RuleTrigger::Purchase) => {
+                only("FIRST_PURCHASE and PURCHASE")
+            }
+            Calculation::Percent(_) if !counts_spend(trigger) && trigger != RuleTrigger::Purchase => {
+                only("INVOICE_PAID, SPEND_TOTAL_REACHED, REFERRER_INVOICE_PAID and PURCHASE")
             }
             Calculation::PlanPrice { .. } if !counts_spend(trigger) => {
                 only("INVOICE_PAID, SPEND_TOTAL_REACHED and REFERRER_INVOICE_PAID")
@@ -1121,12 +1114,19 @@ mod tests {
     }
 
     #[test]
-    fn options_of_programs_not_built_are_refused_when_set() {
-        let input = RuleInput {
+    fn affiliates_only_is_a_condition_and_false_is_none() {
+        let only = parse(RuleInput {
             affiliates_only: Some(true),
             ..signup()
-        };
-        assert_eq!(refused(input), "affiliatesOnly is not supported by this server yet");
+        })
+        .expect("valid");
+        assert_eq!(only.conditions, vec![Condition::AffiliatesOnly]);
+        let not = parse(RuleInput {
+            affiliates_only: Some(false),
+            ..signup()
+        })
+        .expect("valid");
+        assert!(not.conditions.is_empty());
     }
 
     #[test]
@@ -1234,7 +1234,7 @@ mod tests {
                     calculation: Some(enums::Calculation::Percent),
                     ..top_up()
                 },
-                "calculation PERCENT applies to INVOICE_PAID, SPEND_TOTAL_REACHED and REFERRER_INVOICE_PAID rules only",
+                "calculation PERCENT applies to INVOICE_PAID, SPEND_TOTAL_REACHED, REFERRER_INVOICE_PAID and PURCHASE rules only",
             ),
             (
                 RuleInput {

@@ -77,6 +77,7 @@ impl Purchase {
             product_category: &product.category,
             product_rate: product.product_rate.map(Amount::from_micros),
             quantity_gb: self.quantity_gb,
+            amount: self.amount,
         }
     }
 }

@@ -13,7 +13,8 @@
 //! `None` hands the purchase to the flow in steps, which decides from the start: a stored
 //! eventId (a replay, answered there), a timed purchase that happened before the account's first
 //! (a correction or a late one), a rule with a cap per referral (which reads what the referral
-//! paid under the referee's lock), or a reward into a balance with something due or owed.
+//! paid under the referee's lock), a spend limit or a PURCHASE trigger, or a reward into a
+//! balance with something due or owed.
 
 use super::Purchase;
 use crate::amount::Amount;
@@ -23,6 +24,7 @@ use crate::service::rewards::{self, Parties, Plan};
 use crate::service::rules::{self, AffiliateTerms, Decision, PurchaseOrder};
 use crate::service::{accounts, catalog, ledger, settings};
 use chrono::{DateTime, SecondsFormat, Utc};
+use entity::enums::RuleTrigger;
 use entity::{account, event, ledger_entry, product, referral};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
@@ -98,12 +100,14 @@ pub(in crate::service::events) async fn record(
     let referral = optional::<referral::Model>(&facts, "referral_")?;
     let referrer = optional::<account::Model>(&facts, "referrer_")?;
     let rules = rules::enabled_from_json(&facts.try_get::<String>("", "rules")?)?;
-    if rules
-        .iter()
-        .any(|rule| rule.payout.cap_per_referral.is_some() || rule.payout.spend_limit.is_some())
-    {
+    if rules.iter().any(|rule| {
+        rule.payout.cap_per_referral.is_some()
+            || rule.payout.spend_limit.is_some()
+            || rule.trigger == RuleTrigger::Purchase
+    }) {
         // A cap measures against what the referral paid so far, read under the referee's
-        // lock, and a restricted lot records where it may be spent: the steps do both.
+        // lock, a restricted lot records where it may be spent, and a PURCHASE rule pays on
+        // later purchases too, once per event: the steps do all three.
         return Ok(None);
     }
     let parties = Parties {
