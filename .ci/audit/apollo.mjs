@@ -170,6 +170,7 @@ const variables = {
       input: { name: 'Apollo sign-up credit', enabled: false, trigger: 'SIGNUP', beneficiary: 'REFEREE', unit: 'CREDIT', calculation: 'FIXED', value: '2' },
     }),
     SetReferralCode: () => ({ input: { accountId: state.newAccountId, code: 'APOLLO2026' } }),
+    SetAffiliateTerms: () => ({ input: { accountId: state.newAccountId, calculation: 'PERCENT', value: '15', recurring: true } }),
     AssignReferrer: () => ({
       input: { accountId: seed.loneAccountId, referrerAccountId: seed.accountId, reason: 'Apollo check: referred by phone' },
     }),
@@ -186,7 +187,11 @@ const variables = {
     RecordPurchase: () => ({ input: { eventId: 'apollo-buy-1', externalId: 'apollo-carol', productKey: 'acme-res', quantityGb: '20' } }),
     ApplyCredit: () => ({ input: { invoiceId: 'apollo-inv-1', externalId: 'apollo-carol', amount: '5' } }),
     RecordRefund: () => ({ input: { eventId: 'apollo-refund-1', externalId: 'apollo-carol', refundOf: 'apollo-top-1', amount: '4' } }),
+    RecordInvoicePaid: () => ({
+      input: { eventId: 'apollo-invoice-1', externalId: 'apollo-carol', lines: [{ category: 'compute', amount: '30' }] },
+    }),
     CloseAccount: () => ({ input: { eventId: 'apollo-close-1', externalId: 'apollo-carol' } }),
+    ReopenAccount: () => ({ input: { eventId: 'apollo-reopen-1', externalId: 'apollo-carol' } }),
     PendingClaims: () => ({ first: 20 }),
     CompleteClaim: () => ({ input: { claimId: state.claimId, status: 'COMPLETED' } }),
   },
@@ -195,10 +200,10 @@ const variables = {
 // queries of a role run together, so that BatchHttpLink batches them.
 const mutationOrder = [
   'RegisterAccount', 'RecordPaymentMethodVerified', 'RecordTopUp', 'RecordPurchase', 'ApplyCredit',
-  'RecordRefund', 'CloseAccount',
+  'RecordInvoicePaid', 'RecordRefund', 'CloseAccount', 'ReopenAccount',
   'GenerateReferralLink', 'ClaimReward', 'ClaimRewardAndBalance', 'CompleteClaim',
   'UpdateProgramSettings', 'UpsertProvider', 'UpsertProduct', 'SetProductRate', 'SetRedemptionRate',
-  'CreateRewardRule', 'UpdateRewardRule', 'SetReferralCode',
+  'CreateRewardRule', 'UpdateRewardRule', 'SetReferralCode', 'SetAffiliateTerms',
   'AssignReferrer', 'DisqualifyAccount', 'ReinstateAccount',
 ];
 const remember = (name, data) => {
