@@ -713,15 +713,8 @@ async fn referrer_invoice(app: &TestApp, event_id: &str) -> Value {
 
 /// CloseAccount, now, that must succeed; `closeAccount`.
 async fn close(app: &TestApp, event_id: &str, external_id: &str) -> Value {
-    let body = app
-        .run(
-            Some(&app.service()),
-            "integration",
-            "CloseAccount",
-            json!({ "input": { "eventId": event_id, "externalId": external_id } }),
-        )
-        .await;
-    data_of(&body, &format!("CloseAccount {event_id}"))["closeAccount"].clone()
+    let vars = json!({ "input": { "eventId": event_id, "externalId": external_id } });
+    simulated_then_sent(app, "accountClosed", "CloseAccount", vars).await
 }
 
 /// ReopenAccount, now; the whole body.
@@ -737,8 +730,8 @@ async fn reopen_raw(app: &TestApp, event_id: &str, external_id: &str) -> Value {
 
 /// ReopenAccount, now, that must succeed; `reopenAccount`.
 async fn reopen(app: &TestApp, event_id: &str, external_id: &str) -> Value {
-    let body = reopen_raw(app, event_id, external_id).await;
-    data_of(&body, &format!("ReopenAccount {event_id}"))["reopenAccount"].clone()
+    let vars = json!({ "input": { "eventId": event_id, "externalId": external_id } });
+    simulated_then_sent(app, "accountReopened", "ReopenAccount", vars).await
 }
 
 // ---------------------------------------------------------------------------------------------

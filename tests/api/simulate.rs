@@ -19,35 +19,6 @@ async fn simulate(app: &TestApp, event: Value, rules: Option<Value>) -> Value {
     data_of(&body, "SimulateEvent")["simulateEvent"].clone()
 }
 
-/// What a simulation and a real event have in common, comparable: (rule name, outcome,
-/// reason) of each decision and (owner, kind, unit, amount, status, description) of each entry.
-fn comparable(payload: &Value) -> Value {
-    let decisions: Vec<Value> = payload["decisions"]
-        .as_array()
-        .expect("decisions")
-        .iter()
-        .map(|d| {
-            let name = d.get("ruleName").unwrap_or(&d["rule"]["name"]);
-            json!([name, d["outcome"], d["reason"]])
-        })
-        .collect();
-    let entries: Vec<Value> = payload["rewards"]
-        .as_array()
-        .expect("rewards")
-        .iter()
-        .map(|e| {
-            json!([
-                e["account"]["externalId"],
-                e["kind"],
-                e["unit"],
-                e["amount"],
-                e["status"]
-            ])
-        })
-        .collect();
-    json!({ "decisions": decisions, "entries": entries })
-}
-
 fn purchase_event(event_id: &str, external_id: &str, product: &str, gb: &str) -> Value {
     json!({ "purchase": TestApp::purchase_input(event_id, external_id, product, gb)["input"] })
 }
