@@ -18,6 +18,8 @@ pub enum AppError {
     CodeTaken(String),
     IdempotencyConflict(String),
     RateLimited(String),
+    BelowMinimumWithdrawal(String),
+    NotAnAffiliate(String),
     Internal(anyhow::Error),
 }
 
@@ -36,6 +38,8 @@ impl AppError {
             AppError::CodeTaken(_) => "CODE_TAKEN",
             AppError::IdempotencyConflict(_) => "IDEMPOTENCY_CONFLICT",
             AppError::RateLimited(_) => "RATE_LIMITED",
+            AppError::BelowMinimumWithdrawal(_) => "BELOW_MINIMUM_WITHDRAWAL",
+            AppError::NotAnAffiliate(_) => "NOT_AN_AFFILIATE",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -51,7 +55,9 @@ impl AppError {
             | AppError::ClaimLimit(m)
             | AppError::CodeTaken(m)
             | AppError::IdempotencyConflict(m)
-            | AppError::RateLimited(m) => m.clone(),
+            | AppError::RateLimited(m)
+            | AppError::BelowMinimumWithdrawal(m)
+            | AppError::NotAnAffiliate(m) => m.clone(),
             AppError::ProgramDisabled => "the referral program is switched off".to_owned(),
             AppError::Internal(_) => "internal error".to_owned(),
         }

@@ -41,6 +41,15 @@ pub struct Model {
     pub payment_fingerprint: Option<String>,
     /// Why it cannot earn as a referrer (`DUPLICATE_REFERRER`); None: it can.
     pub referrer_ineligible_reason: Option<crate::enums::RejectionReason>,
+    /// When it applied to the affiliate program; None: it never applied (an admin may still
+    /// have enabled it).
+    pub affiliate_applied_at: Option<DateTimeUtc>,
+    /// What it wrote when it applied.
+    pub affiliate_note: Option<String>,
+    /// When an admin last decided on it as an affiliate.
+    pub affiliate_decided_at: Option<DateTimeUtc>,
+    /// Its first approval as an affiliate, which paid the sign-up bonus; set once.
+    pub affiliate_approved_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

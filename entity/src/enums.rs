@@ -25,7 +25,7 @@ text_enum!(
 text_enum!(
     /// Why a ledger entry exists. `Debt`: positive, the part of a reversal the balance could not
     /// cover (owed); negative, a repayment of it from later earnings.
-    EntryKind { Reward, Claim, ClaimRefund, Reversal, Expiry, Adjustment, CreditApplied, Withdrawal, Debt }
+    EntryKind { Reward, Claim, ClaimRefund, Reversal, Expiry, Adjustment, CreditApplied, Withdrawal, Debt, WithdrawalReturned }
 );
 text_enum!(EntryStatus {
     Pending,
@@ -35,7 +35,7 @@ text_enum!(EntryStatus {
 text_enum!(AccountStatus { Active, Closed });
 text_enum!(
     /// Where an account stands in the affiliate program.
-    AffiliateStatus { Applied, Approved, Rejected }
+    AffiliateStatus { Applied, Approved, Rejected, Suspended }
 );
 text_enum!(ReferralStatus {
     Pending,
@@ -103,4 +103,9 @@ text_enum!(Calculation {
 text_enum!(
     /// Why part or all of a reward was taken back.
     TakeBackCause { Refund, Correction, Disqualification, DuplicateFingerprint }
+);
+text_enum!(
+    /// Where a withdrawal request stands: `Requested` and `Approved` are open (one per account
+    /// at a time); `Rejected` gave the amount back; `Paid` is withdrawn.
+    WithdrawalStatus { Requested, Approved, Rejected, Paid }
 );

@@ -20,3 +20,4 @@ pub mod provider;
 pub mod referral;
 pub mod reward_rule;
 pub mod take_back;
+pub mod withdrawal;

@@ -26,6 +26,8 @@ pub struct Model {
     pub reorder_window_hours: i32,
     /// Days within which a referee must have paid an invoice to count as an active referral.
     pub active_referral_days: i32,
+    /// CASH paid to an affiliate on its first approval, in millionths; 0: none.
+    pub affiliate_signup_bonus: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

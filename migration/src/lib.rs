@@ -19,6 +19,7 @@ mod m20261206_000001_invoices;
 mod m20261206_000002_affiliate_terms;
 mod m20261206_000003_fingerprints;
 mod m20261206_000004_spend_limits;
+mod m20261207_000001_withdrawals;
 mod postgres_only;
 
 /// Runs plain SQL statements in order: the migrations that are a list of them (SQLite adds one
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000002_affiliate_terms::Migration),
             Box::new(m20261206_000003_fingerprints::Migration),
             Box::new(m20261206_000004_spend_limits::Migration),
+            Box::new(m20261207_000001_withdrawals::Migration),
         ]
     }
 }

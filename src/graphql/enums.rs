@@ -24,6 +24,8 @@ pub enum LedgerEntryKind {
     /// Positive: what a reversal could not take from the balance, owed. Negative: that debt
     /// repaid from later earnings.
     Debt,
+    /// A rejected withdrawal's amount, given back to the available balance.
+    WithdrawalReturned,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -169,6 +171,44 @@ pub enum AffiliateStatus {
     Applied,
     Approved,
     Rejected,
+    /// Was approved; earns nothing from `affiliatesOnly` rules and cannot withdraw until an
+    /// admin approves it again.
+    Suspended,
+}
+
+/// An admin's decision on an affiliate.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum AffiliateDecision {
+    /// Makes the account an approved affiliate, whether or not it applied; its first approval
+    /// pays the program's `affiliateSignupBonus`.
+    Approve,
+    Reject,
+    /// Stops an approved affiliate.
+    Suspend,
+}
+
+/// Where a withdrawal request stands.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::WithdrawalStatus")]
+pub enum WithdrawalStatus {
+    /// Waiting for an admin; its amount has left the available balance.
+    Requested,
+    /// Approved, to be paid out.
+    Approved,
+    /// Refused: the amount went back to the available balance.
+    Rejected,
+    /// Paid out: withdrawn.
+    Paid,
+}
+
+/// An admin's decision on a withdrawal request.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum WithdrawalDecision {
+    Approve,
+    /// Refuses it and gives the amount back.
+    Reject,
+    /// Records it as paid out, with the payout's reference.
+    MarkPaid,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

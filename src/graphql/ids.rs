@@ -15,6 +15,7 @@ pub enum Kind {
     Event,
     Rule,
     Audit,
+    Withdrawal,
 }
 
 impl Kind {
@@ -29,6 +30,7 @@ impl Kind {
             Kind::Event => "evt",
             Kind::Rule => "rul",
             Kind::Audit => "aud",
+            Kind::Withdrawal => "wdr",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod affiliates;
 pub mod catalog;
 pub mod context;
 pub mod credit;
@@ -52,6 +53,7 @@ pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
 pub struct QueryRoot(
     account::AccountQuery,
     admin::AdminQuery,
+    affiliates::AffiliateQuery,
     program::ProgramQuery,
     catalog::CatalogQuery,
     rules::RuleQuery,
@@ -63,6 +65,7 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     account::AccountMutation,
     admin::AdminMutation,
+    affiliates::AffiliateMutation,
     program::ProgramMutation,
     rules::RuleMutation,
     credit::CreditMutation,

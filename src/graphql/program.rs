@@ -40,8 +40,10 @@ pub struct ProgramSettingsInput {
     /// Days the referral cookie lives, 1 to 365.
     pub cookie_days: Option<i32>,
     pub gb_per_claim: Option<i32>,
-    /// Not built yet: only its current value (0) is accepted.
+    /// The least an affiliate may ask to withdraw, 0 to 1,000,000 (0: any amount).
     pub minimum_withdrawal: Option<Decimal>,
+    /// CASH paid to an affiliate on its first approval, 0 to 1,000,000 (0: none).
+    pub affiliate_signup_bonus: Option<Decimal>,
     /// True: an account without a verified payment method gets no referral link (FORBIDDEN)
     /// and its code does not attribute (REFERRER_UNVERIFIED).
     pub require_verified_payment_for_link: Option<bool>,
@@ -86,6 +88,7 @@ impl ProgramMutation {
             max_claims_per_day: change(input.max_claims_per_day),
             reorder_window_hours: input.reorder_window_hours,
             active_referral_days: input.active_referral_days,
+            affiliate_signup_bonus: input.affiliate_signup_bonus.map(|d| d.0),
         };
         let state = state(ctx);
         let updated = settings::update(&state.db, &viewer(ctx).actor(), patch, now(ctx)).await?;

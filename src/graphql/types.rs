@@ -15,7 +15,7 @@ use crate::service::accounts::{self, mask_name};
 use crate::service::page::{Page, PageRequest};
 use crate::service::rules::{self, AffiliateTerms, Decision, Rule};
 use crate::service::settings::referral_link;
-use crate::service::{rewards, store};
+use crate::service::{clicks, rewards, store, withdrawals};
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -159,24 +159,24 @@ impl Account {
         Ok(referral.and_then(|r| r.code_used))
     }
 
-    /// The account's standing in the affiliate program and its own terms; null: it is not in
-    /// the program.
-    async fn affiliate(&self) -> Result<Option<Affiliate>> {
-        let Some(status) = self.0.affiliate_status else {
-            return Ok(None);
-        };
-        let terms = AffiliateTerms::of(&self.0)?.map(|terms| AffiliateTermsOut {
-            calculation: terms.calculation.kind().into(),
-            value: Decimal(match terms.calculation {
-                rules::Calculation::Fixed(value) | rules::Calculation::Percent(value) => value,
-                _ => Amount::ZERO,
-            }),
-            recurring: terms.recurring,
-        });
-        Ok(Some(Affiliate {
-            status: status.into(),
-            terms,
-        }))
+    /// The account's standing in the affiliate program, its own terms and (to itself and
+    /// staff) its statement; null: it is not in the program.
+    async fn affiliate(&self) -> Option<Affiliate> {
+        self.0.affiliate_status.is_some().then(|| Affiliate(self.0.clone()))
+    }
+
+    /// Its requests to withdraw cash commission, newest first; of one status, or all.
+    async fn withdrawals(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<WithdrawalStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Page1<Withdrawal>> {
+        ensure_can_read(ctx, &self.0)?;
+        let request = page_request(first, after)?;
+        let page = withdrawals::list(&state(ctx).db, Some(self.0.id), status.map(Into::into), request).await?;
+        Ok(connection(page, |w| w.id, Withdrawal))
     }
 
     /// How this account was referred, if it was.
@@ -728,12 +728,20 @@ pub struct ProgramSettings {
     /// A referee that paid an invoice within this many days (and whose account is open) is an
     /// active referral of its referrer (REFERRER_INVOICE_PAID rules, `minActiveReferrals`).
     pub active_referral_days: i32,
+    #[graphql(skip)]
+    pub affiliate_signup_bonus_micros: i64,
 }
 
 #[ComplexObject]
 impl ProgramSettings {
+    /// The least an affiliate may ask to withdraw (0: any amount).
     async fn minimum_withdrawal(&self) -> Decimal {
         Decimal::micros(self.minimum_withdrawal_micros)
+    }
+
+    /// CASH paid to an affiliate on its first approval (0: none).
+    async fn affiliate_signup_bonus(&self) -> Decimal {
+        Decimal::micros(self.affiliate_signup_bonus_micros)
     }
 
     /// Whether this server runs as a sandbox (SANDBOX=true): admins may then move its clock
@@ -763,6 +771,7 @@ impl From<program_settings::Model> for ProgramSettings {
             max_claims_per_day: row.max_claims_per_day,
             reorder_window_hours: row.reorder_window_hours,
             active_referral_days: row.active_referral_days,
+            affiliate_signup_bonus_micros: row.affiliate_signup_bonus,
         }
     }
 }
@@ -774,11 +783,197 @@ pub struct ReferralStats {
     pub qualified: i64,
 }
 
-#[derive(SimpleObject)]
-pub struct Affiliate {
-    pub status: AffiliateStatus,
+/// An account's standing in the affiliate program.
+pub struct Affiliate(pub account::Model);
+
+#[Object]
+impl Affiliate {
+    async fn status(&self) -> AffiliateStatus {
+        self.0
+            .affiliate_status
+            .unwrap_or(entity::enums::AffiliateStatus::Applied)
+            .into()
+    }
+
+    /// When it applied; null: an admin enabled it without an application.
+    async fn applied_at(&self) -> Option<DateTime<Utc>> {
+        self.0.affiliate_applied_at
+    }
+
+    /// What it wrote when it applied; to itself and staff.
+    async fn note(&self, ctx: &Context<'_>) -> Option<&str> {
+        is_self_or_staff(ctx, &self.0)
+            .then_some(self.0.affiliate_note.as_deref())
+            .flatten()
+    }
+
+    /// When an admin last decided on it.
+    async fn decided_at(&self) -> Option<DateTime<Utc>> {
+        self.0.affiliate_decided_at
+    }
+
     /// Its own terms; null: the rules' own values.
-    pub terms: Option<AffiliateTermsOut>,
+    async fn terms(&self) -> Result<Option<AffiliateTermsOut>> {
+        Ok(AffiliateTerms::of(&self.0)?.map(|terms| AffiliateTermsOut {
+            calculation: terms.calculation.kind().into(),
+            value: Decimal(match terms.calculation {
+                rules::Calculation::Fixed(value) | rules::Calculation::Percent(value) => value,
+                _ => Amount::ZERO,
+            }),
+            recurring: terms.recurring,
+        }))
+    }
+
+    /// Clicks, sign-ups and conversions that happened in [from, to) (either end left out: no
+    /// bound); to itself and staff, once approved (null before).
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Option<AffiliateStats>> {
+        if !self.shows_statement(ctx)? {
+            return Ok(None);
+        }
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(AppError::bad_input("from must not be after to").into());
+        }
+        let stats = clicks::stats_between(&state(ctx).db, self.0.id, from, to).await?;
+        Ok(Some(AffiliateStats {
+            from,
+            to,
+            clicks: stats.clicks,
+            signups: stats.signups,
+            conversions: stats.qualified,
+        }))
+    }
+
+    /// Its cash commission: on hold, available, withdrawn; to itself and staff, once approved
+    /// (null before).
+    async fn commission(&self, ctx: &Context<'_>) -> Result<Option<AffiliateCommission>> {
+        if !self.shows_statement(ctx)? {
+            return Ok(None);
+        }
+        let balances = loader(ctx).load_one(BalancesOf(self.0.id)).await?.unwrap_or_default();
+        let cash = balances.iter().find(|b| b.unit == entity::enums::Unit::Cash);
+        let available = Amount::from_micros(cash.map_or(0, |b| b.available));
+        let pending = Amount::from_micros(cash.map_or(0, |b| b.pending));
+        let withdrawn = withdrawals::withdrawn(&state(ctx).db, self.0.id).await?;
+        let settings = settings(ctx);
+        let minimum = Amount::from_micros(settings.minimum_withdrawal);
+        let needed = Amount::from_micros((minimum.micros() - available.micros()).max(0));
+        let can_withdraw = self.0.affiliate_status == Some(entity::enums::AffiliateStatus::Approved)
+            && available.is_positive()
+            && available >= minimum
+            && !withdrawn.open.is_positive();
+        Ok(Some(AffiliateCommission {
+            currency: settings.currency.clone(),
+            pending: Decimal(pending),
+            available: Decimal(available),
+            in_withdrawal: Decimal(withdrawn.open),
+            withdrawn: Decimal(withdrawn.paid),
+            minimum_withdrawal: Decimal(minimum),
+            needed_to_withdraw: Decimal(needed),
+            can_withdraw,
+        }))
+    }
+}
+
+impl Affiliate {
+    /// The statement is the affiliate area's: for the account itself and staff, and only once
+    /// the account was approved (a suspended affiliate still sees what it earned).
+    fn shows_statement(&self, ctx: &Context<'_>) -> Result<bool, AppError> {
+        ensure_can_read(ctx, &self.0)?;
+        Ok(matches!(
+            self.0.affiliate_status,
+            Some(entity::enums::AffiliateStatus::Approved | entity::enums::AffiliateStatus::Suspended)
+        ))
+    }
+}
+
+/// An affiliate's clicks, sign-ups and conversions in a period.
+#[derive(SimpleObject)]
+pub struct AffiliateStats {
+    /// The period's start (included); null: from the beginning.
+    pub from: Option<DateTime<Utc>>,
+    /// The period's end (excluded); null: until now.
+    pub to: Option<DateTime<Utc>>,
+    /// Clicks counted on its referral link (one per visitor a day).
+    pub clicks: i64,
+    /// Friends who signed up with its code (referrals accepted).
+    pub signups: i64,
+    /// Referrals that qualified.
+    pub conversions: i64,
+}
+
+/// An affiliate's cash commission.
+#[derive(SimpleObject)]
+pub struct AffiliateCommission {
+    pub currency: String,
+    /// Earned, still on hold (the commission delay).
+    pub pending: Decimal,
+    /// Can be withdrawn now.
+    pub available: Decimal,
+    /// Asked for in the open withdrawal request, not paid yet.
+    pub in_withdrawal: Decimal,
+    /// Paid out.
+    pub withdrawn: Decimal,
+    /// The least a withdrawal may be.
+    pub minimum_withdrawal: Decimal,
+    /// How much more must be available before a withdrawal can be asked for (0: none).
+    pub needed_to_withdraw: Decimal,
+    /// Whether a withdrawal can be asked for now: approved, at least the minimum available,
+    /// and no request open.
+    pub can_withdraw: bool,
+}
+
+/// A request to withdraw cash commission.
+pub struct Withdrawal(pub entity::withdrawal::Model);
+
+#[Object]
+impl Withdrawal {
+    async fn id(&self) -> ID {
+        to_id(Kind::Withdrawal, self.0.id)
+    }
+
+    async fn amount(&self) -> Decimal {
+        Decimal::micros(self.0.amount)
+    }
+
+    async fn currency(&self, ctx: &Context<'_>) -> String {
+        settings(ctx).currency.clone()
+    }
+
+    async fn status(&self) -> WithdrawalStatus {
+        self.0.status.into()
+    }
+
+    async fn requested_at(&self) -> DateTime<Utc> {
+        self.0.requested_at
+    }
+
+    /// When an admin last decided on it.
+    async fn decided_at(&self) -> Option<DateTime<Utc>> {
+        self.0.decided_at
+    }
+
+    /// The payout's reference, once paid.
+    async fn payout_reference(&self) -> Option<&str> {
+        self.0.payout_reference.as_deref()
+    }
+
+    /// Why it was rejected, or the admin's note on the decision.
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+
+    /// The affiliate: for staff only.
+    #[graphql(guard = "RoleGuard::STAFF")]
+    async fn account(&self, ctx: &Context<'_>) -> Result<Option<Account>> {
+        Ok(loader(ctx).load_one(AccountById(self.0.account_id)).await?.map(Account))
+    }
 }
 
 /// What the rules that pay an affiliate as a referrer pay it instead of their own value.

@@ -12,7 +12,7 @@ use crate::service::codes::ReferralCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::enums::ReferralStatus;
 use entity::{click, program_settings, referral};
-use sea_orm::sea_query::{Expr, Func, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -202,6 +202,62 @@ pub async fn stats_of(db: &impl ConnectionTrait, account_ids: &[i64]) -> AppResu
         entry.qualified = qualified;
     }
     Ok(stats)
+}
+
+/// An affiliate's statement for a period: clicks counted on its link, sign-ups (referrals
+/// accepted, pending or qualified) and conversions (referrals that qualified), each counted
+/// when it happened within [from, to); an open end is unbounded. Two statements.
+pub async fn stats_between(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> AppResult<ReferralStats> {
+    let within = |column: Expr| {
+        let mut condition = sea_orm::Condition::all();
+        if let Some(from) = from {
+            condition = condition.add(column.clone().gte(from));
+        }
+        if let Some(to) = to {
+            condition = condition.add(column.lt(to));
+        }
+        condition
+    };
+    let clicks: Option<i64> = click::Entity::find()
+        .select_only()
+        .column_as(Expr::from(Func::cast_as(Func::count(Expr::val(1)), "BIGINT")), "clicks")
+        .filter(click::Column::AccountId.eq(account_id))
+        .filter(within(Expr::col(click::Column::CreatedAt)))
+        .into_tuple()
+        .one(db)
+        .await?;
+    let signed_up = Expr::case(within(Expr::col(referral::Column::CreatedAt)), 1).finally(0);
+    let qualified = Expr::case(
+        within(Expr::col(referral::Column::QualifiedAt)).add(referral::Column::Status.eq(ReferralStatus::Qualified)),
+        1,
+    )
+    .finally(0);
+    let referrals: Option<(Option<i64>, Option<i64>)> = referral::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::from(Func::cast_as(Func::sum(Into::<Expr>::into(signed_up)), "BIGINT")),
+            "signups",
+        )
+        .column_as(
+            Expr::from(Func::cast_as(Func::sum(Into::<Expr>::into(qualified)), "BIGINT")),
+            "qualified",
+        )
+        .filter(referral::Column::ReferrerId.eq(account_id))
+        .filter(referral::Column::Status.ne(ReferralStatus::Rejected))
+        .into_tuple()
+        .one(db)
+        .await?;
+    let (signups, qualified) = referrals.unwrap_or_default();
+    Ok(ReferralStats {
+        clicks: clicks.unwrap_or(0),
+        signups: signups.unwrap_or(0),
+        qualified: qualified.unwrap_or(0),
+    })
 }
 
 #[cfg(test)]

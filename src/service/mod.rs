@@ -23,6 +23,7 @@ pub mod signup;
 pub mod simulate;
 pub mod store;
 pub mod take_backs;
+pub mod withdrawals;
 
 use crate::error::AppError;
 

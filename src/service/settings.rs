@@ -21,6 +21,10 @@ const MAX_LANDING_URL: usize = 500;
 pub const MAX_REORDER_WINDOW_HOURS: i32 = 720;
 /// The longest `active_referral_days`: ten years.
 pub const MAX_ACTIVE_REFERRAL_DAYS: i32 = 3650;
+/// The most a cash setting (the minimum withdrawal, the affiliate sign-up bonus) may be: a
+/// million in the program's currency, far beyond any real program, well inside the ledger's
+/// integers.
+pub const MAX_CASH_SETTING: Amount = Amount::from_micros(1_000_000 * 1_000_000);
 
 pub async fn get(db: &impl ConnectionTrait) -> AppResult<program_settings::Model> {
     program_settings::Entity::find_by_id(SETTINGS_ID)
@@ -50,6 +54,8 @@ pub struct SettingsPatch {
     pub reorder_window_hours: Option<i32>,
     /// Days within which a referee must have paid an invoice to be an active referral.
     pub active_referral_days: Option<i32>,
+    /// CASH paid to an affiliate on its first approval; 0: none.
+    pub affiliate_signup_bonus: Option<Amount>,
 }
 
 /// Applies the patch in one transaction. A patch that changes nothing (an admin console
@@ -116,21 +122,21 @@ pub async fn update(
         )));
     }
 
+    for (name, amount) in [
+        ("minimumWithdrawal", patch.minimum_withdrawal),
+        ("affiliateSignupBonus", patch.affiliate_signup_bonus),
+    ] {
+        if let Some(amount) = amount
+            && !(Amount::ZERO..=MAX_CASH_SETTING).contains(&amount)
+        {
+            return Err(AppError::bad_input(format!(
+                "{name} must be between 0 and {MAX_CASH_SETTING}"
+            )));
+        }
+    }
+
     let txn = begin_write(db).await?;
     let before = get(&txn).await?;
-    // Settings whose behaviour is not built yet are refused, never stored and ignored; sending
-    // back the value they have (their default) changes nothing and is accepted.
-    let unsupported = [(
-        "minimumWithdrawal",
-        patch
-            .minimum_withdrawal
-            .is_some_and(|m| m.micros() != before.minimum_withdrawal),
-    )];
-    if let Some((name, _)) = unsupported.iter().find(|(_, changed)| *changed) {
-        return Err(AppError::bad_input(format!(
-            "{name} is not supported by this server yet"
-        )));
-    }
     let mut wanted = before.clone();
     if let Some(enabled) = patch.enabled {
         wanted.enabled = enabled;
@@ -161,6 +167,12 @@ pub async fn update(
     }
     if let Some(days) = patch.active_referral_days {
         wanted.active_referral_days = days;
+    }
+    if let Some(minimum) = patch.minimum_withdrawal {
+        wanted.minimum_withdrawal = minimum.micros();
+    }
+    if let Some(bonus) = patch.affiliate_signup_bonus {
+        wanted.affiliate_signup_bonus = bonus.micros();
     }
     if let Some(required) = patch.require_verified_payment_for_link {
         wanted.require_verified_payment_for_link = required;

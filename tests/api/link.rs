@@ -394,10 +394,12 @@ async fn the_settings_form_read_by_the_console_can_be_sent_back_unchanged() {
         assert_eq!(audit_entries().await, audited);
     }
 
-    // The unbuilt option: its current value is accepted, any other refused.
-    app.update_settings(json!({ "minimumWithdrawal": "0", "requireVerifiedPaymentForLink": false }))
-        .await;
-    for input in [json!({ "minimumWithdrawal": "0.01" })] {
+    // Cash amounts out of range.
+    for input in [
+        json!({ "minimumWithdrawal": "-0.01" }),
+        json!({ "minimumWithdrawal": "1000000.01" }),
+        json!({ "affiliateSignupBonus": "-1" }),
+    ] {
         let body = app
             .run(
                 Some(&admin),

@@ -8,6 +8,7 @@
 mod abuse;
 mod admin;
 mod affiliate_terms;
+mod affiliates;
 mod authz;
 
 mod client_cache;

@@ -726,11 +726,11 @@ async fn program_settings_are_read_and_changed_by_admins() {
         json!({ "landingUrl": "javascript:alert(1)" }),
         json!({ "cookieDays": 0 }),
         json!({ "cookieDays": 366 }),
-        json!({ "minimumWithdrawal": "10" }),
+        json!({ "minimumWithdrawal": "-10" }),
         json!({ "gbPerClaim": 0 }),
         json!({ "currency": "EURO" }),
         // One refused field refuses the whole change.
-        json!({ "enabled": false, "minimumWithdrawal": "10" }),
+        json!({ "enabled": false, "minimumWithdrawal": "-10" }),
         json!({ "enabled": false, "cookieDays": 0 }),
     ] {
         let body = app

@@ -246,7 +246,6 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
             "productCategories",
         ),
         (with(&valid, json!({ "accountGroups": ["no spaces"] })), "accountGroups"),
-        (with(&valid, json!({ "unit": "CASH" })), "unit"),
         (with(&valid, json!({ "holdDays": -1 })), "holdDays"),
         (with(&valid, json!({ "holdDays": 3651 })), "holdDays"),
         (with(&valid, json!({ "expiresAfterDays": 0 })), "expiresAfterDays"),

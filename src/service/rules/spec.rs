@@ -233,9 +233,6 @@ pub fn parse(input: RuleInput) -> AppResult<Rule> {
     let trigger = input.trigger.ok_or_else(|| missing("trigger"))?;
     let beneficiary = input.beneficiary.ok_or_else(|| missing("beneficiary"))?;
     let unit = input.unit.ok_or_else(|| missing("unit"))?;
-    if unit == Unit::Cash {
-        return Err(bad("unit CASH is not supported yet: rules pay POINTS or CREDIT"));
-    }
     let calculation = Calculation::parse(input.calculation.ok_or_else(|| missing("calculation"))?, &input)?;
     calculation.check(trigger)?;
     let conditions = Condition::parse_all(&input, trigger)?;
@@ -972,13 +969,6 @@ mod tests {
                     ..signup()
                 },
                 "trigger",
-            ),
-            (
-                RuleInput {
-                    unit: Some(Unit::Cash),
-                    ..signup()
-                },
-                "unit",
             ),
             (
                 RuleInput {

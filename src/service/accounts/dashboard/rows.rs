@@ -144,6 +144,10 @@ pub const ACCOUNT: Table<account::Model> = Table {
         "affiliate_terms",
         "payment_fingerprint",
         "referrer_ineligible_reason",
+        "affiliate_applied_at",
+        "affiliate_note",
+        "affiliate_decided_at",
+        "affiliate_approved_at",
     ],
     read: |mut c| {
         Ok(account::Model {
@@ -170,6 +174,10 @@ pub const ACCOUNT: Table<account::Model> = Table {
             affiliate_terms: c.get()?,
             payment_fingerprint: c.get()?,
             referrer_ineligible_reason: c.text_or_null()?,
+            affiliate_applied_at: c.time_or_null()?,
+            affiliate_note: c.get()?,
+            affiliate_decided_at: c.time_or_null()?,
+            affiliate_approved_at: c.time_or_null()?,
         })
     },
 };
