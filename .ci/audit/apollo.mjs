@@ -147,6 +147,10 @@ const variables = {
     ClaimRewardAndBalance: () => ({ input: { providerId: seed.provider, idempotencyKey: 'apollo-claim-2' } }),
     ReferralStats: () => ({}),
     BalanceDetails: () => ({}),
+    ApplyForAffiliate: () => ({}),
+    AffiliateDashboard: () => ({ first: 10 }),
+    // Alice (the customer) is approved before it runs, with the program's sign-up bonus.
+    RequestWithdrawal: () => ({ input: { amount: '20', idempotencyKey: 'apollo-withdrawal-1' } }),
   },
   admin: {
     ProgramSettings: () => ({}),
@@ -155,7 +159,10 @@ const variables = {
     Accounts: () => ({ search: null, first: 20 }),
     AccountDetail: () => ({ id: seed.accountId }),
     AuditLog: () => ({ first: 20 }),
-    UpdateProgramSettings: () => ({ input: { currency: 'USD' } }),
+    UpdateProgramSettings: () => ({ input: { currency: 'USD', affiliateSignupBonus: '50', minimumWithdrawal: '10' } }),
+    DecideAffiliate: () => ({ input: { accountId: seed.accountId, decision: 'APPROVE' } }),
+    Withdrawals: () => ({ status: null, first: 20 }),
+    DecideWithdrawal: () => ({ input: { withdrawalId: state.withdrawalId, decision: 'MARK_PAID', payoutReference: 'apollo-transfer-1' } }),
     UpsertProvider: () => ({ input: { key: 'apollo-co', name: 'Apollo Co', redemptionRate: '50' } }),
     UpsertProduct: () => ({
       input: { key: 'apollo-res', providerKey: 'apollo-co', name: 'Apollo Residential', category: 'residential', productRate: '10' },
@@ -205,12 +212,14 @@ const mutationOrder = [
   'UpdateProgramSettings', 'UpsertProvider', 'UpsertProduct', 'SetProductRate', 'SetRedemptionRate',
   'CreateRewardRule', 'UpdateRewardRule', 'SetReferralCode', 'SetAffiliateTerms',
   'AssignReferrer', 'DisqualifyAccount', 'ReinstateAccount',
+  'ApplyForAffiliate', 'DecideAffiliate', 'RequestWithdrawal', 'DecideWithdrawal',
 ];
 const remember = (name, data) => {
   if (!data) return;
   if (name === 'RegisterAccount') state.newAccountId = data.registerAccount.account.id;
   if (name === 'ClaimReward') state.claimId = data.claimReward.claim.id;
   if (name === 'CreateRewardRule') state.ruleId = data.createRewardRule.id;
+  if (name === 'RequestWithdrawal') state.withdrawalId = data.requestWithdrawal.withdrawal.id;
 };
 
 const roles = { customer: seed.customer, admin: seed.admin, integration: seed.service };

@@ -182,6 +182,28 @@ const CHECKS: &[(&str, &str)] = &[
          FROM claims c LEFT JOIN ledger_entries e ON e.claim_id = c.id AND e.kind = 'CLAIM' \
          GROUP BY c.id, c.points HAVING COUNT(e.id) <> 1 OR COALESCE(-SUM(e.amount), 0) <> c.points",
     ),
+    (
+        "each withdrawal is paid by one posted CASH debit of its amount, and a rejected one given back once",
+        "SELECT 'withdrawal ' || w.id || ': ' || w.status || ' ' || w.amount || ', debit ' \
+         || COALESCE(CAST(d.amount AS TEXT), 'missing') || ', returned ' || COALESCE(CAST(r.amount AS TEXT), 'none') \
+         FROM withdrawals w \
+         LEFT JOIN ledger_entries d ON d.id = w.entry_id AND d.kind = 'WITHDRAWAL' \
+          AND d.account_id = w.account_id AND d.unit = 'CASH' AND d.status = 'POSTED' \
+         LEFT JOIN ledger_entries r ON r.id = w.return_entry_id AND r.kind = 'WITHDRAWAL_RETURNED' \
+          AND r.account_id = w.account_id AND r.unit = 'CASH' AND r.status = 'POSTED' \
+         WHERE d.id IS NULL OR d.amount <> -w.amount \
+            OR (w.status = 'REJECTED' AND (r.id IS NULL OR r.amount <> w.amount)) \
+            OR (w.status <> 'REJECTED' AND w.return_entry_id IS NOT NULL)",
+    ),
+    (
+        "each WITHDRAWAL and WITHDRAWAL_RETURNED entry belongs to exactly one withdrawal",
+        "SELECT 'entry ' || e.id || ': ' || e.kind || ' of ' || COUNT(w.id) || ' withdrawals' \
+         FROM ledger_entries e \
+         LEFT JOIN withdrawals w ON (e.kind = 'WITHDRAWAL' AND w.entry_id = e.id) \
+           OR (e.kind = 'WITHDRAWAL_RETURNED' AND w.return_entry_id = e.id) \
+         WHERE e.kind IN ('WITHDRAWAL', 'WITHDRAWAL_RETURNED') \
+         GROUP BY e.id, e.kind HAVING COUNT(w.id) <> 1",
+    ),
 ];
 
 pub async fn run(db: &impl ConnectionTrait) -> AppResult<Vec<Finding>> {

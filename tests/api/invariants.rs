@@ -195,3 +195,65 @@ async fn check_finds_a_count_of_paid_invoices_out_of_step() {
         vec!["each account's count of paid invoices is the number of its recorded invoices"]
     );
 }
+
+/// A withdrawal whose amount, debit or return no longer agree would pay out what the ledger
+/// never took, or give back twice.
+#[tokio::test]
+async fn check_finds_withdrawals_out_of_step_with_their_entries() {
+    let app = spawn_app().await;
+    let account = s(&app.register("aff-1", Some("Ada Affiliate"), None).await, "/account/id").to_owned();
+    app.update_settings(json!({ "affiliateSignupBonus": "50" })).await;
+    app.run_ok(
+        Some(&app.admin()),
+        "admin",
+        "DecideAffiliate",
+        json!({ "input": { "accountId": account, "decision": "APPROVE" } }),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for amount in ["20", "10"] {
+        let requested = app
+            .run_ok(
+                Some(&app.customer("aff-1")),
+                "customer",
+                "RequestWithdrawal",
+                json!({ "input": { "amount": amount } }),
+            )
+            .await;
+        let id = s(&requested, "/requestWithdrawal/withdrawal/id").to_owned();
+        app.run_ok(
+            Some(&app.admin()),
+            "admin",
+            "DecideWithdrawal",
+            json!({ "input": { "withdrawalId": id, "decision": "REJECT" } }),
+        )
+        .await;
+        ids.push(id);
+    }
+    app.assert_invariants().await;
+    let paired = "each withdrawal is paid by one posted CASH debit of its amount, and a rejected one given back once";
+    let owned = "each WITHDRAWAL and WITHDRAWAL_RETURNED entry belongs to exactly one withdrawal";
+    breaks(
+        &app,
+        "UPDATE withdrawals SET amount = amount + 1",
+        "UPDATE withdrawals SET amount = amount - 1",
+        &[paired],
+    )
+    .await;
+    // Both requests point at the first one's return: one entry returned twice, one never.
+    breaks(
+        &app,
+        "UPDATE withdrawals SET return_entry_id = return_entry_id + 1000000",
+        "UPDATE withdrawals SET return_entry_id = return_entry_id - 1000000",
+        &[paired, owned],
+    )
+    .await;
+    breaks(
+        &app,
+        "UPDATE withdrawals SET status = 'PAID'",
+        "UPDATE withdrawals SET status = 'REJECTED'",
+        &[paired],
+    )
+    .await;
+    assert_eq!(ids.len(), 2);
+}
