@@ -162,6 +162,13 @@ const variables = {
     UpdateProgramSettings: () => ({ input: { currency: 'USD', affiliateSignupBonus: '50', minimumWithdrawal: '10' } }),
     DecideAffiliate: () => ({ input: { accountId: seed.accountId, decision: 'APPROVE' } }),
     Withdrawals: () => ({ status: null, first: 20 }),
+    Referrals: () => ({ filter: { status: 'PENDING' }, orderBy: 'MOST_EARNED', first: 20 }),
+    ProgramReport: () => ({}),
+    // The referral AssignReferrer made (it earned nothing): rejecting it takes nothing back.
+    RejectReferral: () => ({ input: { referralId: state.assignedReferralId, reason: 'Apollo check' } }),
+    AdjustBalance: () => ({
+      input: { accountId: seed.loneAccountId, unit: 'CREDIT', amount: '5', reason: 'Apollo check: goodwill', idempotencyKey: 'apollo-adjust-1' },
+    }),
     DecideWithdrawal: () => ({ input: { withdrawalId: state.withdrawalId, decision: 'MARK_PAID', payoutReference: 'apollo-transfer-1' } }),
     UpsertProvider: () => ({ input: { key: 'apollo-co', name: 'Apollo Co', redemptionRate: '50' } }),
     UpsertProduct: () => ({
@@ -213,12 +220,14 @@ const mutationOrder = [
   'CreateRewardRule', 'UpdateRewardRule', 'SetReferralCode', 'SetAffiliateTerms',
   'AssignReferrer', 'DisqualifyAccount', 'ReinstateAccount',
   'ApplyForAffiliate', 'DecideAffiliate', 'RequestWithdrawal', 'DecideWithdrawal',
+  'RejectReferral', 'AdjustBalance',
 ];
 const remember = (name, data) => {
   if (!data) return;
   if (name === 'RegisterAccount') state.newAccountId = data.registerAccount.account.id;
   if (name === 'ClaimReward') state.claimId = data.claimReward.claim.id;
   if (name === 'CreateRewardRule') state.ruleId = data.createRewardRule.id;
+  if (name === 'AssignReferrer') state.assignedReferralId = data.assignReferrer.referral.id;
   if (name === 'RequestWithdrawal') state.withdrawalId = data.requestWithdrawal.withdrawal.id;
 };
 

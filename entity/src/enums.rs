@@ -59,7 +59,9 @@ text_enum!(RejectionReason {
     // Another account is the eligible referrer of the same payment fingerprint.
     DuplicateReferrer,
     // The code's owner has no verified payment method, and the program requires one.
-    ReferrerUnverified
+    ReferrerUnverified,
+    // An admin rejected it (`rejectReferral`).
+    Manual
 });
 text_enum!(
     /// How the referee came with the code: typed at sign-up, through a referral link, or
@@ -102,7 +104,7 @@ text_enum!(Calculation {
 });
 text_enum!(
     /// Why part or all of a reward was taken back.
-    TakeBackCause { Refund, Correction, Disqualification, DuplicateFingerprint }
+    TakeBackCause { Refund, Correction, Disqualification, DuplicateFingerprint, ManualRejection }
 );
 text_enum!(
     /// Where a withdrawal request stands: `Requested` and `Approved` are open (one per account

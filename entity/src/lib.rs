@@ -3,6 +3,7 @@
 //! (see `referral_server::amount`), which keeps the ledger exact on SQLite and PostgreSQL alike.
 
 pub mod account;
+pub mod adjustment;
 pub mod audit_log;
 pub mod balance;
 pub mod claim;

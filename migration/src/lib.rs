@@ -20,6 +20,7 @@ mod m20261206_000002_affiliate_terms;
 mod m20261206_000003_fingerprints;
 mod m20261206_000004_spend_limits;
 mod m20261207_000001_withdrawals;
+mod m20261207_000002_adjustments;
 mod postgres_only;
 
 /// Runs plain SQL statements in order: the migrations that are a list of them (SQLite adds one
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000003_fingerprints::Migration),
             Box::new(m20261206_000004_spend_limits::Migration),
             Box::new(m20261207_000001_withdrawals::Migration),
+            Box::new(m20261207_000002_adjustments::Migration),
         ]
     }
 }

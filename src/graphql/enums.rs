@@ -73,6 +73,8 @@ pub enum RejectionReason {
     /// The code's owner has no verified payment method, and the program requires one
     /// (`requireVerifiedPaymentForLink`).
     ReferrerUnverified,
+    /// An admin rejected it (`rejectReferral`).
+    Manual,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

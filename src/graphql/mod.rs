@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_tools;
 pub mod affiliates;
 pub mod catalog;
 pub mod context;
@@ -53,6 +54,7 @@ pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
 pub struct QueryRoot(
     account::AccountQuery,
     admin::AdminQuery,
+    admin_tools::AdminToolsQuery,
     affiliates::AffiliateQuery,
     program::ProgramQuery,
     catalog::CatalogQuery,
@@ -65,6 +67,7 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     account::AccountMutation,
     admin::AdminMutation,
+    admin_tools::AdminToolsMutation,
     affiliates::AffiliateMutation,
     program::ProgramMutation,
     rules::RuleMutation,

@@ -236,7 +236,7 @@ pub async fn search(
 }
 
 /// `%`, `_` and the escape character itself match literally in a search.
-fn escape_like(term: &str) -> String {
+pub fn escape_like(term: &str) -> String {
     let mut escaped = String::with_capacity(term.len());
     for c in term.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -2,6 +2,7 @@
 //! do their work in one transaction, and return domain values. Nothing here knows GraphQL.
 
 pub mod accounts;
+pub mod adjustments;
 pub mod affiliates;
 pub mod audit;
 pub mod catalog;
@@ -14,7 +15,9 @@ pub mod ledger;
 pub mod once;
 pub mod page;
 pub mod presets;
+pub mod referral_list;
 pub mod referrals;
+pub mod report;
 pub mod rewards;
 pub mod rules;
 pub mod sandbox;

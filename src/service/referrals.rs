@@ -433,3 +433,79 @@ pub async fn reinstate(
     txn.commit().await?;
     Ok(after)
 }
+
+/// An admin rejects a referral (reason `MANUAL`): what it caused that is still pending is
+/// voided, what was posted is reversed (what the balance cannot cover becomes debt), through
+/// `take_backs`, in one transaction; later events pay nothing for it. The referee's row is
+/// locked first, as every event of the referee does, so an event that is paying for this
+/// referral finishes before or sees it rejected. Rejecting a rejected referral changes nothing.
+/// Returns the referral and the entries written or changed.
+pub async fn reject(
+    db: &DatabaseConnection,
+    actor: &str,
+    referral_id: i64,
+    reason: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<(referral::Model, Vec<ledger_entry::Model>)> {
+    let reason = optional_text("reason", reason, 500)?;
+    let txn = begin_write(db).await?;
+    let found = referral::Entity::find_by_id(referral_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such referral"))?;
+    if found.status == ReferralStatus::Rejected {
+        return Ok((found, Vec::new()));
+    }
+    accounts::lock(&txn, found.referee_id).await?;
+    let updated = referral::Entity::update_many()
+        .col_expr(referral::Column::Status, Expr::value(ReferralStatus::Rejected))
+        .col_expr(referral::Column::RejectionReason, Expr::value(RejectionReason::Manual))
+        .filter(referral::Column::Id.eq(referral_id))
+        .filter(referral::Column::Status.ne(ReferralStatus::Rejected))
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(rejected) = updated.into_iter().next() else {
+        let current = referral::Entity::find_by_id(referral_id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("no such referral"))?;
+        return Ok((current, Vec::new()));
+    };
+    let paid = ledger_entry::Entity::find().filter(ledger_entry::Column::ReferralId.eq(referral_id));
+    let mut taken_back = Vec::new();
+    for standing in take_backs::standing(&txn, paid).await? {
+        if standing.left() <= 0 {
+            continue;
+        }
+        let take = Take {
+            standing: &standing,
+            amount: standing.left(),
+            cause: TakeBackCause::ManualRejection,
+            event_id: None,
+            description: "Referral rejected by an admin".to_owned(),
+        };
+        taken_back.extend(take_backs::take(&txn, take, now).await?);
+    }
+    audit::record(
+        &txn,
+        actor,
+        "REJECT_REFERRAL",
+        &format!("referral:{referral_id}"),
+        json!({ "status": found.status }),
+        json!({
+            "status": rejected.status,
+            "rejectionReason": rejected.rejection_reason,
+            "reason": reason,
+            "entries": taken_back.iter().map(|e| e.id).collect::<Vec<_>>(),
+        }),
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(
+        referral = referral_id,
+        taken_back = taken_back.len(),
+        "referral rejected by an admin"
+    );
+    Ok((rejected, taken_back))
+}

@@ -8,6 +8,7 @@
 mod abuse;
 mod admin;
 mod affiliate_terms;
+mod admin_tools;
 mod affiliates;
 mod authz;
 
