@@ -945,7 +945,7 @@ async fn an_admin_pays_or_rejects_a_withdrawal_and_paid_and_rejected_are_final()
         .gql(Some(&app.customer("acct-a")), by_status, json!({ "status": "PAID" }))
         .await;
     let paid_only = data_of(&paid_only, "me.withdrawals(PAID)")["me"]["withdrawals"].clone();
-    assert_eq!(ids(&paid_only), [paid_id.clone()], "{paid_only:#}");
+    assert_eq!(ids(&paid_only), std::slice::from_ref(&paid_id), "{paid_only:#}");
     assert_eq!(nodes(&paid_only)[0]["payoutReference"], "TRX-2026-0042");
     let none_paid = app
         .gql(Some(&app.customer("acct-o")), by_status, json!({ "status": "PAID" }))

@@ -7,8 +7,8 @@
 
 mod abuse;
 mod admin;
-mod affiliate_terms;
 mod admin_tools;
+mod affiliate_terms;
 mod affiliates;
 mod authz;
 
