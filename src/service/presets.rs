@@ -12,7 +12,7 @@ use crate::service::settings::{self, SettingsPatch};
 use entity::enums::{Beneficiary, BillingScheme, Calculation, RuleTrigger, Unit};
 use sea_orm::DatabaseConnection;
 
-pub const PRESETS: &[&str] = &["points-store", "cloud-credit", "isp", "refer-a-friend"];
+pub const PRESETS: &[&str] = &["points-store", "cloud-credit", "isp", "refer-a-friend", "affiliate"];
 /// The program a new installation starts with.
 pub const DEFAULT: &str = "points-store";
 const ACTOR: &str = "cli:preset";
@@ -167,6 +167,21 @@ fn preset_rules(name: &str) -> AppResult<Vec<RuleInput>> {
                 }),
             ])
         }
+        // Program 5: approved affiliates earn 20 % of each invoice their referred customers pay
+        // in cash, as cash commission held 30 days (the commission delay).
+        "affiliate" => Ok(vec![RuleInput {
+            value: credit(20),
+            recurring: Some(true),
+            hold_days: Some(30),
+            affiliates_only: Some(true),
+            ..rule(
+                "Affiliate: 20 % commission on each invoice a referred customer pays",
+                RuleTrigger::InvoicePaid,
+                Beneficiary::Referrer,
+                Unit::Cash,
+                Calculation::Percent,
+            )
+        }]),
         other => Err(AppError::bad_input(format!(
             "no preset {other:?}; presets: {}",
             PRESETS.join(", ")
@@ -181,6 +196,9 @@ fn purpose(name: &str) -> &'static str {
         "cloud-credit" => "program 1: cloud credit for both sides once a friend qualifies",
         "isp" => "program 2: credit for friends' paid invoices, and discounts while referrals are active",
         "refer-a-friend" => "program 4: a sign-up credit, then credit for a friend's cash spend on compute",
+        "affiliate" => {
+            "program 5: cash commission for approved affiliates, a 10.00 sign-up bonus, withdrawals from 50.00"
+        }
         _ => "",
     }
 }
@@ -206,22 +224,40 @@ pub async fn seed(db: &DatabaseConnection, now: chrono::DateTime<chrono::Utc>) -
     rules::seed(db, SEED_ACTOR, preset_rules(DEFAULT)?, now).await
 }
 
+/// The settings a preset sets beside switching the program on.
+fn preset_settings(name: &str) -> SettingsPatch {
+    match name {
+        "affiliate" => SettingsPatch {
+            minimum_withdrawal: Amount::from_units(50),
+            affiliate_signup_bonus: Amount::from_units(10),
+            ..Default::default()
+        },
+        _ => SettingsPatch::default(),
+    }
+}
+
 /// Applies a preset; returns one line per change, for the command to print.
 pub async fn apply(db: &DatabaseConnection, name: &str, now: chrono::DateTime<chrono::Utc>) -> AppResult<Vec<String>> {
     let wanted = preset_rules(name)?;
     let mut done = Vec::new();
-    if !settings::get(db).await?.enabled {
-        settings::update(
-            db,
-            ACTOR,
-            SettingsPatch {
-                enabled: Some(true),
-                ..Default::default()
-            },
-            now,
-        )
-        .await?;
+    let before = settings::get(db).await?;
+    let after = settings::update(
+        db,
+        ACTOR,
+        SettingsPatch {
+            enabled: Some(true),
+            ..preset_settings(name)
+        },
+        now,
+    )
+    .await?;
+    if !before.enabled {
         done.push("program enabled".to_owned());
+    }
+    if (before.minimum_withdrawal, before.affiliate_signup_bonus)
+        != (after.minimum_withdrawal, after.affiliate_signup_bonus)
+    {
+        done.push("settings updated: minimum withdrawal and affiliate sign-up bonus".to_owned());
     }
     let existing = rules::list(db).await?;
     for input in wanted {
@@ -270,6 +306,8 @@ mod tests {
                 "  Refer-a-friend: 5.00 credit for the newcomer at sign-up: 5.00 credit to the referred friend on sign-up, once per referral",
                 "  Refer-a-friend: 20.00 once a friend spends 20.00 on compute: 20.00 credit to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once qualifying spend reaches 20.00, once per referral, held 30 days, expires 180 days after it becomes available, spendable on compute only",
                 "  Refer-a-friend: 10 % of a friend's compute spend above 20.00, up to 300.00: 10.00 % in credit of the spend above the threshold to the referrer on qualifying spend, products of compute, within 90 days of sign-up, once qualifying spend reaches 20.00, every time, at most 300.00 per referral, held 30 days, expires 180 days after it becomes available, spendable on compute only",
+                "affiliate: program 5: cash commission for approved affiliates, a 10.00 sign-up bonus, withdrawals from 50.00 (switches the program on)",
+                "  Affiliate: 20 % commission on each invoice a referred customer pays: 20.00 % in cash of the cash paid to the referrer on a paid invoice, approved affiliates only, every time, held 30 days",
             ]
         );
         for name in PRESETS {

@@ -222,3 +222,56 @@ async fn the_refer_a_friend_preset_runs_program_four() {
     );
     app.assert_invariants().await;
 }
+
+/// Program 5 from its preset: an approved affiliate earns 20 % of each invoice its referred
+/// customers pay, held 30 days; a referrer that is no affiliate earns nothing; the first
+/// approval pays 10.00; withdrawals start at 50.00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_affiliate_preset_runs_program_five() {
+    let app = spawn_app().await;
+    run_cli(&app, &["preset", "affiliate"]).await;
+    let rules = app.rules().await;
+    // Read from the table: the command wrote it, and a server's held settings follow within
+    // a moment (`settings::cache`).
+    let settings = "SELECT minimum_withdrawal * 1000 + affiliate_signup_bonus FROM program_settings";
+    let written = app.sql_i64(settings).await;
+    let audited = app.count("audit_log").await;
+    run_cli(&app, &["preset", "affiliate"]).await;
+    assert_eq!(app.rules().await, rules, "a preset applied twice");
+    assert_eq!(
+        app.count("audit_log").await,
+        audited,
+        "a preset applied twice changes nothing"
+    );
+    assert_eq!(written, 50_000_000 * 1000 + 10_000_000, "minimum 50.00, bonus 10.00");
+
+    let a = app.register_code("aff-a", Some("Alice Adams"), None).await;
+    let n = app.register_code("not-n", Some("Nina North"), None).await;
+    app.register("cust-b", Some("Bob Brown"), Some(&a)).await;
+    app.register("cust-c", Some("Carl Cole"), Some(&n)).await;
+    let alice = s(&nodes(&app.accounts(Some("aff-a"), 1, None).await)[0], "/id").to_owned();
+    app.run_ok(
+        Some(&app.admin()),
+        "admin",
+        "DecideAffiliate",
+        json!({ "input": { "accountId": alice, "decision": "APPROVE" } }),
+    )
+    .await;
+    assert_eq!(app.balance("aff-a", "CASH").await.0, "10.00", "the sign-up bonus");
+
+    let paid_b = paid(&app, "inv-b", "cust-b", "internet", "45.00").await;
+    let commission: Vec<_> = rewards_of(&paid_b).into_iter().map(|r| (r.0, r.2, r.3, r.4)).collect();
+    assert_eq!(
+        commission,
+        [(
+            "aff-a".to_owned(),
+            "CASH".to_owned(),
+            "9.00".to_owned(),
+            "PENDING".to_owned()
+        )],
+        "{paid_b:#}"
+    );
+    let paid_c = paid(&app, "inv-c", "cust-c", "internet", "45.00").await;
+    assert!(rewards_of(&paid_c).is_empty(), "not an affiliate: {paid_c:#}");
+    app.assert_invariants().await;
+}
