@@ -14,6 +14,10 @@
 //!   it moved. Staleness is bounded by the interval; the cost is one in-memory pragma per
 //!   interval, whatever the write load.
 //!
+//! A watcher's read can start before this instance's own write commits and end after it:
+//! stored, it would put back the settings the write replaced. So each `replace` counts, and a
+//! read is kept only if no `replace` happened while it ran; otherwise it is read again.
+//!
 //! The watchers run on connections outside the application's pool: they take none of its
 //! connections, and their statements are not counted as the requests' statements.
 
@@ -37,12 +41,34 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The settings reads use: cheap to clone, shared by every request of an instance.
 #[derive(Clone)]
-pub struct SettingsCache(Arc<RwLock<Arc<program_settings::Model>>>);
+pub struct SettingsCache(Arc<Held>);
+
+/// What the cache holds, and how many times this instance's own writes replaced it: both
+/// under one lock, so that a watcher's check and store cannot straddle a replacement.
+struct Held(RwLock<Snapshot>);
+
+struct Snapshot {
+    settings: Arc<program_settings::Model>,
+    replaced: u64,
+}
+
+impl Held {
+    fn snapshot(&self) -> std::sync::RwLockReadGuard<'_, Snapshot> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn snapshot_mut(&self) -> std::sync::RwLockWriteGuard<'_, Snapshot> {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 impl SettingsCache {
     /// Reads the settings and starts watching the database for other instances' changes.
     pub async fn start(db: &DatabaseConnection) -> AppResult<SettingsCache> {
-        let cache = SettingsCache(Arc::new(RwLock::new(Arc::new(settings::get(db).await?))));
+        let cache = SettingsCache(Arc::new(Held(RwLock::new(Snapshot {
+            settings: Arc::new(settings::get(db).await?),
+            replaced: 0,
+        }))));
         let held = Arc::downgrade(&cache.0);
         match db.get_database_backend() {
             DbBackend::Postgres => {
@@ -69,22 +95,14 @@ impl SettingsCache {
 
     /// The settings as last read or written.
     pub fn current(&self) -> Arc<program_settings::Model> {
-        read(&self.0)
+        self.0.snapshot().settings.clone()
     }
 
     /// What this instance itself wrote, once committed.
     pub fn replace(&self, settings: program_settings::Model) {
-        store(&self.0, settings);
-    }
-}
-
-fn read(held: &RwLock<Arc<program_settings::Model>>) -> Arc<program_settings::Model> {
-    held.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-}
-
-fn store(held: &RwLock<Arc<program_settings::Model>>, settings: program_settings::Model) {
-    if *read(held) != settings {
-        *held.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(settings);
+        let mut held = self.0.snapshot_mut();
+        held.replaced += 1;
+        held.settings = Arc::new(settings);
     }
 }
 
@@ -106,19 +124,37 @@ fn decode(row: QueryResult) -> Result<program_settings::Model, sqlx::Error> {
     program_settings::Model::from_query_result(&row, "").map_err(|err| sqlx::Error::Decode(err.to_string().into()))
 }
 
-/// Holds `settings` in the cache, if it still exists; false when it does not (the state it
-/// belonged to is gone, and the watcher ends).
-fn keep(held: &Weak<RwLock<Arc<program_settings::Model>>>, settings: program_settings::Model) -> bool {
-    match held.upgrade() {
-        Some(held) => {
-            store(&held, settings);
-            true
-        }
-        None => false,
-    }
+/// What became of a watcher's read.
+enum Kept {
+    /// Held in the cache.
+    Yes,
+    /// This instance wrote while it ran: it may be older than the write, so read again.
+    Overtaken,
+    /// The state the cache belonged to is gone: the watcher ends.
+    Gone,
 }
 
-async fn listen_postgres(pool: sqlx::PgPool, held: Weak<RwLock<Arc<program_settings::Model>>>) {
+/// The number of this instance's replacements, before a watcher reads (0 if it is gone).
+fn replacements(held: &Weak<Held>) -> u64 {
+    held.upgrade().map_or(0, |held| held.snapshot().replaced)
+}
+
+/// Holds `settings`, read after `before` replacements, in the cache.
+fn keep(held: &Weak<Held>, settings: program_settings::Model, before: u64) -> Kept {
+    let Some(held) = held.upgrade() else {
+        return Kept::Gone;
+    };
+    let mut held = held.snapshot_mut();
+    if held.replaced != before {
+        return Kept::Overtaken;
+    }
+    if *held.settings != settings {
+        held.settings = Arc::new(settings);
+    }
+    Kept::Yes
+}
+
+async fn listen_postgres(pool: sqlx::PgPool, held: Weak<Held>) {
     let mut listener = loop {
         match subscribe(&pool).await {
             Ok(listener) => break listener,
@@ -131,16 +167,17 @@ async fn listen_postgres(pool: sqlx::PgPool, held: Weak<RwLock<Arc<program_setti
     // Every turn reads the row: first for what changed between the first read and the
     // LISTEN, then after each notification, reconnect or failure.
     loop {
+        let before = replacements(&held);
         let read = sqlx::query(SELECT_POSTGRES)
             .bind(SETTINGS_ID)
             .fetch_one(&mut listener)
             .await;
         match read.map(QueryResult::from).and_then(decode) {
-            Ok(settings) => {
-                if !keep(&held, settings) {
-                    return;
-                }
-            }
+            Ok(settings) => match keep(&held, settings, before) {
+                Kept::Yes => {}
+                Kept::Overtaken => continue,
+                Kept::Gone => return,
+            },
             Err(err) => {
                 tracing::warn!(error = %err, "settings: cannot read them again; trying again");
                 tokio::time::sleep(RETRY_AFTER).await;
@@ -166,7 +203,7 @@ async fn subscribe(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-async fn watch_sqlite(options: sqlx::sqlite::SqliteConnectOptions, held: Weak<RwLock<Arc<program_settings::Model>>>) {
+async fn watch_sqlite(options: sqlx::sqlite::SqliteConnectOptions, held: Weak<Held>) {
     let mut connection: Option<SqliteConnection> = None;
     let mut seen: Option<i64> = None;
     let mut ticks = tokio::time::interval(SQLITE_CHECK_EVERY);
@@ -192,25 +229,84 @@ async fn watch_sqlite(options: sqlx::sqlite::SqliteConnectOptions, held: Weak<Rw
         };
         let checked = async {
             let version: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut *conn).await?;
-            if seen != Some(version) {
-                let row = sqlx::query(SELECT_SQLITE)
-                    .bind(SETTINGS_ID)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                if !keep(&held, decode(QueryResult::from(row))?) {
-                    return Ok(None);
-                }
+            if seen == Some(version) {
+                return Ok(Some(Some(version)));
             }
-            Ok::<_, sqlx::Error>(Some(version))
+            let before = replacements(&held);
+            let row = sqlx::query(SELECT_SQLITE)
+                .bind(SETTINGS_ID)
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok::<_, sqlx::Error>(match keep(&held, decode(QueryResult::from(row))?, before) {
+                Kept::Yes => Some(Some(version)),
+                // Not seen yet: the next tick reads the row again.
+                Kept::Overtaken => Some(None),
+                Kept::Gone => None,
+            })
         }
         .await;
         match checked {
-            Ok(Some(version)) => seen = Some(version),
+            Ok(Some(version)) => seen = version,
             Ok(None) => return,
             Err(err) => {
                 tracing::warn!(error = %err, "settings: watching for changes failed; reconnecting");
                 connection = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(minimum_withdrawal: i64) -> program_settings::Model {
+        program_settings::Model {
+            id: SETTINGS_ID,
+            enabled: true,
+            currency: "USD".to_owned(),
+            referral_link_template: "{code}".to_owned(),
+            landing_url: None,
+            cookie_days: 30,
+            gb_per_claim: 1,
+            minimum_withdrawal,
+            require_verified_payment_for_link: false,
+            max_pending_claims: None,
+            max_claims_per_day: None,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+            clock_offset_ms: 0,
+            reorder_window_hours: 0,
+            active_referral_days: 45,
+            affiliate_signup_bonus: 0,
+        }
+    }
+
+    fn cache(held: program_settings::Model) -> SettingsCache {
+        SettingsCache(Arc::new(Held(RwLock::new(Snapshot {
+            settings: Arc::new(held),
+            replaced: 0,
+        }))))
+    }
+
+    #[test]
+    fn a_read_that_started_before_this_instances_write_does_not_put_back_the_old_settings() {
+        let cache = cache(settings(0));
+        let watcher = Arc::downgrade(&cache.0);
+        let before = replacements(&watcher);
+        // The watcher read the row (minimum 0), then this instance's write committed.
+        cache.replace(settings(10));
+        assert!(matches!(keep(&watcher, settings(0), before), Kept::Overtaken));
+        assert_eq!(cache.current().minimum_withdrawal, 10);
+        // Read again, it is kept.
+        let before = replacements(&watcher);
+        assert!(matches!(keep(&watcher, settings(10), before), Kept::Yes));
+        assert!(matches!(keep(&watcher, settings(7), before), Kept::Yes));
+        assert_eq!(
+            cache.current().minimum_withdrawal,
+            7,
+            "another instance's later write is taken"
+        );
+        drop(cache);
+        assert!(matches!(keep(&watcher, settings(7), before), Kept::Gone));
     }
 }
