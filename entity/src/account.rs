@@ -50,6 +50,13 @@ pub struct Model {
     pub affiliate_decided_at: Option<DateTimeUtc>,
     /// Its first approval as an affiliate, which paid the sign-up bonus; set once.
     pub affiliate_approved_at: Option<DateTimeUtc>,
+    /// When its cash commission becomes withdrawable; None: the program's schedule.
+    pub payout_schedule: Option<crate::enums::PayoutSchedule>,
+    /// Its current plan and billing cycle, as its latest paid invoice that named them said.
+    pub plan: Option<String>,
+    pub billing_cycle: Option<crate::enums::BillingCycle>,
+    /// `display_name` masked ("Jo*** S."), kept beside it: what an affiliate searches by.
+    pub masked_name: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -25,7 +25,7 @@ text_enum!(
 text_enum!(
     /// Why a ledger entry exists. `Debt`: positive, the part of a reversal the balance could not
     /// cover (owed); negative, a repayment of it from later earnings.
-    EntryKind { Reward, Claim, ClaimRefund, Reversal, Expiry, Adjustment, CreditApplied, Withdrawal, Debt, WithdrawalReturned }
+    EntryKind { Reward, Claim, ClaimRefund, Reversal, Expiry, Adjustment, CreditApplied, Withdrawal, Debt, WithdrawalReturned, CommissionConverted }
 );
 text_enum!(EntryStatus {
     Pending,
@@ -33,6 +33,23 @@ text_enum!(EntryStatus {
     Voided
 });
 text_enum!(AccountStatus { Active, Closed });
+text_enum!(
+    /// When cash commission becomes withdrawable: when its hold ends, or at the end of the
+    /// (UTC) month or year its hold ends in.
+    PayoutSchedule { AsEarned, Monthly, Yearly }
+);
+text_enum!(
+    /// How often a plan is billed, as the platform reports it with an invoice.
+    BillingCycle { OneTime, Monthly, Quarterly, SemiAnnual, Annual, Biennial, Triennial }
+);
+text_enum!(
+    /// A piece of marketing material: an image banner or a text snippet.
+    MaterialKind { Banner, Snippet }
+);
+text_enum!(
+    /// How a material's template is written: HTML (the link is escaped into it) or plain text.
+    MaterialFormat { Html, Text }
+);
 text_enum!(
     /// Where an account stands in the affiliate program.
     AffiliateStatus { Applied, Approved, Rejected, Suspended }

@@ -28,6 +28,10 @@ pub struct Model {
     pub active_referral_days: i32,
     /// CASH paid to an affiliate on its first approval, in millionths; 0: none.
     pub affiliate_signup_bonus: i64,
+    /// When cash commission becomes withdrawable, unless an affiliate has its own schedule.
+    pub payout_schedule: crate::enums::PayoutSchedule,
+    /// Credit given for 1 of cash commission converted, in millionths; None: no conversion.
+    pub commission_conversion_rate: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

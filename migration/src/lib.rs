@@ -21,6 +21,7 @@ mod m20261206_000003_fingerprints;
 mod m20261206_000004_spend_limits;
 mod m20261207_000001_withdrawals;
 mod m20261207_000002_adjustments;
+mod m20261208_000001_affiliate_area;
 mod postgres_only;
 
 /// Runs plain SQL statements in order: the migrations that are a list of them (SQLite adds one
@@ -30,6 +31,19 @@ async fn run_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(),
         manager.get_connection().execute_unprepared(statement).await?;
     }
     Ok(())
+}
+
+/// A name as customers other than its owner see it: the first two letters of the first word
+/// and the initial of the last ("Jo*** S."). Here rather than in the server, which re-exports
+/// it, because a migration stores it for the accounts that existed before.
+pub fn mask_name(name: &str) -> String {
+    let mut words = name.split_whitespace();
+    let first: String = words.next().unwrap_or("").chars().take(2).collect();
+    let last_initial = words.last().and_then(|w| w.chars().next());
+    match last_initial {
+        Some(initial) => format!("{first}*** {initial}."),
+        None => format!("{first}***"),
+    }
 }
 
 pub struct Migrator;
@@ -56,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000004_spend_limits::Migration),
             Box::new(m20261207_000001_withdrawals::Migration),
             Box::new(m20261207_000002_adjustments::Migration),
+            Box::new(m20261208_000001_affiliate_area::Migration),
         ]
     }
 }

@@ -4,17 +4,15 @@
 use crate::amount::Amount;
 use crate::auth::RoleGuard;
 use crate::graphql::context::{now, state, viewer};
-use crate::graphql::enums::{ReferralStatus, RewardUnit};
+use crate::graphql::enums::{ReferralOrder, ReferralStatus, RewardUnit};
 use crate::graphql::ids::{Kind, from_id};
 use crate::graphql::scalars::Decimal;
-use crate::graphql::types::{ConnectionTotal, LedgerEntry, Page1, Referral, UnitAmount};
+use crate::graphql::types::{LedgerEntry, Page1, Referral, UnitAmount, page_request, referral_page};
 use crate::service::adjustments::{self, Adjust};
-use crate::service::page::PageRequest;
-use crate::service::referral_list::{self, ReferralFilter as Filter, ReferralOrder as Order};
+use crate::service::referral_list::{self, ReferralFilter as Filter, SearchIn};
 use crate::service::referrals;
 use crate::service::report::{self, UNITS};
-use async_graphql::connection::{Connection, CursorType, Edge, OpaqueCursor};
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 /// Which referrals the admin's list shows; every field left out lets all through.
@@ -32,17 +30,6 @@ pub struct ReferralFilter {
     /// Contained (any case) in the referee's externalId, name, email or code, or in the code
     /// used.
     pub search: Option<String>,
-}
-
-/// The order of the admin's list of referrals.
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Default)]
-pub enum ReferralOrder {
-    #[default]
-    Newest,
-    Oldest,
-    /// By what the referrer earned through it (every unit together), most first.
-    MostEarned,
-    LeastEarned,
 }
 
 #[derive(InputObject)]
@@ -116,13 +103,6 @@ impl AdminToolsQuery {
         after: Option<String>,
     ) -> Result<Page1<Referral>> {
         let filter = filter.unwrap_or_default();
-        let after = after
-            .map(|cursor| {
-                OpaqueCursor::<i64>::decode_cursor(&cursor)
-                    .map(|c| c.0)
-                    .map_err(|_| crate::error::AppError::bad_input("after is not a cursor of this list"))
-            })
-            .transpose()?;
         let filter = Filter {
             referrer_id: filter.referrer_id.map(|id| from_id(Kind::Account, &id)).transpose()?,
             status: filter.status.map(Into::into),
@@ -130,25 +110,11 @@ impl AdminToolsQuery {
             created_from: filter.created_from,
             created_to: filter.created_to,
             search: filter.search,
+            search_in: SearchIn::Everything,
         };
-        let order = match order_by.unwrap_or_default() {
-            ReferralOrder::Newest => Order::Newest,
-            ReferralOrder::Oldest => Order::Oldest,
-            ReferralOrder::MostEarned => Order::MostEarned,
-            ReferralOrder::LeastEarned => Order::LeastEarned,
-        };
-        let page = referral_list::list(&state(ctx).db, filter, order, PageRequest::new(first, after)?).await?;
-        let total = i64::try_from(page.total).unwrap_or(i64::MAX);
-        let mut connection =
-            Connection::with_additional_fields(page.offset > 0, page.has_next, ConnectionTotal { total_count: total });
-        let start = i64::try_from(page.offset).unwrap_or(i64::MAX);
-        connection.edges.extend(
-            page.items
-                .into_iter()
-                .zip(1..)
-                .map(|(referral, position)| Edge::new(OpaqueCursor(start + position), Referral(referral))),
-        );
-        Ok(connection)
+        let order = order_by.unwrap_or_default().into();
+        let page = referral_list::list(&state(ctx).db, filter, order, page_request(first, after)?).await?;
+        Ok(referral_page(page))
     }
 
     /// The program's figures for [from, to) (either end left out: no bound).

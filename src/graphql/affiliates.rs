@@ -2,12 +2,14 @@
 
 use crate::auth::RoleGuard;
 use crate::graphql::context::{now, state, viewer};
-use crate::graphql::enums::{AffiliateDecision, WithdrawalDecision, WithdrawalStatus};
-use crate::graphql::ids::{Kind, from_id};
+use crate::graphql::enums::{AffiliateDecision, PayoutSchedule, WithdrawalDecision, WithdrawalStatus};
+use crate::graphql::ids::{Kind, from_id, to_id};
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Account, Affiliate, Page1, Withdrawal, connection, page_request};
-use crate::service::{affiliates, withdrawals};
+use crate::service::{affiliates, conversions, withdrawals};
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::commission_conversion;
 
 #[derive(Default)]
 pub struct AffiliateQuery;
@@ -50,11 +52,63 @@ pub struct RequestWithdrawalPayload {
 }
 
 #[derive(InputObject)]
+pub struct ConvertCommissionInput {
+    /// The cash commission to convert: above 0, at most what is available.
+    pub amount: Decimal,
+    /// The same key with the same amount answers the first conversion again (`duplicate`)
+    /// and moves nothing.
+    pub idempotency_key: Option<String>,
+}
+
+/// Cash commission converted into credit.
+pub struct CommissionConversion(pub commission_conversion::Model);
+
+#[Object]
+impl CommissionConversion {
+    async fn id(&self) -> ID {
+        to_id(Kind::Conversion, self.0.id)
+    }
+
+    /// The cash commission taken.
+    async fn cash(&self) -> Decimal {
+        Decimal::micros(self.0.cash_amount)
+    }
+
+    /// The credit given: the cash times the rate, rounded down to the cent.
+    async fn credit(&self) -> Decimal {
+        Decimal::micros(self.0.credit_amount)
+    }
+
+    /// Credit for 1 of cash, as the program's rate was.
+    async fn rate(&self) -> Decimal {
+        Decimal::micros(self.0.rate)
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ConvertCommissionPayload {
+    pub conversion: CommissionConversion,
+    /// True when this answers an earlier conversion with the same idempotency key.
+    pub duplicate: bool,
+}
+
+#[derive(InputObject)]
 pub struct DecideAffiliateInput {
     pub account_id: ID,
     pub decision: AffiliateDecision,
     /// Kept in the audit log.
     pub reason: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SetPayoutScheduleInput {
+    pub account_id: ID,
+    /// The account's own schedule; null: the program's again.
+    pub schedule: Option<PayoutSchedule>,
 }
 
 #[derive(InputObject)]
@@ -106,6 +160,31 @@ impl AffiliateMutation {
         })
     }
 
+    /// An approved affiliate converts available cash commission into credit on its own account
+    /// at the program's `commissionConversionRate`, rounded down to the cent; the credit is
+    /// available at once. NOT_AN_AFFILIATE unless approved; INSUFFICIENT_BALANCE beyond what is
+    /// available; BAD_USER_INPUT when the program does not convert. Audited.
+    #[graphql(guard = "RoleGuard::CUSTOMER")]
+    async fn convert_commission(
+        &self,
+        ctx: &Context<'_>,
+        input: ConvertCommissionInput,
+    ) -> Result<ConvertCommissionPayload> {
+        let external_id = viewer(ctx).customer_external_id()?;
+        let converted = conversions::convert(
+            &state(ctx).db,
+            external_id,
+            input.amount.0,
+            input.idempotency_key.as_deref(),
+            now(ctx),
+        )
+        .await?;
+        Ok(ConvertCommissionPayload {
+            conversion: CommissionConversion(converted.conversion),
+            duplicate: converted.duplicate,
+        })
+    }
+
     /// Approves, rejects or suspends an affiliate (approving needs no application). The first
     /// approval pays the program's `affiliateSignupBonus`. Audited.
     #[graphql(guard = "RoleGuard::ADMIN")]
@@ -122,6 +201,22 @@ impl AffiliateMutation {
             id,
             decision,
             input.reason.as_deref(),
+            now(ctx),
+        )
+        .await?;
+        Ok(Account(account))
+    }
+
+    /// Gives one affiliate a payout schedule of its own (null: the program's again). Commission
+    /// given from then on becomes withdrawable by it; what was given keeps its date. Audited.
+    #[graphql(guard = "RoleGuard::ADMIN")]
+    async fn set_payout_schedule(&self, ctx: &Context<'_>, input: SetPayoutScheduleInput) -> Result<Account> {
+        let id = from_id(Kind::Account, &input.account_id)?;
+        let account = affiliates::set_payout_schedule(
+            &state(ctx).db,
+            &viewer(ctx).actor(),
+            id,
+            input.schedule.map(Into::into),
             now(ctx),
         )
         .await?;

@@ -26,6 +26,8 @@ pub enum LedgerEntryKind {
     Debt,
     /// A rejected withdrawal's amount, given back to the available balance.
     WithdrawalReturned,
+    /// Cash commission converted into credit: the cash taken (negative) and the credit given.
+    CommissionConverted,
 }
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -261,4 +263,57 @@ pub enum PlanPriceBase {
 pub enum DecisionOutcome {
     Rewarded,
     Skipped,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::PayoutSchedule")]
+pub enum PayoutSchedule {
+    /// When its hold ends.
+    AsEarned,
+    /// At the end of the (UTC) month its hold ends in.
+    Monthly,
+    /// At the end of the (UTC) year its hold ends in.
+    Yearly,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::BillingCycle")]
+pub enum BillingCycle {
+    OneTime,
+    Monthly,
+    Quarterly,
+    SemiAnnual,
+    Annual,
+    Biennial,
+    Triennial,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::MaterialKind")]
+pub enum MarketingMaterialKind {
+    /// An image banner.
+    Banner,
+    /// A text snippet (a post, an email).
+    Snippet,
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::MaterialFormat")]
+pub enum MarketingMaterialFormat {
+    /// HTML: the link is HTML-escaped where `{link}` stands.
+    Html,
+    /// Plain text: the link stands as it is.
+    Text,
+}
+
+/// The order of a list of referrals.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Default)]
+#[graphql(remote = "crate::service::referral_list::ReferralOrder")]
+pub enum ReferralOrder {
+    #[default]
+    Newest,
+    Oldest,
+    /// By what the referrer earned through it (every unit together), most first.
+    MostEarned,
+    LeastEarned,
 }

@@ -2,6 +2,7 @@
 
 use crate::auth::RoleGuard;
 use crate::graphql::context::{now, state};
+use crate::graphql::enums::BillingCycle;
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Event, LedgerEntry, RuleDecision};
 use crate::service::events::{self, EventInput, EventOutcome, Fact, Invoice, PaymentMethod, Purchase, Refund, TopUp};
@@ -61,6 +62,10 @@ pub struct InvoicePaidInput {
     /// must add up to the total.
     pub paid_with_credit: Option<Decimal>,
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The plan it bills (up to 100 characters) and how often: the account's current plan
+    /// and billing cycle, which its referrer sees, once no later invoice named others.
+    pub plan: Option<String>,
+    pub billing_cycle: Option<BillingCycle>,
 }
 
 /// One line of an invoice.
@@ -255,6 +260,8 @@ impl From<InvoicePaidInput> for EventInput {
                 lines: input.lines.into_iter().map(Into::into).collect(),
                 paid_in_cash: input.paid_in_cash.map(|d| d.0),
                 paid_with_credit: input.paid_with_credit.map(|d| d.0),
+                plan: input.plan,
+                billing_cycle: input.billing_cycle.map(Into::into),
             }),
         }
     }

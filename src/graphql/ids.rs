@@ -16,6 +16,8 @@ pub enum Kind {
     Rule,
     Audit,
     Withdrawal,
+    Conversion,
+    Material,
 }
 
 impl Kind {
@@ -31,6 +33,8 @@ impl Kind {
             Kind::Rule => "rul",
             Kind::Audit => "aud",
             Kind::Withdrawal => "wdr",
+            Kind::Conversion => "cnv",
+            Kind::Material => "mkt",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod enums;
 pub mod events;
 pub mod ids;
 pub mod loaders;
+pub mod marketing;
 pub mod program;
 pub mod rules;
 pub mod scalars;
@@ -56,6 +57,7 @@ pub struct QueryRoot(
     admin::AdminQuery,
     admin_tools::AdminToolsQuery,
     affiliates::AffiliateQuery,
+    marketing::MarketingQuery,
     program::ProgramQuery,
     catalog::CatalogQuery,
     rules::RuleQuery,
@@ -69,6 +71,7 @@ pub struct MutationRoot(
     admin::AdminMutation,
     admin_tools::AdminToolsMutation,
     affiliates::AffiliateMutation,
+    marketing::MarketingMutation,
     program::ProgramMutation,
     rules::RuleMutation,
     credit::CreditMutation,

@@ -3,6 +3,7 @@
 use crate::auth::RoleGuard;
 use crate::error::AppError;
 use crate::graphql::context::{now, settings, state, viewer};
+use crate::graphql::enums::PayoutSchedule;
 use crate::graphql::scalars::Decimal;
 use crate::graphql::types::{Program, ProgramSettings};
 use crate::service::sandbox;
@@ -57,6 +58,12 @@ pub struct ProgramSettingsInput {
     /// Days, 1 to 3650, within which a referee must have paid an invoice to count as an
     /// active referral of its referrer.
     pub active_referral_days: Option<i32>,
+    /// When cash commission becomes withdrawable, for affiliates without their own schedule;
+    /// commission already earned keeps the date it was given.
+    pub payout_schedule: Option<PayoutSchedule>,
+    /// Credit for 1 of cash commission converted (above 0, at most 1000); null: conversion
+    /// off.
+    pub commission_conversion_rate: MaybeUndefined<Decimal>,
 }
 
 /// Left out: unchanged; null: cleared; a value: set.
@@ -89,6 +96,8 @@ impl ProgramMutation {
             reorder_window_hours: input.reorder_window_hours,
             active_referral_days: input.active_referral_days,
             affiliate_signup_bonus: input.affiliate_signup_bonus.map(|d| d.0),
+            payout_schedule: input.payout_schedule.map(Into::into),
+            commission_conversion_rate: change(input.commission_conversion_rate).map(|rate| rate.map(|d| d.0)),
         };
         let state = state(ctx);
         let updated = settings::update(&state.db, &viewer(ctx).actor(), patch, now(ctx)).await?;

@@ -8,16 +8,18 @@ use crate::graphql::context::{loader, now, settings, state, viewer};
 use crate::graphql::enums::*;
 use crate::graphql::ids::{Kind, Side, balance_id, participant_id, to_id};
 use crate::graphql::loaders::*;
+use crate::graphql::marketing::AffiliateMaterial;
 use crate::graphql::rules::RewardRule;
 use crate::graphql::scalars::Decimal;
 use crate::service::accounts::dashboard::{self, FriendParts};
 use crate::service::accounts::{self, mask_name};
 use crate::service::page::{Page, PageRequest};
+use crate::service::referral_list::{self, ReferralPage};
 use crate::service::rules::{self, AffiliateTerms, Decision, Rule};
 use crate::service::settings::referral_link;
 use crate::service::{clicks, rewards, store, withdrawals};
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
-use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{account, balance, claim, event, ledger_entry, product, program_settings, provider, referral};
 
@@ -55,6 +57,46 @@ where
             .map(|item| Edge::new(OpaqueCursor(id(&item)), node(item))),
     );
     conn
+}
+
+/// A page of a filtered, ordered list of referrals. Its cursors are positions in the order
+/// (earnings change, so an id is no bookmark in an order by earnings).
+pub fn referral_page(page: ReferralPage) -> Page1<Referral> {
+    let total = i64::try_from(page.total).unwrap_or(i64::MAX);
+    let mut conn =
+        Connection::with_additional_fields(page.offset > 0, page.has_next, ConnectionTotal { total_count: total });
+    let start = i64::try_from(page.offset).unwrap_or(i64::MAX);
+    conn.edges.extend(
+        page.items
+            .into_iter()
+            .zip(1..)
+            .map(|(referral, position)| Edge::new(OpaqueCursor(start + position), Referral(referral))),
+    );
+    conn
+}
+
+/// Which of its friends a referrer's list shows; every field left out lets all through.
+#[derive(InputObject, Default)]
+pub struct FriendFilter {
+    pub status: Option<ReferralStatus>,
+    /// true: only friends whose account is closed; false: only open ones.
+    pub closed: Option<bool>,
+    /// Friends who joined at or after this.
+    pub joined_from: Option<DateTime<Utc>>,
+    /// Friends who joined before this.
+    pub joined_to: Option<DateTime<Utc>>,
+    /// Contained (any case) in the friend's masked name ("Jo*** S.") or current plan.
+    pub search: Option<String>,
+}
+
+impl FriendFilter {
+    fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.closed.is_none()
+            && self.joined_from.is_none()
+            && self.joined_to.is_none()
+            && self.search.as_deref().is_none_or(|s| s.trim().is_empty())
+    }
 }
 
 /// A viewer may read an account's private parts when it is staff or the account itself.
@@ -201,14 +243,34 @@ impl Account {
         Ok(Balance(row))
     }
 
-    /// The friends this account referred, newest first.
+    /// The friends this account referred, newest first unless `orderBy` says otherwise,
+    /// filtered by `filter`.
     async fn referred_friends(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        filter: Option<FriendFilter>,
+        order_by: Option<ReferralOrder>,
     ) -> Result<Page1<Referral>> {
         ensure_can_read(ctx, &self.0)?;
+        let filter = filter.unwrap_or_default();
+        let order = order_by.unwrap_or_default();
+        if !filter.is_empty() || order != ReferralOrder::Newest {
+            // Searched or ordered otherwise: the list the admin's is, of this referrer only,
+            // searched only in what the referrer sees of its friends.
+            let filter = referral_list::ReferralFilter {
+                referrer_id: Some(self.0.id),
+                status: filter.status.map(Into::into),
+                referee_closed: filter.closed,
+                created_from: filter.joined_from,
+                created_to: filter.joined_to,
+                search: filter.search,
+                search_in: referral_list::SearchIn::MaskedNameOrPlan,
+            };
+            let page = referral_list::list(&state(ctx).db, filter, order.into(), page_request(first, after)?).await?;
+            return Ok(referral_page(page));
+        }
         // The page, its total, the friends' accounts and what each earned: one statement.
         let node = ctx.look_ahead().field("edges").field("node");
         let parts = FriendParts {
@@ -321,6 +383,16 @@ impl Participant {
 
     async fn first_purchase_at(&self) -> Option<DateTime<Utc>> {
         self.account.first_purchase_at
+    }
+
+    /// Its current plan, as its latest paid invoice that named one said.
+    async fn plan(&self) -> Option<&str> {
+        self.account.plan.as_deref()
+    }
+
+    /// How often its plan is billed, as its latest paid invoice that said so.
+    async fn billing_cycle(&self) -> Option<BillingCycle> {
+        self.account.billing_cycle.map(Into::into)
     }
 
     /// The full account: for admins and the billing system only (null, with a FORBIDDEN
@@ -730,6 +802,11 @@ pub struct ProgramSettings {
     pub active_referral_days: i32,
     #[graphql(skip)]
     pub affiliate_signup_bonus_micros: i64,
+    /// When cash commission becomes withdrawable, for affiliates without a schedule of their
+    /// own (`setPayoutSchedule`).
+    pub payout_schedule: PayoutSchedule,
+    #[graphql(skip)]
+    pub commission_conversion_rate_micros: Option<i64>,
 }
 
 #[ComplexObject]
@@ -742,6 +819,12 @@ impl ProgramSettings {
     /// CASH paid to an affiliate on its first approval (0: none).
     async fn affiliate_signup_bonus(&self) -> Decimal {
         Decimal::micros(self.affiliate_signup_bonus_micros)
+    }
+
+    /// Credit an affiliate gets for 1 of cash commission it converts (`convertCommission`);
+    /// null: conversion is off.
+    async fn commission_conversion_rate(&self) -> Option<Decimal> {
+        self.commission_conversion_rate_micros.map(Decimal::micros)
     }
 
     /// Whether this server runs as a sandbox (SANDBOX=true): admins may then move its clock
@@ -772,6 +855,8 @@ impl From<program_settings::Model> for ProgramSettings {
             reorder_window_hours: row.reorder_window_hours,
             active_referral_days: row.active_referral_days,
             affiliate_signup_bonus_micros: row.affiliate_signup_bonus,
+            payout_schedule: row.payout_schedule.into(),
+            commission_conversion_rate_micros: row.commission_conversion_rate,
         }
     }
 }
@@ -822,6 +907,32 @@ impl Affiliate {
             }),
             recurring: terms.recurring,
         }))
+    }
+
+    /// The program's banners and snippets, rendered with its own referral link; to itself and
+    /// staff, while approved (null otherwise).
+    async fn marketing_materials(&self, ctx: &Context<'_>) -> Result<Option<Vec<AffiliateMaterial>>> {
+        if !self.shows_material(ctx)? {
+            return Ok(None);
+        }
+        let link = referral_link(settings(ctx), &state(ctx).config.public_url, &self.0.referral_code);
+        let materials = crate::service::marketing::list(&state(ctx).db).await?;
+        Ok(Some(
+            materials
+                .iter()
+                .map(|m| AffiliateMaterial::rendered(m, &link))
+                .collect(),
+        ))
+    }
+
+    /// When its cash commission becomes withdrawable: its own schedule, or the program's.
+    async fn payout_schedule(&self, ctx: &Context<'_>) -> PayoutSchedule {
+        crate::service::payout_schedule::effective(self.0.payout_schedule, settings(ctx).payout_schedule).into()
+    }
+
+    /// Its own payout schedule (`setPayoutSchedule`); null: it follows the program's.
+    async fn own_payout_schedule(&self) -> Option<PayoutSchedule> {
+        self.0.payout_schedule.map(Into::into)
     }
 
     /// Clicks, sign-ups and conversions that happened in [from, to) (either end left out: no
@@ -877,6 +988,7 @@ impl Affiliate {
             minimum_withdrawal: Decimal(minimum),
             needed_to_withdraw: Decimal(needed),
             can_withdraw,
+            conversion_rate: settings.commission_conversion_rate.map(Decimal::micros),
         }))
     }
 }
@@ -889,6 +1001,15 @@ impl Affiliate {
         Ok(matches!(
             self.0.affiliate_status,
             Some(entity::enums::AffiliateStatus::Approved | entity::enums::AffiliateStatus::Suspended)
+        ))
+    }
+
+    /// The marketing material is for affiliates at work: approved ones only.
+    fn shows_material(&self, ctx: &Context<'_>) -> Result<bool, AppError> {
+        ensure_can_read(ctx, &self.0)?;
+        Ok(matches!(
+            self.0.affiliate_status,
+            Some(entity::enums::AffiliateStatus::Approved)
         ))
     }
 }
@@ -927,6 +1048,9 @@ pub struct AffiliateCommission {
     /// Whether a withdrawal can be asked for now: approved, at least the minimum available,
     /// and no request open.
     pub can_withdraw: bool,
+    /// Credit `convertCommission` gives for 1 of cash commission; null: the program does not
+    /// convert.
+    pub conversion_rate: Option<Decimal>,
 }
 
 /// A request to withdraw cash commission.

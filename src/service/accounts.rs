@@ -40,6 +40,7 @@ pub async fn insert_account(
         let row = account::ActiveModel {
             external_id: Set(external_id.to_owned()),
             display_name: Set(profile.display_name.clone()),
+            masked_name: Set(profile.display_name.as_deref().map(mask_name)),
             email: Set(profile.email.clone()),
             account_group: Set(profile.group.clone()),
             billing_scheme: Set(profile.billing_scheme),
@@ -290,16 +291,9 @@ pub async fn set_referral_code(
     Ok(after)
 }
 
-/// "Jo*** S.": enough for a friend to recognise, not enough to identify a stranger.
-pub fn mask_name(name: &str) -> String {
-    let mut words = name.split_whitespace();
-    let first: String = words.next().unwrap_or("").chars().take(2).collect();
-    let last_initial = words.last().and_then(|w| w.chars().next());
-    match last_initial {
-        Some(initial) => format!("{first}*** {initial}."),
-        None => format!("{first}***"),
-    }
-}
+/// "Jo*** S.": enough for a friend to recognise, not enough to identify a stranger. Stored as
+/// `accounts.masked_name` too, the only name an affiliate searches its friends by.
+pub use migration::mask_name;
 
 #[cfg(test)]
 mod tests {

@@ -69,21 +69,7 @@ pub async fn adjust(
     let entry = if input.amount.is_positive() {
         ledger::post_credit(
             &txn,
-            ledger::NewCredit {
-                account_id: account.id,
-                unit: input.unit,
-                amount: input.amount,
-                kind: EntryKind::Adjustment,
-                description,
-                event_id: None,
-                referral_id: None,
-                rule_id: None,
-                occurrence: None,
-                rule_snapshot: None,
-                available_at: None,
-                expires_at: None,
-                spend_limit: None,
-            },
+            ledger::NewCredit::outside_rules(account.id, input.unit, input.amount, EntryKind::Adjustment, description),
             now,
         )
         .await?

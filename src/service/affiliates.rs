@@ -9,7 +9,7 @@ use crate::service::accounts::{find, lock};
 use crate::service::rules::AffiliateTerms;
 use crate::service::{audit, ledger, optional_text, settings};
 use entity::account;
-use entity::enums::{AffiliateStatus, EntryKind, Unit};
+use entity::enums::{AffiliateStatus, EntryKind, PayoutSchedule, Unit};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, IntoActiveModel, Set};
 use serde_json::json;
 
@@ -47,6 +47,41 @@ pub async fn set_terms(
     .await?;
     txn.commit().await?;
     tracing::info!(account = after.id, "affiliate terms set");
+    Ok(after)
+}
+
+/// Sets (or, with `None`, removes) an account's own payout schedule, audited: its cash
+/// commission given from now on becomes withdrawable by it instead of the program's. The
+/// schedule it has already changes nothing and writes nothing.
+pub async fn set_payout_schedule(
+    db: &DatabaseConnection,
+    actor: &str,
+    account_id: i64,
+    schedule: Option<PayoutSchedule>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<account::Model> {
+    let txn = begin_write(db).await?;
+    let before = find(&txn, account_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such account"))?;
+    if before.payout_schedule == schedule {
+        return Ok(before);
+    }
+    let mut row = before.clone().into_active_model();
+    row.payout_schedule = Set(schedule);
+    let after = row.update(&txn).await?;
+    audit::record(
+        &txn,
+        actor,
+        "SET_PAYOUT_SCHEDULE",
+        &format!("account:{}", after.external_id),
+        json!({ "payoutSchedule": before.payout_schedule }),
+        json!({ "payoutSchedule": after.payout_schedule }),
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(account = after.id, schedule = ?schedule, "payout schedule set");
     Ok(after)
 }
 
@@ -180,21 +215,13 @@ async fn pay_signup_bonus(
     }
     ledger::post_credit(
         txn,
-        ledger::NewCredit {
-            account_id: account.id,
-            unit: Unit::Cash,
-            amount: bonus,
-            kind: EntryKind::Reward,
-            description: "Affiliate sign-up bonus".to_owned(),
-            event_id: None,
-            referral_id: None,
-            rule_id: None,
-            occurrence: None,
-            rule_snapshot: None,
-            available_at: None,
-            expires_at: None,
-            spend_limit: None,
-        },
+        ledger::NewCredit::outside_rules(
+            account.id,
+            Unit::Cash,
+            bonus,
+            EntryKind::Reward,
+            "Affiliate sign-up bonus".to_owned(),
+        ),
         now,
     )
     .await?;

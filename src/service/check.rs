@@ -204,6 +204,31 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE e.kind IN ('WITHDRAWAL', 'WITHDRAWAL_RETURNED') \
          GROUP BY e.id, e.kind HAVING COUNT(w.id) <> 1",
     ),
+    // (cash × rate / 10⁶ is computed as whole units × rate plus the fraction × rate / 10⁶: the
+    // same integer, without the product overflowing 64 bits.)
+    (
+        "each commission conversion is one posted CASH debit of its cash and one CREDIT credit of \
+         its cash times its rate, rounded down to the cent",
+        "SELECT 'conversion ' || c.id || ': cash ' || c.cash_amount || ' at ' || c.rate || ' for credit ' \
+         || c.credit_amount || ', debit ' || COALESCE(CAST(d.amount AS TEXT), 'missing') \
+         || ', credit ' || COALESCE(CAST(k.amount AS TEXT), 'missing') \
+         FROM commission_conversions c \
+         LEFT JOIN ledger_entries d ON d.id = c.cash_entry_id AND d.kind = 'COMMISSION_CONVERTED' \
+          AND d.account_id = c.account_id AND d.unit = 'CASH' AND d.status = 'POSTED' \
+         LEFT JOIN ledger_entries k ON k.id = c.credit_entry_id AND k.kind = 'COMMISSION_CONVERTED' \
+          AND k.account_id = c.account_id AND k.unit = 'CREDIT' AND k.status = 'POSTED' \
+         WHERE d.id IS NULL OR k.id IS NULL OR d.amount <> -c.cash_amount OR k.amount <> c.credit_amount \
+            OR c.credit_amount <> ((c.cash_amount / 1000000) * c.rate + (c.cash_amount % 1000000) * c.rate / 1000000) \
+             - ((c.cash_amount / 1000000) * c.rate + (c.cash_amount % 1000000) * c.rate / 1000000) % 10000",
+    ),
+    (
+        "each COMMISSION_CONVERTED entry belongs to exactly one conversion",
+        "SELECT 'entry ' || e.id || ': ' || e.kind || ' of ' || COUNT(c.id) || ' conversions' \
+         FROM ledger_entries e \
+         LEFT JOIN commission_conversions c ON c.cash_entry_id = e.id OR c.credit_entry_id = e.id \
+         WHERE e.kind = 'COMMISSION_CONVERTED' \
+         GROUP BY e.id, e.kind HAVING COUNT(c.id) <> 1",
+    ),
 ];
 
 pub async fn run(db: &impl ConnectionTrait) -> AppResult<Vec<Finding>> {

@@ -27,9 +27,19 @@ pub struct ReferralFilter {
     pub created_from: Option<DateTime<Utc>>,
     /// Referrals that began before this.
     pub created_to: Option<DateTime<Utc>>,
-    /// Contained (any case) in the referee's externalId, name, email or code, or in the code
-    /// used.
+    /// Contained (any case) in what `search_in` names.
     pub search: Option<String>,
+    pub search_in: SearchIn,
+}
+
+/// What a search looks in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SearchIn {
+    /// The admin's: the referee's externalId, name, email or code, or the code used.
+    #[default]
+    Everything,
+    /// A referrer's own: only what it sees of its friends, their masked name or plan.
+    MaskedNameOrPlan,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -102,22 +112,31 @@ pub async fn list(
         }
         let pattern = format!("%{}%", escape_like(&term.to_lowercase()));
         let contains = |column: Expr| Expr::expr(Func::lower(column)).like(LikeExpr::new(pattern.clone()).escape('\\'));
-        let matching = Query::select()
-            .column(account::Column::Id)
-            .from(account::Entity)
-            .cond_where(
-                Condition::any()
-                    .add(contains(Expr::col(account::Column::ExternalId)))
-                    .add(contains(Expr::col(account::Column::ReferralCode)))
-                    .add(contains(Expr::col(account::Column::DisplayName)))
-                    .add(contains(Expr::col(account::Column::Email))),
-            )
-            .to_owned();
-        base = base.filter(
-            Condition::any()
-                .add(referral::Column::RefereeId.in_subquery(matching))
+        let referees = |columns: &[account::Column]| {
+            Query::select()
+                .column(account::Column::Id)
+                .from(account::Entity)
+                .cond_where(
+                    columns
+                        .iter()
+                        .fold(Condition::any(), |any, column| any.add(contains(Expr::col(*column)))),
+                )
+                .to_owned()
+        };
+        base = base.filter(match filter.search_in {
+            SearchIn::Everything => Condition::any()
+                .add(referral::Column::RefereeId.in_subquery(referees(&[
+                    account::Column::ExternalId,
+                    account::Column::ReferralCode,
+                    account::Column::DisplayName,
+                    account::Column::Email,
+                ])))
                 .add(contains(Expr::col((referral::Entity, referral::Column::CodeUsed)))),
-        );
+            SearchIn::MaskedNameOrPlan => Condition::all().add(
+                referral::Column::RefereeId
+                    .in_subquery(referees(&[account::Column::MaskedName, account::Column::Plan])),
+            ),
+        });
     }
     let total = base.clone().count(db).await?;
     let ordered = match order {

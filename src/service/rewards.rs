@@ -9,8 +9,8 @@ use crate::service::ledger::{self, NewCredit};
 use crate::service::rules::{
     self, AffiliateTerms, Decision, EventFacts, Facts, Outcome, PaidForReferral, ReferralFacts, Rule, Verdict,
 };
-use crate::service::settings;
-use entity::enums::{AffiliateStatus, Beneficiary, EntryKind, ReferralStatus, RuleTrigger, Unit};
+use crate::service::{payout_schedule, settings};
+use entity::enums::{AffiliateStatus, Beneficiary, EntryKind, PayoutSchedule, ReferralStatus, RuleTrigger, Unit};
 use entity::{account, event, ledger_entry, product, referral};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
@@ -39,8 +39,10 @@ pub async fn apply(
         }
         _ => PaidForReferral::default(),
     };
+    let settings = settings::get(txn).await?;
     let parties = Parties {
-        program_enabled: settings::get(txn).await?.enabled,
+        program_enabled: settings.enabled,
+        payout_schedule: settings.payout_schedule,
         account,
         referral: referral.as_ref(),
         referrer: referrer.as_ref(),
@@ -106,6 +108,7 @@ pub async fn active_standing(
             };
             let parties = Parties {
                 program_enabled: settings.enabled,
+                payout_schedule: settings.payout_schedule,
                 account,
                 referral: None,
                 referrer: None,
@@ -156,6 +159,8 @@ async fn paid_for_referral(txn: &impl ConnectionTrait, referral: &referral::Mode
 /// cap).
 pub struct Parties<'a> {
     pub program_enabled: bool,
+    /// The program's payout schedule, for cash paid to an account without one of its own.
+    pub payout_schedule: PayoutSchedule,
     pub account: &'a account::Model,
     pub referral: Option<&'a referral::Model>,
     pub referrer: Option<&'a account::Model>,
@@ -252,10 +257,32 @@ pub fn plan(
                 referral_id,
                 unit,
                 amount,
-                reason,
-                available_at,
-                expires_at,
+                mut reason,
+                mut available_at,
+                mut expires_at,
             } => {
+                if unit == Unit::Cash {
+                    // Cash commission waits for its payout schedule's period to end.
+                    let beneficiary = [Some(account), parties.referrer]
+                        .into_iter()
+                        .flatten()
+                        .find(|a| a.id == account_id);
+                    let schedule = payout_schedule::effective(
+                        beneficiary.and_then(|a| a.payout_schedule),
+                        parties.payout_schedule,
+                    );
+                    let held_until = available_at.unwrap_or(now);
+                    let released = payout_schedule::release(schedule, held_until);
+                    if released != held_until {
+                        available_at = Some(released);
+                        expires_at = expires_at.map(|at| at + (released - held_until));
+                        reason += &format!(
+                            ", withdrawable from {} ({})",
+                            released.format("%Y-%m-%d"),
+                            payout_schedule::describe(schedule)
+                        );
+                    }
+                }
                 facts.paid.add(rule.beneficiary, unit, amount);
                 let credit = NewCredit {
                     account_id,

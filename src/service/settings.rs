@@ -7,6 +7,7 @@ use crate::amount::Amount;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::{audit, required_text};
+use entity::enums::PayoutSchedule;
 use entity::program_settings;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Set};
 
@@ -25,6 +26,8 @@ pub const MAX_ACTIVE_REFERRAL_DAYS: i32 = 3650;
 /// million in the program's currency, far beyond any real program, well inside the ledger's
 /// integers.
 pub const MAX_CASH_SETTING: Amount = Amount::from_micros(1_000_000 * 1_000_000);
+/// The most credit 1 of cash commission may convert into.
+pub const MAX_CONVERSION_RATE: Amount = Amount::from_micros(1000 * 1_000_000);
 
 pub async fn get(db: &impl ConnectionTrait) -> AppResult<program_settings::Model> {
     program_settings::Entity::find_by_id(SETTINGS_ID)
@@ -56,6 +59,10 @@ pub struct SettingsPatch {
     pub active_referral_days: Option<i32>,
     /// CASH paid to an affiliate on its first approval; 0: none.
     pub affiliate_signup_bonus: Option<Amount>,
+    /// When cash commission becomes withdrawable, for affiliates without their own schedule.
+    pub payout_schedule: Option<PayoutSchedule>,
+    /// Credit for 1 of cash commission converted; `Some(None)`: conversion off.
+    pub commission_conversion_rate: Option<Option<Amount>>,
 }
 
 /// Applies the patch in one transaction. A patch that changes nothing (an admin console
@@ -135,6 +142,14 @@ pub async fn update(
         }
     }
 
+    if let Some(Some(rate)) = patch.commission_conversion_rate
+        && !(rate.is_positive() && rate <= MAX_CONVERSION_RATE)
+    {
+        return Err(AppError::bad_input(format!(
+            "commissionConversionRate must be above 0 and at most {MAX_CONVERSION_RATE}, or null for no conversion"
+        )));
+    }
+
     let txn = begin_write(db).await?;
     let before = get(&txn).await?;
     let mut wanted = before.clone();
@@ -173,6 +188,12 @@ pub async fn update(
     }
     if let Some(bonus) = patch.affiliate_signup_bonus {
         wanted.affiliate_signup_bonus = bonus.micros();
+    }
+    if let Some(schedule) = patch.payout_schedule {
+        wanted.payout_schedule = schedule;
+    }
+    if let Some(rate) = patch.commission_conversion_rate {
+        wanted.commission_conversion_rate = rate.map(Amount::micros);
     }
     if let Some(required) = patch.require_verified_payment_for_link {
         wanted.require_verified_payment_for_link = required;

@@ -70,6 +70,14 @@ pub async fn request(
     // The account's row lock puts one affiliate's requests one after the other (SQLite's
     // write lock does the same), so the look for an open request below is exact.
     let account = accounts::lock(&txn, account.id).await?;
+    // A retry of a request still running when it was sent waited for the lock above: it finds
+    // the first one's withdrawal now, rather than a balance that withdrawal already took.
+    if let Some(first) = once::stored(&txn, &key).await? {
+        return Ok(Requested {
+            withdrawal: first,
+            duplicate: true,
+        });
+    }
     ensure_affiliate(&account)?;
     let minimum = Amount::from_micros(settings::get(&txn).await?.minimum_withdrawal);
     if amount < minimum {
@@ -272,21 +280,13 @@ pub async fn decide(
     if decision == Decision::Reject {
         let returned = ledger::post_credit(
             &txn,
-            ledger::NewCredit {
-                account_id: before.account_id,
-                unit: Unit::Cash,
-                amount: Amount::from_micros(before.amount),
-                kind: EntryKind::WithdrawalReturned,
-                description: "Withdrawal rejected: the amount is available again".to_owned(),
-                event_id: None,
-                referral_id: None,
-                rule_id: None,
-                occurrence: None,
-                rule_snapshot: None,
-                available_at: None,
-                expires_at: None,
-                spend_limit: None,
-            },
+            ledger::NewCredit::outside_rules(
+                before.account_id,
+                Unit::Cash,
+                Amount::from_micros(before.amount),
+                EntryKind::WithdrawalReturned,
+                "Withdrawal rejected: the amount is available again".to_owned(),
+            ),
             now,
         )
         .await?

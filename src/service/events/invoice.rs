@@ -18,12 +18,12 @@ use super::{Recorded, Step};
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
 use crate::service::rules::{EventFacts, InvoiceLine, PaidInvoice};
-use crate::service::{accounts, key_text, settings};
+use crate::service::{accounts, key_text, optional_text, settings};
 use chrono::{DateTime, Duration, Utc};
-use entity::enums::{EventKind, RuleTrigger};
+use entity::enums::{BillingCycle, EventKind, RuleTrigger};
 use entity::{account, event};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 
 /// The most lines one invoice may have.
@@ -36,7 +36,13 @@ pub struct Invoice {
     pub paid_in_cash: Option<Amount>,
     /// Paid with credit or coupons; absent: nothing.
     pub paid_with_credit: Option<Amount>,
+    /// The plan it bills and how often: the account's current ones, if it is its latest.
+    pub plan: Option<String>,
+    pub billing_cycle: Option<BillingCycle>,
 }
+
+/// The longest plan name.
+pub const MAX_PLAN: usize = 100;
 
 fn bad(message: impl Into<String>) -> AppError {
     AppError::bad_input(message)
@@ -79,7 +85,8 @@ impl Invoice {
                 Amount::from_micros(total)
             )));
         }
-        let detail = json!({
+        let plan = optional_text("plan", self.plan.as_deref(), MAX_PLAN)?;
+        let mut detail = json!({
             "lines": lines
                 .iter()
                 .map(|line| json!({ "category": line.category, "amount": line.amount.micros() }))
@@ -87,10 +94,19 @@ impl Invoice {
             "paidInCash": cash.micros(),
             "paidWithCredit": credit.micros(),
         });
+        // Only when given: an invoice recorded before they existed is the same request again.
+        if let Some(plan) = &plan {
+            detail["plan"] = json!(plan);
+        }
+        if let Some(cycle) = self.billing_cycle {
+            detail["billingCycle"] = json!(cycle);
+        }
         let invoice = Invoice {
             lines,
             paid_in_cash: Some(cash),
             paid_with_credit: Some(credit),
+            plan,
+            billing_cycle: self.billing_cycle,
         };
         Ok((invoice, detail))
     }
@@ -103,7 +119,7 @@ pub(super) async fn record(step: &Step<'_>, invoice: &Invoice) -> AppResult<Reco
         refunded: Amount::ZERO,
     };
     let occurred_at = step.event.occurred_at;
-    let number = number(step.txn, step.account.id, occurred_at, paid.total()).await?;
+    let number = number(step.txn, step.account.id, occurred_at, paid.total(), invoice).await?;
     let earlier = earlier(step.txn, step.account.id, step.event.id).await?;
     let active_referrals = match step.rules.iter().any(|r| r.trigger == RuleTrigger::ReferrerInvoicePaid) {
         true => {
@@ -129,16 +145,36 @@ pub(super) async fn record(step: &Step<'_>, invoice: &Invoice) -> AppResult<Reco
 }
 
 /// Counts the invoice among the account's paid invoices, keeps it as the latest (its time, if
-/// no other happened later; its total) and returns its number; the update holds the account's
-/// row until the event ends.
+/// no other happened later; its total; its plan and billing cycle, when it names them and no
+/// other happened later) and returns its number; the update holds the account's row until the
+/// event ends.
 async fn number(
     db: &impl ConnectionTrait,
     account_id: i64,
     occurred_at: DateTime<Utc>,
     total: Amount,
+    invoice: &Invoice,
 ) -> AppResult<u32> {
     let last_at = Expr::col(account::Column::LastInvoiceAt);
-    let updated = account::Entity::update_many()
+    let latest = last_at.clone().is_null().or(last_at.clone().lte(occurred_at));
+    let mut update = account::Entity::update_many();
+    if let Some(plan) = &invoice.plan {
+        update = update.col_expr(
+            account::Column::Plan,
+            Expr::case(latest.clone(), plan.clone())
+                .finally(Expr::col(account::Column::Plan))
+                .into(),
+        );
+    }
+    if let Some(cycle) = invoice.billing_cycle {
+        update = update.col_expr(
+            account::Column::BillingCycle,
+            Expr::case(latest.clone(), Expr::val(cycle.to_value()))
+                .finally(Expr::col(account::Column::BillingCycle))
+                .into(),
+        );
+    }
+    let updated = update
         .col_expr(
             account::Column::PaidInvoices,
             Expr::col(account::Column::PaidInvoices).add(1),

@@ -59,6 +59,28 @@ pub struct NewCredit {
     pub spend_limit: Option<SpendLimit>,
 }
 
+impl NewCredit {
+    /// A credit that no rule or event paid (a bonus, an adjustment, money given back):
+    /// available at once, never expiring, spendable anywhere.
+    pub fn outside_rules(account_id: i64, unit: Unit, amount: Amount, kind: EntryKind, description: String) -> Self {
+        NewCredit {
+            account_id,
+            unit,
+            amount,
+            kind,
+            description,
+            event_id: None,
+            referral_id: None,
+            rule_id: None,
+            occurrence: None,
+            rule_snapshot: None,
+            available_at: None,
+            expires_at: None,
+            spend_limit: None,
+        }
+    }
+}
+
 /// A negative entry to post: something spent from the available balance.
 #[derive(Debug, Clone)]
 pub struct NewDebit {

@@ -278,6 +278,8 @@ mod tests {
             reorder_window_hours: 0,
             active_referral_days: 45,
             affiliate_signup_bonus: 0,
+            payout_schedule: entity::enums::PayoutSchedule::AsEarned,
+            commission_conversion_rate: None,
         }
     }
 

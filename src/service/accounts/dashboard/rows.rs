@@ -148,6 +148,10 @@ pub const ACCOUNT: Table<account::Model> = Table {
         "affiliate_note",
         "affiliate_decided_at",
         "affiliate_approved_at",
+        "payout_schedule",
+        "plan",
+        "billing_cycle",
+        "masked_name",
     ],
     read: |mut c| {
         Ok(account::Model {
@@ -178,6 +182,10 @@ pub const ACCOUNT: Table<account::Model> = Table {
             affiliate_note: c.get()?,
             affiliate_decided_at: c.time_or_null()?,
             affiliate_approved_at: c.time_or_null()?,
+            payout_schedule: c.text_or_null()?,
+            plan: c.get()?,
+            billing_cycle: c.text_or_null()?,
+            masked_name: c.get()?,
         })
     },
 };

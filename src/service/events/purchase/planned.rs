@@ -24,7 +24,7 @@ use crate::service::rewards::{self, Parties, Plan};
 use crate::service::rules::{self, AffiliateTerms, Decision, PurchaseOrder};
 use crate::service::{accounts, catalog, ledger, settings};
 use chrono::{DateTime, SecondsFormat, Utc};
-use entity::enums::RuleTrigger;
+use entity::enums::{PayoutSchedule, RuleTrigger};
 use entity::{account, event, ledger_entry, product, referral};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
@@ -38,7 +38,7 @@ use std::sync::LazyLock;
 /// their columns NULL.
 static FACTS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {account}, {referral}, {referrer}, {product}, s.enabled AS program_enabled, \
+        "SELECT {account}, {referral}, {referrer}, {product}, s.enabled AS program_enabled, s.payout_schedule AS program_payout_schedule, \
          EXISTS (SELECT 1 FROM events e WHERE e.event_id = $3) AS stored, {rules}::text AS rules \
          FROM program_settings s \
          LEFT JOIN accounts a ON a.external_id = $1 \
@@ -112,6 +112,7 @@ pub(in crate::service::events) async fn record(
     }
     let parties = Parties {
         program_enabled: facts.try_get("", "program_enabled")?,
+        payout_schedule: facts.try_get::<PayoutSchedule>("", "program_payout_schedule")?,
         account: &account,
         referral: referral.as_ref(),
         referrer: referrer.as_ref(),
