@@ -151,6 +151,10 @@ const variables = {
     AffiliateDashboard: () => ({ first: 10 }),
     // Alice (the customer) is approved before it runs, with the program's sign-up bonus.
     RequestWithdrawal: () => ({ input: { amount: '20', idempotencyKey: 'apollo-withdrawal-1' } }),
+    // At the rate UpdateProgramSettings set.
+    ConvertCommission: () => ({ input: { amount: '5', idempotencyKey: 'apollo-convert-1' } }),
+    AffiliateMaterials: () => ({}),
+    AffiliateFriends: () => ({ first: 20, filter: { search: 'o' }, orderBy: 'MOST_EARNED' }),
   },
   admin: {
     ProgramSettings: () => ({}),
@@ -159,7 +163,16 @@ const variables = {
     Accounts: () => ({ search: null, first: 20 }),
     AccountDetail: () => ({ id: seed.accountId }),
     AuditLog: () => ({ first: 20 }),
-    UpdateProgramSettings: () => ({ input: { currency: 'USD', affiliateSignupBonus: '50', minimumWithdrawal: '10' } }),
+    UpdateProgramSettings: () => ({
+      input: { currency: 'USD', affiliateSignupBonus: '50', minimumWithdrawal: '10', commissionConversionRate: '1.5' },
+    }),
+    SetPayoutSchedule: () => ({ input: { accountId: seed.accountId, schedule: 'MONTHLY' } }),
+    MarketingMaterials: () => ({}),
+    CreateMarketingMaterial: () => ({
+      input: { kind: 'BANNER', name: 'Apollo banner', format: 'HTML', template: '<a href="{link}"><img src="https://cdn.example/b.png"></a>' },
+    }),
+    UpdateMarketingMaterial: () => ({ id: state.materialId, input: { name: 'Apollo banner, renamed' } }),
+    DeleteMarketingMaterial: () => ({ id: state.materialId }),
     DecideAffiliate: () => ({ input: { accountId: seed.accountId, decision: 'APPROVE' } }),
     Withdrawals: () => ({ status: null, first: 20 }),
     Referrals: () => ({ filter: { status: 'PENDING' }, orderBy: 'MOST_EARNED', first: 20 }),
@@ -219,7 +232,8 @@ const mutationOrder = [
   'UpdateProgramSettings', 'UpsertProvider', 'UpsertProduct', 'SetProductRate', 'SetRedemptionRate',
   'CreateRewardRule', 'UpdateRewardRule', 'SetReferralCode', 'SetAffiliateTerms',
   'AssignReferrer', 'DisqualifyAccount', 'ReinstateAccount',
-  'ApplyForAffiliate', 'DecideAffiliate', 'RequestWithdrawal', 'DecideWithdrawal',
+  'ApplyForAffiliate', 'DecideAffiliate', 'RequestWithdrawal', 'DecideWithdrawal', 'ConvertCommission',
+  'SetPayoutSchedule', 'CreateMarketingMaterial', 'UpdateMarketingMaterial', 'DeleteMarketingMaterial',
   'RejectReferral', 'AdjustBalance',
 ];
 const remember = (name, data) => {
@@ -229,6 +243,7 @@ const remember = (name, data) => {
   if (name === 'CreateRewardRule') state.ruleId = data.createRewardRule.id;
   if (name === 'AssignReferrer') state.assignedReferralId = data.assignReferrer.referral.id;
   if (name === 'RequestWithdrawal') state.withdrawalId = data.requestWithdrawal.withdrawal.id;
+  if (name === 'CreateMarketingMaterial') state.materialId = data.createMarketingMaterial.id;
 };
 
 const roles = { customer: seed.customer, admin: seed.admin, integration: seed.service };

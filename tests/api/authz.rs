@@ -96,6 +96,9 @@ struct World {
     rule_id: String,
     /// Rita's open withdrawal request.
     rita_withdrawal: String,
+    /// Two marketing materials: one to update, one to delete.
+    material_id: String,
+    doomed_material_id: String,
     /// Rita → Alice and Sam → Bob.
     alice_referral: String,
     bob_referral: String,
@@ -155,8 +158,22 @@ async fn world(app: &TestApp) -> World {
 
     // Alice, Bob and Rita are approved affiliates with 50.00 of cash commission each (the
     // sign-up bonus); Rita asked to withdraw 20.00 of it.
-    app.update_settings(json!({ "affiliateSignupBonus": "50", "minimumWithdrawal": "5" }))
+    app.update_settings(json!({ "affiliateSignupBonus": "50", "minimumWithdrawal": "5",
+                                "commissionConversionRate": "1.5" }))
         .await;
+    let mut materials = Vec::new();
+    for name in ["Spring banner", "Old snippet"] {
+        let created = app
+            .run_ok(
+                Some(&app.admin()),
+                "admin",
+                "CreateMarketingMaterial",
+                json!({ "input": { "kind": "BANNER", "name": name, "format": "HTML",
+                                   "template": "<a href=\"{link}\">Join</a>" } }),
+            )
+            .await;
+        materials.push(s(&created, "/createMarketingMaterial/id").to_owned());
+    }
     for account_id in [&alice_id, &bob_id, &s(&rita, "/account/id").to_owned()] {
         app.run_ok(
             Some(&app.admin()),
@@ -230,6 +247,8 @@ async fn world(app: &TestApp) -> World {
         bob_claim: s(&bob_claim, "/claim/id").to_owned(),
         rule_id,
         rita_withdrawal,
+        material_id: materials[0].clone(),
+        doomed_material_id: materials[1].clone(),
         alice_referral: s(&alice, "/referral/id").to_owned(),
         bob_referral: s(&bob, "/referral/id").to_owned(),
         secrets_hidden_from,
@@ -280,6 +299,9 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         "ApplyForAffiliate" => json!({}),
         "AffiliateDashboard" => json!({ "first": 10 }),
         "RequestWithdrawal" => json!({ "input": { "amount": "10", "idempotencyKey": format!("matrix-{who}") } }),
+        "ConvertCommission" => json!({ "input": { "amount": "2", "idempotencyKey": format!("matrix-{who}") } }),
+        "AffiliateMaterials" => json!({}),
+        "AffiliateFriends" => json!({ "first": 20, "filter": { "search": "r" }, "orderBy": "MOST_EARNED" }),
         // The same key for both: the second answers the first claim again and spends nothing.
         "ClaimReward" | "ClaimRewardAndBalance" => {
             json!({ "input": { "providerId": w.provider_id, "idempotencyKey": format!("matrix-{who}") } })
@@ -341,6 +363,15 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         "AdjustBalance" => json!({ "input": {
             "accountId": w.alice_id, "unit": "POINTS", "amount": "1000", "reason": format!("by {who}") } }),
         "ProgramReport" => json!({}),
+        // Allowed: Rita pays out monthly; hostile: Sam yearly.
+        "SetPayoutSchedule" if allowed => json!({ "input": { "accountId": w.rita_id, "schedule": "MONTHLY" } }),
+        "SetPayoutSchedule" => json!({ "input": { "accountId": w.sam_id, "schedule": "YEARLY" } }),
+        "MarketingMaterials" => json!({}),
+        "CreateMarketingMaterial" => json!({ "input": { "kind": "SNIPPET", "name": format!("By {who}"),
+                                                         "format": "TEXT", "template": "Join me: {link}" } }),
+        "UpdateMarketingMaterial" if allowed => json!({ "id": w.material_id, "input": { "name": "Summer banner" } }),
+        "UpdateMarketingMaterial" => json!({ "id": w.material_id, "input": { "template": format!("{who} {{link}}") } }),
+        "DeleteMarketingMaterial" => json!({ "id": w.doomed_material_id }),
         // Refused callers run first: the hostile rejection finds Rita's request open.
         "DecideWithdrawal" if allowed => {
             json!({ "input": { "withdrawalId": w.rita_withdrawal, "decision": "APPROVE" } })
