@@ -758,11 +758,7 @@ async fn an_affiliate_filters_searches_orders_and_pages_through_its_200_friends(
             .map(Friend::created_at)
             .max()
             .expect("a day has friends");
-        assert!(
-            last_before < *start,
-            "day {day} starts after day {} ends",
-            day - 1
-        );
+        assert!(last_before < *start, "day {day} starts after day {} ends", day - 1);
     }
 
     // Every order of everything, with no filter and with an empty one.
