@@ -1147,3 +1147,84 @@ async fn a_long_search_or_a_reversed_range_is_refused_and_the_default_list_stays
     // The refusals left the default list as it was.
     assert_eq!(referral_ids(&app.friends(REFERRER).await), newest);
 }
+
+/// A database of the release before, with named accounts: the migration that adds masked names
+/// fills them in for every account (over more than one of its batches), as the server masks a
+/// new account's name, and leaves unnamed ones without.
+#[tokio::test]
+async fn the_migration_masks_the_names_of_accounts_that_existed_before() {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectionTrait, Statement};
+    let (url, _dir) = crate::rules::new_database().await;
+    let (db, _) = referral_server::db::connect(&url).await.expect("connect");
+    let before = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261208_000001_affiliate_area")
+        .expect("the affiliate area's migration");
+    Migrator::up(&db, Some(u32::try_from(before).expect("a few")))
+        .await
+        .expect("the earlier migrations");
+    let names = ["John Smith", "Alice", "Łukasz Żółw", " Jo Ann  van Dyke ", "x"];
+    let backend = db.get_database_backend();
+    let placeholder = |n: usize| match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    };
+    let created = Utc::now();
+    let mut expected = Vec::new();
+    // 1,250 accounts in batches of 250 rows per statement; every seventh has no name.
+    for batch in 0..5 {
+        let mut rows = Vec::new();
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        for i in 0..250 {
+            let n = batch * 250 + i;
+            let name = (n % 7 != 0).then(|| names[n % names.len()].to_owned());
+            let at = values.len();
+            rows.push(format!(
+                "({}, {}, {}, 'ACTIVE', {})",
+                placeholder(at + 1),
+                placeholder(at + 2),
+                placeholder(at + 3),
+                placeholder(at + 4)
+            ));
+            values.push(format!("old-{n}").into());
+            values.push(name.clone().into());
+            values.push(format!("OLD{n:05}").into());
+            values.push(created.into());
+            expected.push((format!("old-{n}"), name));
+        }
+        let insert = format!(
+            "INSERT INTO accounts (external_id, display_name, referral_code, status, created_at) VALUES {}",
+            rows.join(", ")
+        );
+        db.execute_raw(Statement::from_sql_and_values(backend, insert, values))
+            .await
+            .expect("old accounts");
+    }
+    Migrator::up(&db, None).await.expect("the affiliate area's migration");
+
+    let stored: BTreeMap<String, Option<String>> = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT external_id, masked_name FROM accounts",
+        ))
+        .await
+        .expect("accounts")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get::<String>("", "external_id").expect("external_id"),
+                row.try_get::<Option<String>>("", "masked_name").expect("masked_name"),
+            )
+        })
+        .collect();
+    assert_eq!(stored.len(), expected.len());
+    for (external_id, name) in &expected {
+        let masked = name.as_deref().map(mask);
+        assert_eq!(stored[external_id], masked, "{external_id} named {name:?}");
+    }
+    assert_eq!(stored["old-1"].as_deref(), Some("Al***"));
+    assert_eq!(stored["old-2"].as_deref(), Some("Łu*** Ż."));
+    assert_eq!(stored["old-3"].as_deref(), Some("Jo*** D."));
+    assert_eq!(stored["old-0"], None);
+}

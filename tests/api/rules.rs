@@ -306,7 +306,7 @@ async fn invalid_rules_are_refused_naming_the_field_and_options_not_built_are_re
 }
 
 /// A new database, and what keeps it alive (the SQLite file's directory).
-async fn new_database() -> (String, Option<TempDir>) {
+pub(crate) async fn new_database() -> (String, Option<TempDir>) {
     if let Some(url) = fresh_postgres_database().await {
         return (url, None);
     }
