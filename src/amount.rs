@@ -66,6 +66,13 @@ impl Amount {
         self.0.checked_mul(factor).map(Amount)
     }
 
+    /// Rounded toward zero to the cent: what a computed payment pays, never a fraction of a cent
+    /// more.
+    pub fn floor_cent(self) -> Amount {
+        const CENT: i64 = 10_000;
+        Amount(self.0 / CENT * CENT)
+    }
+
     /// `self × other`, rounded toward zero to six places: a reward never pays a fraction of a
     /// millionth more than the rate says.
     pub fn checked_mul(self, other: Amount) -> Option<Amount> {

@@ -997,20 +997,23 @@ impl Affiliate {
     /// The statement is the affiliate area's: for the account itself and staff, and only once
     /// the account was approved (a suspended affiliate still sees what it earned).
     fn shows_statement(&self, ctx: &Context<'_>) -> Result<bool, AppError> {
-        ensure_can_read(ctx, &self.0)?;
-        Ok(matches!(
-            self.0.affiliate_status,
-            Some(entity::enums::AffiliateStatus::Approved | entity::enums::AffiliateStatus::Suspended)
-        ))
+        use entity::enums::AffiliateStatus::{Approved, Suspended};
+        self.shows_to_self_or_staff_when(ctx, &[Approved, Suspended])
     }
 
     /// The marketing material is for affiliates at work: approved ones only.
     fn shows_material(&self, ctx: &Context<'_>) -> Result<bool, AppError> {
+        self.shows_to_self_or_staff_when(ctx, &[entity::enums::AffiliateStatus::Approved])
+    }
+
+    /// For the account itself and staff, while its status is one of `statuses`.
+    fn shows_to_self_or_staff_when(
+        &self,
+        ctx: &Context<'_>,
+        statuses: &[entity::enums::AffiliateStatus],
+    ) -> Result<bool, AppError> {
         ensure_can_read(ctx, &self.0)?;
-        Ok(matches!(
-            self.0.affiliate_status,
-            Some(entity::enums::AffiliateStatus::Approved)
-        ))
+        Ok(self.0.affiliate_status.is_some_and(|status| statuses.contains(&status)))
     }
 }
 

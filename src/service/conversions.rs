@@ -27,8 +27,7 @@ pub struct Converted {
 /// `cash` converted at `rate` (credit per 1 of cash): rounded down to the cent, so a
 /// conversion never gives a fraction of a cent more than the rate says.
 pub fn credit_for(cash: Amount, rate: Amount) -> Option<Amount> {
-    let credit = cash.checked_mul(rate)?.micros();
-    Some(Amount::from_micros(credit - credit % 10_000))
+    cash.checked_mul(rate).map(Amount::floor_cent)
 }
 
 pub async fn convert(

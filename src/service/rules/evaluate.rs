@@ -509,9 +509,8 @@ fn percentage_base(rule: &Rule, event: &EventFacts<'_>) -> Result<(Amount, Strin
 
 /// `percent` % of `base`, rounded down to the cent.
 fn percent_of(percent: Amount, base: Amount) -> Amount {
-    const CENT: i128 = 10_000;
     let micros = i128::from(base.micros()) * i128::from(percent.micros()) / 100_000_000;
-    Amount::from_micros(i64::try_from(micros / CENT * CENT).unwrap_or(0))
+    Amount::from_micros(i64::try_from(micros).unwrap_or(0)).floor_cent()
 }
 
 /// 1st, 2nd, 3rd, 4th, 11th, 21st...
