@@ -219,6 +219,9 @@ mod tests {
             request_timeout: Duration::from_secs(30),
             settle_interval: Duration::from_secs(60),
             sandbox: false,
+            webhook_timeout: Duration::from_secs(5),
+            webhook_poll_interval: Duration::from_millis(100),
+            webhook_allow_private_targets: true,
         }
     }
 

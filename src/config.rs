@@ -67,6 +67,20 @@ pub struct ConfigArgs {
     #[arg(long, env = "SANDBOX", default_value_t = false, global = true, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sandbox: bool,
+    /// How long a webhook endpoint has to answer one delivery (e.g. 10s) before the attempt
+    /// counts as failed and is retried later.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration,
+          global = true)]
+    pub webhook_timeout: Duration,
+    /// How often each instance looks for events to order and deliveries that are due (e.g. 1s).
+    #[arg(long, env = "WEBHOOK_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration,
+          global = true)]
+    pub webhook_poll_interval: Duration,
+    /// Allow webhook endpoints on private, loopback and link-local addresses (a receiver on the
+    /// same host or network). Off by default: an admin's URL must not reach internal services.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE_TARGETS", default_value_t = false, global = true,
+          action = clap::ArgAction::Set)]
+    pub webhook_allow_private_targets: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -88,7 +102,20 @@ pub struct Config {
     pub settle_interval: Duration,
     /// `SANDBOX=true`: admins may move the clock forward; announced at start.
     pub sandbox: bool,
+    /// One webhook attempt's limit (`WEBHOOK_TIMEOUT`).
+    pub webhook_timeout: Duration,
+    /// Between two passes of the webhook dispatcher when nothing wakes it sooner.
+    pub webhook_poll_interval: Duration,
+    /// `WEBHOOK_ALLOW_PRIVATE_TARGETS=true`: endpoints may be on private or loopback addresses.
+    pub webhook_allow_private_targets: bool,
 }
+
+/// A webhook attempt gets at least 100ms (a local receiver in a test) and at most a minute:
+/// longer only holds a delivery slot that other events wait for.
+pub const WEBHOOK_TIMEOUTS: std::ops::RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(60);
+/// The dispatcher looks between every 10ms (tests) and every minute.
+pub const WEBHOOK_POLL_INTERVALS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(60);
 
 /// The shortest and longest `SETTLE_INTERVAL`: more often than every second only loads the
 /// database; less often than daily leaves day-long holds visibly late in reports.
@@ -110,6 +137,10 @@ pub enum ConfigError {
     ZeroTimeout,
     #[error("SETTLE_INTERVAL must be between 1s and 1day (got {0:?})")]
     SettleInterval(Duration),
+    #[error("WEBHOOK_TIMEOUT must be between 100ms and 60s (got {0:?})")]
+    WebhookTimeout(Duration),
+    #[error("WEBHOOK_POLL_INTERVAL must be between 10ms and 60s (got {0:?})")]
+    WebhookPollInterval(Duration),
     #[error("JWT_ISSUER and JWT_AUDIENCE must not be empty")]
     EmptyClaim,
     #[error("could not read or write {path}: {source}")]
@@ -144,6 +175,9 @@ impl ConfigArgs {
             request_timeout: self.request_timeout,
             settle_interval: self.settle_interval,
             sandbox: self.sandbox,
+            webhook_timeout: self.webhook_timeout,
+            webhook_poll_interval: self.webhook_poll_interval,
+            webhook_allow_private_targets: self.webhook_allow_private_targets,
         };
         config.validate()?;
         Ok((config, generated))
@@ -176,6 +210,12 @@ impl Config {
         }
         if !SETTLE_INTERVALS.contains(&self.settle_interval) {
             return Err(ConfigError::SettleInterval(self.settle_interval));
+        }
+        if !WEBHOOK_TIMEOUTS.contains(&self.webhook_timeout) {
+            return Err(ConfigError::WebhookTimeout(self.webhook_timeout));
+        }
+        if !WEBHOOK_POLL_INTERVALS.contains(&self.webhook_poll_interval) {
+            return Err(ConfigError::WebhookPollInterval(self.webhook_poll_interval));
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod detach;
+pub mod dispatcher;
 pub mod error;
 pub mod graphql;
 pub mod http;

@@ -6,7 +6,7 @@ use referral_server::auth::{JwtKeys, Role};
 use referral_server::config::{ConfigArgs, LOCAL_SECRET_FILE};
 use referral_server::logging::{self, LogFormat};
 use referral_server::service::{check, presets};
-use referral_server::{AppState, build_app, db, graphql, serve, tasks};
+use referral_server::{AppState, build_app, db, dispatcher, graphql, serve, tasks};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -189,9 +189,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                  a token: `referral-server token --role admin`"
             );
             let settler = tasks::spawn(state.clone());
+            let dispatcher = dispatcher::spawn(state.clone());
             let served = serve(listener, build_app(state)).await;
             // After the requests in flight: the task ends its batch in progress, then stops.
             settler.stop().await;
+            dispatcher.stop().await;
             served.context("serving")?;
             Ok(())
         }

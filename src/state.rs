@@ -4,6 +4,7 @@ use crate::auth::JwtKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
+use crate::dispatcher::Webhooks;
 use crate::limits::Limits;
 use crate::service::settings::cache::SettingsCache;
 use crate::service::store::ClaimLanes;
@@ -29,6 +30,8 @@ pub struct Inner {
     pub claim_lanes: ClaimLanes,
     /// SQLite's mutations, queued in the order they came; None on PostgreSQL.
     pub sqlite_writers: Option<WriterQueue>,
+    /// The webhook dispatcher's client and the attempts this instance has in flight.
+    pub webhooks: Webhooks,
 }
 
 impl std::ops::Deref for AppState {
@@ -52,6 +55,8 @@ impl AppState {
             .await
             .map_err(|err| DbErr::Custom(format!("reading the program settings: {err:?}")))?;
         let sqlite_writers = (db.get_database_backend() == DbBackend::Sqlite).then(WriterQueue::default);
+        let webhooks = Webhooks::new(config.webhook_timeout, config.webhook_allow_private_targets)
+            .map_err(|err| DbErr::Custom(format!("building the webhook client: {err}")))?;
         let state = AppState(Arc::new(Inner {
             db,
             config,
@@ -62,6 +67,7 @@ impl AppState {
             settings,
             claim_lanes: ClaimLanes::default(),
             sqlite_writers,
+            webhooks,
         }));
         presets::seed(&state.db, state.clock.now())
             .await

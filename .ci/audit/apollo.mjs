@@ -174,6 +174,16 @@ const variables = {
     UpdateMarketingMaterial: () => ({ id: state.materialId, input: { name: 'Apollo banner, renamed' } }),
     DeleteMarketingMaterial: () => ({ id: state.materialId }),
     DecideAffiliate: () => ({ input: { accountId: seed.accountId, decision: 'APPROVE' } }),
+    // A public address literal: the server refuses private targets and resolves no name here.
+    WebhookEndpoints: () => ({}),
+    WebhookDeliveries: () => ({ first: 20 }),
+    WebhookReport: () => ({}),
+    CreateWebhookEndpoint: () => ({ input: { url: 'https://93.184.216.34/apollo-hooks', eventTypes: ['CLAIM_REQUESTED'] } }),
+    UpdateWebhookEndpoint: () => ({ id: state.endpointId, input: { description: 'Apollo check', eventTypes: [] } }),
+    RotateWebhookSecret: () => ({ id: state.endpointId }),
+    ReplayWebhookEvents: () => ({ endpointId: state.endpointId, sinceEventId: state.eventId }),
+    ReplayWebhookDelivery: () => ({ id: state.deliveryId }),
+    DeleteWebhookEndpoint: () => ({ id: state.endpointId }),
     Withdrawals: () => ({ status: null, first: 20 }),
     Referrals: () => ({ filter: { status: 'PENDING' }, orderBy: 'MOST_EARNED', first: 20 }),
     ProgramReport: () => ({}),
@@ -220,6 +230,7 @@ const variables = {
     CloseAccount: () => ({ input: { eventId: 'apollo-close-1', externalId: 'apollo-carol' } }),
     ReopenAccount: () => ({ input: { eventId: 'apollo-reopen-1', externalId: 'apollo-carol' } }),
     PendingClaims: () => ({ first: 20 }),
+    Events: () => ({ first: 100 }),
     CompleteClaim: () => ({ input: { claimId: state.claimId, status: 'COMPLETED' } }),
   },
 };
@@ -235,6 +246,8 @@ const mutationOrder = [
   'ApplyForAffiliate', 'DecideAffiliate', 'RequestWithdrawal', 'DecideWithdrawal', 'ConvertCommission',
   'SetPayoutSchedule', 'CreateMarketingMaterial', 'UpdateMarketingMaterial', 'DeleteMarketingMaterial',
   'RejectReferral', 'AdjustBalance',
+  'CreateWebhookEndpoint', 'UpdateWebhookEndpoint', 'RotateWebhookSecret', 'ReplayWebhookEvents',
+  'ReplayWebhookDelivery', 'DeleteWebhookEndpoint',
 ];
 const remember = (name, data) => {
   if (!data) return;
@@ -244,6 +257,9 @@ const remember = (name, data) => {
   if (name === 'AssignReferrer') state.assignedReferralId = data.assignReferrer.referral.id;
   if (name === 'RequestWithdrawal') state.withdrawalId = data.requestWithdrawal.withdrawal.id;
   if (name === 'CreateMarketingMaterial') state.materialId = data.createMarketingMaterial.id;
+  if (name === 'CreateWebhookEndpoint') state.endpointId = data.createWebhookEndpoint.id;
+  // The seed's first event (audit-bob's referral), replayed to the new endpoint.
+  if (name === 'Events') state.eventId = data.events.edges[0]?.node.id;
 };
 
 const roles = { customer: seed.customer, admin: seed.admin, integration: seed.service };
@@ -292,6 +308,12 @@ for (const name of mutationOrder) {
   const found = all.find(([, op]) => op.name === name);
   if (!found) continue;
   const [file, op] = found;
+  if (name === 'ReplayWebhookDelivery') {
+    // A delivery ReplayWebhookEvents just wrote for the new endpoint.
+    const deliveries = all.find(([, o]) => o.name === 'WebhookDeliveries');
+    const data = await run(clients.admin, 'admin', deliveries[1], { endpointId: state.endpointId, first: 1 }, { fetchPolicy: 'network-only' });
+    state.deliveryId = data?.webhookDeliveries.nodes[0]?.id;
+  }
   remember(name, await run(clients[file], file, op, variables[file][name]()));
   ran += 1;
 }

@@ -34,6 +34,10 @@ text_enum!(EntryStatus {
 });
 text_enum!(AccountStatus { Active, Closed });
 text_enum!(
+    /// Where a webhook delivery stands: still to be tried (again), delivered, or given up on.
+    DeliveryStatus { Pending, Delivered, Failed }
+);
+text_enum!(
     /// When cash commission becomes withdrawable: when its hold ends, or at the end of the
     /// (UTC) month or year its hold ends in.
     PayoutSchedule { AsEarned, Monthly, Yearly }

@@ -22,6 +22,7 @@ mod m20261206_000004_spend_limits;
 mod m20261207_000001_withdrawals;
 mod m20261207_000002_adjustments;
 mod m20261208_000001_affiliate_area;
+mod m20261209_000001_outbox;
 mod postgres_only;
 
 /// Runs plain SQL statements in order: the migrations that are a list of them (SQLite adds one
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_withdrawals::Migration),
             Box::new(m20261207_000002_adjustments::Migration),
             Box::new(m20261208_000001_affiliate_area::Migration),
+            Box::new(m20261209_000001_outbox::Migration),
         ]
     }
 }

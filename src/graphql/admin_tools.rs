@@ -74,6 +74,9 @@ pub struct ProgramReport {
     pub expired: Vec<UnitAmount>,
     /// Available and pending in every balance now (whatever the period), per unit.
     pub outstanding: Vec<UnitAmount>,
+    /// Webhook deliveries that failed after their last attempt and were not replayed since
+    /// (now, whatever the period).
+    pub failed_webhook_deliveries: i64,
 }
 
 fn per_unit(amounts: [Amount; 3]) -> Vec<UnitAmount> {
@@ -130,7 +133,9 @@ impl AdminToolsQuery {
         {
             return Err(crate::error::AppError::bad_input("from must not be after to").into());
         }
-        let figures = report::program_report(&state(ctx).db, from, to, now(ctx)).await?;
+        let db = &state(ctx).db;
+        let figures = report::program_report(db, from, to, now(ctx)).await?;
+        let failed = crate::service::webhooks::failed_count(db).await?;
         Ok(ProgramReport {
             from,
             to,
@@ -142,6 +147,7 @@ impl AdminToolsQuery {
             reversed: per_unit(figures.reversed),
             expired: per_unit(figures.expired),
             outstanding: per_unit(figures.outstanding),
+            failed_webhook_deliveries: i64::try_from(failed).unwrap_or(i64::MAX),
         })
     }
 }

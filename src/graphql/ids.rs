@@ -18,6 +18,9 @@ pub enum Kind {
     Withdrawal,
     Conversion,
     Material,
+    DomainEvent,
+    WebhookEndpoint,
+    WebhookDelivery,
 }
 
 impl Kind {
@@ -35,6 +38,10 @@ impl Kind {
             Kind::Withdrawal => "wdr",
             Kind::Conversion => "cnv",
             Kind::Material => "mkt",
+            // As `service::outbox::public_id` writes it in webhooks (tested below).
+            Kind::DomainEvent => "de",
+            Kind::WebhookEndpoint => "whe",
+            Kind::WebhookDelivery => "whd",
         }
     }
 }
@@ -84,6 +91,11 @@ pub fn from_id(kind: Kind, id: &ID) -> Result<i64, AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_are_the_ones_webhooks_carry() {
+        assert_eq!(to_id(Kind::DomainEvent, 7).0, crate::service::outbox::public_id(7));
+    }
 
     #[test]
     fn ids_round_trip_and_keep_their_kind() {

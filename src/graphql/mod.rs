@@ -20,6 +20,7 @@ pub mod scalars;
 pub mod simulate;
 pub mod store;
 pub mod types;
+pub mod webhooks;
 
 use crate::state::AppState;
 use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
@@ -63,6 +64,7 @@ pub struct QueryRoot(
     rules::RuleQuery,
     store::StoreQuery,
     simulate::SimulateQuery,
+    webhooks::WebhookQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -78,6 +80,7 @@ pub struct MutationRoot(
     catalog::CatalogMutation,
     events::EventMutation,
     store::StoreMutation,
+    webhooks::WebhookMutation,
 );
 
 /// A sandbox server's mutations: every one of `MutationRoot` and the sandbox's own.

@@ -6,6 +6,7 @@ use crate::amount::Amount;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::accounts::{find, lock};
+use crate::service::outbox::{self, payloads};
 use crate::service::rules::AffiliateTerms;
 use crate::service::{audit, ledger, optional_text, settings};
 use entity::account;
@@ -112,6 +113,8 @@ pub async fn apply(
     row.affiliate_applied_at = Set(Some(now));
     row.affiliate_note = Set(note);
     let after = row.update(&txn).await?;
+    let event = payloads::affiliate_applied(&after, AffiliateStatus::Applied);
+    outbox::emit_all(&txn, vec![event], now).await?;
     txn.commit().await?;
     tracing::info!(account = after.id, "applied to the affiliate program");
     Ok(after)
@@ -197,6 +200,8 @@ pub async fn decide(
         now,
     )
     .await?;
+    let event = payloads::affiliate_decided(&after, status, reason.as_deref());
+    outbox::emit_all(&txn, vec![event], now).await?;
     txn.commit().await?;
     tracing::info!(account = after.id, status = ?status, "affiliate decided");
     Ok(after)
@@ -213,7 +218,7 @@ async fn pay_signup_bonus(
     if !bonus.is_positive() {
         return Ok(Amount::ZERO);
     }
-    ledger::post_credit(
+    let paid = ledger::post_credit(
         txn,
         ledger::NewCredit::outside_rules(
             account.id,
@@ -225,5 +230,8 @@ async fn pay_signup_bonus(
         now,
     )
     .await?;
+    if let Some(entry) = paid {
+        outbox::emit_all(txn, vec![payloads::reward_granted(&entry, &account.external_id)], now).await?;
+    }
     Ok(bonus)
 }

@@ -229,6 +229,30 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE e.kind = 'COMMISSION_CONVERTED' \
          GROUP BY e.id, e.kind HAVING COUNT(c.id) <> 1",
     ),
+    (
+        "each webhook delivery is one event's for one endpoint that wants it, and a delivered one \
+         got a 2xx answer",
+        "SELECT 'delivery ' || d.id || ': ' || d.status || ', event ' || d.event_id \
+         || ', answer ' || COALESCE(CAST(d.last_status_code AS TEXT), 'none') \
+         FROM webhook_deliveries d \
+         LEFT JOIN outbox_events o ON o.id = d.event_id \
+         LEFT JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+         WHERE o.id IS NULL OR o.position IS NULL OR w.id IS NULL \
+            OR (w.event_types <> '' AND ',' || w.event_types || ',' NOT LIKE '%,' || o.event_type || ',%') \
+            OR (d.status = 'DELIVERED' AND (d.delivered_at IS NULL OR d.last_status_code IS NULL \
+                OR d.last_status_code < 200 OR d.last_status_code > 299))",
+    ),
+    // 10: `webhooks::schedule::MAX_ATTEMPTS` (a test holds them equal).
+    (
+        "a failed webhook delivery made every attempt",
+        "SELECT 'delivery ' || id || ': failed after ' || attempts || ' attempts' \
+         FROM webhook_deliveries WHERE status = 'FAILED' AND attempts < 10",
+    ),
+    (
+        "the feed's positions never run ahead of the sequence",
+        "SELECT 'event ' || o.id || ': position ' || o.position || ', sequence at ' || s.last_position \
+         FROM outbox_events o CROSS JOIN outbox_sequence s WHERE o.position > s.last_position",
+    ),
 ];
 
 pub async fn run(db: &impl ConnectionTrait) -> AppResult<Vec<Finding>> {
@@ -252,4 +276,15 @@ pub async fn run(db: &impl ConnectionTrait) -> AppResult<Vec<Finding>> {
 /// Whether every invariant holds.
 pub fn all_hold(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.violations.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_failed_delivery_check_counts_every_attempt() {
+        assert!(super::CHECKS.iter().any(|(_, sql)| sql.contains(&format!(
+            "attempts < {}",
+            crate::service::webhooks::schedule::MAX_ATTEMPTS
+        ))));
+    }
 }

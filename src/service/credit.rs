@@ -12,6 +12,7 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::ledger::{SpendLimit, SpendOn};
 use crate::service::once::{self, Inserted};
+use crate::service::outbox::{self, payloads};
 use crate::service::rules::InvoiceLine;
 use crate::service::{accounts, key_text, ledger, request_hash, required_text};
 use entity::enums::{EntryKind, Unit};
@@ -154,6 +155,10 @@ pub async fn apply(
             .filter(credit_application::Column::Id.eq(application.id))
             .exec(&txn)
             .await?;
+    }
+    if applied.is_positive() {
+        let event = payloads::credit_applied(&account, &invoice_id, input.amount.micros(), applied.micros());
+        outbox::emit_all(&txn, vec![event], now).await?;
     }
     let remaining = Amount::from_micros(ledger::balance(&txn, account.id, Unit::Credit).await?.available);
     txn.commit().await?;

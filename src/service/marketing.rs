@@ -6,11 +6,11 @@
 
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
-use crate::service::settings::SETTINGS_ID;
+use crate::service::settings;
 use crate::service::{audit, required_text};
 use chrono::{DateTime, Utc};
 use entity::enums::{MaterialFormat, MaterialKind};
-use entity::{marketing_material, program_settings};
+use entity::marketing_material;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder,
     QuerySelect, Set,
@@ -72,17 +72,8 @@ pub async fn create(
     let name = required_text("name", &name, MAX_NAME)?;
     let template = parse_template(&template)?;
     let txn = begin_write(db).await?;
-    // Two admins adding the hundredth material at once queue on the settings row (SQLite's
-    // write lock does the same), so the limit holds.
-    program_settings::Entity::find_by_id(SETTINGS_ID)
-        .lock_exclusive()
-        .one(&txn)
-        .await?;
-    if marketing_material::Entity::find().count(&txn).await? >= MAX_MATERIALS {
-        return Err(AppError::bad_input(format!(
-            "a program keeps at most {MAX_MATERIALS} marketing materials; delete one first"
-        )));
-    }
+    let count = marketing_material::Entity::find().count(&txn);
+    settings::room_for_one_more(&txn, count, MAX_MATERIALS, "marketing materials").await?;
     let material = marketing_material::ActiveModel {
         kind: Set(kind),
         name: Set(name),

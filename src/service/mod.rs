@@ -15,6 +15,7 @@ pub mod events;
 pub mod ledger;
 pub mod marketing;
 pub mod once;
+pub mod outbox;
 pub mod page;
 pub mod payout_schedule;
 pub mod presets;
@@ -29,6 +30,7 @@ pub mod signup;
 pub mod simulate;
 pub mod store;
 pub mod take_backs;
+pub mod webhooks;
 pub mod withdrawals;
 
 use crate::error::AppError;

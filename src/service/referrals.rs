@@ -9,10 +9,12 @@ use crate::error::{AppError, AppResult};
 use crate::limits::Limits;
 use crate::service::accounts::{self, accepted_referral_of};
 use crate::service::codes::ReferralCode;
+use crate::service::outbox;
+use crate::service::outbox::payloads::{self, Parties};
 use crate::service::take_backs::{self, Take};
 use crate::service::{audit, ledger, optional_text, required_text, settings};
 use chrono::Utc;
-use entity::enums::{EntryStatus, ReferralSource, ReferralStatus, RejectionReason, TakeBackCause};
+use entity::enums::{EntryKind, EntryStatus, ReferralSource, ReferralStatus, RejectionReason, TakeBackCause};
 use entity::{account, ledger_entry, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -75,9 +77,14 @@ pub async fn attribute_new(
             }
         }
     };
-    let referrer_id = referrer.as_ref().map(|r| r.id).filter(|id| *id != account.id);
+    let referrer = referrer.filter(|r| r.id != account.id);
+    let referrer_id = referrer.as_ref().map(|r| r.id);
+    let parties = Parties {
+        referrer: referrer.as_ref().map(|r| r.external_id.as_str()),
+        referee: &account.external_id,
+    };
     match rejection {
-        Some(reason) => record_rejection(txn, account.id, referrer_id, code, reason, now).await,
+        Some(reason) => record_rejection(txn, &parties, account.id, referrer_id, code, reason, now).await,
         None => {
             let row = new_referral(
                 account.id,
@@ -89,7 +96,10 @@ pub async fn attribute_new(
                 now,
             );
             match insert_unless_refused(txn, row).await? {
-                Some(referral) => Ok(referral),
+                Some(referral) => {
+                    outbox::emit_all(txn, vec![payloads::referral_attributed(&referral, &parties)], now).await?;
+                    Ok(referral)
+                }
                 None => accepted_referral_of(txn, account.id)
                     .await?
                     .ok_or_else(|| AppError::internal(anyhow::anyhow!("referral insert conflicted but none found"))),
@@ -127,14 +137,31 @@ pub async fn attribute_existing(
         .await?;
     match first {
         Some(first) => Ok(first),
-        None => record_rejection(txn, account.id, None, code, RejectionReason::ExistingAccount, now).await,
+        None => {
+            let parties = Parties {
+                referrer: None,
+                referee: &account.external_id,
+            };
+            record_rejection(
+                txn,
+                &parties,
+                account.id,
+                None,
+                code,
+                RejectionReason::ExistingAccount,
+                now,
+            )
+            .await
+        }
     }
 }
 
 /// A rejected attempt is kept for the record; the same attempt again answers the same row (a
-/// partial unique index keeps one row per referee, code and reason, even under races).
+/// partial unique index keeps one row per referee, code and reason, even under races). A new
+/// record is announced (`referral.rejected`); the same attempt again is not.
 async fn record_rejection(
     txn: &impl ConnectionTrait,
+    parties: &Parties<'_>,
     referee_id: i64,
     referrer_id: Option<i64>,
     code: &ReferralCode,
@@ -151,6 +178,7 @@ async fn record_rejection(
         now,
     );
     if let Some(rejected) = insert_unless_refused(txn, row).await? {
+        outbox::emit_all(txn, vec![payloads::referral_rejected(&rejected, parties)], now).await?;
         return Ok(rejected);
     }
     referral::Entity::find()
@@ -270,6 +298,11 @@ pub async fn assign_referrer(
         now,
     );
     let referral = insert_unless_refused(&txn, row).await?.ok_or_else(already)?;
+    let parties = Parties {
+        referrer: Some(&referrer.external_id),
+        referee: &account.external_id,
+    };
+    outbox::emit_all(&txn, vec![payloads::referral_attributed(&referral, &parties)], now).await?;
     audit::record(
         &txn,
         actor,
@@ -343,6 +376,23 @@ pub async fn disqualify(
     };
     let voided = ledger::void_pending(&txn, account.id, now).await?;
     let reversed = reverse_posted_rewards(&txn, account.id, now).await?;
+    let mut events = vec![payloads::account_disqualified(&account, &reason, now)];
+    // Held rewards voided: taken back whole before they were ever available.
+    events.extend(
+        voided
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Reward)
+            .map(|entry| {
+                payloads::reward_reversed(
+                    entry,
+                    &account.external_id,
+                    entry.amount,
+                    TakeBackCause::Disqualification,
+                    &[entry.id],
+                )
+            }),
+    );
+    outbox::emit_all(&txn, events, now).await?;
     audit::record(
         &txn,
         actor,
@@ -471,6 +521,7 @@ pub async fn reject(
             .ok_or_else(|| AppError::not_found("no such referral"))?;
         return Ok((current, Vec::new()));
     };
+    announce_rejection(&txn, &rejected, now).await?;
     let paid = ledger_entry::Entity::find().filter(ledger_entry::Column::ReferralId.eq(referral_id));
     let mut taken_back = Vec::new();
     for standing in take_backs::standing(&txn, paid).await? {
@@ -508,4 +559,22 @@ pub async fn reject(
         "referral rejected by an admin"
     );
     Ok((rejected, taken_back))
+}
+
+/// `referral.rejected` for a referral just rejected, its parties looked up.
+pub async fn announce_rejection(
+    txn: &impl ConnectionTrait,
+    rejected: &referral::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<()> {
+    let ids: Vec<i64> = std::iter::once(rejected.referee_id)
+        .chain(rejected.referrer_id)
+        .collect();
+    let accounts = accounts::by_ids(txn, &ids).await?;
+    let external_id = |id: i64| accounts.get(&id).map_or("", |account| account.external_id.as_str());
+    let parties = Parties {
+        referrer: rejected.referrer_id.map(external_id),
+        referee: external_id(rejected.referee_id),
+    };
+    outbox::emit_all(txn, vec![payloads::referral_rejected(rejected, &parties)], now).await
 }

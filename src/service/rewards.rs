@@ -6,6 +6,7 @@ use crate::amount::Amount;
 use crate::error::AppResult;
 use crate::service::accounts::{self, mask_name};
 use crate::service::ledger::{self, NewCredit};
+use crate::service::outbox::{self, payloads};
 use crate::service::rules::{
     self, AffiliateTerms, Decision, EventFacts, Facts, Outcome, PaidForReferral, ReferralFacts, Rule, Verdict,
 };
@@ -369,10 +370,43 @@ async fn pay(
             None => decisions[planned.decision] = planned.already_paid,
         }
     }
-    if let Some(referral_id) = qualified {
-        qualify(txn, referral_id, now).await?;
-    }
+    let qualified = match qualified {
+        Some(referral_id) => qualify(txn, referral_id, now).await?,
+        None => None,
+    };
+    announce(txn, &rewards, qualified.as_ref(), now).await?;
     Ok((rewards, decisions))
+}
+
+/// The events of what `pay` wrote: each reward granted, and the referral qualified.
+async fn announce(
+    txn: &impl ConnectionTrait,
+    rewards: &[ledger_entry::Model],
+    qualified: Option<&referral::Model>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<()> {
+    if rewards.is_empty() && qualified.is_none() {
+        return Ok(());
+    }
+    let mut ids: Vec<i64> = rewards.iter().map(|entry| entry.account_id).collect();
+    if let Some(referral) = qualified {
+        ids.push(referral.referee_id);
+        ids.extend(referral.referrer_id);
+    }
+    let accounts = accounts::by_ids(txn, &ids).await?;
+    let external_id = |id: i64| accounts.get(&id).map_or("", |account| account.external_id.as_str());
+    let mut events: Vec<_> = rewards
+        .iter()
+        .map(|entry| payloads::reward_granted(entry, external_id(entry.account_id)))
+        .collect();
+    if let Some(referral) = qualified {
+        let parties = payloads::Parties {
+            referrer: referral.referrer_id.map(external_id),
+            referee: external_id(referral.referee_id),
+        };
+        events.push(payloads::referral_qualified(referral, &parties, now));
+    }
+    outbox::emit_all(txn, events, now).await
 }
 
 /// "Referral reward: Jo*** S. verified a payment method", or, for the newcomer,
@@ -418,15 +452,20 @@ fn describe(
     }
 }
 
-async fn qualify(db: &impl ConnectionTrait, referral_id: i64, now: chrono::DateTime<chrono::Utc>) -> AppResult<()> {
-    referral::Entity::update_many()
+/// Qualifies a pending referral; the referral if this call did.
+async fn qualify(
+    db: &impl ConnectionTrait,
+    referral_id: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Option<referral::Model>> {
+    let qualified = referral::Entity::update_many()
         .col_expr(referral::Column::Status, Expr::value(ReferralStatus::Qualified))
         .col_expr(referral::Column::QualifiedAt, Expr::value(now))
         .filter(referral::Column::Id.eq(referral_id))
         .filter(referral::Column::Status.eq(ReferralStatus::Pending))
-        .exec(db)
+        .exec_with_returning(db)
         .await?;
-    Ok(())
+    Ok(qualified.into_iter().next())
 }
 
 fn display_name(account: &account::Model) -> String {

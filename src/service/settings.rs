@@ -9,7 +9,7 @@ use crate::error::{AppError, AppResult};
 use crate::service::{audit, required_text};
 use entity::enums::PayoutSchedule;
 use entity::program_settings;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QuerySelect, Set};
 
 pub const SETTINGS_ID: i32 = 1;
 pub const MAX_GB_PER_CLAIM: i32 = 1000;
@@ -34,6 +34,27 @@ pub async fn get(db: &impl ConnectionTrait) -> AppResult<program_settings::Model
         .one(db)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("the program_settings row is missing")))
+}
+
+/// Whether `count` (of the rows a program keeps at most `max` of) leaves room for one more,
+/// read after locking the settings row: two admins adding the last one at once queue on it
+/// (SQLite's write lock does the same), so the limit holds. `what`: the rows, for the error.
+pub async fn room_for_one_more(
+    txn: &impl ConnectionTrait,
+    count: impl std::future::Future<Output = Result<u64, sea_orm::DbErr>>,
+    max: u64,
+    what: &str,
+) -> AppResult<()> {
+    program_settings::Entity::find_by_id(SETTINGS_ID)
+        .lock_exclusive()
+        .one(txn)
+        .await?;
+    if count.await? >= max {
+        return Err(AppError::bad_input(format!(
+            "a program keeps at most {max} {what}; delete one first"
+        )));
+    }
+    Ok(())
 }
 
 /// What an admin may change; `None` leaves a setting as it is.

@@ -16,7 +16,9 @@
 
 use crate::amount::Amount;
 use crate::error::{AppError, AppResult};
+use crate::service::accounts;
 use crate::service::ledger::{self, TakeBack};
+use crate::service::outbox::{self, payloads};
 use entity::enums::{EntryKind, EntryStatus, TakeBackCause};
 use entity::{balance, ledger_entry, take_back};
 use sea_orm::sea_query::LockType;
@@ -144,6 +146,11 @@ pub async fn take(
     }
     .insert(txn)
     .await?;
+    let owner = accounts::find(txn, standing.entry.account_id)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("entry {} has no account", standing.entry.id)))?;
+    let event = payloads::reward_reversed(&standing.entry, &owner.external_id, take.amount, take.cause, &ids);
+    outbox::emit_all(txn, vec![event], now).await?;
     Ok(written)
 }
 

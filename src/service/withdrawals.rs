@@ -13,6 +13,7 @@ use crate::amount::Amount;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::once::{self, Inserted};
+use crate::service::outbox::{self, payloads};
 use crate::service::page::{self, Page, PageRequest};
 use crate::service::{accounts, audit, ledger, optional_text, request_hash, required_text, settings};
 use chrono::{DateTime, Utc};
@@ -138,6 +139,8 @@ pub async fn request(
         now,
     )
     .await?;
+    let event = payloads::withdrawal_requested(&withdrawal, &account.external_id);
+    outbox::emit_all(&txn, vec![event], now).await?;
     txn.commit().await?;
     tracing::info!(account = account.id, withdrawal = withdrawal.id, %amount, "withdrawal requested");
     Ok(Requested {
@@ -304,6 +307,11 @@ pub async fn decide(
         now,
     )
     .await?;
+    let owner = accounts::find(&txn, after.account_id)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("withdrawal {} has no account", after.id)))?;
+    let event = payloads::withdrawal_decided(&after, &owner.external_id, status);
+    outbox::emit_all(&txn, vec![event], now).await?;
     txn.commit().await?;
     tracing::info!(withdrawal = after.id, status = ?status, "withdrawal decided");
     Ok(after)

@@ -5,7 +5,7 @@
 -- hold that ended, a lot that expired): settling is the ledger's business in Rust, so this
 -- function then writes nothing and answers DUE, and the server takes the general path.
 --
--- Outcomes (nothing is written unless CLAIMED):
+-- Outcomes (nothing is written unless CLAIMED; a claim writes its claim.requested event too):
 --   CLAIMED       the claim, its debit and lot allocations are written; claim_* and balance_*
 --                 are the new rows, provider_* the claim's provider
 --   STORED        the idempotency key already names a claim of this account: claim_* is that
@@ -172,6 +172,18 @@ BEGIN
     IF v_left > 0 THEN
         RAISE EXCEPTION 'account % has % less in points lots than its balance says', v_account_id, v_left;
     END IF;
+    -- claim.requested, version 1 (as src/service/outbox/payloads.rs writes it).
+    INSERT INTO outbox_events (event_type, payload, occurred_at)
+    VALUES ('claim.requested',
+            jsonb_build_object(
+                'claimId', 'clm_' || v_claim.id,
+                'accountId', 'acc_' || v_claim.account_id,
+                'externalId', p_external_id,
+                'providerId', 'prv_' || v_claim.provider_id,
+                'gb', v_claim.gb,
+                'points', referral_amount_text(v_claim.points),
+                'status', v_claim.status)::text,
+            p_now);
 
     outcome := 'CLAIMED';
     claim_id := v_claim.id; claim_account_id := v_claim.account_id;

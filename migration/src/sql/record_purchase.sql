@@ -17,6 +17,7 @@
 --      is the event's id. A held credit raises `pending`, an available one `available` and
 --      `lifetime_earned`; either lowers `next_due_at` to its own date if that is sooner;
 --   4. the referral qualified when a credit was paid for it;
+--   each credit and the qualification write their events (reward.granted, referral.qualified);
 --   5. the event's decisions, unless it was written with them and no reward was found paid.
 --
 -- What this function does not decide, the server's flow in steps does, from the start:
@@ -89,6 +90,7 @@ DECLARE
     v_unit text;
     v_count bigint;
     v_qualify bigint;
+    v_referral referrals%ROWTYPE;
     -- Whether the event row holds its final decisions.
     v_written boolean;
 BEGIN
@@ -185,6 +187,7 @@ BEGIN
                     USING ERRCODE = 'RS001';
             END IF;
         END IF;
+        PERFORM referral_reward_granted(v_entry, p_now);
         IF (v_credit ->> 'qualifies')::boolean THEN
             v_qualify := v_entry.referral_id;
         END IF;
@@ -193,7 +196,11 @@ BEGIN
 
     IF v_qualify IS NOT NULL THEN
         UPDATE referrals r SET status = 'QUALIFIED', qualified_at = p_now
-         WHERE r.id = v_qualify AND r.status = 'PENDING';
+         WHERE r.id = v_qualify AND r.status = 'PENDING'
+        RETURNING * INTO v_referral;
+        IF FOUND THEN
+            PERFORM referral_referral_qualified(v_referral, p_now);
+        END IF;
     END IF;
     IF NOT v_written THEN
         UPDATE events e SET decisions = v_decisions::text WHERE e.id = v_event.id RETURNING * INTO v_event;

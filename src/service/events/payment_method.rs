@@ -15,9 +15,9 @@
 use super::{Recorded, Step};
 use crate::db::inserted;
 use crate::error::{AppError, AppResult};
-use crate::service::accounts;
 use crate::service::rules::{Decision, EventFacts, Outcome};
 use crate::service::take_backs::{self, Take};
+use crate::service::{accounts, referrals};
 use entity::enums::{ReferralStatus, RejectionReason, TakeBackCause};
 use entity::{account, ledger_entry, payment_fingerprint, referral};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -148,15 +148,18 @@ async fn check_referee(step: &Step<'_>, fingerprint: &str) -> AppResult<Option<V
     if !shared {
         return Ok(None);
     }
-    referral::Entity::update_many()
+    let rejected = referral::Entity::update_many()
         .col_expr(referral::Column::Status, Expr::value(ReferralStatus::Rejected))
         .col_expr(
             referral::Column::RejectionReason,
             Expr::value(RejectionReason::DuplicateFingerprint),
         )
         .filter(referral::Column::Id.eq(referral.id))
-        .exec(txn)
+        .exec_with_returning(txn)
         .await?;
+    for rejected in &rejected {
+        referrals::announce_rejection(txn, rejected, step.now).await?;
+    }
     let mut taken_back = Vec::new();
     let paid = ledger_entry::Entity::find().filter(ledger_entry::Column::ReferralId.eq(referral.id));
     for standing in take_backs::standing(txn, paid).await? {

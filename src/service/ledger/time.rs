@@ -11,9 +11,10 @@ use super::{expect_one_row, lots, posted_entry};
 use crate::amount::Amount;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
+use crate::service::outbox::{self, payloads};
 use chrono::{DateTime, Utc};
-use entity::enums::{EntryStatus, Unit};
-use entity::{balance, ledger_entry};
+use entity::enums::{EntryKind, EntryStatus, Unit};
+use entity::{account, balance, ledger_entry};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, Query, SelectStatement, UnionType};
 use sea_orm::{
     AccessMode, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -108,10 +109,53 @@ async fn settle_locked(
         expired: plan.expired(),
     };
     let after = write(db, &balance, &plan).await?;
+    announce(db, balance.account_id, &due, &plan, now).await?;
     // Debt with something available cannot come from settling; should an older row hold it,
     // it is paid now.
     lots::repay_debt(db, &after, now).await?;
     Ok((after, settled))
+}
+
+/// The events of a settled plan: each reward whose hold ended (`reward.available`), and what
+/// was left of each lot that expired (`reward.expired`).
+async fn announce(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    due: &[ledger_entry::Model],
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let entry = |id: i64| due.iter().find(|entry| entry.id == id);
+    let matured = plan
+        .matured
+        .iter()
+        .filter_map(|(id, _)| entry(*id))
+        .filter(|entry| entry.kind == EntryKind::Reward && entry.amount > 0);
+    let expired = plan
+        .written
+        .iter()
+        .filter(|written| written.kind == EntryKind::Expiry)
+        .flat_map(|written| written.takes.iter())
+        .filter_map(|(lot, amount)| Some((entry(*lot)?, *amount)));
+    let (matured, expired): (Vec<_>, Vec<_>) = (matured.collect(), expired.collect());
+    if matured.is_empty() && expired.is_empty() {
+        return Ok(());
+    }
+    let external_id = account::Entity::find_by_id(account_id)
+        .one(db)
+        .await?
+        .map(|account| account.external_id)
+        .unwrap_or_default();
+    let mut events: Vec<_> = matured
+        .into_iter()
+        .map(|entry| payloads::reward_available(entry, &external_id))
+        .collect();
+    events.extend(
+        expired
+            .into_iter()
+            .map(|(lot, amount)| payloads::reward_expired(lot, &external_id, amount)),
+    );
+    outbox::emit_all(db, events, now).await
 }
 
 /// Writes a plan: entries mature, lots change, new entries and their allocations, and the

@@ -11,6 +11,7 @@ use crate::amount::Amount;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::service::once::{self, Inserted};
+use crate::service::outbox::{self, payloads};
 use crate::service::page::{self, Page, PageRequest};
 use crate::service::{accounts, audit, catalog, ledger, optional_text, request_hash, settings};
 use entity::enums::{ClaimStatus, EntryKind, Unit};
@@ -142,6 +143,7 @@ async fn claim_in_steps(
     };
     ledger::debit(&txn, debit, now).await?;
     enforce_claim_limits(&txn, &program, account.id, now).await?;
+    outbox::emit_all(&txn, vec![payloads::claim_requested(&claim, &account.external_id)], now).await?;
     let balance = ledger::balance(&txn, account.id, Unit::Points).await?;
     txn.commit().await?;
     tracing::info!(claim = claim.id, account = account.id, points = %cost, "reward claimed");
@@ -331,6 +333,15 @@ pub async fn complete(
         let description = format!("Reward claim failed: {} GB returned as points", claim.gb);
         ledger::refund_debit(&txn, &debit, EntryKind::ClaimRefund, description, now).await?;
     }
+    let account = accounts::find(&txn, claim.account_id)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("claim {claim_id} has no account")))?;
+    outbox::emit_all(
+        &txn,
+        vec![payloads::claim_completed(&claim, &account.external_id, outcome, now)],
+        now,
+    )
+    .await?;
     audit::record(
         &txn,
         actor,
