@@ -99,6 +99,11 @@ struct World {
     /// Two marketing materials: one to update, one to delete.
     material_id: String,
     doomed_material_id: String,
+    /// Two webhook endpoints (one to delete), a delivery to the first, and the first event.
+    endpoint_id: String,
+    doomed_endpoint_id: String,
+    delivery_id: String,
+    first_event_id: String,
     /// Rita → Alice and Sam → Bob.
     alice_referral: String,
     bob_referral: String,
@@ -183,6 +188,24 @@ async fn world(app: &TestApp) -> World {
         )
         .await;
     }
+    let mut endpoints = Vec::new();
+    for name in ["billing", "old desk"] {
+        let created = app
+            .run_ok(
+                Some(&app.admin()),
+                "admin",
+                "CreateWebhookEndpoint",
+                json!({ "input": { "url": "https://hooks.example.test/matrix", "description": name } }),
+            )
+            .await;
+        endpoints.push(s(&created, "/createWebhookEndpoint/id").to_owned());
+    }
+    // Ordering the events so far writes their deliveries to both endpoints.
+    referral_server::service::outbox::sequence(&app.state.db)
+        .await
+        .expect("events ordered");
+    let delivery_id = format!("whd_{}", app.sql_i64("SELECT MIN(id) FROM webhook_deliveries").await);
+    let first_event_id = format!("de_{}", app.sql_i64("SELECT MIN(id) FROM outbox_events").await);
     let rita_withdrawal = app
         .run_ok(
             Some(&app.customer(RITA.external_id)),
@@ -249,6 +272,10 @@ async fn world(app: &TestApp) -> World {
         rita_withdrawal,
         material_id: materials[0].clone(),
         doomed_material_id: materials[1].clone(),
+        endpoint_id: endpoints[0].clone(),
+        doomed_endpoint_id: endpoints[1].clone(),
+        delivery_id,
+        first_event_id,
         alice_referral: s(&alice, "/referral/id").to_owned(),
         bob_referral: s(&bob, "/referral/id").to_owned(),
         secrets_hidden_from,
@@ -372,6 +399,21 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         "UpdateMarketingMaterial" if allowed => json!({ "id": w.material_id, "input": { "name": "Summer banner" } }),
         "UpdateMarketingMaterial" => json!({ "id": w.material_id, "input": { "template": format!("{who} {{link}}") } }),
         "DeleteMarketingMaterial" => json!({ "id": w.doomed_material_id }),
+        "WebhookEndpoints" | "WebhookReport" => json!({}),
+        "WebhookDeliveries" => json!({ "endpointId": w.endpoint_id, "status": "PENDING", "first": 20 }),
+        // Allowed: a new endpoint for the desk; hostile: one that would receive every event.
+        "CreateWebhookEndpoint" if allowed => json!({ "input": {
+            "url": "https://desk.example.test/hooks", "eventTypes": ["AFFILIATE_APPLIED"] } }),
+        "CreateWebhookEndpoint" => json!({ "input": { "url": format!("https://{who}.example.test/all") } }),
+        "UpdateWebhookEndpoint" if allowed => {
+            json!({ "id": w.endpoint_id, "input": { "description": "billing (prod)" } })
+        }
+        "UpdateWebhookEndpoint" => json!({ "id": w.endpoint_id, "input": {
+            "url": format!("https://{who}.example.test/stolen") } }),
+        "RotateWebhookSecret" => json!({ "id": w.endpoint_id }),
+        "DeleteWebhookEndpoint" => json!({ "id": w.doomed_endpoint_id }),
+        "ReplayWebhookDelivery" => json!({ "id": w.delivery_id }),
+        "ReplayWebhookEvents" => json!({ "endpointId": w.endpoint_id, "sinceEventId": w.first_event_id }),
         // Refused callers run first: the hostile rejection finds Rita's request open.
         "DecideWithdrawal" if allowed => {
             json!({ "input": { "withdrawalId": w.rita_withdrawal, "decision": "APPROVE" } })
@@ -418,6 +460,7 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         "ReopenAccount" => json!({ "input": { "eventId": format!("reopen-{who}"), "externalId": ALICE.external_id } }),
         "ApplyCredit" => TestApp::apply_credit_input(&format!("inv-{who}"), ALICE.external_id, "5"),
         "PendingClaims" => json!({ "first": 20 }),
+        "Events" => json!({ "types": ["REFERRAL_ATTRIBUTED", "CLAIM_REQUESTED"], "first": 50 }),
         "CompleteClaim" => {
             let claim = match caller {
                 Caller::Admin => &w.bob_claim,

@@ -71,6 +71,9 @@ pub fn test_config(database_url: String) -> Config {
         request_timeout: std::time::Duration::from_secs(30),
         settle_interval: std::time::Duration::from_secs(60),
         sandbox: false,
+        webhook_timeout: std::time::Duration::from_secs(5),
+        webhook_poll_interval: std::time::Duration::from_millis(100),
+        webhook_allow_private_targets: true,
     }
 }
 
@@ -1202,6 +1205,9 @@ impl TestApp {
             "ledger_entries",
             "lot_allocations",
             "balances",
+            "outbox_events",
+            "webhook_endpoints",
+            "webhook_deliveries",
         ] {
             out.push((table.to_owned(), self.count(table).await));
         }

@@ -35,6 +35,9 @@ const CONFIG_VARS: &[&str] = &[
     "RUST_LOG",
     "SANDBOX",
     "SETTLE_INTERVAL",
+    "WEBHOOK_TIMEOUT",
+    "WEBHOOK_POLL_INTERVAL",
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS",
 ];
 
 const HEALTH_DEADLINE: Duration = Duration::from_secs(20);

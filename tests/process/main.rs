@@ -23,3 +23,4 @@ mod logs;
 mod sandbox;
 mod sigterm;
 mod two_servers;
+mod webhooks;
