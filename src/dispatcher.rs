@@ -1,79 +1,49 @@
 //! The webhook dispatcher: a background task of every instance that orders new events
-//! (`outbox::sequence`), then claims each enabled endpoint's due deliveries and sends them
-//! (`service::webhooks::dispatch`), each attempt a task of its own.
+//! (`outbox::sequence`) every `WEBHOOK_POLL_INTERVAL`, and starts a worker for each enabled
+//! endpoint that has none running in this instance. A worker drains its endpoint: it claims a
+//! batch of due deliveries (`service::webhooks::dispatch`), sends them `PER_ENDPOINT` at a time,
+//! records each outcome, and claims the next batch until nothing is due.
 //!
-//! One endpoint's trouble stays its own: an endpoint has at most `PER_ENDPOINT` attempts in
-//! flight in an instance, each bounded by `WEBHOOK_TIMEOUT`, so a hung or slow receiver holds
-//! its own slots and never another endpoint's. A finished attempt wakes the task for the next
-//! pass at once; otherwise it looks every `WEBHOOK_POLL_INTERVAL` (other instances' events,
-//! retries that fell due).
+//! One endpoint's trouble stays its own: each endpoint has its own worker, and each attempt is
+//! bounded by `WEBHOOK_TIMEOUT`, so a hung or slow receiver holds up only its own deliveries.
+//! Workers do not wait for the poll between batches, so a busy endpoint is served as fast as
+//! it answers; the poll only brings new events and retries that fell due.
 
 use crate::detach::run_to_completion;
 use crate::error::{AppError, AppResult};
 use crate::service::outbox;
-use crate::service::webhooks::dispatch::{self, Claimed, Finished};
+use crate::service::webhooks::dispatch::{self, Claimed, Finished, Outcome, PER_ENDPOINT};
 use crate::state::AppState;
 use entity::webhook_endpoint;
+use futures::StreamExt;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-/// Attempts one endpoint has in flight in one instance at most.
-pub const PER_ENDPOINT: usize = 8;
 /// Sequencer batches one pass runs at most while they come back full: events are written
 /// faster than one batch a poll when the server is busy (claims at 1,000+ a second).
 const SEQUENCE_BATCHES: u32 = 50;
+/// Deliveries a worker claims at once: enough that claiming is a small part of the work, few
+/// enough that a lease (timeout and a margin) covers the batch's slowest attempt.
+const WORKER_BATCH: u64 = 64;
 /// How long `Dispatcher::stop` waits for a pass in progress (attempts in flight are left to
 /// their leases).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// What the dispatcher shares between its task, its attempts and `deliver_now`.
-pub struct Webhooks {
-    client: reqwest::Client,
-    in_flight: Mutex<HashMap<i64, usize>>,
-    wake: Notify,
-}
-
-impl Webhooks {
-    pub fn new(timeout: Duration, allow_private: bool) -> reqwest::Result<Self> {
-        Ok(Webhooks {
-            client: dispatch::client(timeout, allow_private)?,
-            in_flight: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
-        })
-    }
-
-    /// Reserves up to `wanted` of an endpoint's free slots; how many it got.
-    fn reserve(&self, endpoint_id: i64, wanted: usize) -> usize {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let used = in_flight.entry(endpoint_id).or_insert(0);
-        let granted = wanted.min(PER_ENDPOINT.saturating_sub(*used));
-        *used += granted;
-        granted
-    }
-
-    fn release(&self, endpoint_id: i64, count: usize) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(used) = in_flight.get_mut(&endpoint_id) {
-            *used = used.saturating_sub(count);
-        }
-    }
-}
-
-/// What one pass started.
+/// What one pass did: events ordered, workers started (and, for `deliver_now`, which waits
+/// for them, the attempts they made).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pass {
     pub sequenced: u64,
+    pub workers: u64,
     pub attempts: u64,
 }
 
-/// One pass: orders new events, claims what is due within the free slots, and starts the
-/// attempts; their handles, for a caller that waits for them.
-async fn pass(state: &AppState) -> AppResult<(Pass, Vec<JoinHandle<Finished>>)> {
+/// One pass: orders new events, then starts a worker for every enabled endpoint without one;
+/// their handles (each answers the attempts it made), for a caller that waits for them.
+async fn pass(state: &AppState) -> AppResult<(Pass, Vec<JoinHandle<u64>>)> {
     let mut sequenced = 0;
     for _ in 0..SEQUENCE_BATCHES {
         let batch = outbox::sequence(&state.db).await?;
@@ -88,50 +58,69 @@ async fn pass(state: &AppState) -> AppResult<(Pass, Vec<JoinHandle<Finished>>)> 
         .await?;
     let mut handles = Vec::new();
     for endpoint in endpoints {
-        let slots = state.webhooks.reserve(endpoint.id, PER_ENDPOINT);
-        if slots == 0 {
-            continue;
-        }
-        let claimed = dispatch::claim(
-            &state.db,
-            endpoint.id,
-            slots as u64,
-            state.config.webhook_timeout,
-            state.clock.now(),
-        )
-        .await;
-        let claimed = match claimed {
-            Ok(claimed) => claimed,
-            Err(err) => {
-                // The other endpoints go on; this one is tried again at the next pass.
-                state.webhooks.release(endpoint.id, slots);
-                tracing::warn!(endpoint = endpoint.id, error = ?err, "webhooks: claiming deliveries failed");
-                continue;
-            }
-        };
-        state.webhooks.release(endpoint.id, slots - claimed.len());
-        let endpoint = Arc::new(endpoint);
-        for one in claimed {
-            handles.push(tokio::spawn(attempt(state.clone(), endpoint.clone(), one)));
+        if state.webhooks.start_worker(endpoint.id) {
+            handles.push(tokio::spawn(worker(state.clone(), endpoint.id)));
         }
     }
     let pass = Pass {
         sequenced,
-        attempts: handles.len() as u64,
+        workers: handles.len() as u64,
+        attempts: 0,
     };
     Ok((pass, handles))
 }
 
-async fn attempt(state: AppState, endpoint: Arc<webhook_endpoint::Model>, claimed: Claimed) -> Finished {
-    let allow_private = state.config.webhook_allow_private_targets;
-    let outcome = dispatch::send(&state.webhooks.client, &endpoint, &claimed.event, allow_private).await;
-    let finished = dispatch::finish(&state.db, &endpoint, &claimed, &outcome, state.clock.now()).await;
-    state.webhooks.release(endpoint.id, 1);
-    state.webhooks.wake.notify_one();
+/// Drains one endpoint: batches of due deliveries until none is left, the endpoint read again
+/// before each (disabled, deleted, its secret or URL changed). The attempts it made.
+async fn worker(state: AppState, endpoint_id: i64) -> u64 {
+    let mut attempts = 0;
+    loop {
+        let endpoint = match webhook_endpoint::Entity::find_by_id(endpoint_id).one(&state.db).await {
+            Ok(Some(endpoint)) if endpoint.enabled => endpoint,
+            Ok(_) => break,
+            Err(err) => {
+                tracing::warn!(endpoint = endpoint_id, error = ?err, "webhooks: reading an endpoint failed");
+                break;
+            }
+        };
+        let timeout = state.config.webhook_timeout;
+        let claimed = match dispatch::claim(&state.db, endpoint_id, WORKER_BATCH, timeout, state.clock.now()).await {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                // Tried again at the next pass.
+                tracing::warn!(endpoint = endpoint_id, error = ?err, "webhooks: claiming deliveries failed");
+                break;
+            }
+        };
+        if claimed.is_empty() {
+            break;
+        }
+        attempts += claimed.len() as u64;
+        let allow_private = state.config.webhook_allow_private_targets;
+        let client = state.webhooks.client();
+        let endpoint = &endpoint;
+        let sent: Vec<(Claimed, Outcome)> = futures::stream::iter(claimed)
+            .map(|one| async move {
+                let outcome = dispatch::send(client, endpoint, &one.event, allow_private).await;
+                (one, outcome)
+            })
+            .buffer_unordered(PER_ENDPOINT)
+            .collect()
+            .await;
+        let finished = dispatch::finish_batch(&state.db, endpoint, &sent, state.clock.now()).await;
+        for ((claimed, outcome), finished) in sent.iter().zip(finished) {
+            log_attempt(endpoint.id, claimed, outcome, finished);
+        }
+    }
+    state.webhooks.worker_done(endpoint_id);
+    attempts
+}
+
+fn log_attempt(endpoint_id: i64, claimed: &Claimed, outcome: &Outcome, finished: AppResult<Finished>) {
     match finished {
         Ok(finished) => {
             tracing::debug!(
-                endpoint = endpoint.id,
+                endpoint = endpoint_id,
                 delivery = claimed.delivery_id,
                 attempt = claimed.attempt,
                 status = ?outcome.status_code,
@@ -140,31 +129,27 @@ async fn attempt(state: AppState, endpoint: Arc<webhook_endpoint::Model>, claime
             );
             if finished == Finished::Failed {
                 tracing::warn!(
-                    endpoint = endpoint.id,
+                    endpoint = endpoint_id,
                     delivery = claimed.delivery_id,
                     error = outcome.error.as_deref().unwrap_or(""),
                     "webhook delivery failed after its last attempt"
                 );
             }
-            finished
         }
-        Err(err) => {
-            // The lease runs out and the attempt is made again.
-            tracing::warn!(endpoint = endpoint.id, delivery = claimed.delivery_id, error = ?err,
-                           "recording a webhook attempt failed");
-            Finished::Superseded
-        }
+        // The lease runs out and the attempt is made again.
+        Err(err) => tracing::warn!(endpoint = endpoint_id, delivery = claimed.delivery_id, error = ?err,
+                                   "recording a webhook attempt failed"),
     }
 }
 
-/// One pass now, waiting for its attempts: what tests and `advanceClock` run instead of
+/// One pass now, waiting for its workers to drain what is due: what tests run instead of
 /// waiting for the task.
 pub async fn deliver_now(state: &AppState) -> AppResult<Pass> {
-    let (pass, handles) = pass(state).await?;
+    let (mut pass, handles) = pass(state).await?;
     for handle in handles {
-        handle
+        pass.attempts += handle
             .await
-            .map_err(|err| AppError::internal(anyhow::anyhow!("a webhook attempt panicked: {err}")))?;
+            .map_err(|err| AppError::internal(anyhow::anyhow!("a webhook worker panicked: {err}")))?;
     }
     Ok(pass)
 }
@@ -204,14 +189,13 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
         tokio::select! {
             biased;
             _ = stopped.changed() => return,
-            _ = state.webhooks.wake.notified() => {}
             _ = ticks.tick() => {}
         }
         // A task of its own: a pass is never dropped half-way through a transaction.
         let state = state.clone();
         match run_to_completion(async move { pass(&state).await.map(|(pass, _)| pass) }).await {
-            Ok(Ok(pass)) if pass.sequenced > 0 || pass.attempts > 0 => {
-                tracing::debug!(sequenced = pass.sequenced, attempts = pass.attempts, "webhooks: pass");
+            Ok(Ok(pass)) if pass.sequenced > 0 || pass.workers > 0 => {
+                tracing::debug!(sequenced = pass.sequenced, workers = pass.workers, "webhooks: pass");
             }
             Ok(Ok(_)) => {}
             Ok(Err(err)) => tracing::warn!(error = ?err, "webhooks: a pass failed; the next one tries again"),

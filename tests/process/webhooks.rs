@@ -430,17 +430,38 @@ async fn five_deliveries_in_flight_at_kill_minus_9_are_each_delivered_once_after
     let receiver = Receiver::start(Behaviour::Hang).await;
     let mut first = Server::start_with_env(&db, "first", WEBHOOK_ENV).await;
     let api = Api::new(&db, &first);
-    create_endpoint(&api, &receiver.url).await;
 
-    // Five referral.attributed at once, all held open by the receiver (8 fit in flight).
+    // Five referral.attributed, ordered in the feed before the endpoint exists; then the
+    // endpoint and a replay of them: five deliveries due at once, which the endpoint's worker
+    // claims as one batch and sends together (8 at a time), all held open by the receiver.
     let code = api.register_code("wh5-referrer", None).await;
     let friends: Vec<String> = (1..=FRIENDS).map(|n| format!("wh5-friend-{n}")).collect();
     futures::future::join_all(friends.iter().map(|friend| api.register_code(friend, Some(&code)))).await;
+    let conn = db.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&conn, "outbox_events WHERE position IS NOT NULL").await < FRIENDS as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "the events were not ordered within 10 s\n{}",
+            logs(&[&first])
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let endpoint_id = create_endpoint(&api, &receiver.url).await;
+    let first_event = sql_i64(&conn, "SELECT MIN(id) FROM outbox_events").await;
+    let replayed = run_ok(
+        &api.client,
+        &api.base,
+        &api.admin,
+        &contract_op("admin", "ReplayWebhookEvents"),
+        json!({ "endpointId": endpoint_id, "sinceEventId": format!("de_{first_event}") }),
+    )
+    .await;
+    assert_eq!(replayed["replayWebhookEvents"]["events"], FRIENDS, "{replayed:#}");
     let in_hand = wait_in_hand(&receiver, FRIENDS, &[&first]).await;
     let status = first.sigkill();
     assert_eq!(status.signal(), Some(9), "the first server died of SIGKILL: {status}");
     receiver.set(Behaviour::Answer200);
-    let conn = db.connect().await;
     assert_left_in_flight(&conn, FRIENDS, &[&first]).await;
 
     let second = Server::start_with_env(&db, "second", WEBHOOK_ENV).await;

@@ -21,8 +21,8 @@ use entity::enums::DeliveryStatus;
 use entity::{outbox_event, webhook_delivery, webhook_endpoint};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bytes of an endpoint's answer read (the chunk that crosses it is the last one read): only
@@ -49,6 +49,44 @@ pub fn client(timeout: Duration, allow_private: bool) -> reqwest::Result<reqwest
         builder.dns_resolver(Arc::new(target::PublicOnly))
     };
     builder.build()
+}
+
+/// Attempts one endpoint has in flight in one instance at most.
+pub const PER_ENDPOINT: usize = 8;
+
+/// What an instance's dispatcher (`crate::dispatcher`) shares between its task, its workers
+/// and `deliver_now`: the client, and which endpoints have a worker running.
+pub struct Webhooks {
+    client: reqwest::Client,
+    working: Mutex<HashSet<i64>>,
+}
+
+impl Webhooks {
+    pub fn new(timeout: Duration, allow_private: bool) -> reqwest::Result<Self> {
+        Ok(Webhooks {
+            client: client(timeout, allow_private)?,
+            working: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Marks an endpoint's worker as running; false if one already is.
+    pub fn start_worker(&self, endpoint_id: i64) -> bool {
+        self.working
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(endpoint_id)
+    }
+
+    pub fn worker_done(&self, endpoint_id: i64) {
+        self.working
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&endpoint_id);
+    }
 }
 
 /// A delivery this instance holds the lease of, with its event.
@@ -253,6 +291,71 @@ pub enum Finished {
     Failed,
     /// The lease was no longer this attempt's (replayed, or claimed again after it ran out).
     Superseded,
+}
+
+/// PostgreSQL: the deliveries of a batch that succeeded, recorded in one statement (each row
+/// still only if its lease is the attempt's). `$2` is a JSON array of
+/// `{id, attempts, lease, code, ms}`.
+const DELIVERED_POSTGRES: &str = "UPDATE webhook_deliveries d SET status = 'DELIVERED', next_attempt_at = $1, \
+     locked_until = NULL, last_attempt_at = $1, last_status_code = v.code, last_latency_ms = v.ms, \
+     last_error = NULL, delivered_at = $1 \
+     FROM jsonb_to_recordset($2::jsonb) AS v(id bigint, attempts integer, lease timestamptz, code integer, ms integer) \
+     WHERE d.id = v.id AND d.attempts = v.attempts AND d.locked_until = v.lease AND d.status = 'PENDING'";
+
+/// Records a batch's outcomes. On PostgreSQL the successes to an endpoint that was not failing
+/// (the common case, and the one that comes in thousands under load) are one statement for the
+/// whole batch; every other outcome goes through [`finish`]. What became of each, in order.
+pub async fn finish_batch(
+    db: &DatabaseConnection,
+    endpoint: &webhook_endpoint::Model,
+    batch: &[(Claimed, Outcome)],
+    now: DateTime<Utc>,
+) -> Vec<AppResult<Finished>> {
+    let together = db.get_database_backend() == DbBackend::Postgres && endpoint.failing_since.is_none();
+    let (delivered, others): (Vec<usize>, Vec<usize>) =
+        (0..batch.len()).partition(|i| together && batch[*i].1.delivered());
+    let mut results: Vec<Option<AppResult<Finished>>> = (0..batch.len()).map(|_| None).collect();
+    if !delivered.is_empty() {
+        let rows: Vec<serde_json::Value> = delivered
+            .iter()
+            .map(|i| {
+                let (claimed, outcome) = &batch[*i];
+                serde_json::json!({
+                    "id": claimed.delivery_id,
+                    "attempts": claimed.attempt,
+                    "lease": claimed.lease.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "code": outcome.status_code,
+                    "ms": i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX),
+                })
+            })
+            .collect();
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            DELIVERED_POSTGRES,
+            [now.into(), serde_json::Value::Array(rows).to_string().into()],
+        );
+        match db.execute_raw(statement).await {
+            // Rows whose lease was no longer theirs are not told apart here: superseded ones
+            // are rare (a replay during the attempt), and their next attempt records itself.
+            Ok(_) => delivered
+                .iter()
+                .for_each(|i| results[*i] = Some(Ok(Finished::Delivered))),
+            Err(err) => {
+                let message = err.to_string();
+                for i in &delivered {
+                    results[*i] = Some(Err(AppError::internal(anyhow::anyhow!("{message}"))));
+                }
+            }
+        }
+    }
+    for i in others {
+        let (claimed, outcome) = &batch[i];
+        results[i] = Some(finish(db, endpoint, claimed, outcome, now).await);
+    }
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or(Ok(Finished::Superseded)))
+        .collect()
 }
 
 /// Records an attempt's outcome, with the endpoint's streak. A delivery to an endpoint that
