@@ -3,8 +3,10 @@
 //! Builds the release server, creates a database with the server's own migrations and the
 //! points-store preset, bulk-loads a seeded dataset, runs `referral-server check` on it,
 //! starts the server and drives it with `wrk` (bench/wrk/graphql.lua) through the contract's
-//! Dashboard, RewardStore, ClaimReward (uniform and one hot account) and RecordPurchase, each in
-//! rounds of the server's run and its reference's, reporting the median round. On
+//! Dashboard, RewardStore, ClaimReward (uniform, with a webhook endpoint subscribed to every
+//! event, and one hot account) and RecordPurchase, each in rounds of the server's run and its
+//! reference's, reporting the median round; the claims with a webhook subscriber are reported
+//! against the claims without, of the same run. On
 //! PostgreSQL it also counts the statements each operation issues, and measures the
 //! references each rate is reported against: PostGraphile 4 answering the same Dashboard
 //! (bench/postgraphile/), and pgbench running the best single statement for a claim and a
@@ -21,6 +23,7 @@ mod postgraphile;
 mod report;
 mod server;
 mod statements;
+mod webhook;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -74,7 +77,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "dashboard,store,claim,claim-hot,purchase"
+        default_value = "dashboard,store,claim,claim-webhook,claim-hot,purchase"
     )]
     scenarios: Vec<String>,
     /// PostgreSQL server (the database `bench_<size>` is created on it).
@@ -119,7 +122,7 @@ struct Args {
     rounds: u32,
 }
 
-const ALL_SCENARIOS: [&str; 5] = ["dashboard", "store", "claim", "claim-hot", "purchase"];
+const ALL_SCENARIOS: [&str; 6] = ["dashboard", "store", "claim", "claim-webhook", "claim-hot", "purchase"];
 const SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 const ISSUER: &str = "referral-server";
 const AUDIENCE: &str = "referral-api";
@@ -128,8 +131,17 @@ fn operation_of(scenario: &str) -> &'static str {
     match scenario {
         "dashboard" => "Dashboard",
         "store" => "RewardStore",
-        "claim" | "claim-hot" => "ClaimReward",
+        "claim" | "claim-webhook" | "claim-hot" => "ClaimReward",
         _ => "RecordPurchase",
+    }
+}
+
+/// The load wrk sends (bench/wrk/graphql.lua): `claim-webhook` sends `claim`'s, so that the
+/// subscriber is the only difference between the two.
+fn load_of(scenario: &str) -> &str {
+    match scenario {
+        "claim-webhook" => "claim",
+        other => other,
     }
 }
 
@@ -405,6 +417,15 @@ async fn run(args: Args) -> Result<()> {
         )?;
     }
 
+    // The admin operations that subscribe `claim-webhook`'s endpoint and delete it again.
+    let webhook_api = if args.scenarios.iter().any(|s| s == "claim-webhook") {
+        let admin_doc = std::fs::read_to_string(contract.join("admin.graphql"))
+            .with_context(|| format!("reading {}", contract.join("admin.graphql").display()))?;
+        Some(webhook::AdminApi::new(&admin_doc, args.port, mint("admin", "bench")?)?)
+    } else {
+        None
+    };
+
     // The Dashboard in PostGraphile's schema (bench/postgraphile/dashboard.graphql).
     let postgraphile_source = root.join("bench/postgraphile/dashboard.graphql");
     let postgraphile_document = load_gen::operation_document(
@@ -459,27 +480,28 @@ async fn run(args: Args) -> Result<()> {
     let mut results = Vec::new();
     let run_result: Result<()> = async {
         for scenario in &args.scenarios {
-            let result = run_scenario(
-                &args,
-                scenario,
-                ScenarioSetup {
-                    pid,
-                    pg,
-                    out: &out,
-                    script: &script,
-                    tag: &tag,
-                    env: &env,
-                    database_url: &database_url,
-                    pgbench_dir: &root.join("bench/pgbench"),
-                    postgraphile: postgraphile.as_ref(),
-                    server_dashboard: &documents["Dashboard"],
-                    statements: &statements,
-                },
-                &mut notes,
-            )
-            .await?;
+            let setup = ScenarioSetup {
+                pid,
+                pg,
+                out: &out,
+                script: &script,
+                tag: &tag,
+                env: &env,
+                database_url: &database_url,
+                pgbench_dir: &root.join("bench/pgbench"),
+                postgraphile: postgraphile.as_ref(),
+                server_dashboard: &documents["Dashboard"],
+                statements: &statements,
+            };
+            let result = if scenario == "claim-webhook" {
+                let api = webhook_api.as_ref().context("claim-webhook's admin operations")?;
+                run_with_webhook(&args, scenario, setup, api, &mut notes).await?
+            } else {
+                run_scenario(&args, scenario, setup, &mut notes).await?
+            };
             results.push(result);
         }
+        report::refer_to_claim(&mut results);
         Ok(())
     }
     .await;
@@ -617,6 +639,26 @@ enum Target {
     },
 }
 
+/// Runs `scenario` (`claim-webhook`) with one webhook endpoint subscribed to every event type
+/// for its rounds: subscribed before them, deleted after them, even when they fail, so that no
+/// endpoint is left to deliver the next scenarios' events to a receiver that is gone. No pgbench
+/// reference: its reference is the `claim` scenario (`report::refer_to_claim`).
+async fn run_with_webhook(
+    args: &Args,
+    scenario: &str,
+    setup: ScenarioSetup<'_>,
+    api: &webhook::AdminApi,
+    notes: &mut Vec<String>,
+) -> Result<ScenarioResult> {
+    let database_url = setup.database_url;
+    let subscription = webhook::Subscription::start(api, database_url, notes).await?;
+    let result = run_scenario(args, scenario, setup, notes).await;
+    let figures = subscription.finish(api, database_url, notes).await;
+    let mut result = result?;
+    result.webhook = Some(figures);
+    Ok(result)
+}
+
 /// Runs `scenario` in `--rounds` rounds, each the server's measured run followed at once by its
 /// target reference's (PostgreSQL), so that both see the machine in the same minute. The round
 /// whose ratio (or, without a reference, whose rate) is the median is the one reported; every
@@ -628,14 +670,15 @@ async fn run_scenario(
     notes: &mut Vec<String>,
 ) -> Result<ScenarioResult> {
     let operation = operation_of(scenario);
-    let write_scenario = matches!(scenario, "claim" | "claim-hot" | "purchase");
+    let load = load_of(scenario);
+    let write_scenario = matches!(load, "claim" | "claim-hot" | "purchase");
     let connections = if write_scenario {
         args.write_connections
             .unwrap_or(if setup.pg { args.connections } else { 64 })
     } else {
         args.connections
     };
-    let tokens = match scenario {
+    let tokens = match load {
         "claim-hot" => setup.out.join("tokens-hot.txt"),
         "purchase" => setup.out.join("tokens-service.txt"),
         _ => setup.out.join("tokens-customers.txt"),
@@ -668,7 +711,7 @@ async fn run_scenario(
             threads: args.threads,
             connections,
             seconds: args.duration,
-            scenario,
+            scenario: load,
             query_file: &query_file,
             tokens_file: &tokens,
             tag: &tag,
@@ -790,6 +833,7 @@ async fn run_scenario(
         statements: setup.statements.get(operation).copied(),
         references: reference.into_iter().collect(),
         rounds: round_figures,
+        webhook: None,
     })
 }
 

@@ -20,6 +20,48 @@ pub struct ScenarioResult {
     pub references: Vec<Reference>,
     /// Every round's rates; the reported figures are those of the median round.
     pub rounds: Vec<RoundFigures>,
+    /// `claim-webhook`: its subscriber when the rounds ended.
+    pub webhook: Option<WebhookFigures>,
+}
+
+/// The subscriber of `claim-webhook` when its rounds ended: what was delivered, and what was
+/// still to deliver.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct WebhookFigures {
+    /// Requests the harness's receiver answered, the warm-ups' deliveries included.
+    pub received: u64,
+    /// The endpoint's deliveries still PENDING (None: not counted).
+    pub pending: Option<u64>,
+    /// Events the sequencer had not ordered yet: each one more delivery to the endpoint.
+    pub unsequenced: Option<u64>,
+}
+
+/// `claim-webhook` runs at this share of `claim`'s rate at least: delivery is off the request path.
+const WEBHOOK_TARGET_PERCENT: f64 = 90.0;
+/// The reference of `claim-webhook`.
+const WEBHOOK_REFERENCE: &str = "`claim` (no webhook)";
+
+/// Gives each `claim-webhook` result its target reference, the `claim` scenario of the same run
+/// (median rounds both), or one not run when the run has no `claim`. The rounds of the two are
+/// not paired (all of `claim`'s come first), so the ratio is taken once, of the medians.
+pub fn refer_to_claim(results: &mut [ScenarioResult]) {
+    let claim = results.iter().find(|s| s.scenario == "claim").map(|claim| Reference {
+        name: WEBHOOK_REFERENCE.into(),
+        times: false,
+        ..Reference::server(String::new(), claim.connections, &claim.server, claim.statements)
+    });
+    for result in results.iter_mut().filter(|s| s.scenario == "claim-webhook") {
+        let reference = claim.clone().unwrap_or_else(|| {
+            Reference::not_run(
+                WEBHOOK_REFERENCE.into(),
+                true,
+                false,
+                result.connections,
+                "no reference in this run".into(),
+            )
+        });
+        result.references.insert(0, reference);
+    }
 }
 
 /// One round of a scenario: the server's rate and its target reference's, run one after the other.
@@ -152,6 +194,24 @@ impl Reference {
             Some(f) => format!("{} {}", thousands(f.rate), self.rate_unit),
             None => "not run".into(),
         }
+    }
+}
+
+/// `claim-webhook`'s rate over its reference's, against the target: ("97.2 %", "≥ 90 %: met"),
+/// to a tenth, so that a share just under the target never reads as the target.
+fn webhook_ratio(server_rate: f64, reference: Option<&Reference>) -> (String, String) {
+    let target = format!("≥ {WEBHOOK_TARGET_PERCENT:.0} %");
+    match reference.and_then(|r| r.figures.as_ref()) {
+        Some(f) if f.rate > 0.0 => {
+            let percent = 100.0 * server_rate / f.rate;
+            let verdict = if percent >= WEBHOOK_TARGET_PERCENT {
+                "met"
+            } else {
+                "missed"
+            };
+            (format!("{percent:.1} %"), format!("{target}: {verdict}"))
+        }
+        _ => ("no reference in this run".into(), target),
     }
 }
 
@@ -289,6 +349,41 @@ impl RunReport {
         Some(out)
     }
 
+    /// One row per `claim-webhook` result: its rate with one endpoint subscribed to every event
+    /// against `claim`'s without, and what the subscriber had when the rounds ended.
+    pub fn webhook_table(&self) -> Option<String> {
+        let mut out = String::from(
+            "| scenario | req/s | p50 ms | p99 ms | `claim` req/s | `claim` p50 ms | `claim` p99 ms | \
+             req/s / `claim`'s | target | receiver requests | pending deliveries | events not yet sequenced |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n",
+        );
+        let mut any = false;
+        for s in &self.scenarios {
+            let Some(hook) = s.webhook else { continue };
+            any = true;
+            let m = &s.server;
+            let reference = s.references.iter().find(|r| r.target);
+            let figures = reference.and_then(|r| r.figures.as_ref());
+            let (ratio, target) = webhook_ratio(m.wrk.rps, reference);
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                s.scenario,
+                thousands(m.wrk.rps),
+                ms(m.wrk.p50_us),
+                ms(m.wrk.p99_us),
+                or_dash(figures, |f| thousands(f.rate)),
+                or_dash(figures.and_then(|f| f.p50_ms), |v| ms(v * 1000.0)),
+                or_dash(figures.and_then(|f| f.p99_ms), |v| ms(v * 1000.0)),
+                ratio,
+                target,
+                thousands(hook.received as f64),
+                or_dash(hook.pending, |n| thousands(n as f64)),
+                or_dash(hook.unsequenced, |n| thousands(n as f64)),
+            ));
+        }
+        any.then_some(out)
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "#### {}\n\n- command: `{}`\n- date: {}; machine: {}; load average before: {}\n- dataset: {}\n- `referral-server check`: {}\n\n",
@@ -298,6 +393,15 @@ impl RunReport {
         if let Some(references) = self.references_table() {
             out.push_str("\nReferences, in the same run:\n\n");
             out.push_str(&references);
+        }
+        if let Some(webhooks) = self.webhook_table() {
+            out.push_str(
+                "\nWebhooks, in the same run: `claim-webhook` is `claim` with one endpoint subscribed to every event \
+                 type (a receiver in the harness answers 204 at once); its rate against `claim`'s (median rounds), the \
+                 receiver's requests (the warm-ups' deliveries included), and what was still to deliver when its rounds \
+                 ended:\n\n",
+            );
+            out.push_str(&webhooks);
         }
         for note in &self.notes {
             out.push_str(&format!("\n- {note}"));
@@ -466,6 +570,90 @@ mod tests {
         let table = report.table();
         assert!(table.contains("| 800 req/s | 3.00× | 2.50×, 3.50×, 3.00× |"), "{table}");
         assert!(table.contains("| – | – | – | 1 |"), "{table}");
+    }
+
+    #[test]
+    fn reports_claims_with_a_webhook_against_claims_without() {
+        let scenario = |name: &str, rps: f64, webhook: Option<WebhookFigures>| {
+            let mut server = Measurement::default();
+            server.wrk.rps = rps;
+            server.wrk.p50_us = 20_000.0;
+            server.wrk.p99_us = 41_000.0;
+            ScenarioResult {
+                scenario: name.into(),
+                operation: "ClaimReward".into(),
+                connections: 32,
+                server,
+                statements: Some(1),
+                rounds: vec![RoundFigures {
+                    server_rate: rps,
+                    reference_rate: None,
+                }],
+                webhook,
+                ..Default::default()
+            }
+        };
+        let hook = WebhookFigures {
+            received: 12_345,
+            pending: Some(2_000),
+            unsequenced: None,
+        };
+        let mut results = vec![
+            scenario("claim", 1_500.0, None),
+            scenario("claim-webhook", 1_410.0, Some(hook)),
+        ];
+        refer_to_claim(&mut results);
+        assert!(results[0].references.is_empty());
+        let report = RunReport {
+            scenarios: results,
+            ..Default::default()
+        };
+        let table = report.table();
+        assert!(
+            table.contains("| `claim` (no webhook) | 1,500 req/s | 94 % | 1 |"),
+            "{table}"
+        );
+        // `claim` itself is reported as before.
+        assert!(table.contains("| claim (`ClaimReward`) | 32 | 1,500 |"), "{table}");
+        assert!(table.contains("| – | – | – | 1 |"), "{table}");
+        let webhooks = report.webhook_table().unwrap_or_default();
+        assert!(
+            webhooks.contains(
+                "| claim-webhook | 1,410 | 20.0 | 41.0 | 1,500 | 20.0 | 41.0 | 94.0 % | ≥ 90 %: met | 12,345 | 2,000 | – |"
+            ),
+            "{webhooks}"
+        );
+        assert!(report.markdown().contains("Webhooks, in the same run"));
+
+        // Without `claim` in the run, and below the target.
+        let mut alone = vec![scenario("claim-webhook", 1_000.0, Some(hook))];
+        refer_to_claim(&mut alone);
+        let report = RunReport {
+            scenarios: alone,
+            ..Default::default()
+        };
+        assert!(
+            report
+                .webhook_table()
+                .unwrap_or_default()
+                .contains("| – | – | – | no reference in this run | ≥ 90 % | 12,345 |"),
+            "{}",
+            report.markdown()
+        );
+        assert_eq!(
+            webhook_ratio(
+                800.0,
+                Some(&Reference::server(
+                    "r".into(),
+                    32,
+                    &scenario("c", 1_000.0, None).server,
+                    None
+                ))
+            )
+            .1,
+            "≥ 90 %: missed"
+        );
+        assert!(RunReport::default().webhook_table().is_none());
     }
 
     #[test]
