@@ -302,46 +302,34 @@ const DELIVERED_POSTGRES: &str = "UPDATE webhook_deliveries d SET status = 'DELI
      FROM jsonb_to_recordset($2::jsonb) AS v(id bigint, attempts integer, lease timestamptz, code integer, ms integer) \
      WHERE d.id = v.id AND d.attempts = v.attempts AND d.locked_until = v.lease AND d.status = 'PENDING'";
 
-/// Records a batch's outcomes. On PostgreSQL the successes to an endpoint that was not failing
-/// (the common case, and the one that comes in thousands under load) are one statement for the
-/// whole batch; every other outcome goes through [`finish`]. What became of each, in order.
+/// Records a batch's outcomes. The successes to an endpoint that was not failing (the common
+/// case, and the one that comes in thousands under load) are recorded together: one statement
+/// on PostgreSQL, one write transaction on SQLite (whose writes take turns: one per delivery
+/// would queue beside every request's); every other outcome goes through [`finish`]. What
+/// became of each, in order.
 pub async fn finish_batch(
     db: &DatabaseConnection,
     endpoint: &webhook_endpoint::Model,
     batch: &[(Claimed, Outcome)],
     now: DateTime<Utc>,
 ) -> Vec<AppResult<Finished>> {
-    let together = db.get_database_backend() == DbBackend::Postgres && endpoint.failing_since.is_none();
+    let together = endpoint.failing_since.is_none();
     let (delivered, others): (Vec<usize>, Vec<usize>) =
         (0..batch.len()).partition(|i| together && batch[*i].1.delivered());
     let mut results: Vec<Option<AppResult<Finished>>> = (0..batch.len()).map(|_| None).collect();
     if !delivered.is_empty() {
-        let rows: Vec<serde_json::Value> = delivered
-            .iter()
-            .map(|i| {
-                let (claimed, outcome) = &batch[*i];
-                serde_json::json!({
-                    "id": claimed.delivery_id,
-                    "attempts": claimed.attempt,
-                    "lease": claimed.lease.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    "code": outcome.status_code,
-                    "ms": i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX),
-                })
-            })
-            .collect();
-        let statement = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            DELIVERED_POSTGRES,
-            [now.into(), serde_json::Value::Array(rows).to_string().into()],
-        );
-        match db.execute_raw(statement).await {
-            // Rows whose lease was no longer theirs are not told apart here: superseded ones
-            // are rare (a replay during the attempt), and their next attempt records itself.
-            Ok(_) => delivered
-                .iter()
-                .for_each(|i| results[*i] = Some(Ok(Finished::Delivered))),
+        let recorded = match db.get_database_backend() {
+            DbBackend::Postgres => delivered_in_one_statement(db, batch, &delivered, now).await,
+            _ => delivered_in_one_transaction(db, batch, &delivered, now).await,
+        };
+        match recorded {
+            Ok(finished) => {
+                for (i, finished) in delivered.iter().zip(finished) {
+                    results[*i] = Some(Ok(finished));
+                }
+            }
             Err(err) => {
-                let message = err.to_string();
+                let message = format!("{err:?}");
                 for i in &delivered {
                     results[*i] = Some(Err(AppError::internal(anyhow::anyhow!("{message}"))));
                 }
@@ -356,6 +344,101 @@ pub async fn finish_batch(
         .into_iter()
         .map(|result| result.unwrap_or(Ok(Finished::Superseded)))
         .collect()
+}
+
+/// PostgreSQL: `DELIVERED_POSTGRES` for the rows at `which`. Rows whose lease was no longer
+/// theirs are not told apart: superseded ones are rare (a replay during the attempt), and their
+/// next attempt records itself.
+async fn delivered_in_one_statement(
+    db: &DatabaseConnection,
+    batch: &[(Claimed, Outcome)],
+    which: &[usize],
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Finished>> {
+    let rows: Vec<serde_json::Value> = which
+        .iter()
+        .map(|i| {
+            let (claimed, outcome) = &batch[*i];
+            serde_json::json!({
+                "id": claimed.delivery_id,
+                "attempts": claimed.attempt,
+                "lease": claimed.lease.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "code": outcome.status_code,
+                "ms": latency_ms(outcome),
+            })
+        })
+        .collect();
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        DELIVERED_POSTGRES,
+        [now.into(), serde_json::Value::Array(rows).to_string().into()],
+    );
+    db.execute_raw(statement).await?;
+    Ok(which.iter().map(|_| Finished::Delivered).collect())
+}
+
+/// SQLite: the rows at `which`, each by [`recorded`], in one write transaction.
+async fn delivered_in_one_transaction(
+    db: &DatabaseConnection,
+    batch: &[(Claimed, Outcome)],
+    which: &[usize],
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Finished>> {
+    let txn = begin_write(db).await?;
+    let mut finished = Vec::with_capacity(which.len());
+    for i in which {
+        let (claimed, outcome) = &batch[*i];
+        let result = recorded(claimed, outcome, DeliveryStatus::Delivered, now, now)
+            .exec(&txn)
+            .await?;
+        finished.push(if result.rows_affected == 0 {
+            Finished::Superseded
+        } else {
+            Finished::Delivered
+        });
+    }
+    txn.commit().await?;
+    Ok(finished)
+}
+
+fn latency_ms(outcome: &Outcome) -> i32 {
+    i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// The update that records an attempt's outcome on its delivery, if the lease is still the
+/// attempt's (its number and its end unchanged, the delivery still pending).
+fn recorded(
+    claimed: &Claimed,
+    outcome: &Outcome,
+    status: DeliveryStatus,
+    next_attempt_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<webhook_delivery::Entity> {
+    webhook_delivery::Entity::update_many()
+        .col_expr(webhook_delivery::Column::Status, Expr::value(status))
+        .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(next_attempt_at))
+        .col_expr(
+            webhook_delivery::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(webhook_delivery::Column::LastAttemptAt, Expr::value(now))
+        .col_expr(
+            webhook_delivery::Column::LastStatusCode,
+            Expr::value(outcome.status_code.map(i32::from)),
+        )
+        .col_expr(
+            webhook_delivery::Column::LastLatencyMs,
+            Expr::value(latency_ms(outcome)),
+        )
+        .col_expr(webhook_delivery::Column::LastError, Expr::value(outcome.error.clone()))
+        .col_expr(
+            webhook_delivery::Column::DeliveredAt,
+            Expr::value(outcome.delivered().then_some(now)),
+        )
+        .filter(webhook_delivery::Column::Id.eq(claimed.delivery_id))
+        .filter(webhook_delivery::Column::Attempts.eq(claimed.attempt))
+        .filter(webhook_delivery::Column::LockedUntil.eq(claimed.lease))
+        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
 }
 
 /// Records an attempt's outcome, with the endpoint's streak. A delivery to an endpoint that
@@ -380,29 +463,7 @@ pub async fn finish(
             Finished::Retry,
         )
     };
-    let latency_ms = i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX);
-    let record = webhook_delivery::Entity::update_many()
-        .col_expr(webhook_delivery::Column::Status, Expr::value(status))
-        .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(next_attempt_at))
-        .col_expr(
-            webhook_delivery::Column::LockedUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(webhook_delivery::Column::LastAttemptAt, Expr::value(now))
-        .col_expr(
-            webhook_delivery::Column::LastStatusCode,
-            Expr::value(outcome.status_code.map(i32::from)),
-        )
-        .col_expr(webhook_delivery::Column::LastLatencyMs, Expr::value(latency_ms))
-        .col_expr(webhook_delivery::Column::LastError, Expr::value(outcome.error.clone()))
-        .col_expr(
-            webhook_delivery::Column::DeliveredAt,
-            Expr::value(outcome.delivered().then_some(now)),
-        )
-        .filter(webhook_delivery::Column::Id.eq(claimed.delivery_id))
-        .filter(webhook_delivery::Column::Attempts.eq(claimed.attempt))
-        .filter(webhook_delivery::Column::LockedUntil.eq(claimed.lease))
-        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending));
+    let record = recorded(claimed, outcome, status, next_attempt_at, now);
     if outcome.delivered() && endpoint.failing_since.is_none() {
         let recorded = record.exec(db).await?;
         return Ok(if recorded.rows_affected == 0 {
