@@ -177,7 +177,6 @@ const variables = {
     // A public address literal: the server refuses private targets and resolves no name here.
     WebhookEndpoints: () => ({}),
     WebhookDeliveries: () => ({ first: 20 }),
-    WebhookReport: () => ({}),
     CreateWebhookEndpoint: () => ({ input: { url: 'https://93.184.216.34/apollo-hooks', eventTypes: ['CLAIM_REQUESTED'] } }),
     UpdateWebhookEndpoint: () => ({ id: state.endpointId, input: { description: 'Apollo check', eventTypes: [] } }),
     RotateWebhookSecret: () => ({ id: state.endpointId }),

@@ -399,7 +399,7 @@ fn variables(op: &str, caller: Caller, allowed: bool, w: &World) -> Option<Value
         "UpdateMarketingMaterial" if allowed => json!({ "id": w.material_id, "input": { "name": "Summer banner" } }),
         "UpdateMarketingMaterial" => json!({ "id": w.material_id, "input": { "template": format!("{who} {{link}}") } }),
         "DeleteMarketingMaterial" => json!({ "id": w.doomed_material_id }),
-        "WebhookEndpoints" | "WebhookReport" => json!({}),
+        "WebhookEndpoints" => json!({}),
         "WebhookDeliveries" => json!({ "endpointId": w.endpoint_id, "status": "PENDING", "first": 20 }),
         // Allowed: a new endpoint for the desk; hostile: one that would receive every event.
         "CreateWebhookEndpoint" if allowed => json!({ "input": {
