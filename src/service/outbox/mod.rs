@@ -82,11 +82,6 @@ impl NewEvent {
     }
 }
 
-/// Writes one event in the caller's transaction.
-pub async fn emit(db: &impl ConnectionTrait, kind: EventType, data: Value, now: DateTime<Utc>) -> AppResult<()> {
-    emit_all(db, vec![NewEvent::new(kind, data)], now).await
-}
-
 /// Writes events in the caller's transaction, in one statement; nothing for none.
 pub async fn emit_all(db: &impl ConnectionTrait, events: Vec<NewEvent>, now: DateTime<Utc>) -> AppResult<()> {
     if events.is_empty() {
@@ -108,10 +103,6 @@ pub async fn emit_all(db: &impl ConnectionTrait, events: Vec<NewEvent>, now: Dat
 /// The id clients see: `de_12` ("domain event"), stable for the event's life.
 pub fn public_id(id: i64) -> String {
     format!("de_{id}")
-}
-
-pub fn parse_public_id(id: &str) -> Option<i64> {
-    id.strip_prefix("de_")?.parse().ok().filter(|id| *id > 0)
 }
 
 /// The event as the feed and every webhook carry it: the Standard Webhooks shape (`type`,
@@ -307,13 +298,5 @@ mod tests {
             assert_eq!(EventType::from_name(kind.name()), Some(*kind));
         }
         assert_eq!(EventType::from_name("reward.granted "), None);
-    }
-
-    #[test]
-    fn public_ids_read_back_and_refuse_others() {
-        assert_eq!(parse_public_id(&public_id(42)), Some(42));
-        assert_eq!(parse_public_id("evt_42"), None);
-        assert_eq!(parse_public_id("de_0"), None);
-        assert_eq!(parse_public_id("de_x"), None);
     }
 }

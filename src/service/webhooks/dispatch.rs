@@ -441,9 +441,8 @@ fn recorded(
         .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
 }
 
-/// Records an attempt's outcome, with the endpoint's streak. A delivery to an endpoint that
-/// was not failing (`failing` as the pass read it) is one statement, the common case under
-/// load; otherwise one transaction with the endpoint's row.
+/// Records an attempt's outcome in one transaction with the endpoint's streak (a failure, or a
+/// success that ends a failing streak; `finish_batch` records the other successes together).
 pub async fn finish(
     db: &DatabaseConnection,
     endpoint: &webhook_endpoint::Model,
@@ -464,14 +463,6 @@ pub async fn finish(
         )
     };
     let record = recorded(claimed, outcome, status, next_attempt_at, now);
-    if outcome.delivered() && endpoint.failing_since.is_none() {
-        let recorded = record.exec(db).await?;
-        return Ok(if recorded.rows_affected == 0 {
-            Finished::Superseded
-        } else {
-            finished
-        });
-    }
     let txn = begin_write(db).await?;
     let recorded = record.exec(&txn).await?;
     if recorded.rows_affected == 0 {

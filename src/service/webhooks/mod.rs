@@ -241,10 +241,6 @@ async fn find_locked(txn: &impl ConnectionTrait, id: i64) -> AppResult<webhook_e
         .ok_or_else(|| AppError::not_found("no such webhook endpoint"))
 }
 
-pub async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<webhook_endpoint::Model>> {
-    Ok(webhook_endpoint::Entity::find_by_id(id).one(db).await?)
-}
-
 /// Every endpoint, oldest first (there are at most `MAX_ENDPOINTS`).
 pub async fn list(db: &impl ConnectionTrait) -> AppResult<Vec<webhook_endpoint::Model>> {
     Ok(webhook_endpoint::Entity::find()
@@ -268,10 +264,6 @@ pub async fn deliveries(
         query = query.filter(webhook_delivery::Column::Status.eq(status));
     }
     Ok(page::fetch(db, query, webhook_delivery::Column::Id, page).await?)
-}
-
-pub async fn find_delivery(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<webhook_delivery::Model>> {
-    Ok(webhook_delivery::Entity::find_by_id(id).one(db).await?)
 }
 
 /// Deliveries that gave up after their last attempt.
