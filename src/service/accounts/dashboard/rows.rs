@@ -35,7 +35,10 @@ impl<'a> Row<'a> {
         T: for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>,
     {
         match self {
-            Row::Postgres(row) => row.try_get(index),
+            // The statements' select lists fix each column's type, so PostgreSQL's columns are
+            // not checked against the Rust type (sqlx compares type descriptions for every
+            // column of every row; debug builds read each row by name too, checked).
+            Row::Postgres(row) => row.try_get_unchecked(index),
             Row::Sqlite(row) => row.try_get(index),
         }
         .map_err(|err| DbErr::Type(format!("column {index}: {err}")))
