@@ -3,8 +3,8 @@
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait, TryInsertResult,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
+    RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, TryInsertResult, Values,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,37 @@ pub struct StatementCounter(Arc<AtomicU64>);
 impl StatementCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The hottest reads' way to the database. On PostgreSQL a statement goes straight to sqlx's
+/// pool: SeaORM's layer around it (its span, its metric hook, its boxed futures) cost the
+/// Dashboard about 5 % of the server's instructions for its three statements (callgrind, same
+/// requests). Such a statement is counted here, as SeaORM's metric hook counts the others.
+/// SQLite keeps SeaORM's path, where that layer weighs little beside the statement itself.
+#[derive(Clone, Copy)]
+pub struct Reader<'a> {
+    pub db: &'a DatabaseConnection,
+    statements: &'a StatementCounter,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(db: &'a DatabaseConnection, statements: &'a StatementCounter) -> Self {
+        Reader { db, statements }
+    }
+
+    /// Every row of `statement`.
+    pub async fn all(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return self.db.query_all_raw(statement).await;
+        }
+        self.statements.0.fetch_add(1, Ordering::Relaxed);
+        let values = sea_query_sqlx::SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
+        let rows = sea_orm::sqlx::query_with(sea_orm::sqlx::AssertSqlSafe(statement.sql), values)
+            .fetch_all(self.db.get_postgres_connection_pool())
+            .await
+            .map_err(|err| DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))))?;
+        Ok(rows.into_iter().map(QueryResult::from).collect())
     }
 }
 

@@ -42,6 +42,11 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// The hottest reads' way to the database (`db::Reader`).
+    pub fn reader(&self) -> db::Reader<'_> {
+        db::Reader::new(&self.db, &self.statements)
+    }
+
     /// Connects to the configured database, brings its schema up to date, and seeds a new
     /// installation with the default preset. A sandbox's clock starts where the database's
     /// record of it is, never behind.

@@ -7,6 +7,7 @@
 mod rows;
 
 use crate::amount::Amount;
+use crate::db::Reader;
 use crate::error::AppResult;
 use crate::service::ledger;
 use crate::service::page::{Page, PageRequest};
@@ -15,7 +16,7 @@ use entity::enums::{EntryKind, EntryStatus, ReferralStatus, Unit};
 use entity::{account, balance, ledger_entry, referral};
 use rows::{ACCOUNT, BALANCE, LEDGER_ENTRY, REFERRAL, Row};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, Order, Query, SelectStatement};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryResult, Statement, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
@@ -56,7 +57,7 @@ pub struct Referred {
 /// `now` (`ledger::balances_of`): when one has something due, they are read again that way,
 /// which the usual balance, with nothing due, never needs.
 pub async fn account(
-    db: &DatabaseConnection,
+    db: Reader<'_>,
     external_id: &str,
     parts: AccountParts,
     now: DateTime<Utc>,
@@ -66,8 +67,10 @@ pub async fn account(
         values.push(Value::from(ReferralStatus::Rejected));
     }
     values.push(Value::from(external_id));
-    let statement = texts().statement(db, Shape::Account(parts), values, || account_query(external_id, parts));
-    let rows = db.query_all_raw(statement).await?;
+    let statement = texts().statement(db.db, Shape::Account(parts), values, || {
+        account_query(external_id, parts)
+    });
+    let rows = db.all(statement).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -103,7 +106,7 @@ pub async fn account(
             }
         }
         if read.iter().any(|b| b.next_due_at.is_some_and(|at| at <= now)) {
-            read = ledger::balances_of(db, &[account.id], now)
+            read = ledger::balances_of(db.db, &[account.id], now)
                 .await?
                 .remove(&account.id)
                 .unwrap_or_default();
@@ -140,7 +143,7 @@ pub struct Friends {
 /// The friends `referrer_id` referred (rejected attempts left out), newest first, with the
 /// parts asked for, in one statement.
 pub async fn referred_friends(
-    db: &impl ConnectionTrait,
+    db: Reader<'_>,
     referrer_id: i64,
     request: PageRequest,
     parts: FriendParts,
@@ -166,8 +169,8 @@ pub async fn referred_friends(
         ]);
     }
     let shape = Shape::Friends(parts, request.after.is_some());
-    let statement = texts().statement(db, shape, values, || friends_query(referrer_id, request, parts));
-    let rows = db.query_all_raw(statement).await?;
+    let statement = texts().statement(db.db, shape, values, || friends_query(referrer_id, request, parts));
+    let rows = db.all(statement).await?;
     let total = total_of(&rows)?;
     let referee_at = PAGE_AT + REFERRAL.columns.len();
     let earned_at = referee_at + if parts.referees { ACCOUNT.columns.len() } else { 0 };
@@ -203,7 +206,7 @@ pub async fn referred_friends(
 
 /// A page of an account's ledger entries (of one unit, or all), newest first, in one statement.
 pub async fn history(
-    db: &impl ConnectionTrait,
+    db: Reader<'_>,
     account_id: i64,
     unit: Option<Unit>,
     request: PageRequest,
@@ -219,8 +222,8 @@ pub async fn history(
         }
     }
     let shape = Shape::History(unit.is_some(), request.after.is_some());
-    let statement = texts().statement(db, shape, values, || history_query(account_id, unit, request));
-    let rows = db.query_all_raw(statement).await?;
+    let statement = texts().statement(db.db, shape, values, || history_query(account_id, unit, request));
+    let rows = db.all(statement).await?;
     let total = total_of(&rows)?;
     let mut items = Vec::with_capacity(rows.len());
     for result in &rows {
