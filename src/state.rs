@@ -42,9 +42,9 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// The hottest reads' way to the database (`db::Reader`).
-    pub fn reader(&self) -> db::Reader<'_> {
-        db::Reader::new(&self.db, &self.statements)
+    /// The hot paths' way to the database (`db::Direct`).
+    pub fn direct(&self) -> db::Direct<'_> {
+        db::Direct::new(&self.db, &self.statements)
     }
 
     /// Connects to the configured database, brings its schema up to date, and seeds a new

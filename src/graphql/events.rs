@@ -141,7 +141,7 @@ impl From<EventOutcome> for RecordEventPayload {
 pub struct EventMutation;
 
 async fn record(ctx: &Context<'_>, input: EventInput) -> Result<RecordEventPayload> {
-    Ok(events::record(&state(ctx).db, input, now(ctx)).await?.into())
+    Ok(events::record(state(ctx).direct(), input, now(ctx)).await?.into())
 }
 
 #[Object]

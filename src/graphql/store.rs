@@ -146,7 +146,7 @@ impl StoreMutation {
             idempotency_key: input.idempotency_key,
         };
         let state = state(ctx);
-        let claimed = store::claim(&state.db, &state.claim_lanes, request, now(ctx)).await?;
+        let claimed = store::claim(state.direct(), &state.claim_lanes, request, now(ctx)).await?;
         Ok(ClaimRewardPayload {
             claim: Claim(claimed.claim, claimed.provider),
             balance: Balance(claimed.balance),

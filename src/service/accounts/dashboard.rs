@@ -7,7 +7,7 @@
 mod rows;
 
 use crate::amount::Amount;
-use crate::db::Reader;
+use crate::db::Direct;
 use crate::error::AppResult;
 use crate::service::ledger;
 use crate::service::page::{Page, PageRequest};
@@ -57,7 +57,7 @@ pub struct Referred {
 /// `now` (`ledger::balances_of`): when one has something due, they are read again that way,
 /// which the usual balance, with nothing due, never needs.
 pub async fn account(
-    db: Reader<'_>,
+    db: Direct<'_>,
     external_id: &str,
     parts: AccountParts,
     now: DateTime<Utc>,
@@ -143,7 +143,7 @@ pub struct Friends {
 /// The friends `referrer_id` referred (rejected attempts left out), newest first, with the
 /// parts asked for, in one statement.
 pub async fn referred_friends(
-    db: Reader<'_>,
+    db: Direct<'_>,
     referrer_id: i64,
     request: PageRequest,
     parts: FriendParts,
@@ -206,7 +206,7 @@ pub async fn referred_friends(
 
 /// A page of an account's ledger entries (of one unit, or all), newest first, in one statement.
 pub async fn history(
-    db: Reader<'_>,
+    db: Direct<'_>,
     account_id: i64,
     unit: Option<Unit>,
     request: PageRequest,

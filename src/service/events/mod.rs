@@ -29,7 +29,7 @@ pub use refund::Refund;
 pub use top_up::TopUp;
 
 use crate::amount::Amount;
-use crate::db::begin_write;
+use crate::db::{Direct, begin_write};
 use crate::error::{AppError, AppResult};
 use crate::service::once::{self, Inserted};
 use crate::service::rules::{self, Decision, EventFacts, Outcome, Rule};
@@ -146,11 +146,12 @@ pub enum Finish {
 
 /// Records an event under the published rules. On PostgreSQL a purchase is first tried in two
 /// round trips (`purchase::planned`); what that path does not decide is recorded in steps.
-pub async fn record(db: &DatabaseConnection, input: EventInput, now: DateTime<Utc>) -> AppResult<EventOutcome> {
+pub async fn record(direct: Direct<'_>, input: EventInput, now: DateTime<Utc>) -> AppResult<EventOutcome> {
+    let db = direct.db;
     let prepared = Prepared::new(input)?;
     if let Fact::Purchase(purchase) = &prepared.fact
         && db.get_database_backend() == DbBackend::Postgres
-        && let Some(outcome) = purchase::planned::record(db, &prepared, purchase, now).await?
+        && let Some(outcome) = purchase::planned::record(direct, &prepared, purchase, now).await?
     {
         return Ok(outcome);
     }

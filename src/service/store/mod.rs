@@ -8,7 +8,7 @@ mod one_statement;
 pub use lanes::ClaimLanes;
 
 use crate::amount::Amount;
-use crate::db::begin_write;
+use crate::db::{Direct, begin_write};
 use crate::error::{AppError, AppResult};
 use crate::service::once::{self, Inserted};
 use crate::service::outbox::{self, payloads};
@@ -66,11 +66,12 @@ pub struct Claimed {
 /// (`lanes`: see [`ClaimLanes`]). On SQLite the instance's writer queue already runs one mutation
 /// at a time, so a lane would only add a lock.
 pub async fn claim(
-    db: &DatabaseConnection,
+    direct: Direct<'_>,
     lanes: &ClaimLanes,
     request: ClaimRequest,
     now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<Claimed> {
+    let db = direct.db;
     let idempotency_key = optional_text("idempotencyKey", request.idempotency_key.as_deref(), 128)?;
     let _turn = match db.get_database_backend() {
         DbBackend::Sqlite => None,
@@ -79,7 +80,7 @@ pub async fn claim(
     if db.get_database_backend() == DbBackend::Postgres {
         let fingerprint = claim_fingerprint(request.provider_id);
         let key = idempotency_key.as_deref();
-        match one_statement::claim(db, &request, key, &fingerprint, now).await? {
+        match one_statement::claim(direct, &request, key, &fingerprint, now).await? {
             Some(claimed) => return Ok(claimed),
             // Something of the balance is due: the flow below settles it first.
             None => tracing::debug!("the balance has something due: claiming in steps"),

@@ -6,18 +6,19 @@
 
 use super::{ClaimKey, ClaimRequest, Claimed, daily_limit, no_provider, no_rate, pending_limit, too_large};
 use crate::amount::Amount;
+use crate::db::Direct;
 use crate::error::{AppError, AppResult};
 use crate::service::{accounts, ledger, once::Key};
 use entity::enums::Unit;
 use entity::{balance, claim, provider};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, QueryResult, Statement};
+use sea_orm::{DbBackend, FromQueryResult, QueryResult, Statement};
 
 const CLAIM: &str = "SELECT * FROM referral_claim_reward($1, $2, $3, $4, $5)";
 
 /// The claim, the first claim of a retried key, or the refusal; `None` when the balance has
 /// something due and the claim must be made in steps (nothing was written).
 pub(super) async fn claim(
-    db: &DatabaseConnection,
+    db: Direct<'_>,
     request: &ClaimRequest,
     idempotency_key: Option<&str>,
     fingerprint: &str,
@@ -35,7 +36,7 @@ pub(super) async fn claim(
         ],
     );
     let row = db
-        .query_one_raw(statement)
+        .one(statement)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("referral_claim_reward returned no row")))?;
     let outcome: String = row.try_get("", "outcome")?;

@@ -18,6 +18,7 @@
 
 use super::Purchase;
 use crate::amount::Amount;
+use crate::db::Direct;
 use crate::error::{AppError, AppResult};
 use crate::service::events::{EventOutcome, Prepared, closed_skips};
 use crate::service::rewards::{self, Parties, Plan};
@@ -27,8 +28,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use entity::enums::{PayoutSchedule, RuleTrigger};
 use entity::{account, event, ledger_entry, product, referral};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    QueryResult, RuntimeErr, Statement,
+    DbBackend, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryResult, RuntimeErr, Statement,
 };
 use serde_json::json;
 use std::sync::LazyLock;
@@ -68,13 +68,13 @@ fn columns<E: EntityTrait>(alias: &str, prefix: &str) -> String {
 }
 
 pub(in crate::service::events) async fn record(
-    db: &DatabaseConnection,
+    db: Direct<'_>,
     prepared: &Prepared,
     purchase: &Purchase,
     now: DateTime<Utc>,
 ) -> AppResult<Option<EventOutcome>> {
     let facts = db
-        .query_one_raw(Statement::from_sql_and_values(
+        .one(Statement::from_sql_and_values(
             DbBackend::Postgres,
             FACTS.as_str(),
             [
@@ -159,7 +159,7 @@ pub(in crate::service::events) async fn record(
             planned(PurchaseOrder::Later)?.into(),
         ],
     );
-    let rows = match db.query_all_raw(call).await {
+    let rows = match db.all(call).await {
         Ok(rows) => rows,
         Err(err) if raised_in_steps(&err) => {
             tracing::debug!(event_id = %prepared.event_id, reason = %err, "purchase recorded in steps");
