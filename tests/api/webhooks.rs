@@ -23,6 +23,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use referral_server::dispatcher::{Pass, deliver_now};
+use referral_server::service::outbox::{DELIVERIES_PER_STATEMENT, Sequenced, sequence};
+use referral_server::service::webhooks::MAX_ENDPOINTS;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -317,6 +319,23 @@ async fn deliveries(app: &TestApp, endpoint_id: &str) -> (i64, Vec<Value>) {
         .clone();
     assert_eq!(page["pageInfo"]["hasNextPage"], false, "{data:#}");
     (total, rows)
+}
+
+/// An endpoint's deliveries, however many: (totalCount, the newest).
+async fn count_and_newest_delivery(app: &TestApp, endpoint_id: &str) -> (i64, Value) {
+    let data = app
+        .run_ok(
+            Some(&app.admin()),
+            "admin",
+            "WebhookDeliveries",
+            json!({ "endpointId": endpoint_id, "first": 1 }),
+        )
+        .await;
+    let page = &data["webhookDeliveries"];
+    let total = page["totalCount"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no totalCount: {data:#}"));
+    (total, page["nodes"][0].clone())
 }
 
 /// The endpoint's one delivery.
@@ -1248,6 +1267,93 @@ async fn an_endpoint_created_later_gets_earlier_events_only_when_replayed_under_
         actions.iter().filter(|a| *a == "REPLAY_WEBHOOK_EVENTS").count(),
         2,
         "{actions:?}"
+    );
+}
+
+/// The sequencer's statements have one text whatever the number of events and deliveries: a
+/// list bound value by value is a new statement for each length, which every connection then
+/// prepares and keeps (a third of the server's heap under a webhook's load, once).
+#[tokio::test]
+async fn the_sequencer_runs_the_same_statements_whatever_the_number_of_events() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behaviour::Status(200)).await;
+    create_endpoint(&app, json!({ "url": receiver.url })).await;
+    let code = referrer(&app, "ref-1").await;
+
+    // The server's pool, with a hook that keeps the text of every statement run through it.
+    let seen: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let mut db = app.state.db.clone();
+    let record = seen.clone();
+    db.set_metric_callback(move |info| {
+        record.lock().unwrap().insert(info.statement.sql.clone());
+    });
+    let mut passes = Vec::new();
+    let mut friends = 0;
+    for events in 1..=3 {
+        for _ in 0..events {
+            friends += 1;
+            attributed(&app, &code, &format!("friend-{friends}")).await;
+        }
+        seen.lock().unwrap().clear();
+        let pass = sequence(&db).await.expect("a sequencer pass");
+        assert_eq!(
+            pass,
+            Sequenced {
+                events,
+                deliveries: events
+            }
+        );
+        passes.push(std::mem::take(&mut *seen.lock().unwrap()));
+    }
+    assert!(!passes[0].is_empty(), "the hook saw the pass");
+    assert_eq!(passes[0], passes[1], "1 and 2 events");
+    assert_eq!(passes[1], passes[2], "2 and 3 events");
+}
+
+/// One pass fanning out more deliveries than one statement writes (`DELIVERIES_PER_STATEMENT`):
+/// every endpoint gets every event once, due when the event occurred, whatever statement wrote it.
+#[tokio::test]
+async fn a_pass_with_more_deliveries_than_one_statement_writes_gives_every_endpoint_every_event_once() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behaviour::Status(200)).await;
+    let endpoint_count = MAX_ENDPOINTS as usize;
+    let mut endpoint_ids = Vec::new();
+    for _ in 0..endpoint_count {
+        endpoint_ids.push(s(&create_endpoint(&app, json!({ "url": receiver.url })).await, "/id").to_owned());
+    }
+    // Written after the endpoints, before any pass: one pass orders them all.
+    let event_count = DELIVERIES_PER_STATEMENT / endpoint_count + 1;
+    let code = referrer(&app, "ref-1").await;
+    for friend in 0..event_count {
+        attributed(&app, &code, &format!("friend-{friend}")).await;
+    }
+    let events = feed(&app).await;
+    assert_eq!(events.len(), event_count);
+    assert!(endpoint_count * event_count > DELIVERIES_PER_STATEMENT);
+
+    let occurred: BTreeMap<String, String> = events
+        .iter()
+        .map(|e| (s(e, "/id").to_owned(), s(e, "/occurredAt").to_owned()))
+        .collect();
+    // The last event's deliveries are the newest, written by the last statement.
+    let last = s(events.last().expect("events"), "/id");
+    for endpoint_id in &endpoint_ids {
+        let (total, newest) = count_and_newest_delivery(&app, endpoint_id).await;
+        assert_eq!(total, event_count as i64, "endpoint {endpoint_id}");
+        assert_eq!(newest["event"]["id"], last, "{newest:#}");
+        assert_eq!(newest["status"], "PENDING", "{newest:#}");
+        assert_eq!(newest["attempts"], 0, "{newest:#}");
+        assert_eq!(
+            instant(&newest["nextAttemptAt"]),
+            instant(&json!(occurred[last])),
+            "due when its event occurred: {newest:#}"
+        );
+    }
+    // Another pass has nothing new to write.
+    feed(&app).await;
+    assert_eq!(
+        count_and_newest_delivery(&app, &endpoint_ids[0]).await.0,
+        event_count as i64
     );
 }
 

@@ -8,7 +8,7 @@ pub mod target;
 
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
-use crate::service::outbox::{self, EventType};
+use crate::service::outbox::{self, EventType, NewDelivery};
 use crate::service::page::{self, Page, PageRequest};
 use crate::service::{audit, optional_text, settings};
 use chrono::{DateTime, Utc};
@@ -376,19 +376,14 @@ pub async fn replay_since(
             .exec(&txn)
             .await?;
     }
-    let rows = ids
+    let deliveries: Vec<NewDelivery> = ids
         .iter()
-        .map(|event_id| webhook_delivery::ActiveModel {
-            endpoint_id: Set(endpoint_id),
-            event_id: Set(*event_id),
-            status: Set(DeliveryStatus::Pending),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            created_at: Set(now),
-            ..Default::default()
+        .map(|event_id| NewDelivery {
+            endpoint_id,
+            event_id: *event_id,
         })
         .collect();
-    outbox::insert_deliveries(&txn, rows).await?;
+    outbox::insert_deliveries(&txn, &deliveries, Some(now)).await?;
     let replayed = Replayed {
         events: ids.len() as u64,
         last_event_id: ids.last().copied(),
