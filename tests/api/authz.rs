@@ -204,7 +204,15 @@ async fn world(app: &TestApp) -> World {
     referral_server::service::outbox::sequence(&app.state.db)
         .await
         .expect("events ordered");
-    let delivery_id = format!("whd_{}", app.sql_i64("SELECT MIN(id) FROM webhook_deliveries").await);
+    // A delivery of the first endpoint: the other endpoint's go with it when it is deleted.
+    let first_endpoint = endpoints[0].strip_prefix("whe_").expect("an endpoint id");
+    let delivery_id = format!(
+        "whd_{}",
+        app.sql_i64(&format!(
+            "SELECT MIN(id) FROM webhook_deliveries WHERE endpoint_id = {first_endpoint}"
+        ))
+        .await
+    );
     let first_event_id = format!("de_{}", app.sql_i64("SELECT MIN(id) FROM outbox_events").await);
     let rita_withdrawal = app
         .run_ok(

@@ -1335,6 +1335,13 @@ async fn a_pass_with_more_deliveries_than_one_statement_writes_gives_every_endpo
         .iter()
         .map(|e| (s(e, "/id").to_owned(), s(e, "/occurredAt").to_owned()))
         .collect();
+    // Numbered in the order of their events, so that deliveries due at the same instant go out
+    // in that order.
+    let out_of_order = "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT e.position, \
+         LAG(e.position) OVER (PARTITION BY d.endpoint_id ORDER BY d.id) AS previous \
+         FROM webhook_deliveries d JOIN outbox_events e ON e.id = d.event_id) AS t \
+         WHERE t.previous > t.position";
+    assert_eq!(app.sql_i64(out_of_order).await, 0);
     // The last event's deliveries are the newest, written by the last statement.
     let last = s(events.last().expect("events"), "/id");
     for endpoint_id in &endpoint_ids {

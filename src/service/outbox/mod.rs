@@ -44,12 +44,14 @@ const POSITIONS_SQLITE: &str =
     "UPDATE outbox_events SET position = id + ?1 WHERE id IN (SELECT value FROM json_each(?2))";
 
 /// Pending deliveries for `$1`, a JSON array of `{endpoint_id, event_id}`, due at `$2` or, when
-/// it is null, when their event occurred.
+/// it is null, when their event occurred. Numbered in the array's order: deliveries due at the
+/// same instant go out by id, so an endpoint gets its events in the order they are listed.
 const DELIVERIES_POSTGRES: &str = "INSERT INTO webhook_deliveries \
      (endpoint_id, event_id, status, attempts, next_attempt_at, created_at) \
      SELECT v.endpoint_id, e.id, 'PENDING', 0, COALESCE($2, e.occurred_at), COALESCE($2, e.occurred_at) \
-     FROM jsonb_to_recordset($1::jsonb) AS v(endpoint_id bigint, event_id bigint) \
-     JOIN outbox_events e ON e.id = v.event_id \
+     FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (endpoint_id bigint, event_id bigint)) \
+          WITH ORDINALITY AS v(endpoint_id, event_id, n) \
+     JOIN outbox_events e ON e.id = v.event_id ORDER BY v.n \
      ON CONFLICT (endpoint_id, event_id) DO NOTHING";
 /// SQLite reads `ON CONFLICT` after a join's `ON` only past a `WHERE`.
 const DELIVERIES_SQLITE: &str = "INSERT INTO webhook_deliveries \
@@ -57,7 +59,7 @@ const DELIVERIES_SQLITE: &str = "INSERT INTO webhook_deliveries \
      SELECT json_extract(v.value, '$.endpoint_id'), e.id, 'PENDING', 0, \
             COALESCE(?2, e.occurred_at), COALESCE(?2, e.occurred_at) \
      FROM json_each(?1) AS v JOIN outbox_events e ON e.id = json_extract(v.value, '$.event_id') \
-     WHERE true ON CONFLICT (endpoint_id, event_id) DO NOTHING";
+     WHERE true ORDER BY v.key ON CONFLICT (endpoint_id, event_id) DO NOTHING";
 
 macro_rules! event_types {
     ($($variant:ident => $name:literal),+ $(,)?) => {
