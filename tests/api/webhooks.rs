@@ -24,7 +24,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use referral_server::dispatcher::{Pass, deliver_now};
 use referral_server::service::outbox::{DELIVERIES_PER_STATEMENT, Sequenced, sequence};
-use referral_server::service::webhooks::MAX_ENDPOINTS;
+use referral_server::service::webhooks::{MAX_ENDPOINTS, dispatch};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -1265,14 +1265,19 @@ async fn an_endpoint_created_later_gets_earlier_events_only_when_replayed_under_
     );
 }
 
-/// The sequencer's statements have one text whatever the number of events and deliveries: a
-/// list bound value by value is a new statement for each length, which every connection then
-/// prepares and keeps (a third of the server's heap under a webhook's load, once).
+/// The sequencer's and a worker's claim's statements have one text whatever the number of
+/// events and deliveries: a list bound value by value is a new statement for each length, which
+/// every connection then prepares and keeps (a third of the server's heap under a webhook's
+/// load, once).
 #[tokio::test]
-async fn the_sequencer_runs_the_same_statements_whatever_the_number_of_events() {
+async fn the_sequencer_and_a_claim_run_the_same_statements_whatever_the_number_of_events() {
     let app = spawn_app().await;
     let receiver = Receiver::start(Behaviour::Status(200)).await;
-    create_endpoint(&app, json!({ "url": receiver.url })).await;
+    let created = create_endpoint(&app, json!({ "url": receiver.url })).await;
+    let endpoint_id: i64 = s(&created, "/id")
+        .strip_prefix("whe_")
+        .and_then(|id| id.parse().ok())
+        .expect("an endpoint id");
     let code = referrer(&app, "ref-1").await;
 
     // The server's pool, with a hook that keeps the text of every statement run through it.
@@ -1298,6 +1303,11 @@ async fn the_sequencer_runs_the_same_statements_whatever_the_number_of_events() 
                 deliveries: events
             }
         );
+        let now = app.state.clock.now();
+        let claimed = dispatch::claim(&db, endpoint_id, 64, Duration::from_secs(5), now)
+            .await
+            .expect("a claim");
+        assert_eq!(claimed.len() as u64, events, "each delivery with its event");
         passes.push(std::mem::take(&mut *seen.lock().unwrap()));
     }
     assert!(!passes[0].is_empty(), "the hook saw the pass");

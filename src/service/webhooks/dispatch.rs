@@ -157,8 +157,15 @@ pub async fn claim(
     if taken.is_empty() {
         return Ok(Vec::new());
     }
+    // The ids as one JSON parameter: one statement whatever the batch's length, as the
+    // sequencer's (`outbox`), rather than one per length prepared by every connection.
+    let in_ids = match backend {
+        DbBackend::Postgres => "\"id\" IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
+        _ => "\"id\" IN (SELECT value FROM json_each(?))",
+    };
+    let ids = serde_json::Value::from(taken.keys().copied().collect::<Vec<i64>>()).to_string();
     let events = outbox_event::Entity::find()
-        .filter(outbox_event::Column::Id.is_in(taken.keys().copied()))
+        .filter(Expr::cust_with_values(in_ids, [ids]))
         .all(db)
         .await?;
     Ok(events
