@@ -1,6 +1,7 @@
 //! Connecting to the database, and the one way the services open a write transaction.
 
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{BinOper, Expr, ExprTrait, IntoColumnRef};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
@@ -18,6 +19,19 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// keeps the file's pages anyway): on the 10^6 dataset 512 KiB kept the server's peak RSS at
 /// 64-72 MiB instead of 82-105, with throughput unchanged within noise (BENCHMARKS.md).
 const SQLITE_CACHE_KIB: &str = "-512";
+
+/// `column IN (ids)`, with the ids bound as one JSON array: one statement text whatever their
+/// number. A list bound value by value (`is_in`) is a new statement for every length, which each
+/// pooled connection prepares and keeps (a third of the server's heap under a webhook's load,
+/// once: BENCHMARKS.md).
+pub fn in_ids(backend: DbBackend, column: impl IntoColumnRef, ids: &[i64]) -> Expr {
+    let set = match backend {
+        DbBackend::Postgres => "(SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
+        _ => "(SELECT value FROM json_each(?))",
+    };
+    let ids = serde_json::Value::from(ids).to_string();
+    Expr::col(column).binary(BinOper::In, Expr::cust_with_values(set, [ids]))
+}
 
 /// Counts every SQL statement the server runs: tests use it to prove that a query's cost does
 /// not grow with the page size.

@@ -8,6 +8,8 @@
 //! data and nothing changed.
 
 use crate::helpers::*;
+use async_graphql::ID;
+use referral_server::graphql::ids::{Kind, from_id};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -205,7 +207,7 @@ async fn world(app: &TestApp) -> World {
         .await
         .expect("events ordered");
     // A delivery of the first endpoint: the other endpoint's go with it when it is deleted.
-    let first_endpoint = endpoints[0].strip_prefix("whe_").expect("an endpoint id");
+    let first_endpoint = from_id(Kind::WebhookEndpoint, &ID(endpoints[0].clone())).expect("an endpoint id");
     let delivery_id = format!(
         "whd_{}",
         app.sql_i64(&format!(

@@ -15,6 +15,7 @@
 //! event since one; and a huge answer does not hold an attempt.
 
 use crate::helpers::*;
+use async_graphql::ID;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -23,6 +24,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use referral_server::dispatcher::{Pass, deliver_now};
+use referral_server::graphql::ids::{Kind, from_id};
 use referral_server::service::outbox::{DELIVERIES_PER_STATEMENT, Sequenced, sequence};
 use referral_server::service::webhooks::{MAX_ENDPOINTS, dispatch};
 use sea_orm::ConnectionTrait;
@@ -1274,10 +1276,7 @@ async fn the_sequencer_and_a_claim_run_the_same_statements_whatever_the_number_o
     let app = spawn_app().await;
     let receiver = Receiver::start(Behaviour::Status(200)).await;
     let created = create_endpoint(&app, json!({ "url": receiver.url })).await;
-    let endpoint_id: i64 = s(&created, "/id")
-        .strip_prefix("whe_")
-        .and_then(|id| id.parse().ok())
-        .expect("an endpoint id");
+    let endpoint_id = from_id(Kind::WebhookEndpoint, &ID(s(&created, "/id").to_owned())).expect("an endpoint id");
     let code = referrer(&app, "ref-1").await;
 
     // The server's pool, with a hook that keeps the text of every statement run through it.

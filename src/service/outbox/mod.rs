@@ -11,7 +11,7 @@
 
 pub mod payloads;
 
-use crate::db::begin_write;
+use crate::db::{begin_write, in_ids};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Utc};
 use entity::{outbox_event, webhook_endpoint};
@@ -30,18 +30,9 @@ pub const SEQUENCE_BATCH: u64 = 1_000;
 pub const DEFAULT_FEED_PAGE: u64 = 100;
 pub const MAX_FEED_PAGE: u64 = 1_000;
 
-// The sequencer's statements take their lists as one JSON parameter, so that each has one
-// text whatever the list's length. A list of binds (`id IN ($2, $3, ...)`, a row of binds per
-// delivery) is a new statement for every length, which sqlx prepares and keeps in each
-// connection's statement cache (and PostgreSQL in each backend): under a webhook's load that
-// was a third of the server's heap (~200 KB for an insert of 1,000 deliveries), evicting the
-// statements of the requests.
-
-/// Positions for the events whose ids are in `$2` (a JSON array): `id + $1`.
-const POSITIONS_POSTGRES: &str = "UPDATE outbox_events SET position = id + $1 \
-     WHERE id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint)";
-const POSITIONS_SQLITE: &str =
-    "UPDATE outbox_events SET position = id + ?1 WHERE id IN (SELECT value FROM json_each(?2))";
+// The delivery insert takes its rows as one JSON parameter, as `db::in_ids` takes a list of
+// ids: one statement text whatever the batch's length, not one per length prepared by every
+// connection.
 
 /// Pending deliveries for `$1`, a JSON array of `{endpoint_id, event_id}`, due at `$2` or, when
 /// it is null, when their event occurred. Numbered in the array's order: deliveries due at the
@@ -175,17 +166,14 @@ pub async fn sequence(db: &DatabaseConnection) -> AppResult<Sequenced> {
     // cursor needs order, not density, and one UPDATE does it.
     let offset = last + 1 - first.id;
     let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-    let backend = txn.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => POSITIONS_POSTGRES,
-        _ => POSITIONS_SQLITE,
-    };
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [offset.into(), Value::from(ids).to_string().into()],
-    ))
-    .await?;
+    outbox_event::Entity::update_many()
+        .col_expr(
+            outbox_event::Column::Position,
+            Expr::col(outbox_event::Column::Id).add(offset),
+        )
+        .filter(in_ids(txn.get_database_backend(), outbox_event::Column::Id, &ids))
+        .exec(&txn)
+        .await?;
     txn.execute(
         Query::update()
             .table(Alias::new("outbox_sequence"))

@@ -13,7 +13,7 @@
 //! sends the event again under the same `webhook-id`, which receivers use to drop duplicates.
 
 use super::{schedule, signature, target};
-use crate::db::begin_write;
+use crate::db::{begin_write, in_ids};
 use crate::error::{AppError, AppResult};
 use crate::service::outbox;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -157,15 +157,9 @@ pub async fn claim(
     if taken.is_empty() {
         return Ok(Vec::new());
     }
-    // The ids as one JSON parameter: one statement whatever the batch's length, as the
-    // sequencer's (`outbox`), rather than one per length prepared by every connection.
-    let in_ids = match backend {
-        DbBackend::Postgres => "\"id\" IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
-        _ => "\"id\" IN (SELECT value FROM json_each(?))",
-    };
-    let ids = serde_json::Value::from(taken.keys().copied().collect::<Vec<i64>>()).to_string();
+    let ids: Vec<i64> = taken.keys().copied().collect();
     let events = outbox_event::Entity::find()
-        .filter(Expr::cust_with_values(in_ids, [ids]))
+        .filter(in_ids(backend, outbox_event::Column::Id, &ids))
         .all(db)
         .await?;
     Ok(events

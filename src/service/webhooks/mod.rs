@@ -6,7 +6,7 @@ pub mod schedule;
 pub mod signature;
 pub mod target;
 
-use crate::db::begin_write;
+use crate::db::{begin_write, in_ids};
 use crate::error::{AppError, AppResult};
 use crate::service::outbox::{self, EventType, NewDelivery};
 use crate::service::page::{self, Page, PageRequest};
@@ -369,10 +369,11 @@ pub async fn replay_since(
     let mut ids: Vec<i64> = query.into_tuple().all(&txn).await?;
     let complete = ids.len() as u64 <= MAX_REPLAY;
     ids.truncate(MAX_REPLAY as usize);
+    let backend = txn.get_database_backend();
     for chunk in ids.chunks(1_000) {
         again(webhook_delivery::Entity::update_many(), now)
             .filter(webhook_delivery::Column::EndpointId.eq(endpoint_id))
-            .filter(webhook_delivery::Column::EventId.is_in(chunk.to_vec()))
+            .filter(in_ids(backend, webhook_delivery::Column::EventId, chunk))
             .exec(&txn)
             .await?;
     }
