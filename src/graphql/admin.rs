@@ -185,7 +185,7 @@ impl AdminMutation {
             referrals::disqualify(&state(ctx).db, &viewer(ctx).actor(), id, &input.reason, now(ctx)).await?;
         Ok(DisqualifyAccountPayload {
             account: Account(account),
-            voided_entries: voided.into_iter().map(LedgerEntry).collect(),
+            voided_entries: voided.into_iter().map(LedgerEntry::from).collect(),
         })
     }
 

@@ -193,6 +193,6 @@ impl AdminToolsMutation {
             now(ctx),
         )
         .await?;
-        Ok(LedgerEntry(adjusted.entry))
+        Ok(adjusted.entry.into())
     }
 }

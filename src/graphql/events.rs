@@ -124,7 +124,7 @@ impl From<EventOutcome> for RecordEventPayload {
                 row: outcome.event,
                 duplicate: outcome.duplicate,
             },
-            rewards: outcome.rewards.into_iter().map(LedgerEntry).collect(),
+            rewards: outcome.rewards.into_iter().map(LedgerEntry::from).collect(),
             decisions: outcome
                 .decisions
                 .into_iter()

@@ -5,6 +5,7 @@
 
 use crate::amount::Amount;
 use crate::clock::Clock;
+use crate::service::accounts::ParticipantAccount;
 use crate::service::accounts::dashboard::{AccountRead, Friends};
 use crate::service::clicks::{self, ReferralStats};
 use crate::service::{accounts, catalog, ledger, rules};
@@ -30,6 +31,9 @@ type LoadResult<K, V> = Result<HashMap<K, V>, async_graphql::Error>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AccountById(pub i64);
+/// What one side of a referral shows of the account of this id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ParticipantById(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReferralOfReferee(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,6 +63,18 @@ impl Loader<AccountById> for DbLoader {
     async fn load(&self, keys: &[AccountById]) -> LoadResult<AccountById, account::Model> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         Ok(rekey(accounts::by_ids(&self.db, &ids).await?, AccountById))
+    }
+}
+
+impl Loader<ParticipantById> for DbLoader {
+    type Value = ParticipantAccount;
+    type Error = async_graphql::Error;
+    async fn load(&self, keys: &[ParticipantById]) -> LoadResult<ParticipantById, ParticipantAccount> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(rekey(
+            accounts::participants_by_ids(&self.db, &ids).await?,
+            ParticipantById,
+        ))
     }
 }
 
@@ -156,7 +172,7 @@ pub async fn prime_account(loader: &RequestLoader, read: AccountRead) -> account
         let referral = match referral {
             Some(referred) => {
                 if let Some(referrer) = referred.referrer {
-                    loader.feed_one(AccountById(referrer.id), referrer).await;
+                    loader.feed_one(ParticipantById(referrer.id), referrer).await;
                 }
                 Some(referred.referral)
             }
@@ -171,11 +187,16 @@ pub async fn prime_account(loader: &RequestLoader, read: AccountRead) -> account
     read.account
 }
 
-/// Hands a page of friends' accounts, and what each earned `referrer_id`, to the loaders.
+/// Hands what a page of friends shows of their accounts, and what each earned `referrer_id`,
+/// to the loaders.
 pub async fn prime_friends(loader: &RequestLoader, referrer_id: i64, friends: &mut Friends) {
     let referees = std::mem::take(&mut friends.referees);
     loader
-        .feed_many(referees.into_iter().map(|account| (AccountById(account.id), account)))
+        .feed_many(
+            referees
+                .into_iter()
+                .map(|account| (ParticipantById(account.id), account)),
+        )
         .await;
     if let Some(mut earned) = friends.earned.take() {
         let keys: Vec<i64> = friends.page.items.iter().map(|referral| referral.id).collect();

@@ -12,7 +12,8 @@ use crate::graphql::marketing::AffiliateMaterial;
 use crate::graphql::rules::RewardRule;
 use crate::graphql::scalars::Decimal;
 use crate::service::accounts::dashboard::{self, FriendParts};
-use crate::service::accounts::{self, mask_name};
+use crate::service::accounts::{self, ParticipantAccount, mask_name};
+use crate::service::ledger::StatementLine;
 use crate::service::page::{Page, PageRequest};
 use crate::service::referral_list::{self, ReferralPage};
 use crate::service::rules::{self, AffiliateTerms, Decision, Rule};
@@ -99,17 +100,18 @@ impl FriendFilter {
     }
 }
 
-/// A viewer may read an account's private parts when it is staff or the account itself.
-fn ensure_can_read(ctx: &Context<'_>, account: &account::Model) -> Result<(), AppError> {
+/// A viewer may read an account's private parts (the account of `external_id`) when it is
+/// staff or the account itself.
+fn ensure_can_read(ctx: &Context<'_>, external_id: &str) -> Result<(), AppError> {
     match viewer(ctx) {
         Viewer::Admin { .. } | Viewer::Service { .. } => Ok(()),
-        Viewer::Customer { external_id } if *external_id == account.external_id => Ok(()),
+        Viewer::Customer { external_id: own } if own == external_id => Ok(()),
         _ => Err(AppError::Forbidden("this account is not yours".into())),
     }
 }
 
-fn is_self_or_staff(ctx: &Context<'_>, account: &account::Model) -> bool {
-    ensure_can_read(ctx, account).is_ok()
+fn is_self_or_staff(ctx: &Context<'_>, external_id: &str) -> bool {
+    ensure_can_read(ctx, external_id).is_ok()
 }
 
 pub struct Account(pub account::Model);
@@ -127,7 +129,7 @@ impl Account {
 
     async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
         let name = self.0.display_name.as_deref()?;
-        Some(if is_self_or_staff(ctx, &self.0) {
+        Some(if is_self_or_staff(ctx, &self.0.external_id) {
             name.to_owned()
         } else {
             mask_name(name)
@@ -136,7 +138,7 @@ impl Account {
 
     /// Shown to the account itself and to staff, never to other customers.
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
-        is_self_or_staff(ctx, &self.0)
+        is_self_or_staff(ctx, &self.0.external_id)
             .then_some(self.0.email.as_deref())
             .flatten()
     }
@@ -215,7 +217,7 @@ impl Account {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Page1<Withdrawal>> {
-        ensure_can_read(ctx, &self.0)?;
+        ensure_can_read(ctx, &self.0.external_id)?;
         let request = page_request(first, after)?;
         let page = withdrawals::list(&state(ctx).db, Some(self.0.id), status.map(Into::into), request).await?;
         Ok(connection(page, |w| w.id, Withdrawal))
@@ -228,7 +230,7 @@ impl Account {
     }
 
     async fn balance(&self, ctx: &Context<'_>, unit: RewardUnit) -> Result<Balance> {
-        ensure_can_read(ctx, &self.0)?;
+        ensure_can_read(ctx, &self.0.external_id)?;
         let unit: entity::enums::Unit = unit.into();
         let balances = loader(ctx).load_one(BalancesOf(self.0.id)).await?.unwrap_or_default();
         let row = balances.into_iter().find(|b| b.unit == unit).unwrap_or(balance::Model {
@@ -253,7 +255,7 @@ impl Account {
         filter: Option<FriendFilter>,
         order_by: Option<ReferralOrder>,
     ) -> Result<Page1<Referral>> {
-        ensure_can_read(ctx, &self.0)?;
+        ensure_can_read(ctx, &self.0.external_id)?;
         let filter = filter.unwrap_or_default();
         let order = order_by.unwrap_or_default();
         if !filter.is_empty() || order != ReferralOrder::Newest {
@@ -291,7 +293,7 @@ impl Account {
         after: Option<String>,
         unit: Option<RewardUnit>,
     ) -> Result<Page1<LedgerEntry>> {
-        ensure_can_read(ctx, &self.0)?;
+        ensure_can_read(ctx, &self.0.external_id)?;
         let request = page_request(first, after)?;
         let page = dashboard::history(state(ctx).direct(), self.0.id, unit.map(Into::into), request).await?;
         Ok(connection(page, |e| e.id, LedgerEntry))
@@ -300,7 +302,7 @@ impl Account {
     /// Clicks on its referral link (one per visitor a day), friends who signed up with its
     /// code (accepted referrals), and how many of them qualified.
     async fn referral_stats(&self, ctx: &Context<'_>) -> Result<ReferralStats> {
-        ensure_can_read(ctx, &self.0)?;
+        ensure_can_read(ctx, &self.0.external_id)?;
         let stats = loader(ctx)
             .load_one(ReferralStatsOf(self.0.id))
             .await?
@@ -315,7 +317,7 @@ impl Account {
     /// Its active referrals (referees that are open and paid an invoice within the program's
     /// `activeReferralDays`) and the credit they earn it on its next invoice.
     async fn active_referrals(&self, ctx: &Context<'_>) -> Result<ActiveReferrals> {
-        ensure_can_read(ctx, &self.0)?;
+        ensure_can_read(ctx, &self.0.external_id)?;
         let standing = rewards::active_standing(&state(ctx).db, &self.0, now(ctx)).await?;
         Ok(ActiveReferrals {
             count: i32::try_from(standing.count).unwrap_or(i32::MAX),
@@ -326,7 +328,7 @@ impl Account {
 
     /// This account's reward claims, newest first.
     async fn claims(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<Page1<Claim>> {
-        ensure_can_read(ctx, &self.0)?;
+        ensure_can_read(ctx, &self.0.external_id)?;
         let page = store::list(&state(ctx).db, Some(self.0.id), None, page_request(first, after)?).await?;
         Ok(connection(page, |c| c.id, Claim::from))
     }
@@ -347,7 +349,7 @@ pub struct ActiveReferrals {
 
 /// One side of a referral, as the viewer may see it.
 pub struct Participant {
-    pub account: account::Model,
+    pub account: ParticipantAccount,
     pub referral_id: i64,
     pub side: Side,
 }
@@ -362,7 +364,7 @@ impl Participant {
     /// Masked ("Jo*** S.") for customers other than the person.
     async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
         let name = self.account.display_name.as_deref()?;
-        Some(if is_self_or_staff(ctx, &self.account) {
+        Some(if is_self_or_staff(ctx, &self.account.external_id) {
             name.to_owned()
         } else {
             mask_name(name)
@@ -398,8 +400,8 @@ impl Participant {
     /// The full account: for admins and the billing system only (null, with a FORBIDDEN
     /// error at its path, for customers).
     #[graphql(guard = "RoleGuard::STAFF")]
-    async fn account(&self) -> Option<Account> {
-        Some(Account(self.account.clone()))
+    async fn account(&self, ctx: &Context<'_>) -> Result<Option<Account>> {
+        Ok(loader(ctx).load_one(AccountById(self.account.id)).await?.map(Account))
     }
 }
 
@@ -435,7 +437,7 @@ impl Referral {
         let Some(referrer_id) = self.0.referrer_id else {
             return Ok(None);
         };
-        let referrer = loader(ctx).load_one(AccountById(referrer_id)).await?;
+        let referrer = loader(ctx).load_one(ParticipantById(referrer_id)).await?;
         Ok(referrer.map(|account| Participant {
             account,
             referral_id: self.0.id,
@@ -444,7 +446,7 @@ impl Referral {
     }
 
     async fn referee(&self, ctx: &Context<'_>) -> Result<Participant> {
-        let referee = loader(ctx).load_one(AccountById(self.0.referee_id)).await?;
+        let referee = loader(ctx).load_one(ParticipantById(self.0.referee_id)).await?;
         Ok(Participant {
             account: referee.ok_or_else(|| AppError::not_found("referee not found"))?,
             referral_id: self.0.id,
@@ -534,7 +536,13 @@ pub struct ExpiringSoon {
     pub expires_at: DateTime<Utc>,
 }
 
-pub struct LedgerEntry(pub ledger_entry::Model);
+pub struct LedgerEntry(pub StatementLine);
+
+impl From<ledger_entry::Model> for LedgerEntry {
+    fn from(entry: ledger_entry::Model) -> Self {
+        LedgerEntry(entry.into())
+    }
+}
 
 #[Object]
 impl LedgerEntry {
@@ -545,7 +553,7 @@ impl LedgerEntry {
     async fn account(&self, ctx: &Context<'_>) -> Result<Account> {
         let account = loader(ctx).load_one(AccountById(self.0.account_id)).await?;
         let account = account.ok_or_else(|| AppError::not_found("account not found"))?;
-        ensure_can_read(ctx, &account)?;
+        ensure_can_read(ctx, &account.external_id)?;
         Ok(Account(account))
     }
 
@@ -667,7 +675,7 @@ impl Claim {
     async fn account(&self, ctx: &Context<'_>) -> Result<Account> {
         let account = loader(ctx).load_one(AccountById(self.0.account_id)).await?;
         let account = account.ok_or_else(|| AppError::not_found("account not found"))?;
-        ensure_can_read(ctx, &account)?;
+        ensure_can_read(ctx, &account.external_id)?;
         Ok(Account(account))
     }
 
@@ -887,7 +895,7 @@ impl Affiliate {
 
     /// What it wrote when it applied; to itself and staff.
     async fn note(&self, ctx: &Context<'_>) -> Option<&str> {
-        is_self_or_staff(ctx, &self.0)
+        is_self_or_staff(ctx, &self.0.external_id)
             .then_some(self.0.affiliate_note.as_deref())
             .flatten()
     }
@@ -1012,7 +1020,7 @@ impl Affiliate {
         ctx: &Context<'_>,
         statuses: &[entity::enums::AffiliateStatus],
     ) -> Result<bool, AppError> {
-        ensure_can_read(ctx, &self.0)?;
+        ensure_can_read(ctx, &self.0.external_id)?;
         Ok(self.0.affiliate_status.is_some_and(|status| statuses.contains(&status)))
     }
 }

@@ -1,6 +1,6 @@
 //! What an account's dashboard reads, each part in one statement whatever its page size: the
 //! account with its referral, its referrer and its balances; a page of the friends it referred
-//! with their accounts and what each of them earned it; a page of its history. A page comes
+//! with what each shows of its account and what each earned it; a page of its history. A page comes
 //! with the count of all its rows in the same statement. The same reads serve a screen that
 //! shows one part alone (a page of friends, of history). Rows are read by position (`rows`).
 
@@ -9,12 +9,13 @@ mod rows;
 use crate::amount::Amount;
 use crate::db::Direct;
 use crate::error::AppResult;
-use crate::service::ledger;
+use crate::service::accounts::ParticipantAccount;
+use crate::service::ledger::{self, StatementLine};
 use crate::service::page::{Page, PageRequest};
 use chrono::{DateTime, Utc};
 use entity::enums::{EntryKind, EntryStatus, ReferralStatus, Unit};
 use entity::{account, balance, ledger_entry, referral};
-use rows::{ACCOUNT, BALANCE, LEDGER_ENTRY, REFERRAL, Row};
+use rows::{ACCOUNT, BALANCE, PARTICIPANT, REFERRAL, Row, STATEMENT_LINE};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryResult, Statement, Value};
 use std::collections::HashMap;
@@ -24,11 +25,11 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 // lists never change. Each table's columns are read from the position where its list starts.
 static ME: LazyLock<String> = LazyLock::new(|| ACCOUNT.select_list("me", ""));
 static VIA: LazyLock<String> = LazyLock::new(|| REFERRAL.select_list("via", "via_"));
-static REFERRER: LazyLock<String> = LazyLock::new(|| ACCOUNT.select_list("referrer", "referrer_"));
+static REFERRER: LazyLock<String> = LazyLock::new(|| PARTICIPANT.select_list("referrer", "referrer_"));
 static BALANCES: LazyLock<String> = LazyLock::new(|| BALANCE.select_list("bal", "bal_"));
 static FRIENDS_PAGE: LazyLock<String> = LazyLock::new(|| REFERRAL.select_list(PAGE, ""));
-static REFEREES: LazyLock<String> = LazyLock::new(|| ACCOUNT.select_list("referee", "referee_"));
-static HISTORY_PAGE: LazyLock<String> = LazyLock::new(|| LEDGER_ENTRY.select_list(PAGE, ""));
+static REFEREES: LazyLock<String> = LazyLock::new(|| PARTICIPANT.select_list("referee", "referee_"));
+static HISTORY_PAGE: LazyLock<String> = LazyLock::new(|| STATEMENT_LINE.select_list(PAGE, ""));
 
 /// Which parts of an account to read with it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -50,7 +51,8 @@ pub struct AccountRead {
 #[derive(Debug)]
 pub struct Referred {
     pub referral: referral::Model,
-    pub referrer: Option<account::Model>,
+    /// What the referral shows of its referrer.
+    pub referrer: Option<ParticipantAccount>,
 }
 
 /// The account of `external_id` with the parts asked for, in one statement. Balances are as of
@@ -78,14 +80,14 @@ pub async fn account(
     let mut at = ACCOUNT.columns.len();
     let referral = if parts.referral {
         let (via, referrer) = (at, at + REFERRAL.columns.len());
-        at = referrer + ACCOUNT.columns.len();
+        at = referrer + PARTICIPANT.columns.len();
         let row = Row::of(first)?;
         Some(if row.has(via)? {
             Some(Referred {
                 referral: REFERRAL.read(first, via, "via_")?,
                 referrer: row
                     .has(referrer)?
-                    .then(|| ACCOUNT.read(first, referrer, "referrer_"))
+                    .then(|| PARTICIPANT.read(first, referrer, "referrer_"))
                     .transpose()?,
             })
         } else {
@@ -133,8 +135,8 @@ pub struct FriendParts {
 #[derive(Debug)]
 pub struct Friends {
     pub page: Page<referral::Model>,
-    /// The friends' accounts, when asked for.
-    pub referees: Vec<account::Model>,
+    /// What each friend's referral shows of its account, when asked for.
+    pub referees: Vec<ParticipantAccount>,
     /// When asked for: what the account earned through each referral of the page, net of
     /// reversals, per unit (a referral that earned nothing has no entry).
     pub earned: Option<HashMap<i64, Vec<(Unit, Amount)>>>,
@@ -173,7 +175,7 @@ pub async fn referred_friends(
     let rows = db.all(statement).await?;
     let total = total_of(&rows)?;
     let referee_at = PAGE_AT + REFERRAL.columns.len();
-    let earned_at = referee_at + if parts.referees { ACCOUNT.columns.len() } else { 0 };
+    let earned_at = referee_at + if parts.referees { PARTICIPANT.columns.len() } else { 0 };
     let mut items: Vec<referral::Model> = Vec::new();
     let mut referees = Vec::new();
     let mut earned: HashMap<i64, Vec<(Unit, Amount)>> = HashMap::new();
@@ -186,7 +188,7 @@ pub async fn referred_friends(
         if items.last().map(|r| r.id) != Some(id) {
             items.push(REFERRAL.read(result, PAGE_AT, "")?);
             if parts.referees && row.has(referee_at)? {
-                referees.push(ACCOUNT.read(result, referee_at, "referee_")?);
+                referees.push(PARTICIPANT.read(result, referee_at, "referee_")?);
             }
         }
         if parts.earned
@@ -204,13 +206,14 @@ pub async fn referred_friends(
     })
 }
 
-/// A page of an account's ledger entries (of one unit, or all), newest first, in one statement.
+/// A page of an account's ledger entries (of one unit, or all), newest first, as its history
+/// shows them, in one statement.
 pub async fn history(
     db: Direct<'_>,
     account_id: i64,
     unit: Option<Unit>,
     request: PageRequest,
-) -> AppResult<Page<ledger_entry::Model>> {
+) -> AppResult<Page<StatementLine>> {
     // In the order of the statement's text: the count, then the page.
     let mut values = Vec::with_capacity(6);
     for page in [false, true] {
@@ -228,7 +231,7 @@ pub async fn history(
     let mut items = Vec::with_capacity(rows.len());
     for result in &rows {
         if Row::of(result)?.has(PAGE_AT)? {
-            items.push(LEDGER_ENTRY.read(result, PAGE_AT, "")?);
+            items.push(STATEMENT_LINE.read(result, PAGE_AT, "")?);
         }
     }
     Ok(Page::from_rows(items, request, total))

@@ -31,7 +31,10 @@ use chrono::{DateTime, Utc};
 use entity::enums::{EntryKind, EntryStatus, Unit};
 use entity::{balance, ledger_entry, lot_allocation};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DerivePartialModel, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use std::collections::HashMap;
 
 /// A positive entry to post.
@@ -464,6 +467,41 @@ fn posted_entry(
         created_at: Set(now),
         reverses_entry_id: Set(None),
         ..Default::default()
+    }
+}
+
+/// What an entry shows to whoever reads it (`LedgerEntry`): its columns less the links to
+/// what made it and the rule's snapshot, which a page of an account's history would otherwise
+/// read twenty times for nothing.
+#[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "ledger_entry::Entity")]
+pub struct StatementLine {
+    pub id: i64,
+    pub account_id: i64,
+    pub unit: Unit,
+    pub amount: i64,
+    pub kind: EntryKind,
+    pub status: EntryStatus,
+    pub description: String,
+    pub available_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ledger_entry::Model> for StatementLine {
+    fn from(entry: ledger_entry::Model) -> Self {
+        StatementLine {
+            id: entry.id,
+            account_id: entry.account_id,
+            unit: entry.unit,
+            amount: entry.amount,
+            kind: entry.kind,
+            status: entry.status,
+            description: entry.description,
+            available_at: entry.available_at,
+            expires_at: entry.expires_at,
+            created_at: entry.created_at,
+        }
     }
 }
 
