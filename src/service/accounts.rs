@@ -3,7 +3,7 @@
 
 pub mod dashboard;
 
-use crate::db::{begin_write, inserted};
+use crate::db::{begin_write, in_ids, inserted};
 use crate::error::{AppError, AppResult};
 use crate::service::audit;
 use crate::service::codes::ReferralCode;
@@ -153,7 +153,7 @@ pub async fn participants_by_ids(
     ids: &[i64],
 ) -> AppResult<HashMap<i64, ParticipantAccount>> {
     let rows = account::Entity::find()
-        .filter(account::Column::Id.is_in(ids.iter().copied()))
+        .filter(in_ids(db.get_database_backend(), account::Column::Id, ids))
         .into_partial_model::<ParticipantAccount>()
         .all(db)
         .await?;
@@ -162,7 +162,7 @@ pub async fn participants_by_ids(
 
 pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<HashMap<i64, account::Model>> {
     let rows = account::Entity::find()
-        .filter(account::Column::Id.is_in(ids.iter().copied()))
+        .filter(in_ids(db.get_database_backend(), account::Column::Id, ids))
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|a| (a.id, a)).collect())
