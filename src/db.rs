@@ -14,11 +14,18 @@ use std::time::Duration;
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Each SQLite connection's own page cache (`PRAGMA cache_size`, negative: KiB). SQLite's
-/// default of 2 MiB per connection, times the pool, held the same pages many times over (the OS
-/// keeps the file's pages anyway): on the 10^6 dataset 512 KiB kept the server's peak RSS at
-/// 64-72 MiB instead of 82-105, with throughput unchanged within noise (BENCHMARKS.md).
+/// Each SQLite reading connection's own page cache (`PRAGMA cache_size`, negative: KiB).
+/// SQLite's default of 2 MiB per connection, times the pool, held the same pages many times over
+/// (the OS keeps the file's pages anyway): on the 10^6 dataset 512 KiB kept the server's peak
+/// RSS at 64-72 MiB instead of 82-105, with throughput unchanged within noise (BENCHMARKS.md).
+/// A reader's cache lasts only until someone writes: SQLite empties a connection's whole cache
+/// when its next transaction finds the file changed by another connection.
 const SQLITE_CACHE_KIB: &str = "-512";
+
+/// The SQLite writer's page cache. Only its own writes touch the file, so what it caches stays
+/// valid from one write to the next: the interior pages of the large tables and indexes that
+/// every write walks down.
+const SQLITE_WRITER_CACHE_KIB: &str = "-8192";
 
 /// `column IN (ids)`, with the ids bound as one JSON array: one statement text whatever their
 /// number. A list bound value by value (`is_in`) is a new statement for every length, which each
@@ -106,12 +113,44 @@ fn query_error(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
 }
 
+/// The server's pool of connections, and the counter of their statements.
 pub async fn connect(url: &str) -> Result<(DatabaseConnection, StatementCounter), DbErr> {
+    let sqlite = url.starts_with("sqlite:");
+    let statements = StatementCounter::default();
+    let db = open(url, if sqlite { 8 } else { 16 }, SQLITE_CACHE_KIB, &statements).await?;
+    Ok((db, statements))
+}
+
+/// On SQLite, the one connection that every writer uses (mutations, background work, link
+/// clicks), beside the pool, counting into the same `statements`; `None` on PostgreSQL.
+///
+/// A writer on a pooled connection found its page cache emptied by the previous write, made on
+/// another connection (`SQLITE_CACHE_KIB`): at 10^6 accounts a claim read ~90 pages from the
+/// file, ~27 on this connection (BENCHMARKS.md). Writers took turns at SQLite's one write lock
+/// anyway; now they take turns at this connection, whose cache only its own writes change.
+pub async fn connect_sqlite_writer(
+    url: &str,
+    statements: &StatementCounter,
+) -> Result<Option<DatabaseConnection>, DbErr> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    open(url, 1, SQLITE_WRITER_CACHE_KIB, statements).await.map(Some)
+}
+
+/// A pool of up to `connections`, each counting its statements into `statements`; on SQLite each
+/// with a page cache of `sqlite_cache` (`PRAGMA cache_size`).
+async fn open(
+    url: &str,
+    connections: u32,
+    sqlite_cache: &'static str,
+    statements: &StatementCounter,
+) -> Result<DatabaseConnection, DbErr> {
     let sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
-        .max_connections(if sqlite { 8 } else { 16 })
+        .max_connections(connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30));
@@ -120,22 +159,21 @@ pub async fn connect(url: &str) -> Result<(DatabaseConnection, StatementCounter)
     if sqlite {
         // WAL lets readers run beside the writer; the busy timeout makes writers queue for the
         // lock instead of failing; foreign keys are off by default in SQLite.
-        options.map_sqlx_sqlite_opts(|opts| {
+        options.map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .create_if_missing(true)
-                .pragma("cache_size", SQLITE_CACHE_KIB)
+                .pragma("cache_size", sqlite_cache)
         });
     }
     let mut db = connect_with_retry(options, sqlite).await?;
-    let counter = StatementCounter::default();
-    let inner = counter.0.clone();
+    let counter = statements.0.clone();
     db.set_metric_callback(move |_| {
-        inner.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
     });
-    Ok((db, counter))
+    Ok(db)
 }
 
 /// A pooled connection is never handed out inside a transaction it did not open.

@@ -42,8 +42,10 @@ pub struct Pass {
 }
 
 /// One pass: orders new events, then starts a worker for every enabled endpoint without one;
-/// their handles (each answers the attempts it made), for a caller that waits for them.
+/// their handles (each answers the attempts it made), for a caller that waits for them. Its
+/// statements and its workers' go where writes go (`AppState::for_writes`).
 async fn pass(state: &AppState) -> AppResult<(Pass, Vec<JoinHandle<u64>>)> {
+    let state = &state.for_writes();
     let mut sequenced = 0;
     for _ in 0..SEQUENCE_BATCHES {
         let batch = outbox::sequence(&state.db).await?;

@@ -15,9 +15,9 @@ pub mod limits;
 pub mod link;
 pub mod logging;
 pub mod service;
+pub mod sqlite_writer;
 pub mod state;
 pub mod tasks;
-pub mod writer_queue;
 
 pub use http::{build_app, serve};
 pub use state::AppState;

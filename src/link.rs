@@ -24,12 +24,13 @@ pub const WELCOME_PATH: &str = "/welcome";
 /// The name of the cookie and of the query parameter that carry the code.
 pub const REF: &str = "ref";
 
-/// The link's routes, with their state: merged into the application's router.
+/// The link's routes, with their state: merged into the application's router. A click is a
+/// write: its statements go where writes go (`AppState::for_writes`).
 pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
     Router::new()
         .route("/r/{code}", get(follow))
         .route(WELCOME_PATH, get(welcome))
-        .with_state(state)
+        .with_state(state.for_writes())
 }
 
 /// `GET` (and `HEAD`, which axum answers with the same handler) `/r/{code}`.

@@ -9,15 +9,19 @@ use crate::service::settings::cache::SettingsCache;
 use crate::service::store::ClaimLanes;
 use crate::service::webhooks::dispatch::Webhooks;
 use crate::service::{self, presets};
-use crate::writer_queue::WriterQueue;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr};
+use crate::sqlite_writer::SqliteWriter;
+use sea_orm::{DatabaseConnection, DbErr};
 use std::sync::Arc;
 
 #[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+pub struct AppState {
+    /// Where this state's statements go: the pool, or on SQLite, for work that writes, the
+    /// writers' connection (`for_writes`).
+    pub db: DatabaseConnection,
+    shared: Arc<Inner>,
+}
 
 pub struct Inner {
-    pub db: DatabaseConnection,
     pub config: Config,
     pub keys: JwtKeys,
     pub statements: StatementCounter,
@@ -28,8 +32,8 @@ pub struct Inner {
     pub settings: SettingsCache,
     /// Claims of one account take turns within the instance (see `ClaimLanes`).
     pub claim_lanes: ClaimLanes,
-    /// SQLite's mutations, queued in the order they came; None on PostgreSQL.
-    pub sqlite_writers: Option<WriterQueue>,
+    /// SQLite's writers' connection and mutations' queue; None on PostgreSQL.
+    pub sqlite_writer: Option<SqliteWriter>,
     /// The webhook dispatcher's client and the attempts this instance has in flight.
     pub webhooks: Webhooks,
 }
@@ -37,7 +41,7 @@ pub struct Inner {
 impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
-        &self.0
+        &self.shared
     }
 }
 
@@ -45,6 +49,18 @@ impl AppState {
     /// The hot paths' way to the database (`db::Direct`).
     pub fn direct(&self) -> db::Direct<'_> {
         db::Direct::new(&self.db, &self.statements)
+    }
+
+    /// This state for work that writes: on SQLite its statements go to the writers' connection,
+    /// reads included, so that they find what the last write left in its cache.
+    pub fn for_writes(&self) -> AppState {
+        match &self.sqlite_writer {
+            Some(writer) => AppState {
+                db: writer.db.clone(),
+                shared: self.shared.clone(),
+            },
+            None => self.clone(),
+        }
     }
 
     /// Connects to the configured database, brings its schema up to date, and seeds a new
@@ -59,22 +75,26 @@ impl AppState {
         let settings = SettingsCache::start(&db)
             .await
             .map_err(|err| DbErr::Custom(format!("reading the program settings: {err:?}")))?;
-        let sqlite_writers = (db.get_database_backend() == DbBackend::Sqlite).then(WriterQueue::default);
+        let sqlite_writer = db::connect_sqlite_writer(&config.database_url, &statements)
+            .await?
+            .map(SqliteWriter::new);
         let webhooks = Webhooks::new(config.webhook_timeout, config.webhook_allow_private_targets)
             .map_err(|err| DbErr::Custom(format!("building the webhook client: {err}")))?;
-        let state = AppState(Arc::new(Inner {
+        let state = AppState {
             db,
-            config,
-            keys,
-            statements,
-            limits,
-            clock,
-            settings,
-            claim_lanes: ClaimLanes::default(),
-            sqlite_writers,
-            webhooks,
-        }));
-        presets::seed(&state.db, state.clock.now())
+            shared: Arc::new(Inner {
+                config,
+                keys,
+                statements,
+                limits,
+                clock,
+                settings,
+                claim_lanes: ClaimLanes::default(),
+                sqlite_writer,
+                webhooks,
+            }),
+        };
+        presets::seed(&state.for_writes().db, state.clock.now())
             .await
             .map_err(|err| DbErr::Custom(format!("seeding the default preset: {err:?}")))?;
         Ok(state)

@@ -48,8 +48,9 @@ pub async fn settle_now(state: &AppState) -> AppResult<Settled> {
     Ok(total)
 }
 
-/// One batch at the application's clock.
+/// One batch at the application's clock, on the writers' connection.
 async fn settle_batch(state: &AppState) -> AppResult<Settled> {
+    let state = &state.for_writes();
     if state.config.sandbox {
         sandbox::catch_up(&state.db, &state.clock).await?;
     }

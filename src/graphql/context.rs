@@ -15,10 +15,22 @@ use std::sync::{Arc, OnceLock};
 #[derive(Default)]
 pub struct RequestCache {
     settings: OnceLock<Arc<program_settings::Model>>,
+    /// A mutation's state on SQLite, whose statements go to the writers' connection.
+    writing: OnceLock<AppState>,
 }
 
+impl RequestCache {
+    /// Sends this request's statements through `state` (`AppState::for_writes`): set before
+    /// execution starts, by the mutation's turn on SQLite.
+    pub fn write_with(&self, state: AppState) {
+        let _ = self.writing.set(state);
+    }
+}
+
+/// The state a resolver works with: the pool's, or a SQLite mutation's (`RequestCache::write_with`).
 pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
-    ctx.data_unchecked::<AppState>()
+    let writing = ctx.data_unchecked::<RequestCache>().writing.get();
+    writing.unwrap_or_else(|| ctx.data_unchecked::<AppState>())
 }
 
 /// The time this request acts at, from the application's clock.

@@ -22,6 +22,7 @@ pub mod store;
 pub mod types;
 pub mod webhooks;
 
+use crate::graphql::context::RequestCache;
 use crate::state::AppState;
 use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
 use async_graphql::extensions::{
@@ -242,19 +243,20 @@ impl Extension for RequestHooks {
         self.document.validation(ctx, next).await
     }
 
-    /// On SQLite a mutation runs in its turn (`WriterQueue`).
+    /// On SQLite a mutation runs in its turn, on the writers' connection (`SqliteWriter`).
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        let writers = ctx
-            .data_opt::<AppState>()
-            .and_then(|state| state.sqlite_writers.as_ref());
-        match writers {
-            Some(writers) if self.document.runs_a_mutation() => {
-                let _turn = writers.turn().await;
+        let state = ctx.data_opt::<AppState>();
+        match state.and_then(|state| state.sqlite_writer.as_ref()) {
+            Some(writer) if self.document.runs_a_mutation() => {
+                let _turn = writer.turn().await;
+                if let (Some(state), Ok(cache)) = (state, ctx.data::<RequestCache>()) {
+                    cache.write_with(state.for_writes());
+                }
                 next.run(ctx, operation_name).await
             }
             _ => next.run(ctx, operation_name).await,

@@ -2,7 +2,7 @@
 //! one event per eventId.
 
 use crate::helpers::*;
-use sea_orm::DbBackend;
+use sea_orm::{DbBackend, TransactionTrait};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -193,26 +193,14 @@ async fn on_sqlite_a_mutation_waits_its_turn_and_a_query_does_not() {
     let provider_id = app.setup_catalog().await;
     app.set_redemption_rate(PROVIDER, "4").await;
     crate::time::customer(&app, "acct-q").await;
-    let Some(writers) = app.state.sqlite_writers.as_ref() else {
+    let Some(writer) = app.state.sqlite_writer.as_ref() else {
         assert_eq!(app.state.db.get_database_backend(), DbBackend::Postgres);
         return;
     };
     let token = app.customer("acct-q");
-    let turn = writers.turn().await;
-    let claim = {
-        let (client, address, token) = (app.client.clone(), app.address.clone(), token.clone());
-        let query = app.op("customer", "ClaimReward");
-        let vars = json!({ "input": { "providerId": provider_id, "idempotencyKey": "queued" } });
-        tokio::spawn(async move { post_graphql(&client, &address, Some(&token), &query, vars).await.1 })
-    };
-    let dashboard = app.op("customer", "Dashboard");
-    let read = tokio::time::timeout(
-        Duration::from_secs(10),
-        post_graphql(&app.client, &app.address, Some(&token), &dashboard, json!({})),
-    )
-    .await
-    .expect("a query goes while a mutation waits");
-    assert!(error_codes(&read.1).is_empty(), "{:#}", read.1);
+    let turn = writer.turn().await;
+    let claim = spawn_claim(&app, &token, &provider_id, "queued");
+    assert_a_dashboard_answers(&app, &token).await;
     // Ample time for a claim that did not wait to be answered.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!claim.is_finished(), "the claim waits for its turn");
@@ -226,4 +214,92 @@ async fn on_sqlite_a_mutation_waits_its_turn_and_a_query_does_not() {
         vec!["INSUFFICIENT_BALANCE".to_owned()],
         "{claimed:#}"
     );
+}
+
+/// On SQLite whatever writes goes through the writers' connection, so that its page cache stays
+/// warm from one write to the next: while something else holds that connection (a transaction
+/// that has run nothing yet, so it holds no lock of SQLite's), a mutation, a link click and a
+/// webhook pass wait for it; a query does not. Work that wrote on a pooled connection would not
+/// wait: nothing holds the database's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_whatever_writes_waits_for_the_writers_connection_and_a_query_does_not() {
+    let app = spawn_app().await;
+    let provider_id = app.setup_catalog().await;
+    app.set_redemption_rate(PROVIDER, "4").await;
+    let code = app.register_code("acct-w", Some("Wendy Writer"), None).await;
+    let Some(writer) = app.state.sqlite_writer.as_ref() else {
+        assert_eq!(app.state.db.get_database_backend(), DbBackend::Postgres);
+        return;
+    };
+    let held = writer
+        .db
+        .begin()
+        .await
+        .expect("a transaction on the writers' connection");
+    let token = app.customer("acct-w");
+    let claim = spawn_claim(&app, &token, &provider_id, "held");
+    let click = {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client");
+        let url = format!("{}/r/{code}", app.address);
+        tokio::spawn(async move {
+            let answer = client.get(url).header("user-agent", FIREFOX).send().await;
+            answer.expect("the link answers").status()
+        })
+    };
+    let pass = {
+        let state = app.state.clone();
+        tokio::spawn(async move { referral_server::dispatcher::deliver_now(&state).await.is_ok() })
+    };
+    assert_a_dashboard_answers(&app, &token).await;
+    // Ample time for work that did not wait to be done.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!claim.is_finished(), "the claim waits for the writers' connection");
+    assert!(!click.is_finished(), "the click waits for the writers' connection");
+    assert!(
+        !pass.is_finished(),
+        "the webhook pass waits for the writers' connection"
+    );
+    held.rollback().await.expect("the held transaction ends");
+    let claimed = within(claim).await.expect("the claim goes").expect("the claim's task");
+    assert_eq!(
+        error_codes(&claimed),
+        vec!["INSUFFICIENT_BALANCE".to_owned()],
+        "{claimed:#}"
+    );
+    let clicked = within(click).await.expect("the click goes").expect("the click's task");
+    assert_eq!(clicked, reqwest::StatusCode::FOUND);
+    assert!(within(pass).await.expect("the pass goes").expect("the pass's task"));
+    assert_eq!(app.count("clicks").await, 1, "the click was counted");
+}
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+async fn within<F: std::future::IntoFuture>(work: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(10), work).await
+}
+
+/// A ClaimReward of `token`'s account, sent on a task of its own: its answer.
+fn spawn_claim(app: &TestApp, token: &str, provider_id: &str, key: &str) -> tokio::task::JoinHandle<Value> {
+    let (client, address, token) = (app.client.clone(), app.address.clone(), token.to_owned());
+    let query = app.op("customer", "ClaimReward");
+    let vars = json!({ "input": { "providerId": provider_id, "idempotencyKey": key } });
+    tokio::spawn(async move { post_graphql(&client, &address, Some(&token), &query, vars).await.1 })
+}
+
+/// A Dashboard answers within seconds, without errors: a query waits for no writer.
+async fn assert_a_dashboard_answers(app: &TestApp, token: &str) {
+    let dashboard = app.op("customer", "Dashboard");
+    let read = within(post_graphql(
+        &app.client,
+        &app.address,
+        Some(token),
+        &dashboard,
+        json!({}),
+    ))
+    .await
+    .expect("a query goes while writers wait");
+    assert!(error_codes(&read.1).is_empty(), "{:#}", read.1);
 }
