@@ -251,10 +251,11 @@ impl Extension for RequestHooks {
         next: NextExecute<'_>,
     ) -> Response {
         let state = ctx.data_opt::<AppState>();
-        match state.and_then(|state| state.sqlite_writer.as_ref()) {
-            Some(writer) if self.document.runs_a_mutation() => {
+        let writer = state.and_then(|state| Some((state, state.sqlite_writer.as_ref()?)));
+        match writer {
+            Some((state, writer)) if self.document.runs_a_mutation() => {
                 let _turn = writer.turn().await;
-                if let (Some(state), Ok(cache)) = (state, ctx.data::<RequestCache>()) {
+                if let Ok(cache) = ctx.data::<RequestCache>() {
                     cache.write_with(state.for_writes());
                 }
                 next.run(ctx, operation_name).await

@@ -2,6 +2,7 @@
 //! one event per eventId.
 
 use crate::helpers::*;
+use crate::link::{FIREFOX, browser};
 use sea_orm::{DbBackend, TransactionTrait};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -205,7 +206,7 @@ async fn on_sqlite_a_mutation_waits_its_turn_and_a_query_does_not() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!claim.is_finished(), "the claim waits for its turn");
     drop(turn);
-    let claimed = tokio::time::timeout(Duration::from_secs(10), claim)
+    let claimed = within(claim)
         .await
         .expect("the claim goes once the turn is given up")
         .expect("the request task");
@@ -239,15 +240,10 @@ async fn on_sqlite_whatever_writes_waits_for_the_writers_connection_and_a_query_
     let token = app.customer("acct-w");
     let claim = spawn_claim(&app, &token, &provider_id, "held");
     let click = {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("a client");
-        let url = format!("{}/r/{code}", app.address);
-        tokio::spawn(async move {
-            let answer = client.get(url).header("user-agent", FIREFOX).send().await;
-            answer.expect("the link answers").status()
-        })
+        let request = browser()
+            .get(format!("{}/r/{code}", app.address))
+            .header("user-agent", FIREFOX);
+        tokio::spawn(async move { request.send().await.expect("the link answers").status() })
     };
     let pass = {
         let state = app.state.clone();
@@ -274,8 +270,6 @@ async fn on_sqlite_whatever_writes_waits_for_the_writers_connection_and_a_query_
     assert!(within(pass).await.expect("the pass goes").expect("the pass's task"));
     assert_eq!(app.count("clicks").await, 1, "the click was counted");
 }
-
-const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
 async fn within<F: std::future::IntoFuture>(work: F) -> Result<F::Output, tokio::time::error::Elapsed> {
     tokio::time::timeout(Duration::from_secs(10), work).await
