@@ -68,6 +68,14 @@ impl<'a> Direct<'a> {
         Direct { db, statements }
     }
 
+    /// The same pool and counter, owned: for work that outlives the request (a task of its own).
+    pub fn owned(&self) -> OwnedDirect {
+        OwnedDirect {
+            db: self.db.clone(),
+            statements: self.statements.clone(),
+        }
+    }
+
     /// Every row of `statement`.
     pub async fn all(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
         if !self.on_postgres() {
@@ -103,6 +111,19 @@ impl<'a> Direct<'a> {
         self.statements.0.fetch_add(1, Ordering::Relaxed);
         let values = sea_query_sqlx::SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
         sea_orm::sqlx::query_with(sea_orm::sqlx::AssertSqlSafe(statement.sql), values)
+    }
+}
+
+/// A [`Direct`] that owns its pool and counter (both are shared handles).
+#[derive(Clone)]
+pub struct OwnedDirect {
+    db: DatabaseConnection,
+    statements: StatementCounter,
+}
+
+impl OwnedDirect {
+    pub fn direct(&self) -> Direct<'_> {
+        Direct::new(&self.db, &self.statements)
     }
 }
 

@@ -1,9 +1,10 @@
 //! What the writes on the hot paths cost in statements (a regression in round trips fails
 //! here), and the one-statement claim under load. On PostgreSQL a purchase is two statements
 //! (its facts read, its writes in one call), and every answer to ClaimReward (a claim, a retry answered again, a key reused for another
-//! claim, a balance too small, a claim limit) is one statement; on SQLite the claim runs in
-//! steps in one transaction. Either way, 200 concurrent claims on one account spend exactly
-//! what the balance holds, lot by lot.
+//! claim, a balance too small, a claim limit) is one statement, and claims of one account that
+//! waited for their turn are one statement together; on SQLite the claim runs in steps in one
+//! transaction. Either way, 200 concurrent claims on one account spend exactly what the balance
+//! holds, lot by lot.
 
 use crate::helpers::*;
 use crate::time::{customer, reward_in};
@@ -251,4 +252,162 @@ async fn two_hundred_concurrent_claims_on_one_account_spend_exactly_the_balance(
         .await;
     assert_eq!(left_in_expiring, 0, "the expiring lots are spent first");
     app.assert_invariants().await;
+}
+
+/// Holds the lock of `external_id`'s points balance, as another instance's claim would, while
+/// `claims` are sent to the test's server: the first alone, until its statement reached the
+/// database (and waits there on the lock), then the rest at once, which queue in the account's
+/// lane. The lock goes after they had time to queue. Returns the answers, the first's first, and
+/// the statements the server ran meanwhile.
+async fn claims_behind_a_locked_balance(app: &TestApp, external_id: &str, claims: Vec<Value>) -> (Vec<Value>, u64) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let lock = app.state.db.begin().await.expect("a transaction");
+    lock.execute_unprepared(&format!(
+        "SELECT 1 FROM balances WHERE unit = 'POINTS' AND account_id = \
+         (SELECT id FROM accounts WHERE external_id = '{external_id}') FOR UPDATE"
+    ))
+    .await
+    .expect("the balance is locked");
+    let query = app.op("customer", "ClaimReward");
+    let token = app.customer(external_id);
+    let before = app.state.statements.get();
+    let mut claims = claims.into_iter();
+    let first = tokio::spawn({
+        let (app_client, address) = (app.client.clone(), app.address.clone());
+        let (query, token, vars) = (query.clone(), token.clone(), claims.next().expect("a first claim"));
+        async move { post_graphql(&app_client, &address, Some(&token), &query, vars).await.1 }
+    });
+    let reached = async {
+        while app.state.statements.get() == before {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reached)
+        .await
+        .expect("the first claim's statement reaches the database");
+    let rest = tokio::spawn({
+        let app_client = app.client.clone();
+        let (address, query, token) = (app.address.clone(), query.clone(), token.clone());
+        let claims: Vec<Value> = claims.collect();
+        async move {
+            let sent = claims.into_iter().map(|vars| {
+                let (client, address, query, token) =
+                    (app_client.clone(), address.clone(), query.clone(), token.clone());
+                async move { post_graphql(&client, &address, Some(&token), &query, vars).await.1 }
+            });
+            futures::future::join_all(sent).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    lock.commit().await.expect("the lock goes");
+    let mut answers = vec![first.await.expect("the first claim's task")];
+    answers.extend(rest.await.expect("the other claims' task"));
+    (answers, app.state.statements.get() - before)
+}
+
+/// A server on PostgreSQL whose provider's claim costs 4 points, and that provider's id; `None`
+/// on SQLite, where claims are not batched (its writers take turns on one connection anyway).
+async fn postgres_store_at_4() -> Option<(TestApp, String)> {
+    let app = spawn_app().await;
+    if !postgres(&app) {
+        return None;
+    }
+    let provider_id = app.setup_catalog().await;
+    app.set_redemption_rate(PROVIDER, "4").await;
+    Some((app, provider_id))
+}
+
+fn claim_vars(provider_id: &str, key: &str) -> Value {
+    json!({ "input": { "providerId": provider_id, "idempotencyKey": key } })
+}
+
+/// On PostgreSQL the claims of one account that waited for their turn in the instance go to the
+/// database together, in one statement and one commit, and each is answered as if alone: a
+/// claim, a retry of a key in the same batch answered with the same claim, a key reused for
+/// another provider refused, a provider that does not exist refused. Without the batch these 26
+/// claims are 26 statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_that_waited_on_one_account_are_one_statement_and_each_is_answered_alone() {
+    let Some((app, provider_id)) = postgres_store_at_4().await else {
+        return;
+    };
+    let other_provider = app.upsert_provider("other", "Other data", Some("8")).await;
+    let account = customer(&app, "acct-lane").await;
+    reward_in(&app, account, Unit::Points, "500.00", 0, None).await;
+    let mut claims: Vec<Value> = (0..22).map(|i| claim_vars(&provider_id, &format!("k-{i}"))).collect();
+    claims.push(claim_vars(&provider_id, "k-5"));
+    claims.push(claim_vars(&other_provider, "k-7"));
+    claims.push(claim_vars("prv_999999", "k-missing"));
+    claims.push(claim_vars(&other_provider, "k-other"));
+    let (answers, statements) = claims_behind_a_locked_balance(&app, "acct-lane", claims).await;
+    assert_eq!(statements, 2, "the first claim alone, then the 25 that waited together");
+
+    let claim_id = |body: &Value| body["data"]["claimReward"]["claim"]["id"].clone();
+    let answered = answers.iter().filter(|b| error_codes(b).is_empty()).count();
+    let claims: std::collections::HashSet<String> = answers
+        .iter()
+        .filter_map(|b| claim_id(b).as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        (answered, claims.len()),
+        (24, 23),
+        "k-0..k-21 but the k-7 that lost, the retry of k-5, k-other: {answers:#?}"
+    );
+    assert_eq!(
+        claim_id(&answers[5]),
+        claim_id(&answers[22]),
+        "a retry in the batch answers the first claim"
+    );
+    let k7_codes = [error_codes(&answers[7]), error_codes(&answers[23])];
+    assert!(
+        k7_codes.contains(&vec![]) && k7_codes.contains(&vec!["IDEMPOTENCY_CONFLICT".to_owned()]),
+        "one k-7 claims, the other is refused: {k7_codes:?}"
+    );
+    assert_error_code(&answers[24], "NOT_FOUND");
+    assert_eq!(
+        answers[25]["data"]["claimReward"]["claim"]["points"], "8.00",
+        "{:#}",
+        answers[25]
+    );
+    // 21 claims of 4 and one of 8 besides the k-7 that won (4 or 8).
+    let spent = 500
+        - app
+            .available_points("acct-lane")
+            .await
+            .trim_end_matches(".00")
+            .parse::<i64>()
+            .unwrap();
+    assert!(spent == 21 * 4 + 8 + 4 || spent == 21 * 4 + 8 + 8, "spent {spent}");
+    assert_eq!(app.count("claims").await, 23);
+    app.assert_invariants().await;
+}
+
+/// A batch whose statement fails as a whole wrote nothing, and each of its claims is then made
+/// alone, so that one claim's failure stays its own. Here the account's lots hold less than
+/// its balance says (written so by hand), so the function raises for the claim that finds them
+/// empty: of 10 claims, the lots' 5 succeed and only the other 5 fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_a_batch_fails_as_a_whole_its_claims_are_made_one_by_one() {
+    let Some((app, provider_id)) = postgres_store_at_4().await else {
+        return;
+    };
+    let account = customer(&app, "acct-short").await;
+    reward_in(&app, account, Unit::Points, "100.00", 0, None).await;
+    app.sql_i64(&format!(
+        "WITH short AS (UPDATE ledger_entries SET remaining = 20000000 \
+         WHERE account_id = {account} AND remaining > 0 RETURNING 1) SELECT COUNT(*) FROM short"
+    ))
+    .await;
+    let claims = (0..10).map(|i| claim_vars(&provider_id, &format!("s-{i}"))).collect();
+    let (answers, statements) = claims_behind_a_locked_balance(&app, "acct-short", claims).await;
+    let codes: Vec<Vec<String>> = answers.iter().map(error_codes).collect();
+    let claimed = codes.iter().filter(|c| c.is_empty()).count();
+    let failed = codes.iter().filter(|c| *c == &vec!["INTERNAL".to_owned()]).count();
+    assert_eq!((claimed, failed), (5, 5), "{codes:?}");
+    assert_eq!(
+        statements,
+        1 + 1 + 9,
+        "the first alone, the batch, then each of the batch alone"
+    );
+    assert_eq!(app.count("claims").await, 5, "the failed batch left nothing");
 }

@@ -5,8 +5,6 @@
 mod lanes;
 mod one_statement;
 
-pub use lanes::ClaimLanes;
-
 use crate::amount::Amount;
 use crate::db::{Direct, begin_write};
 use crate::error::{AppError, AppResult};
@@ -62,9 +60,14 @@ pub struct Claimed {
     pub duplicate: bool,
 }
 
-/// Claims `request`, after the claims of the same account that this instance started before it
-/// (`lanes`: see [`ClaimLanes`]). On SQLite the instance's writer queue already runs one mutation
-/// at a time, so a lane would only add a lock.
+/// On PostgreSQL, claims of one account wait in its lane and go to the database one batch at a
+/// time (see the `lanes` module).
+pub type ClaimLanes = lanes::Lanes<one_statement::Pending, AppResult<Option<Claimed>>>;
+
+/// Claims `request`, after the claims of the same account that this instance started before it,
+/// and on PostgreSQL in one statement with those of them still waiting (`lanes`: see
+/// [`ClaimLanes`]). On SQLite the instance's writers already take turns on one connection, so a
+/// lane would only add a lock.
 pub async fn claim(
     direct: Direct<'_>,
     lanes: &ClaimLanes,
@@ -73,15 +76,30 @@ pub async fn claim(
 ) -> AppResult<Claimed> {
     let db = direct.db;
     let idempotency_key = optional_text("idempotencyKey", request.idempotency_key.as_deref(), 128)?;
-    let _turn = match db.get_database_backend() {
-        DbBackend::Sqlite => None,
-        _ => Some(lanes.turn(&request.external_id).await),
-    };
     if db.get_database_backend() == DbBackend::Postgres {
-        let fingerprint = claim_fingerprint(request.provider_id);
-        let key = idempotency_key.as_deref();
-        match one_statement::claim(direct, &request, key, &fingerprint, now).await? {
-            Some(claimed) => return Ok(claimed),
+        let pending = one_statement::Pending {
+            provider_id: request.provider_id,
+            idempotency_key: idempotency_key.clone(),
+            fingerprint: claim_fingerprint(request.provider_id),
+            now,
+        };
+        let pool = direct.owned();
+        let answer = lanes
+            .write(&request.external_id, pending, move |external_id, claims| {
+                let pool = pool.clone();
+                async move { one_statement::claim_together(pool.direct(), &external_id, &claims).await }
+            })
+            .await
+            .map_err(|_| AppError::internal(anyhow::anyhow!("the claim's batch ended without its answer")))?;
+        match answer? {
+            Some(claimed) => {
+                if !claimed.duplicate {
+                    let claim = &claimed.claim;
+                    let points = Amount::from_micros(claim.points);
+                    tracing::info!(claim = claim.id, account = claim.account_id, points = %points, "reward claimed");
+                }
+                return Ok(claimed);
+            }
             // Something of the balance is due: the flow below settles it first.
             None => tracing::debug!("the balance has something due: claiming in steps"),
         }
