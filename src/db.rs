@@ -68,14 +68,6 @@ impl<'a> Direct<'a> {
         Direct { db, statements }
     }
 
-    /// The same pool and counter, owned: for work that outlives the request (a task of its own).
-    pub fn owned(&self) -> OwnedDirect {
-        OwnedDirect {
-            db: self.db.clone(),
-            statements: self.statements.clone(),
-        }
-    }
-
     /// Every row of `statement`.
     pub async fn all(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
         if !self.on_postgres() {
@@ -114,7 +106,8 @@ impl<'a> Direct<'a> {
     }
 }
 
-/// A [`Direct`] that owns its pool and counter (both are shared handles).
+/// A [`Direct`] that owns its pool and counter (both are shared handles), for work that outlives
+/// any one request.
 #[derive(Clone)]
 pub struct OwnedDirect {
     db: DatabaseConnection,
@@ -122,6 +115,10 @@ pub struct OwnedDirect {
 }
 
 impl OwnedDirect {
+    pub fn new(db: DatabaseConnection, statements: StatementCounter) -> Self {
+        OwnedDirect { db, statements }
+    }
+
     pub fn direct(&self) -> Direct<'_> {
         Direct::new(&self.db, &self.statements)
     }

@@ -3,10 +3,10 @@
 use crate::auth::JwtKeys;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{self, StatementCounter};
+use crate::db::{self, OwnedDirect, StatementCounter};
 use crate::limits::Limits;
 use crate::service::settings::cache::SettingsCache;
-use crate::service::store::ClaimLanes;
+use crate::service::store::{self, ClaimLanes};
 use crate::service::webhooks::dispatch::Webhooks;
 use crate::service::{self, presets};
 use crate::sqlite_writer::SqliteWriter;
@@ -80,6 +80,7 @@ impl AppState {
             .map(SqliteWriter::new);
         let webhooks = Webhooks::new(config.webhook_timeout, config.webhook_allow_private_targets)
             .map_err(|err| DbErr::Custom(format!("building the webhook client: {err}")))?;
+        let claim_lanes = store::claim_lanes(OwnedDirect::new(db.clone(), statements.clone()));
         let state = AppState {
             db,
             shared: Arc::new(Inner {
@@ -89,7 +90,7 @@ impl AppState {
                 limits,
                 clock,
                 settings,
-                claim_lanes: ClaimLanes::default(),
+                claim_lanes,
                 sqlite_writer,
                 webhooks,
             }),

@@ -272,36 +272,27 @@ async fn claims_behind_a_locked_balance(app: &TestApp, external_id: &str, claims
     let token = app.customer(external_id);
     let before = app.state.statements.get();
     let mut claims = claims.into_iter();
-    let first = tokio::spawn({
-        let (app_client, address) = (app.client.clone(), app.address.clone());
-        let (query, token, vars) = (query.clone(), token.clone(), claims.next().expect("a first claim"));
-        async move { post_graphql(&app_client, &address, Some(&token), &query, vars).await.1 }
-    });
-    let reached = async {
-        while app.state.statements.get() == before {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    let first_vars = claims.next().expect("a first claim");
+    let first = post_graphql(&app.client, &app.address, Some(&token), &query, first_vars);
+    let the_rest_behind_it = async {
+        let reached = async {
+            while app.state.statements.get() == before {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), reached)
+            .await
+            .expect("the first claim's statement reaches the database");
+        let release = async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            lock.commit().await.expect("the lock goes");
+        };
+        let (rest, ()) = tokio::join!(send_concurrently(app, &token, &query, claims.collect()), release);
+        rest
     };
-    tokio::time::timeout(std::time::Duration::from_secs(10), reached)
-        .await
-        .expect("the first claim's statement reaches the database");
-    let rest = tokio::spawn({
-        let app_client = app.client.clone();
-        let (address, query, token) = (app.address.clone(), query.clone(), token.clone());
-        let claims: Vec<Value> = claims.collect();
-        async move {
-            let sent = claims.into_iter().map(|vars| {
-                let (client, address, query, token) =
-                    (app_client.clone(), address.clone(), query.clone(), token.clone());
-                async move { post_graphql(&client, &address, Some(&token), &query, vars).await.1 }
-            });
-            futures::future::join_all(sent).await
-        }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    lock.commit().await.expect("the lock goes");
-    let mut answers = vec![first.await.expect("the first claim's task")];
-    answers.extend(rest.await.expect("the other claims' task"));
+    let ((_, first), rest) = tokio::join!(first, the_rest_behind_it);
+    let mut answers = vec![first];
+    answers.extend(rest);
     (answers, app.state.statements.get() - before)
 }
 
@@ -393,11 +384,13 @@ async fn when_a_batch_fails_as_a_whole_its_claims_are_made_one_by_one() {
     };
     let account = customer(&app, "acct-short").await;
     reward_in(&app, account, Unit::Points, "100.00", 0, None).await;
-    app.sql_i64(&format!(
-        "WITH short AS (UPDATE ledger_entries SET remaining = 20000000 \
-         WHERE account_id = {account} AND remaining > 0 RETURNING 1) SELECT COUNT(*) FROM short"
-    ))
-    .await;
+    let shortened = sea_orm::ConnectionTrait::execute_unprepared(
+        &app.state.db,
+        &format!("UPDATE ledger_entries SET remaining = 20000000 WHERE account_id = {account} AND remaining > 0"),
+    )
+    .await
+    .expect("the lot is made short");
+    assert_eq!(shortened.rows_affected(), 1, "the account has one lot");
     let claims = (0..10).map(|i| claim_vars(&provider_id, &format!("s-{i}"))).collect();
     let (answers, statements) = claims_behind_a_locked_balance(&app, "acct-short", claims).await;
     let codes: Vec<Vec<String>> = answers.iter().map(error_codes).collect();

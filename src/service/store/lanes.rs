@@ -17,6 +17,7 @@
 //! the claims written with its claim are still answered.
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -30,11 +31,16 @@ const LANES: usize = 4096;
 
 /// At most this many claims in one batch: one statement's work stays a few milliseconds even
 /// when hundreds of claims of one account wait.
-pub const MAX_BATCH: usize = 64;
+const MAX_BATCH: usize = 64;
 
 pub struct Lanes<T, R> {
     lanes: Arc<[Mutex<Lane<T, R>>]>,
+    write: Writer<T, R>,
 }
+
+/// Writes one batch (one account's items, in the order they came, at most `MAX_BATCH`) and
+/// answers each item, in the same order.
+type Writer<T, R> = Arc<dyn Fn(String, Vec<T>) -> BoxFuture<'static, Vec<R>> + Send + Sync>;
 
 struct Lane<T, R> {
     /// A task is writing this lane's batches; a new claim only joins the queue.
@@ -48,8 +54,18 @@ struct Waiting<T, R> {
     reply: oneshot::Sender<R>,
 }
 
-impl<T, R> Default for Lanes<T, R> {
-    fn default() -> Self {
+/// The batch that carried an item ended without its answer: its writer panicked (logged), or
+/// answered fewer items than it was given.
+#[derive(Debug)]
+pub struct NoAnswer;
+
+impl<T: Send + 'static, R: Send + 'static> Lanes<T, R> {
+    /// Lanes whose batches `write` writes.
+    pub fn new<W, F>(write: W) -> Self
+    where
+        W: Fn(String, Vec<T>) -> F + Send + Sync + 'static,
+        F: Future<Output = Vec<R>> + Send + 'static,
+    {
         Lanes {
             lanes: (0..LANES)
                 .map(|_| {
@@ -59,25 +75,14 @@ impl<T, R> Default for Lanes<T, R> {
                     })
                 })
                 .collect(),
+            write: Arc::new(move |account, items| Box::pin(write(account, items))),
         }
     }
-}
 
-/// The batch that carried an item ended without its answer: its writer panicked (logged), or
-/// answered fewer items than it was given.
-#[derive(Debug)]
-pub struct NoAnswer;
-
-impl<T: Send + 'static, R: Send + 'static> Lanes<T, R> {
     /// Writes `item` of `account` after the items this instance queued before it on the same
     /// lane, in one batch with the items of the same account that are waiting when its turn
-    /// comes. `write` gets a batch (one account's items, in the order they came, at most
-    /// `MAX_BATCH`) and answers each item, in the same order.
-    pub async fn write<W, F>(&self, account: &str, item: T, write: W) -> Result<R, NoAnswer>
-    where
-        W: Fn(String, Vec<T>) -> F + Send + 'static,
-        F: Future<Output = Vec<R>> + Send + 'static,
-    {
+    /// comes, and answers what the writer answered for it.
+    pub async fn write(&self, account: &str, item: T) -> Result<R, NoAnswer> {
         let index = lane_of(account);
         let (reply, answer) = oneshot::channel();
         let start_writer = {
@@ -90,18 +95,14 @@ impl<T: Send + 'static, R: Send + 'static> Lanes<T, R> {
             !std::mem::replace(&mut lane.writing, true)
         };
         if start_writer {
-            tokio::spawn(write_lane(self.lanes.clone(), index, write));
+            tokio::spawn(write_lane(self.lanes.clone(), index, self.write.clone()));
         }
         answer.await.map_err(|_| NoAnswer)
     }
 }
 
 /// Writes the lane's batches until none waits.
-async fn write_lane<T, R, W, F>(lanes: Arc<[Mutex<Lane<T, R>>]>, index: usize, write: W)
-where
-    W: Fn(String, Vec<T>) -> F,
-    F: Future<Output = Vec<R>>,
-{
+async fn write_lane<T, R>(lanes: Arc<[Mutex<Lane<T, R>>]>, index: usize, write: Writer<T, R>) {
     loop {
         let batch = {
             let mut lane = lanes[index].lock().unwrap_or_else(PoisonError::into_inner);
@@ -163,22 +164,19 @@ mod tests {
 
     type Written = Arc<Mutex<Vec<(String, Vec<u32>)>>>;
 
-    /// A writer that records its batches and answers each item doubled, once `gate` lets it.
-    fn recording(
-        written: &Written,
-        gate: &Arc<Semaphore>,
-    ) -> impl Fn(String, Vec<u32>) -> futures::future::BoxFuture<'static, Vec<u32>> + Send + 'static {
-        let written = written.clone();
-        let gate = gate.clone();
-        move |account, items| {
+    /// Lanes whose writer records its batches and answers each item doubled, once the gate of
+    /// the batch's account lets it: `u1`'s for u1, `others` for any other account.
+    fn recording(written: &Written, u1: &Arc<Semaphore>, others: &Arc<Semaphore>) -> Lanes<u32, u32> {
+        let (written, u1, others) = (written.clone(), u1.clone(), others.clone());
+        Lanes::new(move |account: String, items: Vec<u32>| {
             let written = written.clone();
-            let gate = gate.clone();
-            Box::pin(async move {
+            let gate = if account == "u1" { u1.clone() } else { others.clone() };
+            async move {
                 gate.acquire().await.expect("the gate stays open").forget();
                 written.lock().unwrap().push((account, items.clone()));
                 items.into_iter().map(|item| item * 2).collect()
-            })
-        }
+            }
+        })
     }
 
     fn same_lane_as(account: &str) -> String {
@@ -190,15 +188,14 @@ mod tests {
 
     #[tokio::test]
     async fn items_that_waited_are_written_together_and_each_answered() {
-        let lanes: Arc<Lanes<u32, u32>> = Arc::new(Lanes::default());
         let written = Written::default();
         let gate = Arc::new(Semaphore::new(0));
+        let lanes = Arc::new(recording(&written, &gate, &gate));
         let neighbour = same_lane_as("u1");
         let mut answers = Vec::new();
         for (account, item) in [("u1", 1), ("u1", 2), (neighbour.as_str(), 3), ("u1", 4), ("u1", 5)] {
-            let lanes = lanes.clone();
-            let (account, write) = (account.to_owned(), recording(&written, &gate));
-            answers.push(tokio::spawn(async move { lanes.write(&account, item, write).await }));
+            let (lanes, account) = (lanes.clone(), account.to_owned());
+            answers.push(tokio::spawn(async move { lanes.write(&account, item).await }));
             // Each one queued before the next comes.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -222,24 +219,19 @@ mod tests {
 
     #[tokio::test]
     async fn other_lanes_do_not_wait_and_a_batch_outlives_its_caller() {
-        let lanes: Arc<Lanes<u32, u32>> = Arc::new(Lanes::default());
         let written = Written::default();
-        let closed = Arc::new(Semaphore::new(0));
+        let (closed, open) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(100)));
+        let lanes = Arc::new(recording(&written, &closed, &open));
         let first = tokio::spawn({
-            let (lanes, write) = (lanes.clone(), recording(&written, &closed));
-            async move { lanes.write("u1", 1, write).await }
+            let lanes = lanes.clone();
+            async move { lanes.write("u1", 1).await }
         });
         tokio::time::sleep(Duration::from_millis(5)).await;
         let other = (2..)
             .map(|n| format!("u{n}"))
             .find(|id| lane_of(id) != lane_of("u1"))
             .expect("some account falls in another lane");
-        let open = Arc::new(Semaphore::new(1));
-        let elsewhere = tokio::time::timeout(
-            Duration::from_millis(500),
-            lanes.write(&other, 7, recording(&written, &open)),
-        )
-        .await;
+        let elsewhere = tokio::time::timeout(Duration::from_millis(500), lanes.write(&other, 7)).await;
         assert_eq!(elsewhere.expect("another lane goes at once").unwrap(), 14);
         // u1's caller gives up; its batch is written when the writer may go on.
         first.abort();
@@ -250,20 +242,20 @@ mod tests {
             "the batch was written without its caller"
         );
         // The lane is idle again: the next item starts a writer of its own.
-        let again = tokio::time::timeout(
-            Duration::from_millis(500),
-            lanes.write("u1", 2, recording(&written, &open)),
-        );
-        open.add_permits(1);
+        closed.add_permits(1);
+        let again = tokio::time::timeout(Duration::from_millis(500), lanes.write("u1", 2));
         assert_eq!(again.await.expect("u1's lane is free").unwrap(), 4);
     }
 
     #[tokio::test]
     async fn a_batch_that_panics_fails_its_items_and_the_lane_goes_on() {
-        let lanes: Lanes<u32, u32> = Lanes::default();
-        let panicked = lanes.write("u1", 1, |_, _| async { panic!("the writer fails") }).await;
+        let lanes: Lanes<u32, u32> = Lanes::new(|_, items: Vec<u32>| async move {
+            assert!(!items.contains(&1), "the writer fails on item 1");
+            items
+        });
+        let panicked = lanes.write("u1", 1).await;
         assert!(panicked.is_err(), "no answer from a batch that panicked");
-        let next = lanes.write("u1", 2, |_, items: Vec<u32>| async move { items }).await;
+        let next = lanes.write("u1", 2).await;
         assert_eq!(next.unwrap(), 2);
     }
 

@@ -6,7 +6,7 @@ mod lanes;
 mod one_statement;
 
 use crate::amount::Amount;
-use crate::db::{Direct, begin_write};
+use crate::db::{Direct, OwnedDirect, begin_write};
 use crate::error::{AppError, AppResult};
 use crate::service::once::{self, Inserted};
 use crate::service::outbox::{self, payloads};
@@ -64,6 +64,14 @@ pub struct Claimed {
 /// time (see the `lanes` module).
 pub type ClaimLanes = lanes::Lanes<one_statement::Pending, AppResult<Option<Claimed>>>;
 
+/// The instance's lanes, writing their batches on `pool` (used on PostgreSQL only).
+pub fn claim_lanes(pool: OwnedDirect) -> ClaimLanes {
+    ClaimLanes::new(move |external_id, claims| {
+        let pool = pool.clone();
+        async move { one_statement::claim_together(pool.direct(), &external_id, &claims).await }
+    })
+}
+
 /// Claims `request`, after the claims of the same account that this instance started before it,
 /// and on PostgreSQL in one statement with those of them still waiting (`lanes`: see
 /// [`ClaimLanes`]). On SQLite the instance's writers already take turns on one connection, so a
@@ -83,12 +91,8 @@ pub async fn claim(
             fingerprint: claim_fingerprint(request.provider_id),
             now,
         };
-        let pool = direct.owned();
         let answer = lanes
-            .write(&request.external_id, pending, move |external_id, claims| {
-                let pool = pool.clone();
-                async move { one_statement::claim_together(pool.direct(), &external_id, &claims).await }
-            })
+            .write(&request.external_id, pending)
             .await
             .map_err(|_| AppError::internal(anyhow::anyhow!("the claim's batch ended without its answer")))?;
         match answer? {
