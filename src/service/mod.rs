@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod adjustments;
 pub mod affiliates;
 pub mod audit;
+pub mod batches;
 pub mod catalog;
 pub mod check;
 pub mod clicks;

@@ -2,12 +2,12 @@
 //! a time, at the provider's redemption rate. A claim debits the balance in the same
 //! transaction that records it; a failed delivery gives the points back.
 
-mod lanes;
 mod one_statement;
 
 use crate::amount::Amount;
 use crate::db::{Direct, OwnedDirect, begin_write};
 use crate::error::{AppError, AppResult};
+use crate::service::batches::lanes::Lanes;
 use crate::service::once::{self, Inserted};
 use crate::service::outbox::{self, payloads};
 use crate::service::page::{self, Page, PageRequest};
@@ -62,7 +62,7 @@ pub struct Claimed {
 
 /// On PostgreSQL, claims of one account wait in its lane and go to the database one batch at a
 /// time (see the `lanes` module).
-pub type ClaimLanes = lanes::Lanes<one_statement::Pending, AppResult<Option<Claimed>>>;
+pub type ClaimLanes = Lanes<one_statement::Pending, AppResult<Option<Claimed>>>;
 
 /// The instance's lanes, writing their batches on `pool` (used on PostgreSQL only).
 pub fn claim_lanes(pool: OwnedDirect) -> ClaimLanes {

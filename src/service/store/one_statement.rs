@@ -2,7 +2,7 @@
 //! (migration/src/sql/claim_reward.sql) reads, checks and writes everything a claim does in
 //! the statement's own transaction, and answers with an outcome that this module turns into the
 //! same answers as the flow in steps: a claim, a retry answered again, or the same errors with
-//! the same messages. Claims of one account that waited for their turn (`lanes`) go together:
+//! the same messages. Claims of one account that waited for their turn (`batches::lanes`) go together:
 //! the function once for each, in one statement.
 
 use super::{ClaimKey, Claimed, daily_limit, no_provider, no_rate, pending_limit, too_large};
@@ -23,7 +23,7 @@ const CLAIMS: &str = "SELECT r.* FROM ROWS FROM (jsonb_to_recordset($2::jsonb) \
      AS (provider bigint, key text, hash text, at timestamptz)) WITH ORDINALITY AS q(provider, key, hash, at, n) \
      CROSS JOIN LATERAL referral_claim_reward($1, q.provider, q.key, q.hash, q.at) AS r ORDER BY q.n";
 
-/// One claim waiting in its account's lane (see `lanes`).
+/// One claim waiting in its account's lane (see `batches::lanes`).
 pub struct Pending {
     pub provider_id: i64,
     pub idempotency_key: Option<String>,

@@ -16,22 +16,17 @@
 //! idle and ended when no claim waits: a client that hangs up does not cut a batch short, and
 //! the claims written with its claim are still answered.
 
-use futures::FutureExt;
+use super::{MAX_BATCH, NoAnswer, answer_batch};
 use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
 /// Enough that concurrent claims of different accounts seldom share a lane (of 32 claims in
 /// flight, two share one about one time in nine), and sharing costs one batch's wait.
 const LANES: usize = 4096;
-
-/// At most this many claims in one batch: one statement's work stays a few milliseconds even
-/// when hundreds of claims of one account wait.
-const MAX_BATCH: usize = 64;
 
 pub struct Lanes<T, R> {
     lanes: Arc<[Mutex<Lane<T, R>>]>,
@@ -53,11 +48,6 @@ struct Waiting<T, R> {
     item: T,
     reply: oneshot::Sender<R>,
 }
-
-/// The batch that carried an item ended without its answer: its writer panicked (logged), or
-/// answered fewer items than it was given.
-#[derive(Debug)]
-pub struct NoAnswer;
 
 impl<T: Send + 'static, R: Send + 'static> Lanes<T, R> {
     /// Lanes whose batches `write` writes.
@@ -116,17 +106,7 @@ async fn write_lane<T, R>(lanes: Arc<[Mutex<Lane<T, R>>]>, index: usize, write: 
         let account = batch[0].account.clone();
         let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) =
             batch.into_iter().map(|waiting| (waiting.item, waiting.reply)).unzip();
-        // A panic is this batch's alone: its claims get no answer (their requests fail), the
-        // lane goes on with the next.
-        match AssertUnwindSafe(write(account, items)).catch_unwind().await {
-            Ok(answers) => {
-                for (reply, answer) in replies.into_iter().zip(answers) {
-                    // The claim's request may have gone: its claim was written all the same.
-                    let _ = reply.send(answer);
-                }
-            }
-            Err(_) => tracing::error!("writing a batch of claims panicked"),
-        }
+        answer_batch(write(account, items), replies, "claims").await;
     }
 }
 
