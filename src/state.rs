@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, OwnedDirect, StatementCounter};
 use crate::limits::Limits;
+use crate::service::events::{self, PurchaseBatches};
 use crate::service::settings::cache::SettingsCache;
 use crate::service::store::{self, ClaimLanes};
 use crate::service::webhooks::dispatch::Webhooks;
@@ -32,6 +33,8 @@ pub struct Inner {
     pub settings: SettingsCache,
     /// Claims of one account take turns within the instance (see `ClaimLanes`).
     pub claim_lanes: ClaimLanes,
+    /// Purchases that wait go to the database together (see `PurchaseBatches`).
+    pub purchase_batches: PurchaseBatches,
     /// SQLite's writers' connection and mutations' queue; None on PostgreSQL.
     pub sqlite_writer: Option<SqliteWriter>,
     /// The webhook dispatcher's client and the attempts this instance has in flight.
@@ -81,6 +84,7 @@ impl AppState {
         let webhooks = Webhooks::new(config.webhook_timeout, config.webhook_allow_private_targets)
             .map_err(|err| DbErr::Custom(format!("building the webhook client: {err}")))?;
         let claim_lanes = store::claim_lanes(OwnedDirect::new(db.clone(), statements.clone()));
+        let purchase_batches = events::purchase_batches(OwnedDirect::new(db.clone(), statements.clone()));
         let state = AppState {
             db,
             shared: Arc::new(Inner {
@@ -91,6 +95,7 @@ impl AppState {
                 clock,
                 settings,
                 claim_lanes,
+                purchase_batches,
                 sqlite_writer,
                 webhooks,
             }),

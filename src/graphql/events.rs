@@ -141,7 +141,10 @@ impl From<EventOutcome> for RecordEventPayload {
 pub struct EventMutation;
 
 async fn record(ctx: &Context<'_>, input: EventInput) -> Result<RecordEventPayload> {
-    Ok(events::record(state(ctx).direct(), input, now(ctx)).await?.into())
+    let state = state(ctx);
+    Ok(events::record(state.direct(), &state.purchase_batches, input, now(ctx))
+        .await?
+        .into())
 }
 
 #[Object]

@@ -1,6 +1,7 @@
 //! What the writes on the hot paths cost in statements (a regression in round trips fails
 //! here), and the one-statement claim under load. On PostgreSQL a purchase is two statements
-//! (its facts read, its writes in one call), and every answer to ClaimReward (a claim, a retry answered again, a key reused for another
+//! (its facts read, its writes in one call), and so are the purchases that waited for a writer
+//! together, and every answer to ClaimReward (a claim, a retry answered again, a key reused for another
 //! claim, a balance too small, a claim limit) is one statement, and claims of one account that
 //! waited for their turn are one statement together; on SQLite the claim runs in steps in one
 //! transaction. Either way, 200 concurrent claims on one account spend exactly what the balance
@@ -75,22 +76,28 @@ async fn a_purchase_is_two_statements_on_postgresql() {
     app.assert_invariants().await;
 }
 
+/// The catalog and the chain acct-a → acct-b → acct-c, where acct-a's points balance has a
+/// hold of 20 points that has just ended: something due.
+async fn chain_with_a_hold_that_ended(app: &TestApp) {
+    app.setup_catalog().await;
+    app.chain().await;
+    let referrer = app
+        .sql_i64("SELECT id FROM accounts WHERE external_id = 'acct-a'")
+        .await;
+    reward_in(app, referrer, Unit::Points, "20.00", 3, None).await;
+    app.state
+        .clock
+        .advance(chrono::Duration::days(3))
+        .expect("the clock moves");
+}
+
 /// A reward into a balance with something due (here a hold that ended) comes after what is
 /// due is settled: on PostgreSQL the call leaves such a purchase to the steps, having written
 /// nothing, and the steps settle and pay.
 #[tokio::test]
 async fn a_purchase_paying_into_a_balance_with_something_due_settles_it_first() {
     let app = spawn_app().await;
-    app.setup_catalog().await;
-    app.chain().await;
-    let referrer = app
-        .sql_i64("SELECT id FROM accounts WHERE external_id = 'acct-a'")
-        .await;
-    reward_in(&app, referrer, Unit::Points, "20.00", 3, None).await;
-    app.state
-        .clock
-        .advance(chrono::Duration::days(3))
-        .expect("the clock moves");
+    chain_with_a_hold_that_ended(&app).await;
     let (statements, paid) = purchase_costs(&app, "evt-due", "acct-b", "10").await;
     assert_eq!(
         paid["data"]["recordPurchase"]["rewards"][0]["amount"], "150.00",
@@ -275,25 +282,41 @@ async fn claims_behind_a_locked_balance(app: &TestApp, external_id: &str, claims
     let first_vars = claims.next().expect("a first claim");
     let first = post_graphql(&app.client, &app.address, Some(&token), &query, first_vars);
     let the_rest_behind_it = async {
-        let reached = async {
-            while app.state.statements.get() == before {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(10), reached)
-            .await
-            .expect("the first claim's statement reaches the database");
-        let release = async {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            lock.commit().await.expect("the lock goes");
-        };
-        let (rest, ()) = tokio::join!(send_concurrently(app, &token, &query, claims.collect()), release);
-        rest
+        until_statements(app, before + 1, "the first claim's statement reaches the database").await;
+        send_then_release(app, &token, &query, claims.collect(), lock).await
     };
     let ((_, first), rest) = tokio::join!(first, the_rest_behind_it);
     let mut answers = vec![first];
     answers.extend(rest);
     (answers, app.state.statements.get() - before)
+}
+
+/// Waits until the server has run `count` statements since it started (10 s at most).
+async fn until_statements(app: &TestApp, count: u64, what: &str) {
+    let reached = async {
+        while app.state.statements.get() < count {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reached)
+        .await
+        .expect(what);
+}
+
+/// Sends `variables` at once, and ends `lock` once they had time to queue behind it.
+async fn send_then_release(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Vec<Value>,
+    lock: sea_orm::DatabaseTransaction,
+) -> Vec<Value> {
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        lock.commit().await.expect("the lock goes");
+    };
+    let (answers, ()) = tokio::join!(send_concurrently(app, token, query, variables), release);
+    answers
 }
 
 /// A server on PostgreSQL whose provider's claim costs 4 points, and that provider's id; `None`
@@ -403,4 +426,161 @@ async fn when_a_batch_fails_as_a_whole_its_claims_are_made_one_by_one() {
         "the first alone, the batch, then each of the batch alone"
     );
     assert_eq!(app.count("claims").await, 5, "the failed batch left nothing");
+}
+
+/// Batches of purchases the server writes at once (`PURCHASE_WRITERS`): that many purchases
+/// held in the database keep every writer busy, and the purchases that come meanwhile wait.
+const PURCHASE_WRITERS: usize = 4;
+
+/// Holds a lock on `acct-held`'s row, as another instance's transaction could, while
+/// `PURCHASE_WRITERS` purchases of that account are sent one after the other, each until its
+/// writes reached the database (and wait there on the lock): every writer is then busy. Then
+/// `purchases` are sent at once and queue; the lock goes after they had time to queue. Returns
+/// their answers, in order, and the statements the server ran for all of them.
+async fn purchases_behind_busy_writers(app: &TestApp, purchases: Vec<Value>) -> (Vec<Value>, u64) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    customer(app, "acct-held").await;
+    let lock = app.state.db.begin().await.expect("a transaction");
+    lock.execute_unprepared("SELECT 1 FROM accounts WHERE external_id = 'acct-held' FOR UPDATE")
+        .await
+        .expect("the account is locked");
+    let query = app.op("integration", "RecordPurchase");
+    let token = app.service();
+    let before = app.state.statements.get();
+    let mut held = Vec::new();
+    for i in 0..PURCHASE_WRITERS {
+        let vars = TestApp::purchase_input(&format!("evt-held-{i}"), "acct-held", RESIDENTIAL, "1");
+        let (client, address, token, query) = (app.client.clone(), app.address.clone(), token.clone(), query.clone());
+        held.push(tokio::spawn(async move {
+            post_graphql(&client, &address, Some(&token), &query, vars).await
+        }));
+        // Its facts read, and its call waiting on the lock.
+        let held_so_far = 2 * (i as u64 + 1);
+        until_statements(
+            app,
+            before + held_so_far,
+            "the held purchase's call reaches the database",
+        )
+        .await;
+    }
+    let answers = send_then_release(app, &token, &query, purchases, lock).await;
+    for held in held {
+        let (_, body) = held.await.expect("the held purchase's request");
+        assert!(error_codes(&body).is_empty(), "{body:#}");
+    }
+    (answers, app.state.statements.get() - before)
+}
+
+/// On PostgreSQL the purchases that waited for a writer go to the database together: their
+/// facts in one statement, their writes in one call and one commit, and each is answered as if
+/// alone: a first purchase that pays (and a second of the same account, which then is not
+/// first), another referee's first purchase, later purchases, an unknown account, an unknown
+/// product. Written one by one, these 20 purchases would be 40 statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purchases_that_waited_for_a_writer_are_two_statements_and_each_is_answered_alone() {
+    let app = spawn_app().await;
+    if !postgres(&app) {
+        return;
+    }
+    app.setup_catalog().await;
+    app.chain().await;
+    let mut purchases = vec![
+        TestApp::purchase_input("evt-b-1", "acct-b", RESIDENTIAL, "10"),
+        TestApp::purchase_input("evt-b-2", "acct-b", RESIDENTIAL, "10"),
+        TestApp::purchase_input("evt-c-1", "acct-c", RESIDENTIAL, "4"),
+        TestApp::purchase_input("evt-nobody", "acct-nobody", RESIDENTIAL, "1"),
+        TestApp::purchase_input("evt-no-product", "acct-a", "no-such-product", "1"),
+    ];
+    purchases.extend((0..15).map(|i| TestApp::purchase_input(&format!("evt-a-{i}"), "acct-a", RESIDENTIAL, "1")));
+    let (answers, statements) = purchases_behind_busy_writers(&app, purchases).await;
+    assert_eq!(
+        statements,
+        2 * PURCHASE_WRITERS as u64 + 2 + 2,
+        "two for each held purchase, two for the 20 that waited, and one for each paying answer's \
+         credited account"
+    );
+
+    let recorded = |body: &Value| body["data"]["recordPurchase"].clone();
+    // Either of acct-b's two came first (they were sent at once): that one pays, the other not.
+    let (first, later) = match recorded(&answers[0])["rewards"].as_array().map(Vec::len) {
+        Some(1) => (recorded(&answers[0]), recorded(&answers[1])),
+        _ => (recorded(&answers[1]), recorded(&answers[0])),
+    };
+    assert_eq!(first["rewards"][0]["amount"], "150.00", "{first:#}");
+    assert_eq!(first["rewards"][0]["account"]["externalId"], "acct-a", "{first:#}");
+    assert_eq!(later["rewards"], json!([]), "the other is not first: {later:#}");
+    assert_eq!(later["decisions"][0]["outcome"], "SKIPPED", "{later:#}");
+    let c1 = recorded(&answers[2]);
+    assert_eq!(c1["rewards"][0]["amount"], "60.00", "{c1:#}");
+    assert_error_code(&answers[3], "NOT_FOUND");
+    assert_error_code(&answers[4], "NOT_FOUND");
+    for answer in &answers[5..] {
+        assert!(error_codes(answer).is_empty(), "{answer:#}");
+        assert_eq!(recorded(answer)["event"]["duplicate"], false, "{answer:#}");
+    }
+    assert_eq!(app.available_points("acct-a").await, "150.00");
+    assert_eq!(app.available_points("acct-b").await, "60.00");
+    assert_eq!(
+        app.count("events").await,
+        PURCHASE_WRITERS as i64 + 18,
+        "the held ones and all but the two refused"
+    );
+    assert_eq!(
+        app.sql_i64("SELECT CAST(COUNT(*) AS BIGINT) FROM referrals WHERE status = 'QUALIFIED'")
+            .await,
+        2
+    );
+    app.assert_invariants().await;
+}
+
+/// A batch of purchases whose call fails as a whole wrote nothing, and each purchase is then
+/// recorded alone, so that one purchase's failure stays its own. Here the referrer's balance has
+/// a hold that ended, which the call leaves to the steps by failing: the steps settle it and
+/// pay, the other purchases are recorded, and a purchase sent twice in the batch is recorded
+/// once and answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_a_batch_of_purchases_fails_as_a_whole_each_is_recorded_alone() {
+    let app = spawn_app().await;
+    if !postgres(&app) {
+        return;
+    }
+    chain_with_a_hold_that_ended(&app).await;
+    let mut purchases: Vec<Value> = (0..6)
+        .map(|i| TestApp::purchase_input(&format!("evt-c-{i}"), "acct-c", RESIDENTIAL, "1"))
+        .collect();
+    purchases.insert(2, TestApp::purchase_input("evt-b-1", "acct-b", RESIDENTIAL, "10"));
+    purchases.push(TestApp::purchase_input("evt-c-1", "acct-c", RESIDENTIAL, "1"));
+    let (answers, _) = purchases_behind_busy_writers(&app, purchases).await;
+    for answer in &answers {
+        assert!(error_codes(answer).is_empty(), "{answer:#}");
+    }
+    let recorded = |i: usize| answers[i]["data"]["recordPurchase"].clone();
+    assert_eq!(recorded(2)["rewards"][0]["amount"], "150.00", "{:#}", recorded(2));
+    let paid_by_c: Vec<Value> = [0, 1, 3, 4, 5, 6, 7]
+        .into_iter()
+        .flat_map(|i| recorded(i)["rewards"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        paid_by_c.len(),
+        1,
+        "acct-c's first purchase, whichever it was, pays: {paid_by_c:#?}"
+    );
+    assert_eq!(paid_by_c[0]["amount"], "15.00");
+    // The purchase sent twice: one of the two records it, the other is answered the same.
+    let (mut one, mut other) = (recorded(1), recorded(7));
+    let duplicates = [&one, &other]
+        .iter()
+        .filter(|r| r["event"]["duplicate"] == true)
+        .count();
+    assert_eq!(duplicates, 1, "{one:#} {other:#}");
+    one["event"]["duplicate"] = json!(false);
+    other["event"]["duplicate"] = json!(false);
+    assert_eq!(one, other, "the purchase sent twice is answered as the first time");
+    assert_eq!(
+        app.available_points("acct-a").await,
+        "170.00",
+        "the hold settled, then paid"
+    );
+    assert_eq!(app.count("events").await, PURCHASE_WRITERS as i64 + 7);
+    app.assert_invariants().await;
 }
