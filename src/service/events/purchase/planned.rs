@@ -43,18 +43,23 @@ use std::sync::LazyLock;
 /// (no such account, product, referral) leave their columns NULL. The rules are the same for
 /// every purchase (a subquery that does not depend on the row: read once).
 static FACTS: LazyLock<String> = LazyLock::new(|| {
+    // Each purchase's rows are looked up by their keys' indexes in a subquery of its own, run
+    // once per purchase (`OFFSET 0` keeps the planner from merging it into one join, where it
+    // would plan for a hundred purchases and scan whole tables).
     format!(
-        "SELECT q.n, {account}, {referral}, {referrer}, {product}, s.enabled AS program_enabled, \
-         s.payout_schedule AS program_payout_schedule, \
-         EXISTS (SELECT 1 FROM events e WHERE e.event_id = q.event_id) AS stored, {rules}::text AS rules \
+        "SELECT q.n, f.*, {rules}::text AS rules \
          FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (external_id text, product_key text, event_id text)) \
          WITH ORDINALITY AS q(external_id, product_key, event_id, n) \
-         CROSS JOIN program_settings s \
+         CROSS JOIN LATERAL (SELECT {account}, {referral}, {referrer}, {product}, s.enabled AS program_enabled, \
+         s.payout_schedule AS program_payout_schedule, \
+         EXISTS (SELECT 1 FROM events e WHERE e.event_id = q.event_id) AS stored \
+         FROM program_settings s \
          LEFT JOIN accounts a ON a.external_id = q.external_id \
          LEFT JOIN referrals r ON r.referee_id = a.id AND r.status <> 'REJECTED' \
          LEFT JOIN accounts rr ON rr.id = r.referrer_id \
          LEFT JOIN products p ON p.key = q.product_key \
-         WHERE s.id = $2 ORDER BY q.n",
+         WHERE s.id = $2 OFFSET 0) AS f \
+         ORDER BY q.n",
         account = columns::<account::Entity>("a", "account_"),
         referral = columns::<referral::Entity>("r", "referral_"),
         referrer = columns::<account::Entity>("rr", "referrer_"),
@@ -103,7 +108,16 @@ struct Call {
     pending: Pending,
     arguments: serde_json::Value,
     rules: Vec<Rule>,
+    lock_order: LockOrder,
 }
+
+/// Where a purchase's call goes in its batch: by the referrer whose balance a reward raises,
+/// then the account whose first purchase it may take, then the eventId it inserts. Every lock a
+/// call can wait on (the referrer's balance, the account's row, the referral's reward slot,
+/// the eventId's unique entry) belongs to its own key, so two batches in flight take their locks
+/// in the same order and never wait on each other in a circle. (Purchases of one batch came at
+/// once: no order among them was promised.)
+type LockOrder = (i64, i64, String);
 
 /// Records a batch of purchases in two round trips whatever its size: their facts in one
 /// statement, then, for those the plans decide, `referral_record_purchase` once each in one
@@ -273,17 +287,24 @@ fn plan(pending: Pending, facts: &QueryResult) -> AppResult<Planning> {
         },
         "later": planned(PurchaseOrder::Later)?,
     });
+    let lock_order = (
+        referrer.as_ref().map_or(0, |referrer| referrer.id),
+        account.id,
+        prepared.event_id.clone(),
+    );
     Ok(Planning::Call(Call {
         pending,
         arguments,
         rules,
+        lock_order,
     }))
 }
 
 /// Records `calls` (each with its index in the batch) in one statement, or each alone when
 /// that statement fails as a whole; answers each with its index.
-async fn record_calls(db: Direct<'_>, calls: Vec<(usize, Call)>) -> Vec<(usize, AppResult<Planned>)> {
+async fn record_calls(db: Direct<'_>, mut calls: Vec<(usize, Call)>) -> Vec<(usize, AppResult<Planned>)> {
     if calls.len() > 1 {
+        calls.sort_by(|(_, a), (_, b)| a.lock_order.cmp(&b.lock_order));
         let all: Vec<&Call> = calls.iter().map(|(_, call)| call).collect();
         match call_together(db, &all).await {
             Ok(rows) => {
