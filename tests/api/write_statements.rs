@@ -435,8 +435,8 @@ const PURCHASE_WRITERS: usize = 4;
 /// Holds a lock on `acct-held`'s row, as another instance's transaction could, while
 /// `PURCHASE_WRITERS` purchases of that account are sent one after the other, each until its
 /// writes reached the database (and wait there on the lock): every writer is then busy. Then
-/// `purchases` are sent at once and queue; the lock goes after they had time to queue. Returns
-/// their answers, in order, and the statements the server ran for all of them.
+/// `purchases` are sent one after the other and queue in that order; the lock goes once they
+/// all wait. Returns their answers, in order, and the statements the server ran for all of them.
 async fn purchases_behind_busy_writers(app: &TestApp, purchases: Vec<Value>) -> (Vec<Value>, u64) {
     use sea_orm::{ConnectionTrait, TransactionTrait};
     customer(app, "acct-held").await;
@@ -450,10 +450,7 @@ async fn purchases_behind_busy_writers(app: &TestApp, purchases: Vec<Value>) -> 
     let mut held = Vec::new();
     for i in 0..PURCHASE_WRITERS {
         let vars = TestApp::purchase_input(&format!("evt-held-{i}"), "acct-held", RESIDENTIAL, "1");
-        let (client, address, token, query) = (app.client.clone(), app.address.clone(), token.clone(), query.clone());
-        held.push(tokio::spawn(async move {
-            post_graphql(&client, &address, Some(&token), &query, vars).await
-        }));
+        held.push(spawn_request(app, &token, &query, vars));
         // Its facts read, and its call waiting on the lock.
         let held_so_far = 2 * (i as u64 + 1);
         until_statements(
@@ -463,12 +460,39 @@ async fn purchases_behind_busy_writers(app: &TestApp, purchases: Vec<Value>) -> 
         )
         .await;
     }
-    let answers = send_then_release(app, &token, &query, purchases, lock).await;
+    // One after the other, each queued before the next is sent: they wait in the order listed.
+    let mut queued = Vec::new();
+    for vars in purchases {
+        queued.push(spawn_request(app, &token, &query, vars));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    lock.commit().await.expect("the lock goes");
+    let mut answers = Vec::new();
+    for request in queued {
+        answers.push(request.await.expect("a queued purchase's request").1);
+    }
     for held in held {
         let (_, body) = held.await.expect("the held purchase's request");
         assert!(error_codes(&body).is_empty(), "{body:#}");
     }
     (answers, app.state.statements.get() - before)
+}
+
+/// A request to the test's server, sent at once, answered when it ends.
+fn spawn_request(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> tokio::task::JoinHandle<(reqwest::StatusCode, Value)> {
+    let (client, address, token, query) = (
+        app.client.clone(),
+        app.address.clone(),
+        token.to_owned(),
+        query.to_owned(),
+    );
+    tokio::spawn(async move { post_graphql(&client, &address, Some(&token), &query, variables).await })
 }
 
 /// On PostgreSQL the purchases that waited for a writer go to the database together: their
@@ -582,5 +606,39 @@ async fn when_a_batch_of_purchases_fails_as_a_whole_each_is_recorded_alone() {
         "the hold settled, then paid"
     );
     assert_eq!(app.count("events").await, PURCHASE_WRITERS as i64 + 7);
+    app.assert_invariants().await;
+}
+
+/// Of one account's purchases in one batch the earliest is recorded first, whatever the order
+/// they came in: here the one that happened an hour later is sent first (and has the smaller
+/// eventId), and yet the earlier one
+/// is the account's first purchase and is paid, and nothing is corrected. (In the order they
+/// came, the later one would be first, the earlier one would then fail the batch's call, and,
+/// recorded alone, correct the first purchase: a take-back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_one_accounts_purchases_in_a_batch_the_earliest_is_recorded_first() {
+    let app = spawn_app().await;
+    if !postgres(&app) {
+        return;
+    }
+    app.setup_catalog().await;
+    app.chain().await;
+    let now = app.state.clock.now();
+    let timed = |event_id: &str, hours_ago: i64, gb: &str| {
+        let mut vars = TestApp::purchase_input(event_id, "acct-b", RESIDENTIAL, gb);
+        vars["input"]["occurredAt"] = json!((now - chrono::Duration::hours(hours_ago)).to_rfc3339());
+        vars
+    };
+    // The later one also has the smaller eventId: neither order decides for time.
+    let purchases = vec![timed("evt-1", 1, "2"), timed("evt-2", 2, "10")];
+    let (answers, _) = purchases_behind_busy_writers(&app, purchases).await;
+    let (later, earlier) = (
+        answers[0]["data"]["recordPurchase"].clone(),
+        answers[1]["data"]["recordPurchase"].clone(),
+    );
+    assert_eq!(earlier["rewards"][0]["amount"], "150.00", "{earlier:#}");
+    assert_eq!(later["rewards"], json!([]), "{later:#}");
+    assert_eq!(app.count("take_backs").await, 0, "nothing was corrected");
+    assert_eq!(app.available_points("acct-a").await, "150.00");
     app.assert_invariants().await;
 }

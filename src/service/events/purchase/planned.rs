@@ -112,12 +112,14 @@ struct Call {
 }
 
 /// Where a purchase's call goes in its batch: by the referrer whose balance a reward raises,
-/// then the account whose first purchase it may take, then the eventId it inserts. Every lock a
-/// call can wait on (the referrer's balance, the account's row, the referral's reward slot,
-/// the eventId's unique entry) belongs to its own key, so two batches in flight take their locks
-/// in the same order and never wait on each other in a circle. (Purchases of one batch came at
-/// once: no order among them was promised.)
-type LockOrder = (i64, i64, String);
+/// then the account whose first purchase it may take, then when it happened, then the eventId
+/// it inserts. Every lock a call can wait on (the referrer's balance, the account's row, the
+/// referral's reward slot, the eventId's unique entry) belongs to its own key, so two batches in
+/// flight take their locks in the same order and never wait on each other in a circle; and of
+/// one account's purchases the earliest goes first, so that none has to be corrected for
+/// another of the same batch. (Purchases of one batch came at once: no order among them was
+/// promised.)
+type LockOrder = (i64, i64, DateTime<Utc>, String);
 
 /// Records a batch of purchases in two round trips whatever its size: their facts in one
 /// statement, then, for those the plans decide, `referral_record_purchase` once each in one
@@ -290,6 +292,7 @@ fn plan(pending: Pending, facts: &QueryResult) -> AppResult<Planning> {
     let lock_order = (
         referrer.as_ref().map_or(0, |referrer| referrer.id),
         account.id,
+        occurred_at,
         prepared.event_id.clone(),
     );
     Ok(Planning::Call(Call {
