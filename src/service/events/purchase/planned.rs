@@ -210,6 +210,7 @@ fn purchase_of(prepared: &Prepared) -> Option<&Purchase> {
     }
 }
 
+/// What its facts decide for a purchase: a call of the function, or the steps.
 enum Planning {
     Call(Call),
     InSteps(Prepared),
