@@ -430,7 +430,7 @@ async fn when_a_batch_fails_as_a_whole_its_claims_are_made_one_by_one() {
 
 /// Batches of purchases the server writes at once (`PURCHASE_WRITERS`): that many purchases
 /// held in the database keep every writer busy, and the purchases that come meanwhile wait.
-const PURCHASE_WRITERS: usize = 4;
+const PURCHASE_WRITERS: usize = 2;
 
 /// Holds a lock on `acct-held`'s row, as another instance's transaction could, while
 /// `PURCHASE_WRITERS` purchases of that account are sent one after the other, each until its

@@ -150,10 +150,10 @@ pub enum Finish {
 /// that waited for one of a few writers (see `batches::group_commit` and `purchase::planned`).
 pub struct PurchaseBatches(GroupCommit<planned::Pending, AppResult<planned::Planned>>);
 
-/// Batches in flight at once. Enough to keep PostgreSQL's cores busy while a batch's plans are
-/// made in Rust between its two statements; few enough that purchases under load wait and go
-/// together (measured on two cores, 32 connections: see BENCHMARKS.md).
-const PURCHASE_WRITERS: usize = 4;
+/// Batches in flight at once: while one waits for PostgreSQL the other's plans are made in Rust,
+/// and purchases under load wait and go together. Measured on two cores, 32 connections, 10³ and
+/// 10⁶ accounts: 2 writers beat 4, and 4 beat 8, in rate and in p99 (BENCHMARKS.md, midnight).
+const PURCHASE_WRITERS: usize = 2;
 
 /// The instance's purchase batches, written on `pool` (used on PostgreSQL only).
 pub fn purchase_batches(pool: OwnedDirect) -> PurchaseBatches {
