@@ -479,6 +479,18 @@ async fn purchases_behind_busy_writers(app: &TestApp, purchases: Vec<Value>) -> 
     (answers, app.state.statements.get() - before)
 }
 
+/// A server on PostgreSQL with the catalog and the chain acct-a → acct-b → acct-c; `None` on
+/// SQLite, where purchases are not batched.
+async fn postgres_chain() -> Option<TestApp> {
+    let app = spawn_app().await;
+    if !postgres(&app) {
+        return None;
+    }
+    app.setup_catalog().await;
+    app.chain().await;
+    Some(app)
+}
+
 /// A request to the test's server, sent at once, answered when it ends.
 fn spawn_request(
     app: &TestApp,
@@ -499,15 +511,12 @@ fn spawn_request(
 /// facts in one statement, their writes in one call and one commit, and each is answered as if
 /// alone: a first purchase that pays (and a second of the same account, which then is not
 /// first), another referee's first purchase, later purchases, an unknown account, an unknown
-/// product. Written one by one, these 20 purchases would be 40 statements.
+/// product. Written one by one, each purchase would be its own statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purchases_that_waited_for_a_writer_are_two_statements_and_each_is_answered_alone() {
-    let app = spawn_app().await;
-    if !postgres(&app) {
+    let Some(app) = postgres_chain().await else {
         return;
-    }
-    app.setup_catalog().await;
-    app.chain().await;
+    };
     let mut purchases = vec![
         TestApp::purchase_input("evt-b-1", "acct-b", RESIDENTIAL, "10"),
         TestApp::purchase_input("evt-b-2", "acct-b", RESIDENTIAL, "10"),
@@ -611,18 +620,14 @@ async fn when_a_batch_of_purchases_fails_as_a_whole_each_is_recorded_alone() {
 
 /// Of one account's purchases in one batch the earliest is recorded first, whatever the order
 /// they came in: here the one that happened an hour later is sent first (and has the smaller
-/// eventId), and yet the earlier one
-/// is the account's first purchase and is paid, and nothing is corrected. (In the order they
-/// came, the later one would be first, the earlier one would then fail the batch's call, and,
-/// recorded alone, correct the first purchase: a take-back.)
+/// eventId), and yet the earlier one is the account's first purchase and is paid, and nothing is
+/// corrected. (In the order they came, the later one would be first, the earlier one would then
+/// fail the batch's call and, recorded alone, correct the first purchase: a take-back.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_one_accounts_purchases_in_a_batch_the_earliest_is_recorded_first() {
-    let app = spawn_app().await;
-    if !postgres(&app) {
+    let Some(app) = postgres_chain().await else {
         return;
-    }
-    app.setup_catalog().await;
-    app.chain().await;
+    };
     let now = app.state.clock.now();
     let timed = |event_id: &str, hours_ago: i64, gb: &str| {
         let mut vars = TestApp::purchase_input(event_id, "acct-b", RESIDENTIAL, gb);
