@@ -5,13 +5,14 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, OwnedDirect, StatementCounter};
 use crate::limits::Limits;
+use crate::service::accounts::dashboard::DashboardBatches;
 use crate::service::events::{self, PurchaseBatches};
 use crate::service::settings::cache::SettingsCache;
 use crate::service::store::{self, ClaimLanes};
 use crate::service::webhooks::dispatch::Webhooks;
 use crate::service::{self, presets};
 use crate::sqlite_writer::SqliteWriter;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -35,6 +36,9 @@ pub struct Inner {
     pub claim_lanes: ClaimLanes,
     /// Purchases that wait go to the database together (see `PurchaseBatches`).
     pub purchase_batches: PurchaseBatches,
+    /// On PostgreSQL, the dashboard's reads that wait go to the database together (see
+    /// `DashboardBatches`); None on SQLite, whose statements are calls within the process.
+    pub dashboard_batches: Option<DashboardBatches>,
     /// SQLite's writers' connection and mutations' queue; None on PostgreSQL.
     pub sqlite_writer: Option<SqliteWriter>,
     /// The webhook dispatcher's client and the attempts this instance has in flight.
@@ -85,6 +89,8 @@ impl AppState {
             .map_err(|err| DbErr::Custom(format!("building the webhook client: {err}")))?;
         let claim_lanes = store::claim_lanes(OwnedDirect::new(db.clone(), statements.clone()));
         let purchase_batches = events::purchase_batches(OwnedDirect::new(db.clone(), statements.clone()));
+        let dashboard_batches = (db.get_database_backend() == DbBackend::Postgres)
+            .then(|| DashboardBatches::new(OwnedDirect::new(db.clone(), statements.clone())));
         let state = AppState {
             db,
             shared: Arc::new(Inner {
@@ -96,6 +102,7 @@ impl AppState {
                 settings,
                 claim_lanes,
                 purchase_batches,
+                dashboard_batches,
                 sqlite_writer,
                 webhooks,
             }),

@@ -27,7 +27,15 @@ impl AccountQuery {
             referral: selected.field("referral").exists(),
             balances: selected.field("balance").exists(),
         };
-        let Some(read) = dashboard::account(state(ctx).direct(), external_id, parts, now(ctx)).await? else {
+        let Some(read) = dashboard::account(
+            state(ctx).direct(),
+            state(ctx).dashboard_batches.as_ref(),
+            external_id,
+            parts,
+            now(ctx),
+        )
+        .await?
+        else {
             return Ok(None);
         };
         Ok(Some(Account(prime_account(loader(ctx), read).await)))

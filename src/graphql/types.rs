@@ -280,7 +280,14 @@ impl Account {
             earned: node.field("earned").exists(),
         };
         let request = page_request(first, after)?;
-        let mut friends = dashboard::referred_friends(state(ctx).direct(), self.0.id, request, parts).await?;
+        let mut friends = dashboard::referred_friends(
+            state(ctx).direct(),
+            state(ctx).dashboard_batches.as_ref(),
+            self.0.id,
+            request,
+            parts,
+        )
+        .await?;
         prime_friends(loader(ctx), self.0.id, &mut friends).await;
         Ok(connection(friends.page, |r| r.id, Referral))
     }
@@ -295,7 +302,14 @@ impl Account {
     ) -> Result<Page1<LedgerEntry>> {
         ensure_can_read(ctx, &self.0.external_id)?;
         let request = page_request(first, after)?;
-        let page = dashboard::history(state(ctx).direct(), self.0.id, unit.map(Into::into), request).await?;
+        let page = dashboard::history(
+            state(ctx).direct(),
+            state(ctx).dashboard_batches.as_ref(),
+            self.0.id,
+            unit.map(Into::into),
+            request,
+        )
+        .await?;
         Ok(connection(page, |e| e.id, LedgerEntry))
     }
 

@@ -13,7 +13,7 @@ use referral_server::AppState;
 use referral_server::auth::Role;
 use referral_server::config::Config;
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -1439,6 +1439,39 @@ pub async fn refund_raw(
 pub async fn refund(app: &TestApp, event_id: &str, external_id: &str, refund_of: &str, amount: Option<&str>) -> Value {
     let vars = refund_vars(event_id, external_id, refund_of, amount);
     simulated_then_sent(app, "refund", "RecordRefund", vars).await
+}
+
+/// Whether the test's server runs on PostgreSQL.
+pub fn postgres(app: &TestApp) -> bool {
+    app.state.db.get_database_backend() == DbBackend::Postgres
+}
+
+/// Waits until the server has run `count` statements since it started (10 s at most).
+pub async fn until_statements(app: &TestApp, count: u64, what: &str) {
+    let reached = async {
+        while app.state.statements.get() < count {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reached)
+        .await
+        .expect(what);
+}
+
+/// A request to the test's server, sent at once, answered when it ends.
+pub fn spawn_request(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let (client, address, token, query) = (
+        app.client.clone(),
+        app.address.clone(),
+        token.to_owned(),
+        query.to_owned(),
+    );
+    tokio::spawn(async move { post_graphql(&client, &address, Some(&token), &query, variables).await })
 }
 
 #[cfg(test)]

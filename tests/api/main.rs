@@ -34,6 +34,7 @@ mod points_store;
 mod pool;
 mod presets;
 mod queries;
+mod read_batches;
 mod referred_friends;
 mod referrer_invoices;
 mod refunds;

@@ -10,12 +10,7 @@
 use crate::helpers::*;
 use crate::time::{customer, reward_in};
 use entity::enums::Unit;
-use sea_orm::DbBackend;
 use serde_json::{Value, json};
-
-fn postgres(app: &TestApp) -> bool {
-    app.state.db.get_database_backend() == DbBackend::Postgres
-}
 
 /// The statements one RecordPurchase ran, and its body.
 async fn purchase_costs(app: &TestApp, event_id: &str, external_id: &str, gb: &str) -> (u64, Value) {
@@ -291,18 +286,6 @@ async fn claims_behind_a_locked_balance(app: &TestApp, external_id: &str, claims
     (answers, app.state.statements.get() - before)
 }
 
-/// Waits until the server has run `count` statements since it started (10 s at most).
-async fn until_statements(app: &TestApp, count: u64, what: &str) {
-    let reached = async {
-        while app.state.statements.get() < count {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), reached)
-        .await
-        .expect(what);
-}
-
 /// Sends `variables` at once, and ends `lock` once they had time to queue behind it.
 async fn send_then_release(
     app: &TestApp,
@@ -489,22 +472,6 @@ async fn postgres_chain() -> Option<TestApp> {
     app.setup_catalog().await;
     app.chain().await;
     Some(app)
-}
-
-/// A request to the test's server, sent at once, answered when it ends.
-fn spawn_request(
-    app: &TestApp,
-    token: &str,
-    query: &str,
-    variables: Value,
-) -> tokio::task::JoinHandle<(reqwest::StatusCode, Value)> {
-    let (client, address, token, query) = (
-        app.client.clone(),
-        app.address.clone(),
-        token.to_owned(),
-        query.to_owned(),
-    );
-    tokio::spawn(async move { post_graphql(&client, &address, Some(&token), &query, variables).await })
 }
 
 /// On PostgreSQL the purchases that waited for a writer go to the database together: their

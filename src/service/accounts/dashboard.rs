@@ -5,6 +5,9 @@
 //! shows one part alone (a page of friends, of history). Rows are read by position (`rows`).
 
 mod rows;
+mod together;
+
+pub use together::DashboardBatches;
 
 use crate::amount::Amount;
 use crate::db::Direct;
@@ -20,6 +23,7 @@ use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, Orde
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryResult, Statement, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use together::{Batched, Kind};
 
 // The select lists, written once: every statement is built for every request, and its column
 // lists never change. Each table's columns are read from the position where its list starts.
@@ -60,19 +64,31 @@ pub struct Referred {
 /// which the usual balance, with nothing due, never needs.
 pub async fn account(
     db: Direct<'_>,
+    together: Option<&DashboardBatches>,
     external_id: &str,
     parts: AccountParts,
     now: DateTime<Utc>,
 ) -> AppResult<Option<AccountRead>> {
-    let mut values = Vec::with_capacity(2);
-    if parts.referral {
-        values.push(Value::from(ReferralStatus::Rejected));
-    }
-    values.push(Value::from(external_id));
-    let statement = texts().statement(db.db, Shape::Account(parts), values, || {
-        account_query(external_id, parts)
-    });
-    let rows = db.all(statement).await?;
+    let alone = || {
+        let mut values = Vec::with_capacity(2);
+        if parts.referral {
+            values.push(Value::from(ReferralStatus::Rejected));
+        }
+        values.push(Value::from(external_id));
+        texts().statement(db.db, Shape::Account(parts), values, || {
+            account_query(Expr::val(external_id), parts)
+        })
+    };
+    let kind = Kind {
+        shape: Shape::Account(parts),
+        limit: 0,
+    };
+    let rows = read(db, together, kind, external_id.into(), alone, || Batched {
+        statement: account_query(together::key(), parts),
+        key_type: "text",
+        order: "",
+    })
+    .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -146,6 +162,7 @@ pub struct Friends {
 /// parts asked for, in one statement.
 pub async fn referred_friends(
     db: Direct<'_>,
+    together: Option<&DashboardBatches>,
     referrer_id: i64,
     request: PageRequest,
     parts: FriendParts,
@@ -171,8 +188,27 @@ pub async fn referred_friends(
         ]);
     }
     let shape = Shape::Friends(parts, request.after.is_some());
-    let statement = texts().statement(db.db, shape, values, || friends_query(referrer_id, request, parts));
-    let rows = db.all(statement).await?;
+    let alone = || {
+        texts().statement(db.db, shape, values, || {
+            friends_query(Expr::val(referrer_id), request, parts)
+        })
+    };
+    let together = together.filter(|_| request.after.is_none());
+    let kind = Kind {
+        shape,
+        limit: request.fetch_limit(),
+    };
+    let rows = read(db, together, kind, referrer_id.into(), alone, || Batched {
+        statement: friends_query(together::key(), request, parts),
+        key_type: "bigint",
+        // The statement's own order (`friends_query`).
+        order: if parts.earned {
+            ", x.id DESC, x.earned_unit"
+        } else {
+            ", x.id DESC"
+        },
+    })
+    .await?;
     let total = total_of(&rows)?;
     let referee_at = PAGE_AT + REFERRAL.columns.len();
     let earned_at = referee_at + if parts.referees { PARTICIPANT.columns.len() } else { 0 };
@@ -210,6 +246,7 @@ pub async fn referred_friends(
 /// shows them, in one statement.
 pub async fn history(
     db: Direct<'_>,
+    together: Option<&DashboardBatches>,
     account_id: i64,
     unit: Option<Unit>,
     request: PageRequest,
@@ -225,8 +262,23 @@ pub async fn history(
         }
     }
     let shape = Shape::History(unit.is_some(), request.after.is_some());
-    let statement = texts().statement(db.db, shape, values, || history_query(account_id, unit, request));
-    let rows = db.all(statement).await?;
+    let alone = || {
+        texts().statement(db.db, shape, values, || {
+            history_query(Expr::val(account_id), unit, request)
+        })
+    };
+    let together = together.filter(|_| unit.is_none() && request.after.is_none());
+    let kind = Kind {
+        shape,
+        limit: request.fetch_limit(),
+    };
+    let rows = read(db, together, kind, account_id.into(), alone, || Batched {
+        statement: history_query(together::key(), unit, request),
+        key_type: "bigint",
+        // The statement's own order (`counted_page`).
+        order: ", x.id DESC",
+    })
+    .await?;
     let total = total_of(&rows)?;
     let mut items = Vec::with_capacity(rows.len());
     for result in &rows {
@@ -237,8 +289,26 @@ pub async fn history(
     Ok(Page::from_rows(items, request, total))
 }
 
-/// The statement of `account`.
-fn account_query(external_id: &str, parts: AccountParts) -> SelectStatement {
+/// A read's rows: with the reads of its kind that wait, when `together` is given, else (or
+/// when that batch failed) alone, by the statement `alone` makes.
+async fn read(
+    db: Direct<'_>,
+    together: Option<&DashboardBatches>,
+    kind: Kind,
+    key: serde_json::Value,
+    alone: impl FnOnce() -> Statement,
+    batched: impl FnOnce() -> Batched,
+) -> Result<Vec<QueryResult>, DbErr> {
+    if let Some(batches) = together
+        && let Some(rows) = batches.rows(kind, key, batched).await
+    {
+        return Ok(rows);
+    }
+    db.all(alone()).await
+}
+
+/// The statement of `account`, for the account whose external id is `external_id`.
+fn account_query(external_id: Expr, parts: AccountParts) -> SelectStatement {
     let (me, via, referrer, balances) = (
         Alias::new("me"),
         Alias::new("via"),
@@ -283,11 +353,11 @@ fn account_query(external_id: &str, parts: AccountParts) -> SelectStatement {
     query
 }
 
-/// The statement of `referred_friends`.
-fn friends_query(referrer_id: i64, request: PageRequest, parts: FriendParts) -> SelectStatement {
+/// The statement of `referred_friends`, for the referrer whose id is `referrer_id`.
+fn friends_query(referrer_id: Expr, request: PageRequest, parts: FriendParts) -> SelectStatement {
     let friends = || {
         Condition::all()
-            .add(Expr::col(referral::Column::ReferrerId).eq(referrer_id))
+            .add(Expr::col(referral::Column::ReferrerId).eq(referrer_id.clone()))
             .add(Expr::col(referral::Column::Status).ne(ReferralStatus::Rejected))
     };
     let (page, referee, earned) = (Alias::new(PAGE), Alias::new("referee"), Alias::new("earned"));
@@ -324,7 +394,7 @@ fn friends_query(referrer_id: i64, request: PageRequest, parts: FriendParts) -> 
                 Alias::new("amount"),
             )
             .from(ledger_entry::Entity)
-            .and_where(Expr::col(ledger_entry::Column::AccountId).eq(referrer_id))
+            .and_where(Expr::col(ledger_entry::Column::AccountId).eq(referrer_id.clone()))
             .and_where(Expr::col(ledger_entry::Column::ReferralId).in_subquery(ids))
             .and_where(Expr::col(ledger_entry::Column::Kind).is_in([EntryKind::Reward, EntryKind::Reversal]))
             .and_where(Expr::col(ledger_entry::Column::Status).ne(EntryStatus::Voided))
@@ -351,8 +421,8 @@ fn friends_query(referrer_id: i64, request: PageRequest, parts: FriendParts) -> 
     query
 }
 
-/// The statement of `history`.
-fn history_query(account_id: i64, unit: Option<Unit>, request: PageRequest) -> SelectStatement {
+/// The statement of `history`, for the account whose id is `account_id`.
+fn history_query(account_id: Expr, unit: Option<Unit>, request: PageRequest) -> SelectStatement {
     let mut entries = Condition::all().add(Expr::col(ledger_entry::Column::AccountId).eq(account_id));
     if let Some(unit) = unit {
         entries = entries.add(Expr::col(ledger_entry::Column::Unit).eq(unit));

@@ -4,7 +4,9 @@
 //!
 //! - `lanes`: one batch at a time per key (claims of one account, which would queue on their
 //!   balance row anyway);
-//! - `group_commit`: a few batches at a time of any writes (purchases, which share no row).
+//! - `group_commit`: a few batches at a time of any writes (purchases, which share no row); and
+//!   of reads, which share the same gain (the dashboard's on PostgreSQL: a read is "written"
+//!   when its batch's statement answered it, `accounts::dashboard::together`).
 //!
 //! A batch is written by a task of its own, so a client that hangs up does not cut it short,
 //! and the writes that went with its write are still answered.
