@@ -34,8 +34,18 @@ async fn postgres_friends() -> Option<TestApp> {
     Some(app)
 }
 
-/// Each of `accounts`' answers to `query`, read one after the other (each alone).
+/// Each of `accounts`' answers to `query`, read one after the other (each alone), every one
+/// without errors.
 async fn read_alone(app: &TestApp, query: &str, accounts: &[&str]) -> Vec<Value> {
+    let answers = read_alone_or_failed(app, query, accounts).await;
+    for body in &answers {
+        assert!(error_codes(body).is_empty(), "{body:#}");
+    }
+    answers
+}
+
+/// Each of `accounts`' answers to `query`, read one after the other (each alone).
+async fn read_alone_or_failed(app: &TestApp, query: &str, accounts: &[&str]) -> Vec<Value> {
     let mut answers = Vec::new();
     for account in accounts {
         let (_, body) = post_graphql(
@@ -46,7 +56,6 @@ async fn read_alone(app: &TestApp, query: &str, accounts: &[&str]) -> Vec<Value>
             json!({}),
         )
         .await;
-        assert!(error_codes(&body).is_empty(), "{body:#}");
         answers.push(body);
     }
     answers
@@ -154,5 +163,28 @@ async fn accounts_that_waited_for_a_reader_are_read_in_one_statement() {
         statements,
         READERS as u64 + 1,
         "one statement per held read, then one for all that waited"
+    );
+}
+
+/// A batch whose statement fails as a whole is read again one read at a time, so that one
+/// read's failure stays its own: a token whose account id holds a NUL (which PostgreSQL's JSON
+/// refuses, so the batch's list fails, and its text refuses too, so that read fails alone)
+/// queued between two accounts that answer as they do alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_that_fails_as_a_whole_is_read_one_by_one() {
+    let Some(app) = postgres_friends().await else {
+        return;
+    };
+    let me = "query Me { me { id externalId referralCode } }";
+    let accounts = ["acct-a", "acct-b", "acct-c", "acct\u{0}nul", "acct-d"];
+    let alone = read_alone_or_failed(&app, me, &accounts).await;
+    assert!(!error_codes(&alone[3]).is_empty(), "{:#}", alone[3]);
+
+    let (together, statements) = read_behind_busy_readers(&app, me, &accounts, "accounts", (1, 0)).await;
+    assert_eq!(together, alone, "each read answers as it answers alone");
+    assert_eq!(
+        statements,
+        READERS as u64 + 1 + 3,
+        "one statement per held read, the batch that failed, then each of its reads alone"
     );
 }
