@@ -23,7 +23,7 @@ use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, Orde
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryResult, Statement, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-use together::{Batched, Kind};
+use together::{Answer, Batched, Kind};
 
 // The select lists, written once: every statement is built for every request, and its column
 // lists never change. Each table's columns are read from the position where its list starts.
@@ -189,7 +189,7 @@ pub async fn referred_friends(
     }
     let shape = Shape::Friends(parts, request.after.is_some());
     let alone = || {
-        texts().statement(db.db, shape, values, || {
+        texts().statement(db.db, shape, values.clone(), || {
             friends_query(Expr::val(referrer_id), request, parts)
         })
     };
@@ -263,7 +263,7 @@ pub async fn history(
     }
     let shape = Shape::History(unit.is_some(), request.after.is_some());
     let alone = || {
-        texts().statement(db.db, shape, values, || {
+        texts().statement(db.db, shape, values.clone(), || {
             history_query(Expr::val(account_id), unit, request)
         })
     };
@@ -296,13 +296,15 @@ async fn read(
     together: Option<&DashboardBatches>,
     kind: Kind,
     key: serde_json::Value,
-    alone: impl FnOnce() -> Statement,
+    alone: impl Fn() -> Statement,
     batched: impl FnOnce() -> Batched,
 ) -> Result<Vec<QueryResult>, DbErr> {
-    if let Some(batches) = together
-        && let Some(rows) = batches.rows(kind, key, batched).await
-    {
-        return Ok(rows);
+    if let Some(batches) = together {
+        match batches.read(kind, key, alone(), batched).await {
+            Answer::Rows(rows) => return Ok(rows),
+            Answer::Failed(err) => return Err(err),
+            Answer::Alone => {}
+        }
     }
     db.all(alone()).await
 }

@@ -1,7 +1,8 @@
 //! On PostgreSQL, the dashboard's reads that wait for a reader go to the database together: the
 //! statement one read would send, once for the whole batch, each read's rows picked out by the
 //! key it was made for (an external id, an account's id) and handed back to its own request,
-//! which reads them as if alone. A read that finds a reader free goes at once, alone; under load
+//! which reads them as if alone. A read that finds a reader free goes at once, alone, as its own
+//! statement (the batched one costs PostgreSQL ~8 % more for one key, BENCHMARKS.md); under load
 //! the database runs a few statements of each kind at a time instead of three per Dashboard, and
 //! what each round trip costs both sides (the kernel's, sqlx's, PostgreSQL's protocol and
 //! executor start) is shared by the batch.
@@ -17,7 +18,7 @@ use crate::db::OwnedDirect;
 use crate::service::batches::group_commit::GroupCommit;
 use sea_orm::sea_query::{Alias, Expr, SelectStatement};
 use sea_orm::sqlx::Row as _;
-use sea_orm::{DbBackend, QueryResult, Statement};
+use sea_orm::{DbBackend, DbErr, QueryResult, Statement};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,9 +31,23 @@ pub struct DashboardBatches {
     kinds: Mutex<HashMap<Kind, Arc<Reads>>>,
 }
 
-/// The rows of each read of a batch, in the order of its reads; `None` for all when the batch
-/// failed as a whole (logged): each is then read alone.
-type Reads = GroupCommit<serde_json::Value, Option<Vec<QueryResult>>>;
+/// The reads of one kind, batched.
+type Reads = GroupCommit<Read, Answer>;
+
+/// A read waiting for its batch: its key, and the statement that makes it alone.
+struct Read {
+    key: serde_json::Value,
+    alone: Statement,
+}
+
+/// What a batch answers a read.
+pub(super) enum Answer {
+    Rows(Vec<QueryResult>),
+    /// The read went alone, as its own statement, and that failed.
+    Failed(DbErr),
+    /// Its batch failed as a whole (logged): it is to be read alone.
+    Alone,
+}
 
 /// What a batch's statement depends on besides its reads' keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -66,15 +81,16 @@ impl DashboardBatches {
         }
     }
 
-    /// The rows of the read of `key`, read together with the reads of its kind that wait;
-    /// `None` when its batch failed (then the caller reads it alone). `batched` writes the
-    /// kind's statement, the first time one of its kind comes.
-    pub(super) async fn rows(
+    /// The read of `key`, made with the reads of its kind that wait, or by `alone`, its own
+    /// statement, when it goes by itself. `batched` writes the kind's statement, the first
+    /// time one of its kind comes.
+    pub(super) async fn read(
         &self,
         kind: Kind,
         key: serde_json::Value,
+        alone: Statement,
         batched: impl FnOnce() -> Batched,
-    ) -> Option<Vec<QueryResult>> {
+    ) -> Answer {
         let reads = {
             let mut kinds = self.kinds.lock().unwrap_or_else(PoisonError::into_inner);
             kinds
@@ -82,7 +98,7 @@ impl DashboardBatches {
                 .or_insert_with(|| Arc::new(reads_of(self.pool.clone(), kind, batched())))
                 .clone()
         };
-        reads.write(key).await.ok().flatten()
+        reads.write(Read { key, alone }).await.unwrap_or(Answer::Alone)
     }
 }
 
@@ -102,20 +118,30 @@ fn reads_of(pool: OwnedDirect, kind: Kind, batched: Batched) -> Reads {
         order = batched.order,
     )
     .into();
-    GroupCommit::new(READERS, move |keys: Vec<serde_json::Value>| {
+    GroupCommit::new(READERS, move |mut batch: Vec<Read>| {
         let (pool, text, mut values) = (pool.clone(), text.clone(), constants.clone());
         async move {
-            let reads = keys.len();
-            let list = keys.into_iter().map(|key| serde_json::json!({ "key": key })).collect();
+            let reads = batch.len();
+            if reads == 1 {
+                let read = batch.pop().map(|read| read.alone);
+                return vec![match read {
+                    Some(alone) => pool.direct().all(alone).await.map_or_else(Answer::Failed, Answer::Rows),
+                    None => Answer::Alone,
+                }];
+            }
+            let list = batch
+                .into_iter()
+                .map(|read| serde_json::json!({ "key": read.key }))
+                .collect();
             values.push(serde_json::Value::Array(list).into());
             let statement = Statement::from_sql_and_values(DbBackend::Postgres, text.as_ref(), values);
             match pool.direct().all(statement).await {
-                Ok(rows) => split(rows, reads).map(|split| split.into_iter().map(Some).collect()),
+                Ok(rows) => split(rows, reads).map(|split| split.into_iter().map(Answer::Rows).collect()),
                 Err(err) => Err(err.to_string()),
             }
             .unwrap_or_else(|err| {
                 tracing::warn!(?kind, reads, %err, "a batch of dashboard reads failed; each is read alone");
-                (0..reads).map(|_| None).collect()
+                (0..reads).map(|_| Answer::Alone).collect()
             })
         }
     })
